@@ -1,0 +1,56 @@
+# latchkey: `make` builds, `make test` runs every test, `make demo` shows it working.
+# Both test and demo first install what is missing (scripts/bootstrap, npm ci), quietly.
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+DESTDIR ?=
+NODE_DEPS := node_modules/.latchkey-stamp
+ADDON := native/addon/build/Release/latchkey.node
+TS_STAMP := dist/.stamp
+TS_SOURCES := $(shell find src test scripts -name '*.ts' -not -path '*/node_modules/*' 2>/dev/null)
+
+.PHONY: all build bootstrap deps test test-unit test-c test-integration demo bench fuzz install clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+$(NODE_DEPS): package.json package-lock.json
+	@scripts/npm-deps
+	@touch $@
+
+deps: $(NODE_DEPS)
+
+src/protocol/generated.ts native/common/latchkey_proto.h: src/protocol/spec.json scripts/gen-protocol.mjs
+	@node scripts/gen-protocol.mjs
+
+$(TS_STAMP): $(NODE_DEPS) $(TS_SOURCES) src/protocol/generated.ts tsconfig.json
+	@node_modules/.bin/tsc -p tsconfig.json
+	@touch $@
+
+$(ADDON): $(NODE_DEPS) $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h native/addon/binding.gyp)
+	@cd native/addon && ../../node_modules/.bin/node-gyp rebuild --loglevel=error >/dev/null
+
+build: $(TS_STAMP) $(ADDON) native/common/latchkey_proto.h
+	@$(MAKE) -s -C native
+	@$(MAKE) -s -C pam
+
+test: bootstrap build
+	@scripts/run-tests
+
+demo: bootstrap build
+	@scripts/demo
+
+bench: bootstrap build
+	@scripts/bench $(BENCH_ARGS)
+
+fuzz: bootstrap build
+	@$(MAKE) -s -C native fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-60}
+
+install: build
+	@scripts/install "$(DESTDIR)" "$(PREFIX)"
+
+clean:
+	rm -rf dist native/addon/build
+	@$(MAKE) -s -C native clean
+	@$(MAKE) -s -C pam clean

@@ -1,0 +1,99 @@
+// The effective configuration every module reads. Produced by src/config/load.ts from
+// /etc/latchkey/latchkey.conf (sections) or a LocalEGA auth.conf (flat keys).
+
+export interface UpstreamConfig {
+  /** URL prefix; the name is appended (or replaces `%s`) — cega_endpoint_username */
+  byNameUrl: string;
+  /** URL prefix; the upstream uid is appended (or replaces `%u`) — cega_endpoint_uid */
+  byUidUrl: string;
+  /** HTTP basic credentials (cega_creds = user:password), or null */
+  basicAuth: { user: string; password: string } | null;
+  /** bearer token alternative to basic auth, or null */
+  bearerToken: string | null;
+  /** dotted path to the user object inside the reply ('' = top level) — cega_json_prefix */
+  jsonPrefix: string;
+  connectTimeoutMs: number;
+  /** whole request, headers and body */
+  requestTimeoutMs: number;
+  maxBodyBytes: number;
+  /** cap on concurrent upstream requests over all keys */
+  maxConcurrent: number;
+  caFile: string | null;
+  certFile: string | null;
+  keyFile: string | null;
+  verifyPeer: boolean;
+  verifyHostname: boolean;
+}
+
+export interface CacheConfig {
+  /** SQLite file, on tmpfs/ramfs — db_path */
+  dbPath: string;
+  /** seconds a positive entry is fresh — cache_ttl */
+  ttlSec: number;
+  /** seconds a "no such user" answer is remembered */
+  negativeTtlSec: number;
+  /** seconds past expiry a stale entry may still be served while upstream is failing */
+  staleGraceSec: number;
+  /** entries used within this many seconds of expiry are refreshed in the background */
+  refreshAheadSec: number;
+}
+
+export interface UsersConfig {
+  /** local uid = upstream uid + uidShift — ega_uid_shift */
+  uidShift: number;
+  /** every user's primary gid — ega_gid */
+  gid: number;
+  groupName: string;
+  /** lowest local uid ever handed out (after the shift) */
+  minUid: number;
+  maxUid: number;
+  nameRegex: RegExp;
+  /** login shell — ega_shell */
+  shell: string;
+}
+
+export interface HomesConfig {
+  /** base directory; home = base/name — ega_dir */
+  base: string;
+  /** 'chroot': root-owned home + user-owned upload dir; 'plain': user-owned home */
+  layout: 'chroot' | 'plain';
+  /** mode of the user-owned directory — ega_dir_attrs, octal */
+  mode: number;
+  /** session umask — ega_dir_umask, octal */
+  umask: number;
+  /** name of the user-writable directory inside a chroot home */
+  uploadDir: string;
+}
+
+export interface PamConfig {
+  prompt: string;
+  /** confine sessions to the home — chroot_sessions */
+  chrootSessions: boolean;
+  /** failures per user (and per remote host) within throttleWindowSec before throttling */
+  maxFailures: number;
+  throttleWindowSec: number;
+  throttleLockoutSec: number;
+  /** 0 = unlimited */
+  maxSessionsPerUser: number;
+  /** 0 = unlimited; older sessions are ended */
+  maxSessionAgeSec: number;
+}
+
+export interface DaemonConfig {
+  /** where nss.sock and priv.sock live */
+  socketDir: string;
+  maxConnections: number;
+  idleTimeoutMs: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export interface Config {
+  /** file the config came from ('' for the built-in defaults) */
+  source: string;
+  upstream: UpstreamConfig;
+  cache: CacheConfig;
+  users: UsersConfig;
+  homes: HomesConfig;
+  pam: PamConfig;
+  daemon: DaemonConfig;
+}

@@ -1,0 +1,37 @@
+// Typed errors: each kind carries a stable code and a message an admin can act on.
+
+export class LatchkeyError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** A config file is wrong: names the file, the line, the key and the fix. */
+export class ConfigError extends LatchkeyError {
+  constructor(readonly file: string, readonly line: number, readonly key: string, problem: string) {
+    super('E_CONFIG', `${file}${line > 0 ? ':' + line : ''}: ${key ? key + ': ' : ''}${problem}`);
+  }
+}
+
+/** The upstream user service failed (timeout, 5xx, bad JSON, invalid record). */
+export class UpstreamError extends LatchkeyError {
+  constructor(readonly kind: 'timeout' | 'connect' | 'http' | 'body' | 'json' | 'invalid' | 'too_large', message: string) {
+    super('E_UPSTREAM', message);
+  }
+}
+
+/** A frame on a socket broke the protocol; the connection is closed. */
+export class ProtocolError extends LatchkeyError {
+  constructor(message: string) { super('E_PROTOCOL', message); }
+}
+
+/** The cache file could not be used. */
+export class CacheError extends LatchkeyError {
+  constructor(message: string) { super('E_CACHE', message); }
+}
+
+/** Home directory creation found something unsafe and refused. */
+export class HomeError extends LatchkeyError {
+  constructor(message: string) { super('E_HOME', message); }
+}

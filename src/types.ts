@@ -1,0 +1,40 @@
+// Shared record types: what every part of the daemon agrees a user is.
+
+/** A user exactly as the upstream REST service described it, after validation. */
+export interface UpstreamUser {
+  /** login name, already checked against the name rule */
+  username: string;
+  /** upstream (CentralEGA) uid, before `ega_uid_shift` */
+  upstreamUid: number;
+  /** bcrypt or crypt(3) hash; null when the user has no password */
+  passwordHash: string | null;
+  /** one key per entry, already checked to be a single line */
+  sshPublicKeys: string[];
+  gecos: string;
+}
+
+/** A cached user: the upstream record plus local identity and cache bookkeeping. */
+export interface CachedUser extends UpstreamUser {
+  /** local uid = upstreamUid + uid shift */
+  uid: number;
+  /** epoch milliseconds when fetched from upstream */
+  fetchedAt: number;
+  /** epoch milliseconds after which the entry is no longer fresh */
+  expiresAt: number;
+}
+
+/** What NSS sees: the public passwd fields. Home and shell come from config, never from upstream. */
+export interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  gecos: string;
+  dir: string;
+  shell: string;
+}
+
+export interface GroupEntry {
+  name: string;
+  gid: number;
+  members: string[];
+}
