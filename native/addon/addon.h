@@ -1,0 +1,11 @@
+// The functions latchkey.node exports; each lives in its own file.
+#ifndef LATCHKEY_ADDON_H
+#define LATCHKEY_ADDON_H
+
+#include <napi.h>
+
+Napi::Value PeerCred(const Napi::CallbackInfo& info);
+Napi::Value Crypt(const Napi::CallbackInfo& info);
+Napi::Value CreateHome(const Napi::CallbackInfo& info);
+
+#endif

@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "latchkey",
+      "sources": ["addon.cc", "peercred.cc", "crypt_worker.cc", "home_worker.cc", "homes.c"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"],
+      "cflags_cc": ["-Wall", "-Wextra", "-Werror"],
+      "ldflags": ["-Wl,-z,relro,-z,now"],
+      "libraries": ["-lcrypt"]
+    }
+  ]
+}

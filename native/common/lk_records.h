@@ -1,0 +1,76 @@
+/*
+ * lk_records: pure decoders for latchkey replies (header, passwd, group, list pages, strlist),
+ * the record sanity checks every shim applies, the default name rule, and the copy of a record
+ * into the caller's struct passwd / struct group + buffer (the glibc getpwnam_r contract).
+ * No I/O, no allocation: the fuzzer (test/c/fuzz_reply.c) calls these directly.
+ *
+ * Typical use, after lk_conn_call / lk_client_call returned a reply body:
+ *     struct lk_reply rep;
+ *     if (lk_reply_open(body, len, LK_OP_PW_BY_NAME, &rep) != 0) -> protocol error
+ *     if (rep.status != LK_STATUS_OK) -> rep.detail says why
+ *     struct lk_passwd_rec rec;
+ *     if (lk_rd_passwd(&rep.payload, &rec) != 0 || lk_rd_done(&rep.payload) != 0) -> protocol error
+ */
+#ifndef LK_RECORDS_H
+#define LK_RECORDS_H
+
+#include <grp.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "latchkey_proto.h"
+#include "lk_wire.h"
+
+struct lk_reply {
+    uint16_t status;          /* enum lk_status */
+    struct lk_str detail;     /* non-OK only: the human-readable detail */
+    struct lk_reader payload; /* OK only: the reply payload, for the caller to decode */
+};
+
+/* Parses a reply body (the bytes after the length prefix). 0 when the version is ours, the
+ * opcode is `opcode`, and a non-OK status carries exactly one detail str; -1 otherwise.
+ * For OK the payload is left in out->payload; the caller checks lk_rd_done after decoding. */
+int lk_reply_open(const uint8_t *body, size_t len, uint16_t opcode, struct lk_reply *out);
+
+struct lk_passwd_rec {
+    struct lk_str name, gecos, dir, shell;
+    uint32_t uid, gid;
+};
+
+struct lk_group_rec {
+    struct lk_str name;
+    uint32_t gid;
+    uint16_t nmembers;
+    struct lk_reader members; /* positioned at the first member str, already validated */
+};
+
+/* Decode one record and check it is sane (see lk_records.c); 0 or -1. */
+int lk_rd_passwd(struct lk_reader *r, struct lk_passwd_rec *out);
+int lk_rd_group(struct lk_reader *r, struct lk_group_rec *out);
+
+/* A PW_LIST / GR_LIST page. lk_page_open validates every entry and the absence of trailing
+ * bytes before the first one is handed out, so a page is used whole or not at all. */
+struct lk_page {
+    uint32_t next;           /* next_uid / next_gid: the cursor for the following request */
+    uint16_t left;           /* entries not yet consumed */
+    struct lk_reader cursor; /* at the next entry */
+};
+int lk_page_open(struct lk_reader *payload, int is_group, struct lk_page *out);
+/* Decode the next entry into rec WITHOUT consuming it (glibc calls getpwent_r again with a
+ * bigger buffer after ERANGE and expects the same entry); lk_page_consume moves on. 0, or -1
+ * when the page is exhausted. */
+int lk_page_peek_passwd(const struct lk_page *pg, struct lk_passwd_rec *rec);
+int lk_page_peek_group(const struct lk_page *pg, struct lk_group_rec *rec);
+void lk_page_consume(struct lk_page *pg, int is_group);
+
+/* The default name rule ^[a-z_][a-z0-9_.-]{0,31}$ (DESIGN.md), checked before any round trip. */
+int lk_name_ok(const char *name);
+
+/* Copy a record into the caller's struct and buffer. 0, or ERANGE when buf is too small
+ * (glibc rule: the caller retries the same call with a bigger buffer). pw_passwd/gr_passwd
+ * are always "x": hashes never leave the daemon. */
+int lk_fill_passwd(const struct lk_passwd_rec *rec, struct passwd *pw, char *buf, size_t buflen);
+int lk_fill_group(const struct lk_group_rec *rec, struct group *gr, char *buf, size_t buflen);
+
+#endif /* LK_RECORDS_H */

@@ -1,0 +1,38 @@
+// latchkeyctl check-config [FILE]: offline validation with the daemon's own loader, so the CLI
+// and latchkeyd can never disagree about what a config file means.
+import { loadConfig } from '../config/load.js';
+import { redactConfig, formatConfigIni } from '../config/format.js';
+import type { Config } from '../config/types.js';
+import { type CommandDef, EXIT_FAIL, EXIT_OK } from './command.js';
+import { renderJson } from './format.js';
+import { expectPositionals } from './args.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/latchkey/latchkey.conf';
+
+export const checkConfig: CommandDef = {
+  async run(ctx, pos) {
+    expectPositionals('check-config', pos, 0, 1, 'at most one FILE');
+    const file = pos[0] ?? DEFAULT_CONFIG_FILE;
+    let cfg: Config;
+    try {
+      cfg = loadConfig(file);
+    } catch (e) {
+      // ConfigError messages already read "FILE:LINE: key: problem"; a missing or unreadable
+      // file arrives as a plain fs error, which gets the file name added.
+      const code = (e as NodeJS.ErrnoException).code;
+      const msg = e instanceof Error ? e.message : String(e);
+      const text = code && !msg.includes(file) ? `${file}: ${msg}` : msg;
+      if (ctx.mode === 'json') ctx.out(renderJson({ ok: false, file, error: text }));
+      ctx.err(`latchkeyctl: ${text}\n`);
+      return EXIT_FAIL;
+    }
+    if (ctx.mode === 'json') {
+      ctx.out(renderJson({ ok: true, file, config: redactConfig(cfg) }));
+    } else {
+      // formatConfigIni never shows a secret (keys.ts: `secret` keys have no `show`).
+      ctx.err(`${file}: ok\n`);
+      ctx.out(formatConfigIni(cfg));
+    }
+    return EXIT_OK;
+  },
+};

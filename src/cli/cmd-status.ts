@@ -1,0 +1,128 @@
+// latchkeyctl status and stats: the daemon's overview and its counters.
+import { DaemonUnavailable } from './client.js';
+import { type CommandDef, type Ctx, EXIT_OK, EXIT_UNAVAILABLE, num, obj, str } from './command.js';
+import {
+  bar, flatten, formatBytes, formatDuration, formatMs, formatRatio, formatTime, isoUtc, renderJson,
+  renderPairs, renderTable,
+} from './format.js';
+import { expectPositionals } from './args.js';
+
+type Pair = readonly [string, string];
+
+/** Pairs shown for status; TSV gets machine values (bytes, epoch-free ISO times, plain numbers). */
+export function statusPairs(r: Record<string, unknown>, ctx: Pick<Ctx, 'mode' | 'time'>): Pair[] {
+  const machine = ctx.mode === 'tsv';
+  const t = (at: unknown): string => (machine ? (num(at) === null ? '-' : isoUtc(num(at)!)) : formatTime(num(at), ctx.time));
+  const sockets = obj(r.sockets);
+  const up = obj(r.upstream);
+  const cache = obj(r.cache);
+  const entries = obj(cache.entries);
+  const lastErr = up.last_error ? obj(up.last_error) : null;
+  const reachable = up.reachable === true ? 'reachable' : up.reachable === false ? 'unreachable' : 'unknown';
+  const uptime = num(r.uptime_s) ?? 0;
+  const size = num(cache.size_bytes);
+  const pairs: Pair[] = [
+    ['daemon', machine ? 'up' : `up (pid ${str(r.pid)}, version ${str(r.version)})`],
+    ['version', str(r.version)],
+    ['pid', str(r.pid)],
+    ['config', str(r.config_file)],
+    ['started', t(r.started_at)],
+    ['uptime', machine ? String(uptime) : formatDuration(uptime)],
+    ['socket dir', str(sockets.dir)],
+    ['nss socket', str(sockets.nss)],
+    ['priv socket', str(sockets.priv)],
+    ['upstream', machine ? reachable : `${reachable}${num(up.probe_ms) !== null ? ` (probe ${formatMs(num(up.probe_ms))})` : ''}${up.probe_error ? `: ${str(up.probe_error)}` : ''}`],
+    ['upstream url', str(up.by_name_url)],
+    ['last upstream error', lastErr ? (machine ? `${t(lastErr.at)}\t${str(lastErr.message)}` : `${str(lastErr.message)} (${t(lastErr.at)})`) : '-'],
+    ['cache file', str(cache.file)],
+    ['cache size', machine ? str(size) : formatBytes(size)],
+    ['entries', machine
+      ? `${str(entries.fresh)}\t${str(entries.stale)}\t${str(entries.expired)}\t${str(entries.negative)}`
+      : `${str(entries.fresh)} fresh, ${str(entries.stale)} stale, ${str(entries.expired)} expired, ${str(entries.negative)} negative`],
+    ['hit ratio', machine ? (num(cache.hit_ratio) === null ? '-' : String(num(cache.hit_ratio))) : formatRatio(num(cache.hit_ratio))],
+    ['open sessions', str(obj(r.sessions).open)],
+  ];
+  // The summary line already carries version and pid on a terminal.
+  return machine ? pairs.filter(([k]) => k !== 'daemon') : pairs.filter(([k]) => k !== 'version' && k !== 'pid');
+}
+
+export const status: CommandDef = {
+  async run(ctx, pos) {
+    expectPositionals('status', pos, 0, 0, 'no arguments');
+    let r: Record<string, unknown>;
+    try {
+      r = await ctx.call({ cmd: 'status' });
+    } catch (e) {
+      if (!(e instanceof DaemonUnavailable)) throw e;
+      // "down" is an answer, not only an error: print it where a script reads, then fail with 3.
+      if (ctx.mode === 'json') ctx.out(renderJson({ daemon: 'down', reason: e.reason, error: e.message }));
+      else ctx.out(renderPairs([['daemon', 'down']], ctx.mode));
+      ctx.err(`latchkeyctl: ${e.message}\n`);
+      return EXIT_UNAVAILABLE;
+    }
+    const { ok: _ok, ...rest } = r;
+    if (ctx.mode === 'json') ctx.out(renderJson({ daemon: 'up', ...rest }));
+    else ctx.out(renderPairs(statusPairs(r, ctx), ctx.mode));
+    return EXIT_OK;
+  },
+};
+
+/** A latency histogram as the daemon sends it: upper bounds (ms) with counts. */
+interface Histogram { buckets: Array<{ le: number | null; count: number }>; count: number; sum_ms?: number }
+
+function asHistogram(v: unknown): Histogram | null {
+  const h = obj(v);
+  if (!Array.isArray(h.buckets)) return null;
+  const buckets = (h.buckets as unknown[]).map(obj).map((b) => ({ le: num(b.le), count: num(b.count) ?? 0 }));
+  return { buckets, count: num(h.count) ?? buckets.reduce((a, b) => a + b.count, 0), sum_ms: num(h.sum_ms) ?? undefined };
+}
+
+/** Counter lines, with histograms drawn as bars underneath on a terminal. */
+export function renderStats(r: Record<string, unknown>, mode: 'table' | 'tsv'): string {
+  const { ok: _ok, ...rest } = r;
+  const counters: Array<[string, string]> = [];
+  const histograms: Array<[string, Histogram]> = [];
+  const walk = (v: unknown, key: string): void => {
+    const h = asHistogram(v);
+    if (h) { histograms.push([key, h]); return; }
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      for (const [k, sub] of Object.entries(v as Record<string, unknown>)) walk(sub, key ? `${key}.${k}` : k);
+      return;
+    }
+    for (const [k, val] of flatten(v, key)) counters.push([k, typeof val === 'number' && !Number.isInteger(val) ? val.toFixed(2) : str(val)]);
+  };
+  walk(rest, '');
+  if (mode === 'tsv') {
+    const lines = counters.map(([k, v]) => `${k}\t${v}`);
+    for (const [k, h] of histograms) {
+      for (const b of h.buckets) lines.push(`${k}.le_${b.le === null ? 'inf' : b.le}\t${b.count}`);
+    }
+    return lines.length ? lines.join('\n') + '\n' : '';
+  }
+  let out = renderTable(counters, [{ header: 'COUNTER', cell: (c) => c[0] }, { header: 'VALUE', cell: (c) => c[1], right: true }]);
+  for (const [k, h] of histograms) {
+    const max = Math.max(0, ...h.buckets.map((b) => b.count));
+    const avg = h.count > 0 && h.sum_ms !== undefined ? `, avg ${formatMs(h.sum_ms / h.count)}` : '';
+    out += `\n${k} (${h.count} requests${avg})\n`;
+    out += renderTable(h.buckets, [
+      { header: '  LATENCY', cell: (b) => `  ${b.le === null ? '> last' : '<= ' + formatMs(b.le)}` },
+      { header: 'COUNT', cell: (b) => String(b.count), right: true },
+      { header: '', cell: (b) => bar(b.count, max) },
+    ]);
+  }
+  return out;
+}
+
+export const stats: CommandDef = {
+  async run(ctx, pos) {
+    expectPositionals('stats', pos, 0, 0, 'no arguments');
+    const r = await ctx.call({ cmd: 'stats' });
+    if (ctx.mode === 'json') {
+      const { ok: _ok, ...rest } = r;
+      ctx.out(renderJson(rest));
+    } else {
+      ctx.out(renderStats(r, ctx.mode));
+    }
+    return EXIT_OK;
+  },
+};

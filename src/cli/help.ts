@@ -1,0 +1,212 @@
+// latchkeyctl --help texts: one per command, each with examples and the --json field names.
+// The field names are the daemon's admin API (src/daemon/admin.ts) and are stable.
+
+export const MAIN_HELP = `usage: latchkeyctl [--socket-dir DIR] [--json] [--utc] COMMAND [ARGS]
+
+Inspect and operate a running latchkeyd over its root-only socket (priv.sock).
+
+commands:
+  status                       daemon, upstream, cache and session overview
+  users [--stale] [--negative] cached users (or remembered "no such user" answers)
+  show NAME|UID                everything cached about one user (never the hash), home, sessions
+  lookup NAME|UID [--refresh]  resolve as NSS would, or force a fresh upstream fetch; shows timing
+  invalidate NAME|UID... | --all
+                               mark entries expired: the next lookup refetches
+  flush [--negative]           drop cache entries (only negative ones with --negative)
+  sessions [NAME]              list open login sessions
+  sessions kill ID | --user NAME
+                               end sessions (SIGTERM to the session's process)
+  stats                        counters and latency histograms
+  check-config [FILE]          validate a config file offline, print it with secrets redacted
+  auth-test NAME               prompt for a password and verify it as PAM would
+  help [COMMAND]               this text, or one command's
+
+global options:
+  --socket-dir DIR  where priv.sock lives (default $LATCHKEY_SOCKET_DIR, else /run/latchkey)
+  --json            JSON on stdout (field names are stable; see each command's --help)
+  --utc             exact times (2024-05-01T12:00:00Z) instead of "in 42m" / "3h ago"
+  -h, --help        help; "latchkeyctl COMMAND --help" for one command
+
+output: an aligned table on a terminal; when stdout is not a terminal and --json is not given,
+tab-separated lines without a header, with exact UTC times and sizes in bytes (for scripts).
+
+exit codes:
+  0  ok
+  1  not found, check failed, or authentication failed (auth-test)
+  2  usage error
+  3  daemon unavailable: not running, not answering, or the caller is not root
+     (priv.sock is root-only; run latchkeyctl with sudo)
+
+errors go to stderr; no password, hash or upstream credential is ever printed.
+`;
+
+export const COMMAND_HELP: Record<string, string> = {
+  status: `usage: latchkeyctl status [--json]
+
+Shows whether latchkeyd is up, its version and config file, uptime, socket paths, whether the
+upstream user service answers (a probe request for a name that does not exist) and its last
+error, the cache file and size, entries by state, the cache hit ratio and the open sessions.
+Exit 3 when the daemon is down.
+
+examples:
+  sudo latchkeyctl status
+  sudo latchkeyctl status --json | jq .cache.entries
+
+--json fields:
+  daemon ("up"), version, pid, started_at, uptime_s, config_file,
+  sockets {dir, nss, priv},
+  upstream {by_name_url, by_uid_url, reachable, probe_ms, probe_error, last_error {message, at} | null},
+  cache {file, size_bytes, ttl_s, negative_ttl_s, stale_grace_s,
+         entries {fresh, stale, expired, negative, total}, hit_ratio (0..1 or null)},
+  sessions {open}
+  (times are epoch milliseconds; when the daemon is down: {"daemon": "down", "error": "..."})
+`,
+  users: `usage: latchkeyctl users [--stale] [--negative] [--json] [--utc]
+
+Lists cached users. --stale lists only entries past their TTL (served only while the upstream
+is failing, within the stale grace). --negative lists the remembered "no such user" answers
+instead.
+
+columns: NAME UID FETCHED EXPIRES STATE KEYS PASSWORD HOME
+  STATE is fresh, stale (expired, still served if upstream fails) or expired (past the grace)
+  HOME  yes/no: whether the home directory exists
+
+examples:
+  sudo latchkeyctl users
+  sudo latchkeyctl users --stale --utc
+  sudo latchkeyctl users | cut -f1          # names, one per line
+
+--json fields:
+  users [{name, uid, upstream_uid, gid, fetched_at, expires_at, state, keys, has_password,
+          home, home_exists}]
+  negative [{key, kind ("name"|"uid"), fetched_at, expires_at}]   (with --negative)
+`,
+  show: `usage: latchkeyctl show NAME|UID [--json] [--utc]
+
+Everything cached about one user: identity, cache times and state, gecos, shell, home (and
+whether it exists), public keys (type, SHA256 fingerprint, comment), the password's hash kind
+and cost (never the hash), and open sessions. Reads the cache only; use "lookup" to fetch.
+Exit 1 when the user is not cached.
+
+examples:
+  sudo latchkeyctl show alice
+  sudo latchkeyctl show 10042 --json
+
+--json fields:
+  user {name, uid, upstream_uid, gid, gecos, shell, home, home_exists, fetched_at, expires_at,
+        state, has_password, password {kind, cost, cost_name}, keys [{type, fingerprint, comment}]}
+  sessions [{id, user, uid, service, rhost, tty, pid, started_at}]
+`,
+  lookup: `usage: latchkeyctl lookup NAME|UID [--refresh] [--json]
+
+Resolves a user through the daemon exactly as NSS (getpwnam/getpwuid) would: from the cache
+when fresh, else from upstream. --refresh skips the cache and fetches from upstream now (the
+result replaces the cached entry). Prints where the answer came from and how long it took.
+Exit 1 when there is no such user, or the upstream is unavailable and nothing stale is cached.
+
+examples:
+  sudo latchkeyctl lookup alice
+  sudo latchkeyctl lookup 10042 --refresh
+
+--json fields:
+  result ("found"), source ("cache"|"upstream"|"stale"), ms,
+  entry {name, uid, gid, gecos, dir, shell}
+`,
+  invalidate: `usage: latchkeyctl invalidate NAME|UID... | --all [--json]
+
+Marks cached entries expired: the next lookup fetches them from upstream. Until that succeeds,
+the stale grace still applies (a failing upstream does not lock users out).
+Exit 1 when one of the named users was not cached.
+
+examples:
+  sudo latchkeyctl invalidate alice bob
+  sudo latchkeyctl invalidate --all
+
+--json fields:
+  invalidated (count), not_cached [NAME|UID]
+`,
+  flush: `usage: latchkeyctl flush [--negative] [--json]
+
+Drops entries from the cache (they are fetched again when next asked for; unlike invalidate,
+no stale copy remains). --negative drops only the remembered "no such user" answers, e.g.
+after creating a user upstream.
+
+examples:
+  sudo latchkeyctl flush --negative
+  sudo latchkeyctl flush
+
+--json fields:
+  removed (count), negative_only
+`,
+  sessions: `usage: latchkeyctl sessions [NAME] [--json] [--utc]
+       latchkeyctl sessions kill ID | --user NAME
+
+Lists open login sessions recorded by pam_latchkey (all, or one user's). "kill" ends one
+session by id, or all of a user's: the session's process gets SIGTERM (for sshd, the
+per-connection process, which ends the login) and the record is closed.
+Exit 1 when no such session (or the user has none).
+
+columns: ID USER UID SERVICE RHOST TTY PID STARTED
+
+examples:
+  sudo latchkeyctl sessions
+  sudo latchkeyctl sessions alice
+  sudo latchkeyctl sessions kill 3f6c1f7e-...
+  sudo latchkeyctl sessions kill --user alice
+
+--json fields:
+  sessions [{id, user, uid, service, rhost, tty, pid, started_at}]
+  kill: ended (count)
+`,
+  stats: `usage: latchkeyctl stats [--json]
+
+Counters since the daemon started: lookups by result, upstream requests by outcome with
+latency histograms, password verifications by hash kind, throttled attempts.
+
+examples:
+  sudo latchkeyctl stats
+  sudo latchkeyctl stats --json | jq .verify
+
+--json fields:
+  since, uptime_s,
+  lookups {…}        the resolver's counters (by result and source)
+  upstream {…}       requests by outcome, latency histogram
+  verify {by_kind {KIND {ok, failed, avg_ms}}, unknown_user, throttled}
+  throttle {…}       users and hosts currently throttled
+`,
+  'check-config': `usage: latchkeyctl check-config [FILE] [--json]
+
+Validates a configuration file offline (no daemon needed; FILE defaults to
+/etc/latchkey/latchkey.conf; a LocalEGA auth.conf is accepted too) and prints the effective
+configuration, defaults included, with credentials redacted. A problem is reported as
+FILE:LINE: key: what is wrong, with exit 1.
+
+examples:
+  latchkeyctl check-config
+  latchkeyctl check-config /etc/ega/auth.conf
+
+--json fields:
+  ok, file, config {upstream {…}, cache {…}, users {…}, homes {…}, pam {…}, daemon {…}}
+  (on error: {"ok": false, "file", "error"})
+`,
+  'auth-test': `usage: latchkeyctl auth-test NAME [--json]
+
+Prompts for NAME's password (no echo; when stdin is not a terminal, reads the first line of
+stdin) and runs the verification pam_latchkey would: resolve the user, check the throttle,
+verify against the hash. Says why it fails: unknown_user, no_password, wrong_password,
+throttled or unavailable. A test never counts as a failed login and never throttles anyone.
+Exit 0 when the password is right, 1 when not.
+
+examples:
+  sudo latchkeyctl auth-test alice
+  printf '%s\\n' "$PASSWORD" | sudo latchkeyctl auth-test alice
+
+--json fields:
+  user, authenticated, result ("ok"|"wrong_password"|"no_password"|"unknown_user"|"throttled"|"unavailable"),
+  reason, hash {kind, cost, cost_name} | null, source, ms
+`,
+};
+
+export function helpFor(command: string): string | undefined {
+  return COMMAND_HELP[command];
+}

@@ -1,0 +1,235 @@
+// The table of every config key: where it lives, its LocalEGA name, how its value is parsed and
+// where it lands in Config. Parsing, conflict detection, suggestions and the INI dump all read
+// this one table, so a key added here is known everywhere at once.
+import type { Config } from './types.js';
+import {
+  ValueProblem, parseAbsolutePath, parseBool, parseChoice, parseDirName, parseDurationMs,
+  parseDurationSec, parseEndpoint, parseGroupName, parseInteger, parseJsonPrefix, parseNameRegex,
+  parseOctal, parseOptionalPath, parseSize, formatDuration, formatOctal, formatSize,
+} from './values.js';
+
+export const SECTIONS = ['upstream', 'cache', 'users', 'homes', 'pam', 'daemon'] as const;
+export type Section = (typeof SECTIONS)[number];
+
+/** Where a value was set: used to name both lines when a key is given twice. */
+export interface Loc { file: string; line: number; key: string }
+
+/** Config under construction: credentials arrive in pieces (and from two files) before they pair up. */
+export interface Draft {
+  cfg: Config;
+  username: string | null;
+  password: string | null;
+  secretsFile: string | null;
+  /** target → where it was set */
+  setAt: Map<string, Loc>;
+}
+
+export interface KeySpec {
+  section: Section;
+  /** name inside [section]; null for LocalEGA-only keys */
+  key: string | null;
+  /** LocalEGA auth.conf name, accepted at top level */
+  legacy: string | null;
+  secret: boolean;
+  /** what this key sets; two keys sharing a target may not both be given */
+  targets: string[];
+  apply(d: Draft, raw: string): void;
+  /** effective value as INI text, null when unset; secrets are never shown */
+  show(c: Config): string | null;
+}
+
+interface Def<T> {
+  key: string | null;
+  legacy?: string;
+  secret?: boolean;
+  targets?: string[];
+  parse(raw: string): T;
+  set(d: Draft, v: T): void;
+  get?(c: Config): T;
+  fmt?(v: T): string | null;
+}
+
+function section(name: Section, defs: Def<any>[]): KeySpec[] {
+  return defs.map((d) => ({
+    section: name,
+    key: d.key,
+    legacy: d.legacy ?? null,
+    secret: d.secret ?? false,
+    targets: d.targets ?? [`${name}.${d.key}`],
+    apply: (draft, raw) => d.set(draft, d.parse(raw)),
+    show: (c) => (d.get ? (d.fmt ?? String)(d.get(c)) : null),
+  }));
+}
+
+const MAX_ID = 4294967294; // (uid_t)-1 means "no id" to chown(2) and setreuid(2)
+const MAX_SIGNED_ID = 2147483647;
+/** 65534 is nobody/nogroup and 65535 is (uint16_t)-1: never handed to a user or used as their group. */
+export const RESERVED_IDS: readonly number[] = [65534, 65535];
+
+const bool = (v: boolean): string => (v ? 'yes' : 'no');
+const orNull = (v: string | null): string | null => v;
+
+function nonEmpty(what: string) {
+  return (raw: string): string => {
+    if (raw === '') throw new ValueProblem(`is empty; expected ${what}`);
+    if (/[\0\r\n]/.test(raw)) throw new ValueProblem('must not contain NUL or newline');
+    return raw;
+  };
+}
+
+function basicUser(raw: string): string {
+  const v = nonEmpty('a user name')(raw);
+  // RFC 7617: the user-id of HTTP basic auth cannot contain a colon.
+  if (v.includes(':')) throw new ValueProblem('must not contain ":" (HTTP basic auth, RFC 7617)');
+  return v;
+}
+
+function creds(raw: string): { user: string; password: string } {
+  const i = raw.indexOf(':');
+  if (i <= 0 || i === raw.length - 1) throw new ValueProblem('is not of the form user:password');
+  return { user: raw.slice(0, i), password: raw.slice(i + 1) };
+}
+
+function token(raw: string): string {
+  if (raw === '' || /[\s\0]/.test(raw)) throw new ValueProblem('must be one non-empty word without spaces');
+  return raw;
+}
+
+function dbPath(raw: string): string {
+  return raw.trim() === ':memory:' ? ':memory:' : parseAbsolutePath(raw);
+}
+
+function homeBase(raw: string): string {
+  const v = parseAbsolutePath(raw).replace(/\/+$/, '');
+  if (v === '') throw new ValueProblem('must not be /; expected a directory such as /ega/inbox');
+  return v;
+}
+
+function dirMode(raw: string): number {
+  const m = parseOctal(raw, 0o7777);
+  // Any local account could drop files into, or replace files in, someone else's upload area.
+  if (m & 0o002) throw new ValueProblem('is world-writable; expected e.g. 2750 or 0750');
+  if ((m & 0o700) !== 0o700) throw new ValueProblem('must give the owner rwx (7 in the owner digit), e.g. 2750');
+  return m;
+}
+
+function gidValue(raw: string): number {
+  const n = parseInteger(raw, 1, MAX_SIGNED_ID);
+  if (RESERVED_IDS.includes(n)) throw new ValueProblem(`is reserved (${RESERVED_IDS.join(', ')} are nobody/invalid); choose another gid`);
+  return n;
+}
+
+const us = (c: Config) => c.upstream;
+
+export const KEYS: readonly KeySpec[] = [
+  ...section('upstream', [
+    { key: 'by_name_url', legacy: 'cega_endpoint_username', parse: (r) => parseEndpoint(r, '%s'),
+      set: (d, v: string) => { d.cfg.upstream.byNameUrl = v; }, get: (c) => us(c).byNameUrl },
+    { key: 'by_uid_url', legacy: 'cega_endpoint_uid', parse: (r) => parseEndpoint(r, '%u'),
+      set: (d, v: string) => { d.cfg.upstream.byUidUrl = v; }, get: (c) => us(c).byUidUrl },
+    { key: 'username', parse: basicUser, set: (d, v: string) => { d.username = v; },
+      get: (c) => us(c).basicAuth?.user ?? null, fmt: orNull },
+    { key: 'password', secret: true, parse: nonEmpty('a password'), set: (d, v: string) => { d.password = v; },
+      get: (c) => (us(c).basicAuth ? '<redacted>' : null), fmt: orNull },
+    { key: null, legacy: 'cega_creds', secret: true, targets: ['upstream.username', 'upstream.password'], parse: creds,
+      set: (d, v: { user: string; password: string }) => { d.username = basicUser(v.user); d.password = v.password; } },
+    { key: 'bearer_token', secret: true, parse: token, set: (d, v: string) => { d.cfg.upstream.bearerToken = v; },
+      get: (c) => (us(c).bearerToken ? '<redacted>' : null), fmt: orNull },
+    { key: 'secrets_file', parse: parseAbsolutePath, set: (d, v: string) => { d.secretsFile = v; } },
+    { key: 'json_prefix', legacy: 'cega_json_prefix', parse: parseJsonPrefix,
+      set: (d, v: string) => { d.cfg.upstream.jsonPrefix = v; }, get: (c) => us(c).jsonPrefix },
+    { key: 'connect_timeout', parse: (r) => parseDurationMs(r, 1, 600_000),
+      set: (d, v: number) => { d.cfg.upstream.connectTimeoutMs = v; }, get: (c) => us(c).connectTimeoutMs, fmt: formatDuration },
+    { key: 'request_timeout', parse: (r) => parseDurationMs(r, 1, 600_000),
+      set: (d, v: number) => { d.cfg.upstream.requestTimeoutMs = v; }, get: (c) => us(c).requestTimeoutMs, fmt: formatDuration },
+    { key: 'max_body', parse: (r) => parseSize(r, 1024, 64 * 1024 * 1024),
+      set: (d, v: number) => { d.cfg.upstream.maxBodyBytes = v; }, get: (c) => us(c).maxBodyBytes, fmt: formatSize },
+    { key: 'max_concurrent', parse: (r) => parseInteger(r, 1, 1024),
+      set: (d, v: number) => { d.cfg.upstream.maxConcurrent = v; }, get: (c) => us(c).maxConcurrent },
+    { key: 'cacertfile', legacy: 'cacertfile', parse: parseOptionalPath,
+      set: (d, v: string | null) => { d.cfg.upstream.caFile = v; }, get: (c) => us(c).caFile, fmt: orNull },
+    { key: 'certfile', legacy: 'certfile', parse: parseOptionalPath,
+      set: (d, v: string | null) => { d.cfg.upstream.certFile = v; }, get: (c) => us(c).certFile, fmt: orNull },
+    { key: 'keyfile', legacy: 'keyfile', parse: parseOptionalPath,
+      set: (d, v: string | null) => { d.cfg.upstream.keyFile = v; }, get: (c) => us(c).keyFile, fmt: orNull },
+    { key: 'verify_peer', legacy: 'verify_peer', parse: parseBool,
+      set: (d, v: boolean) => { d.cfg.upstream.verifyPeer = v; }, get: (c) => us(c).verifyPeer, fmt: bool },
+    { key: 'verify_hostname', legacy: 'verify_hostname', parse: parseBool,
+      set: (d, v: boolean) => { d.cfg.upstream.verifyHostname = v; }, get: (c) => us(c).verifyHostname, fmt: bool },
+  ]),
+  ...section('cache', [
+    { key: 'db_path', legacy: 'db_path', parse: dbPath, set: (d, v: string) => { d.cfg.cache.dbPath = v; }, get: (c) => c.cache.dbPath },
+    { key: 'ttl', legacy: 'cache_ttl', parse: (r) => parseDurationSec(r, 1),
+      set: (d, v: number) => { d.cfg.cache.ttlSec = v; }, get: (c) => c.cache.ttlSec * 1000, fmt: formatDuration },
+    { key: 'negative_ttl', parse: (r) => parseDurationSec(r),
+      set: (d, v: number) => { d.cfg.cache.negativeTtlSec = v; }, get: (c) => c.cache.negativeTtlSec * 1000, fmt: formatDuration },
+    { key: 'stale_grace', parse: (r) => parseDurationSec(r),
+      set: (d, v: number) => { d.cfg.cache.staleGraceSec = v; }, get: (c) => c.cache.staleGraceSec * 1000, fmt: formatDuration },
+    { key: 'refresh_ahead', parse: (r) => parseDurationSec(r),
+      set: (d, v: number) => { d.cfg.cache.refreshAheadSec = v; }, get: (c) => c.cache.refreshAheadSec * 1000, fmt: formatDuration },
+  ]),
+  ...section('users', [
+    { key: 'uid_shift', legacy: 'ega_uid_shift', parse: (r) => parseInteger(r, 0, MAX_SIGNED_ID),
+      set: (d, v: number) => { d.cfg.users.uidShift = v; }, get: (c) => c.users.uidShift },
+    { key: 'gid', legacy: 'ega_gid', parse: gidValue, set: (d, v: number) => { d.cfg.users.gid = v; }, get: (c) => c.users.gid },
+    { key: 'group_name', parse: parseGroupName, set: (d, v: string) => { d.cfg.users.groupName = v; }, get: (c) => c.users.groupName },
+    { key: 'min_uid', parse: (r) => parseInteger(r, 1, MAX_ID),
+      set: (d, v: number) => { d.cfg.users.minUid = v; }, get: (c) => c.users.minUid },
+    { key: 'max_uid', parse: (r) => parseInteger(r, 1, MAX_ID),
+      set: (d, v: number) => { d.cfg.users.maxUid = v; }, get: (c) => c.users.maxUid },
+    { key: 'name_regex', parse: parseNameRegex, set: (d, v: RegExp) => { d.cfg.users.nameRegex = v; },
+      get: (c) => c.users.nameRegex, fmt: (v: RegExp) => v.source },
+    { key: 'shell', legacy: 'ega_shell', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.users.shell = v; }, get: (c) => c.users.shell },
+  ]),
+  ...section('homes', [
+    { key: 'base', legacy: 'ega_dir', parse: homeBase, set: (d, v: string) => { d.cfg.homes.base = v; }, get: (c) => c.homes.base },
+    { key: 'layout', parse: (r) => parseChoice(r, ['chroot', 'plain'] as const),
+      set: (d, v: 'chroot' | 'plain') => { d.cfg.homes.layout = v; }, get: (c) => c.homes.layout },
+    { key: 'mode', legacy: 'ega_dir_attrs', parse: dirMode,
+      set: (d, v: number) => { d.cfg.homes.mode = v; }, get: (c) => c.homes.mode, fmt: (v: number) => formatOctal(v, 4) },
+    { key: 'umask', legacy: 'ega_dir_umask', parse: (r) => parseOctal(r, 0o777),
+      set: (d, v: number) => { d.cfg.homes.umask = v; }, get: (c) => c.homes.umask, fmt: (v: number) => formatOctal(v, 3) },
+    { key: 'upload_dir', parse: parseDirName, set: (d, v: string) => { d.cfg.homes.uploadDir = v; }, get: (c) => c.homes.uploadDir },
+  ]),
+  ...section('pam', [
+    { key: 'prompt', legacy: 'prompt', parse: nonEmpty('the password prompt text'),
+      set: (d, v: string) => { d.cfg.pam.prompt = v; }, get: (c) => c.pam.prompt },
+    { key: 'chroot_sessions', legacy: 'chroot_sessions', parse: parseBool,
+      set: (d, v: boolean) => { d.cfg.pam.chrootSessions = v; }, get: (c) => c.pam.chrootSessions, fmt: bool },
+    { key: 'max_failures', parse: (r) => parseInteger(r, 1, 1000),
+      set: (d, v: number) => { d.cfg.pam.maxFailures = v; }, get: (c) => c.pam.maxFailures },
+    { key: 'throttle_window', parse: (r) => parseDurationSec(r, 1),
+      set: (d, v: number) => { d.cfg.pam.throttleWindowSec = v; }, get: (c) => c.pam.throttleWindowSec * 1000, fmt: formatDuration },
+    { key: 'throttle_lockout', parse: (r) => parseDurationSec(r),
+      set: (d, v: number) => { d.cfg.pam.throttleLockoutSec = v; }, get: (c) => c.pam.throttleLockoutSec * 1000, fmt: formatDuration },
+    { key: 'max_sessions_per_user', parse: (r) => parseInteger(r, 0, 100_000),
+      set: (d, v: number) => { d.cfg.pam.maxSessionsPerUser = v; }, get: (c) => c.pam.maxSessionsPerUser },
+    { key: 'max_session_age', parse: (r) => parseDurationSec(r),
+      set: (d, v: number) => { d.cfg.pam.maxSessionAgeSec = v; }, get: (c) => c.pam.maxSessionAgeSec * 1000, fmt: formatDuration },
+  ]),
+  ...section('daemon', [
+    { key: 'socket_dir', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.daemon.socketDir = v; }, get: (c) => c.daemon.socketDir },
+    { key: 'max_connections', parse: (r) => parseInteger(r, 1, 65_536),
+      set: (d, v: number) => { d.cfg.daemon.maxConnections = v; }, get: (c) => c.daemon.maxConnections },
+    { key: 'idle_timeout', parse: (r) => parseDurationMs(r, 100, 3_600_000),
+      set: (d, v: number) => { d.cfg.daemon.idleTimeoutMs = v; }, get: (c) => c.daemon.idleTimeoutMs, fmt: formatDuration },
+    { key: 'log_level', parse: (r) => parseChoice(r, ['debug', 'info', 'warn', 'error'] as const),
+      set: (d, v: Config['daemon']['logLevel']) => { d.cfg.daemon.logLevel = v; }, get: (c) => c.daemon.logLevel },
+  ]),
+];
+
+/** The keys a secrets_file may hold, mapped to the [upstream] keys they stand for. */
+export const SECRETS_FILE_KEYS = ['username', 'password', 'bearer_token'] as const;
+
+export function findNative(sec: string, key: string): KeySpec | undefined {
+  return KEYS.find((k) => k.section === sec && k.key === key);
+}
+
+export function findLegacy(key: string): KeySpec | undefined {
+  return KEYS.find((k) => k.legacy === key);
+}
+
+/** The name an admin sees in messages: `cache.ttl`, or the LocalEGA name as written. */
+export function displayName(spec: KeySpec, topLevel: boolean): string {
+  return topLevel ? spec.legacy! : `${spec.section}.${spec.key}`;
+}

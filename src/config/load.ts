@@ -1,0 +1,239 @@
+// Reads /etc/latchkey/latchkey.conf (sections) or a LocalEGA /etc/ega/auth.conf (flat keys) into
+// the Config every module uses. Every mistake is a ConfigError naming file:line, the key and
+// the fix; nothing is silently ignored, and secret values never appear in a message.
+import { closeSync, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
+import { ConfigError } from '../errors.js';
+import type { Config } from './types.js';
+import {
+  KEYS, SECRETS_FILE_KEYS, SECTIONS, displayName, findLegacy, findNative, type Draft, type KeySpec, type Loc,
+} from './keys.js';
+import { closest, decodeValues, hasGluedCommentChar, scanIni, type Entry, type Header } from './scan.js';
+import { ValueProblem } from './values.js';
+
+export { redactConfig, formatConfigIni, REDACTED } from './format.js';
+export { RESERVED_IDS } from './keys.js';
+
+/** The default user name rule (DESIGN.md, security rules). */
+export const DEFAULT_NAME_REGEX = /^[a-z_][a-z0-9_.-]{0,31}$/;
+
+type Overrides = { [S in keyof Config]?: Config[S] extends object ? Partial<Config[S]> : Config[S] };
+
+/**
+ * Built-in defaults (LocalEGA's where it has one). The endpoints have none and are '' here:
+ * parseConfig/loadConfig require them; tests that never reach upstream may leave them empty.
+ */
+export function defaultConfig(overrides: Overrides = {}): Config {
+  const cfg: Config = {
+    source: '',
+    upstream: {
+      byNameUrl: '', byUidUrl: '', basicAuth: null, bearerToken: null, jsonPrefix: '',
+      connectTimeoutMs: 2000, requestTimeoutMs: 4000, maxBodyBytes: 65536, maxConcurrent: 16,
+      caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true,
+    },
+    cache: { dbPath: '/run/latchkey/cache.db', ttlSec: 3600, negativeTtlSec: 60, staleGraceSec: 3600, refreshAheadSec: 60 },
+    users: {
+      uidShift: 10000, gid: 10000, groupName: 'latchkey', minUid: 1000, maxUid: 2147483647,
+      nameRegex: DEFAULT_NAME_REGEX, shell: '/bin/bash',
+    },
+    homes: { base: '/ega/inbox', layout: 'chroot', mode: 0o2750, umask: 0o027, uploadDir: 'inbox' },
+    pam: {
+      prompt: 'Please, enter your EGA password: ', chrootSessions: false, maxFailures: 5,
+      throttleWindowSec: 300, throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0,
+    },
+    daemon: { socketDir: '/run/latchkey', maxConnections: 256, idleTimeoutMs: 30000, logLevel: 'info' },
+  };
+  for (const [sec, values] of Object.entries(overrides)) {
+    if (sec === 'source') cfg.source = values as string;
+    else Object.assign(cfg[sec as Exclude<keyof Config, 'source'>], values);
+  }
+  return cfg;
+}
+
+/** Parses config text; pure (a `secrets_file` is not read: loadConfig does that). */
+export function parseConfig(text: string, file: string): Config {
+  const state = newState(file);
+  applyFile(state, text, file, 'config');
+  return finish(state);
+}
+
+/** Reads and checks a config file (and its secrets_file), returning the Config with `source = file`. */
+export function loadConfig(file: string): Config {
+  const state = newState(file);
+  const main = readChecked(file);
+  if (main.stats.mode & 0o002) {
+    throw new ConfigError(file, 0, '', `is world-writable, so anyone could redirect logins; fix: chmod o-w ${file}`);
+  }
+  const secretsIn = applyFile(state, main.text, file, 'config');
+  if (secretsIn.length > 0) requirePrivate(file, main.stats, secretsIn);
+  if (state.draft.secretsFile !== null) {
+    const sf = state.draft.secretsFile;
+    const secrets = readChecked(sf);
+    requirePrivate(sf, secrets.stats, ['secrets_file']);
+    applyFile(state, secrets.text, sf, 'secrets');
+  }
+  const cfg = finish(state);
+  cfg.source = file;
+  return cfg;
+}
+
+interface State { file: string; draft: Draft; headers: Header[] }
+
+function newState(file: string): State {
+  return {
+    file,
+    draft: { cfg: defaultConfig(), username: null, password: null, secretsFile: null, setAt: new Map() },
+    headers: [],
+  };
+}
+
+/** Applies one file's keys to the draft; returns the names of the secret keys it held. */
+function applyFile(state: State, text: string, file: string, kind: 'config' | 'secrets'): string[] {
+  const { entries, headers } = scanIni(text, file);
+  if (kind === 'config') {
+    for (const h of headers) checkSection(h, file);
+    state.headers.push(...headers);
+  } else if (headers.length > 0) {
+    throw new ConfigError(file, headers[0]!.line, '', `a secrets_file has no sections; write only ${SECRETS_FILE_KEYS.join('=, ')}= lines`);
+  }
+  const specs = entries.map((e) => resolveKey(e, file, kind));
+  const values = decodeValues(text, entries, file);
+  const secrets: string[] = [];
+  entries.forEach((e, i) => {
+    const spec = specs[i]!;
+    const loc: Loc = { file, line: e.line, key: e.display! };
+    for (const t of spec.targets) {
+      const prev = state.draft.setAt.get(t);
+      if (prev) {
+        const where = `${prev.file}:${prev.line} and ${file}:${e.line}`;
+        throw new ConfigError(file, e.line, loc.key, prev.key === loc.key
+          ? `is given twice (${where}); keep only one of the two lines`
+          : `sets the same thing as ${prev.key} (${where}); keep only one of the two lines`);
+      }
+      state.draft.setAt.set(t, loc);
+    }
+    if (hasGluedCommentChar(e.rawValue)) {
+      throw new ConfigError(file, e.line, loc.key,
+        "contains # or ; right after other text, which would cut the value there; quote it ('...') or escape it (\\# \\;)");
+    }
+    try {
+      spec.apply(state.draft, values[i]!);
+    } catch (err) {
+      if (!(err instanceof ValueProblem)) throw err;
+      const shown = spec.secret ? 'the value (not shown)' : JSON.stringify(values[i]);
+      throw new ConfigError(file, e.line, loc.key, `${shown} ${err.message}`);
+    }
+    if (spec.secret) secrets.push(loc.key);
+  });
+  return secrets;
+}
+
+function checkSection(h: Header, file: string): void {
+  if ((SECTIONS as readonly string[]).includes(h.name)) return;
+  const near = closest(h.name, SECTIONS);
+  throw new ConfigError(file, h.line, `[${h.name}]`,
+    `unknown section; ${near ? `did you mean [${near}]? ` : ''}sections are ${SECTIONS.map((s) => `[${s}]`).join(' ')}`);
+}
+
+function resolveKey(e: Entry, file: string, kind: 'config' | 'secrets'): KeySpec {
+  if (kind === 'secrets') {
+    e.display = e.key;
+    if ((SECRETS_FILE_KEYS as readonly string[]).includes(e.key)) return findNative('upstream', e.key)!;
+    const near = closest(e.key, SECRETS_FILE_KEYS);
+    throw new ConfigError(file, e.line, e.key,
+      `unknown key in a secrets_file; ${near ? `did you mean ${near}? ` : ''}expected ${SECRETS_FILE_KEYS.join(', ')}`);
+  }
+  const spec = e.section === null ? findLegacy(e.key) : findNative(e.section, e.key);
+  if (spec) {
+    e.display = displayName(spec, e.section === null);
+    return spec;
+  }
+  e.display = e.section === null ? e.key : `${e.section}.${e.key}`;
+  throw new ConfigError(file, e.line, e.display, unknownKeyHint(e));
+}
+
+function unknownKeyHint(e: Entry): string {
+  const elsewhere = KEYS.filter((k) => k.key === e.key && k.section !== e.section);
+  const legacy = findLegacy(e.key);
+  if (e.section === null) {
+    if (elsewhere.length > 0) return `unknown key at top level; put it under [${elsewhere[0]!.section}]`;
+    const near = closest(e.key, KEYS.flatMap((k) => (k.legacy ? [k.legacy] : [])));
+    return `unknown key; ${near ? `did you mean ${near}? ` : ''}only LocalEGA auth.conf keys may appear before the first [section]`;
+  }
+  if (legacy) {
+    const native = legacy.key ? `[${legacy.section}] ${legacy.key}` : 'the [upstream] username and password keys';
+    return `is a LocalEGA key; move it above the first [section], or use ${native}`;
+  }
+  if (elsewhere.length > 0) return `unknown key in [${e.section}]; it belongs under [${elsewhere[0]!.section}]`;
+  const names = KEYS.filter((k) => k.section === e.section && k.key !== null).map((k) => k.key!);
+  const near = closest(e.key, names);
+  return near ? `unknown key; did you mean ${near}?` : `unknown key; keys in [${e.section}] are ${names.join(', ')}`;
+}
+
+/** Checks that need several keys at once; runs after every file is applied. */
+function finish(state: State): Config {
+  const { draft, file } = state;
+  const c = draft.cfg;
+  const at = (t: string): Loc => draft.setAt.get(t) ?? { file, line: headerLine(state, t.split('.')[0]!), key: t };
+  const fail = (l: Loc, problem: string): never => { throw new ConfigError(l.file, l.line, l.key, problem); };
+
+  if (c.upstream.byNameUrl === '') fail(at('upstream.by_name_url'), 'is required; add by_name_url = https://… under [upstream] (LocalEGA: cega_endpoint_username)');
+  if (c.upstream.byUidUrl === '') fail(at('upstream.by_uid_url'), 'is required; add by_uid_url = https://… under [upstream] (LocalEGA: cega_endpoint_uid)');
+  if ((draft.username === null) !== (draft.password === null)) {
+    const have = draft.username === null ? 'upstream.password' : 'upstream.username';
+    fail(at(have), `is set without its pair; give both username and password (or neither)${draft.secretsFile ? ' here or in the secrets_file' : ''}`);
+  }
+  c.upstream.basicAuth = draft.username !== null ? { user: draft.username, password: draft.password! } : null;
+  if (c.upstream.basicAuth && c.upstream.bearerToken !== null) {
+    const b = at('upstream.bearer_token');
+    const u = at('upstream.password');
+    fail(b, `conflicts with basic credentials (${u.key} at ${u.file}:${u.line}); use one or the other`);
+  }
+  if ((c.upstream.certFile === null) !== (c.upstream.keyFile === null)) {
+    fail(at(c.upstream.certFile ? 'upstream.certfile' : 'upstream.keyfile'), 'a client certificate needs both certfile and keyfile');
+  }
+  if (c.upstream.requestTimeoutMs < c.upstream.connectTimeoutMs) {
+    fail(at('upstream.request_timeout'), 'is shorter than connect_timeout; the request timeout covers the connection too');
+  }
+  if (c.cache.refreshAheadSec >= c.cache.ttlSec) {
+    fail(at('cache.refresh_ahead'), `must be shorter than the cache ttl (${c.cache.ttlSec}s), or every lookup would refresh`);
+  }
+  if (c.users.minUid > c.users.maxUid) fail(at('users.min_uid'), `is above max_uid (${c.users.maxUid})`);
+  if (c.users.uidShift > c.users.maxUid) {
+    fail(at('users.uid_shift'), `is above max_uid (${c.users.maxUid}), so every user would be refused`);
+  }
+  return c;
+}
+
+function headerLine(state: State, section: string): number {
+  return state.headers.find((h) => h.name === section)?.line ?? 0;
+}
+
+function readChecked(file: string): { text: string; stats: Stats } {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ConfigError(file, 0, '', `cannot be read (${err.code ?? err.message}); check the path and that latchkeyd runs as root`);
+  }
+  try {
+    // fstat the descriptor we read from, so the checked file is the file read (no swap in between).
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) throw new ConfigError(file, 0, '', 'is not a regular file');
+    return { text: readFileSync(fd, 'utf8'), stats };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Secrets may sit only in a file nobody else can read or change. */
+function requirePrivate(file: string, st: Stats, what: string[]): void {
+  const euid = process.geteuid?.() ?? 0;
+  if ((st.mode & 0o077) !== 0) {
+    throw new ConfigError(file, 0, '',
+      `holds secrets (${what.join(', ')}) but its mode is ${(st.mode & 0o777).toString(8).padStart(4, '0')}; fix: chmod 600 ${file}`);
+  }
+  if (st.uid !== 0 && st.uid !== euid) {
+    throw new ConfigError(file, 0, '', `holds secrets (${what.join(', ')}) but is owned by uid ${st.uid}; fix: chown root ${file}`);
+  }
+}

@@ -1,0 +1,157 @@
+// latchkeyd entry point: loads the config, wires cache, upstream, verification and sockets,
+// reloads on SIGHUP and shuts down cleanly on SIGTERM/SIGINT.
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { UserCache } from '../cache/db.js';
+import { Resolver } from '../cache/resolver.js';
+import { RestUserSource } from '../upstream/client.js';
+import { Throttle } from '../verify/throttle.js';
+import { listenAll, type Listening } from '../server/sockets.js';
+import type { HandlerTable } from '../server/dispatch.js';
+import { log, setLogLevel } from '../log.js';
+import { LatchkeyError } from '../errors.js';
+import { publicHandlers, DAEMON_VERSION } from './public-handlers.js';
+import { authHandlers, AuthStats } from './auth-handlers.js';
+import { SwappableSource } from './swappable-source.js';
+import { sessionHandlers, SessionRegistry } from '../sessions/registry.js';
+import { adminHandlers } from './admin.js';
+
+const USAGE = `usage: latchkeyd [--config FILE] [--check]
+  --config FILE  configuration (default /etc/latchkey/latchkey.conf; a LocalEGA auth.conf works too)
+  --check        validate the configuration and exit (0 = valid)
+  --version      print the version`;
+
+const EX_USAGE = 64;
+const EX_CONFIG = 78;
+
+export interface Daemon { config(): Config; listening: Listening; stop(): Promise<void> }
+
+function parseArgs(argv: string[]): { config: string; check: boolean } {
+  let config = '/etc/latchkey/latchkey.conf';
+  let check = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--config' || a === '-c') {
+      const v = argv[++i];
+      if (!v) { process.stderr.write(`latchkeyd: --config needs a file\n${USAGE}\n`); process.exit(EX_USAGE); }
+      config = v;
+    } else if (a.startsWith('--config=')) config = a.slice(9);
+    else if (a === '--check') check = true;
+    else if (a === '--version') { process.stdout.write(`latchkeyd ${DAEMON_VERSION}\n`); process.exit(0); }
+    else if (a === '--help' || a === '-h') { process.stdout.write(USAGE + '\n'); process.exit(0); }
+    else { process.stderr.write(`latchkeyd: unknown argument ${a}\n${USAGE}\n`); process.exit(EX_USAGE); }
+  }
+  return { config, check };
+}
+
+/** Starts every part; exported so tests and the demo can run a daemon in-process if they need to. */
+export async function startDaemon(configFile: string): Promise<Daemon> {
+  let cfg = loadConfig(configFile);
+  setLogLevel(cfg.daemon.logLevel);
+  const startedAt = Date.now();
+  const cache = UserCache.open(cfg.cache.dbPath);
+  const source = new SwappableSource(new RestUserSource(cfg.upstream, cfg.users));
+  const resolver = new Resolver(cache, source, () => cfg);
+  const throttle = new Throttle(() => cfg.pam);
+  const authStats = new AuthStats();
+  const sessions = new SessionRegistry(cache.db, () => cfg);
+
+  const nss: HandlerTable = publicHandlers(resolver);
+  let listening: Listening | null = null;
+  const priv: HandlerTable = {
+    ...nss,
+    ...authHandlers(resolver, cache, throttle, authStats),
+    ...sessionHandlers(sessions, resolver, () => cfg),
+    ...adminHandlers({
+      version: DAEMON_VERSION, startedAt, config: () => cfg, configFile,
+      socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats,
+    }),
+  };
+
+  listening = await listenAll({
+    dir: cfg.daemon.socketDir,
+    maxConnections: () => cfg.daemon.maxConnections,
+    idleTimeoutMs: () => cfg.daemon.idleTimeoutMs,
+    nssHandlers: () => nss,
+    privHandlers: () => priv,
+  });
+  const sweep = setInterval(() => sessions.sweep(), 30_000);
+  sweep.unref();
+
+  const reload = (): void => {
+    let next: Config;
+    try {
+      next = loadConfig(configFile);
+    } catch (e) {
+      log('error', 'config.reload_failed', { file: configFile, error: e instanceof Error ? e.message : String(e), kept: 'previous config' });
+      return;
+    }
+    for (const [what, a, b] of [['daemon.socket_dir', cfg.daemon.socketDir, next.daemon.socketDir], ['cache.db_path', cfg.cache.dbPath, next.cache.dbPath]] as const) {
+      if (a !== b) log('warn', 'config.needs_restart', { key: what, running: a, configured: b });
+    }
+    next.daemon.socketDir = cfg.daemon.socketDir;
+    next.cache.dbPath = cfg.cache.dbPath;
+    const old = source.swap(new RestUserSource(next.upstream, next.users));
+    void old.close();
+    cfg = next;
+    setLogLevel(cfg.daemon.logLevel);
+    listening!.setMaxConnections(cfg.daemon.maxConnections);
+    log('info', 'config.reloaded', { file: configFile });
+  };
+  process.on('SIGHUP', reload);
+
+  log('info', 'daemon.ready', {
+    version: DAEMON_VERSION, pid: process.pid, config: configFile,
+    nss_socket: listening.paths.nss, priv_socket: listening.paths.priv, cache: cfg.cache.dbPath,
+  });
+
+  return {
+    config: () => cfg,
+    listening,
+    async stop() {
+      clearInterval(sweep);
+      process.off('SIGHUP', reload);
+      await listening!.close();
+      await source.close();
+      cache.close();
+      log('info', 'daemon.stopped', { pid: process.pid });
+    },
+  };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  // The daemon must never resolve users through its own NSS module (it would ask itself and
+  // deadlock its event loop): libnss_latchkey answers UNAVAIL at once when this is set.
+  process.env.LATCHKEY_NSS_DISABLE = '1';
+  const args = parseArgs(argv);
+  if (args.check) {
+    try { loadConfig(args.config); } catch (e) {
+      process.stderr.write(`latchkeyd: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(EX_CONFIG);
+    }
+    process.stdout.write(`${args.config}: ok\n`);
+    return;
+  }
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon(args.config);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    log('error', 'daemon.start_failed', { error: msg });
+    process.stderr.write(`latchkeyd: ${msg}\n`);
+    process.exit(e instanceof LatchkeyError && e.code === 'E_CONFIG' ? EX_CONFIG : 1);
+  }
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log('info', 'daemon.stopping', { signal: sig });
+    daemon.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('uncaughtException', (e) => {
+    log('error', 'daemon.fatal', { error: e.message, stack: e.stack?.split('\n').slice(0, 5).join(' | ') });
+    process.exit(70);
+  });
+}

@@ -1,0 +1,83 @@
+// Handlers for nss.sock: public passwd/group data and public keys, nothing secret.
+import { ok, fail, type HandlerResult, type HandlerTable } from '../server/dispatch.js';
+import { Status, LIST_BATCH_BYTES, MAX_NSS_REPLY } from '../protocol/generated.js';
+import type { Lookup } from '../cache/types.js';
+import type { Resolver } from '../cache/resolver.js';
+import type { GroupEntry, PasswdEntry } from '../types.js';
+import { log } from '../log.js';
+
+export const DAEMON_VERSION = '0.1.0';
+
+/** Rough wire size of a passwd record, to fill list pages without encoding twice. */
+function passwdSize(p: PasswdEntry): number {
+  return 4 + 4 + 2 * 4 + Buffer.byteLength(p.name) + Buffer.byteLength(p.gecos) + Buffer.byteLength(p.dir) + Buffer.byteLength(p.shell);
+}
+
+function lookupFailure(l: Exclude<Lookup, { status: 'found' }>): HandlerResult {
+  if (l.status === 'notfound') return fail(Status.NOTFOUND);
+  return fail(Status.UNAVAIL, 'user service unavailable');
+}
+
+/** Caps the member list so a group reply always fits what the NSS shim accepts. */
+export function boundedGroup(g: GroupEntry): GroupEntry {
+  let size = 64 + Buffer.byteLength(g.name);
+  const members: string[] = [];
+  for (const m of g.members) {
+    size += 2 + Buffer.byteLength(m);
+    if (size > MAX_NSS_REPLY - 1024) {
+      log('warn', 'group.members_truncated', { group: g.name, listed: members.length, total: g.members.length });
+      break;
+    }
+    members.push(m);
+  }
+  return { ...g, members };
+}
+
+export function publicHandlers(resolver: Resolver): HandlerTable {
+  const passwdReply = (l: Lookup): HandlerResult =>
+    l.status === 'found' ? ok({ entry: { ...resolver.toPasswd(l.user) } }) : lookupFailure(l);
+
+  return {
+    PING: () => ok({ daemon_version: DAEMON_VERSION }),
+    PW_BY_NAME: async (f) => passwdReply(await resolver.byName(f.name as string)),
+    PW_BY_UID: async (f) => passwdReply(await resolver.byUid(f.uid as number)),
+    PW_LIST: (f) => {
+      // Fill one page up to LIST_BATCH_BYTES; the client passes next_uid back and stops at an
+      // empty page. next_uid is always one past the last uid sent, so paging never repeats.
+      let next = f.start_uid as number;
+      const entries: PasswdEntry[] = [];
+      let size = 16;
+      for (;;) {
+        const batch = resolver.list(next, 256);
+        for (const u of batch) {
+          const p = resolver.toPasswd(u);
+          const s = passwdSize(p);
+          if (size + s > LIST_BATCH_BYTES && entries.length > 0) return ok({ next_uid: next, entries: entries.map((e) => ({ ...e })) });
+          entries.push(p);
+          size += s;
+          next = u.uid + 1;
+        }
+        if (batch.length < 256) break;
+      }
+      return ok({ next_uid: next, entries: entries.map((e) => ({ ...e })) });
+    },
+    GR_BY_NAME: (f) => {
+      const g = resolver.group();
+      return f.name === g.name ? ok({ entry: { ...boundedGroup(g) } }) : fail(Status.NOTFOUND);
+    },
+    GR_BY_GID: (f) => {
+      const g = resolver.group();
+      return f.gid === g.gid ? ok({ entry: { ...boundedGroup(g) } }) : fail(Status.NOTFOUND);
+    },
+    GR_LIST: (f) => {
+      const g = resolver.group();
+      if ((f.start_gid as number) > g.gid) return ok({ next_gid: 0, entries: [] });
+      return ok({ next_gid: (g.gid + 1) >>> 0, entries: [{ ...boundedGroup(g) }] });
+    },
+    KEYS_BY_NAME: async (f) => {
+      const l = await resolver.byName(f.name as string);
+      if (l.status !== 'found') return lookupFailure(l);
+      return ok({ keys: l.user.sshPublicKeys });
+    },
+  };
+}

@@ -1,0 +1,101 @@
+// Typed loader for latchkey.node (native/addon). Loaded on first use, not at import, so modules
+// that merely import this file (and their tests) work before the addon has been built.
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LatchkeyError } from '../errors.js';
+
+export interface PeerCred { pid: number; uid: number; gid: number }
+
+export interface CreateHomeOptions {
+  /** existing root-owned, not group/world-writable directory */
+  base: string;
+  /** one path component: no '/', not '.' or '..' */
+  name: string;
+  uid: number;
+  gid: number;
+  layout: 'chroot' | 'plain';
+  /** mode of the user-owned directory (upload dir for chroot, the home for plain) */
+  mode: number;
+  /** name of the user-owned directory inside a chroot home */
+  uploadDir: string;
+}
+
+export interface CreateHomeResult {
+  path: string;
+  /** this call made the home or its upload dir */
+  created: boolean;
+  /** something unsafe was found and left alone; the home must not be used (problems say why) */
+  refused: boolean;
+  /** repairs made, or the reasons for refusing */
+  problems: string[];
+}
+
+export interface LatchkeyAddon {
+  /** SO_PEERCRED of a connected Unix socket; throws an Error with the errno text */
+  peerCred(fd: number): PeerCred;
+  /** crypt_rn(3) on the threadpool; null when the setting is invalid or crypt fails */
+  crypt(password: string, setting: string): Promise<string | null>;
+  /** race-free home creation on the threadpool (native/addon/homes.c) */
+  createHome(opts: CreateHomeOptions): Promise<CreateHomeResult>;
+}
+
+const RELATIVE_PATH = join('native', 'addon', 'build', 'Release', 'latchkey.node');
+
+/** The repo (or install) root: the nearest ancestor of this file holding latchkey's package.json.
+ *  Works from src/native (tsx, tests) and dist/src/native (compiled) alike. */
+function packageRoot(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'latchkey') return dir;
+      } catch { /* not ours; keep walking */ }
+    }
+    const up = dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+/** Where latchkey.node is looked for: $LATCHKEY_ADDON, else <root>/native/addon/build/Release. */
+export function addonPath(): string {
+  const override = process.env.LATCHKEY_ADDON;
+  if (override) return resolve(override);
+  const root = packageRoot();
+  return root ? join(root, RELATIVE_PATH) : resolve(RELATIVE_PATH);
+}
+
+let loaded: LatchkeyAddon | null = null;
+
+export function loadAddon(): LatchkeyAddon {
+  if (loaded) return loaded;
+  const path = addonPath();
+  if (!existsSync(path)) {
+    throw new LatchkeyError('E_ADDON',
+      `native addon not found at ${path}; run \`make\` in the latchkey source tree to build it` +
+      ' (or set LATCHKEY_ADDON to the path of latchkey.node)');
+  }
+  try {
+    loaded = createRequire(import.meta.url)(path) as LatchkeyAddon;
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new LatchkeyError('E_ADDON',
+      `native addon ${path} failed to load (${why}); rebuild it with \`make\` for this Node version`);
+  }
+  return loaded;
+}
+
+export function peerCred(fd: number): PeerCred {
+  return loadAddon().peerCred(fd);
+}
+
+export function crypt(password: string, setting: string): Promise<string | null> {
+  return loadAddon().crypt(password, setting);
+}
+
+export function createHome(opts: CreateHomeOptions): Promise<CreateHomeResult> {
+  return loadAddon().createHome(opts);
+}

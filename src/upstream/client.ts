@@ -1,0 +1,295 @@
+// The REST client for the upstream user service (CentralEGA or anything speaking its format).
+// One keep-alive connection pool, a hard deadline per request, a capped body, a cap on requests
+// in flight, and errors sorted into kinds the cache can act on (serve stale vs. "not found").
+
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import type { PeerCertificate } from 'node:tls';
+import { Agent } from 'undici';
+import type { UpstreamConfig, UsersConfig } from '../config/types.js';
+import { ConfigError, UpstreamError } from '../errors.js';
+import { log } from '../log.js';
+import type { FetchResult, UserSource } from './types.js';
+import { parseUserReply } from './validate.js';
+import { Semaphore } from './semaphore.js';
+
+type LookupKind = 'name' | 'uid';
+type BodyStream = AsyncIterable<Buffer> & { destroy(err?: Error): unknown; dump(opts?: { limit: number }): Promise<void> };
+
+/** Bytes of an error/404 body we read to keep the connection reusable; more and we drop it. */
+const DRAIN_LIMIT = 64 * 1024;
+/** How long an idle upstream connection is kept; the server's own Keep-Alive hint wins if shorter. */
+const KEEPALIVE_MS = 30_000;
+const USER_AGENT = 'latchkey/0.1';
+
+export class RestUserSource implements UserSource {
+  private readonly agent: Agent;
+  private readonly slots: Semaphore;
+  private readonly authHeader: string | null;
+  private readonly secrets: string[];
+  private last: { message: string; at: number } | null = null;
+  private closed = false;
+
+  constructor(private readonly cfg: UpstreamConfig, private readonly users: UsersConfig) {
+    checkUrl(cfg.byNameUrl, '%s', 'cega_endpoint_username');
+    checkUrl(cfg.byUidUrl, '%u', 'cega_endpoint_uid');
+    this.slots = new Semaphore(Math.max(1, cfg.maxConcurrent));
+
+    if (cfg.basicAuth) {
+      const token = Buffer.from(`${cfg.basicAuth.user}:${cfg.basicAuth.password}`, 'utf8').toString('base64');
+      this.authHeader = `Basic ${token}`;
+      this.secrets = [cfg.basicAuth.password, token];
+    } else if (cfg.bearerToken) {
+      this.authHeader = `Bearer ${cfg.bearerToken}`;
+      this.secrets = [cfg.bearerToken];
+    } else {
+      this.authHeader = null;
+      this.secrets = [];
+    }
+
+    this.agent = new Agent({
+      connect: {
+        timeout: cfg.connectTimeoutMs,
+        ca: cfg.caFile ? readPem(cfg.caFile, 'cacertfile') : undefined,
+        cert: cfg.certFile ? readPem(cfg.certFile, 'certfile') : undefined,
+        key: cfg.keyFile ? readPem(cfg.keyFile, 'keyfile') : undefined,
+        rejectUnauthorized: cfg.verifyPeer,
+        // Skipping only the name check still verifies the chain against the CA.
+        ...(cfg.verifyHostname ? {} : { checkServerIdentity: (_h: string, _c: PeerCertificate) => undefined }),
+      },
+      headersTimeout: cfg.requestTimeoutMs,
+      bodyTimeout: cfg.requestTimeoutMs,
+      keepAliveTimeout: KEEPALIVE_MS,
+      keepAliveMaxTimeout: KEEPALIVE_MS,
+      connections: Math.max(1, cfg.maxConcurrent),
+      pipelining: 1,
+    });
+  }
+
+  async fetchByName(name: string): Promise<FetchResult> {
+    // A name that could never be accepted is not worth a round trip, and keeps odd bytes out of URLs.
+    if (!this.plausibleName(name)) {
+      log('debug', 'upstream.skipped', { kind: 'name', reason: 'name fails the name rule' });
+      return { kind: 'notfound' };
+    }
+    const url = expandUrl(this.cfg.byNameUrl, '%s', encodeURIComponent(name));
+    return this.fetchUser('name', name, url, { askedName: name });
+  }
+
+  async fetchByUid(upstreamUid: number): Promise<FetchResult> {
+    const local = upstreamUid + this.users.uidShift;
+    if (!Number.isSafeInteger(upstreamUid) || upstreamUid < 0 || local === 0
+      || local < this.users.minUid || local > this.users.maxUid) {
+      log('debug', 'upstream.skipped', { kind: 'uid', key: upstreamUid, reason: 'uid outside the configured range' });
+      return { kind: 'notfound' };
+    }
+    const url = expandUrl(this.cfg.byUidUrl, '%u', String(upstreamUid));
+    return this.fetchUser('uid', String(upstreamUid), url, { askedUpstreamUid: upstreamUid });
+  }
+
+  lastError(): { message: string; at: number } | null {
+    return this.last;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.slots.rejectAll(new UpstreamError('connect', 'upstream client closed'));
+    // destroy, not close: a hung upstream must not hold up daemon shutdown.
+    await this.agent.destroy();
+  }
+
+  private plausibleName(name: string): boolean {
+    if (typeof name !== 'string' || name === '' || /[:/\u0000-\u001f\u007f]/.test(name)) return false;
+    const re = this.users.nameRegex;
+    re.lastIndex = 0;
+    return re.test(name);
+  }
+
+  private async fetchUser(
+    kind: LookupKind,
+    key: string,
+    url: URL,
+    ask: { askedName?: string; askedUpstreamUid?: number },
+  ): Promise<FetchResult> {
+    const started = performance.now();
+    const ac = new AbortController();
+    let timedOut = false;
+    // One deadline covers waiting for a slot, connecting, headers and body.
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort(new UpstreamError('timeout', `no complete reply within ${this.cfg.requestTimeoutMs} ms`));
+    }, this.cfg.requestTimeoutMs);
+    let release: (() => void) | undefined;
+    let status: number | undefined;
+    try {
+      if (this.closed) throw new UpstreamError('connect', 'upstream client closed');
+      release = await this.slots.acquire(ac.signal);
+      const headers: Record<string, string> = { accept: 'application/json', 'user-agent': USER_AGENT };
+      if (this.authHeader) headers.authorization = this.authHeader;
+      // undici's dispatcher API does not follow redirects, so credentials never leave this origin.
+      const res = await this.agent.request({
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: 'GET',
+        headers,
+        signal: ac.signal,
+      });
+      status = res.statusCode;
+      const body = res.body as unknown as BodyStream;
+      let result: FetchResult;
+      if (status === 200) {
+        const declared = Number(res.headers['content-length']);
+        if (Number.isFinite(declared) && declared > this.cfg.maxBodyBytes) {
+          body.destroy();
+          throw tooLarge(this.cfg.maxBodyBytes, `declares ${declared} bytes`);
+        }
+        const bytes = await readCapped(body, this.cfg.maxBodyBytes);
+        result = { kind: 'found', user: parseUserReply(bytes, { jsonPrefix: this.cfg.jsonPrefix, users: this.users, ...ask }) };
+      } else if (status === 404) {
+        await drain(body);
+        result = { kind: 'notfound' };
+      } else {
+        await drain(body);
+        throw new UpstreamError('http', httpMessage(status));
+      }
+      log('info', 'upstream.request', { kind, key, status, outcome: result.kind, ms: elapsed(started) });
+      return result;
+    } catch (e) {
+      const err = this.classify(e, timedOut);
+      const message = this.redact(`lookup by ${kind} ${JSON.stringify(key)} at ${url.origin}${url.pathname}: ${err.message}`);
+      this.last = { message, at: Date.now() };
+      log('warn', 'upstream.request', {
+        kind, key, status, outcome: err.kind, error: this.redact(err.message), ms: elapsed(started),
+      });
+      throw new UpstreamError(err.kind, message);
+    } finally {
+      clearTimeout(timer);
+      release?.();
+    }
+  }
+
+  private classify(e: unknown, timedOut: boolean): UpstreamError {
+    if (timedOut) return new UpstreamError('timeout', `no complete reply within ${this.cfg.requestTimeoutMs} ms (request_timeout_ms)`);
+    if (e instanceof UpstreamError) return e;
+    const code = errorCode(e);
+    const msg = e instanceof Error ? e.message : String(e);
+    switch (code) {
+      case 'UND_ERR_CONNECT_TIMEOUT':
+        return new UpstreamError('timeout', `could not connect within ${this.cfg.connectTimeoutMs} ms (connect_timeout_ms); is the upstream host reachable?`);
+      case 'UND_ERR_HEADERS_TIMEOUT':
+      case 'UND_ERR_BODY_TIMEOUT':
+        return new UpstreamError('timeout', `upstream stopped answering (${msg})`);
+      case 'ECONNREFUSED':
+        return new UpstreamError('connect', 'connection refused: is the upstream service running and the URL\'s port right?');
+      case 'ENOTFOUND':
+      case 'EAI_AGAIN':
+        return new UpstreamError('connect', `host name did not resolve (${code}); check the endpoint URL and DNS`);
+      case 'EHOSTUNREACH':
+      case 'ENETUNREACH':
+        return new UpstreamError('connect', `no route to the upstream host (${code})`);
+      case 'UND_ERR_SOCKET':
+      case 'ECONNRESET':
+      case 'EPIPE':
+        return new UpstreamError('connect', `upstream closed the connection (${msg})`);
+      case 'UND_ERR_ABORTED':
+      case 'UND_ERR_DESTROYED':
+      case 'UND_ERR_CLOSED':
+        return new UpstreamError('connect', this.closed ? 'upstream client closed' : `request aborted (${msg})`);
+    }
+    if (code && (TLS_CODES.has(code) || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL'))) {
+      return new UpstreamError('connect', `TLS verification failed (${code}: ${msg}); set cacertfile to the CA that signed the upstream certificate`);
+    }
+    return new UpstreamError('connect', `request failed (${code ?? 'no code'}: ${msg})`);
+  }
+
+  /** Defence in depth: no message built here should carry a credential, but make sure. */
+  private redact(s: string): string {
+    let out = s;
+    for (const secret of this.secrets) if (secret) out = out.split(secret).join('***');
+    return out;
+  }
+}
+
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH',
+]);
+
+function errorCode(e: unknown): string | undefined {
+  // undici sometimes wraps the socket error; the interesting code may sit on the cause.
+  for (let cur: unknown = e, depth = 0; cur && depth < 4; depth++) {
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== 'UND_ERR') return code;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+async function readCapped(body: BodyStream, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of body) {
+    n += chunk.length;
+    if (n > max) {
+      // Stop reading now: the rest of a hostile body must not reach memory.
+      body.destroy();
+      throw tooLarge(max, `exceeded after ${n} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, n);
+}
+
+async function drain(body: BodyStream): Promise<void> {
+  try {
+    await body.dump({ limit: DRAIN_LIMIT });
+  } catch {
+    // A broken error body changes nothing about the answer.
+  }
+}
+
+function tooLarge(max: number, detail: string): UpstreamError {
+  return new UpstreamError('too_large', `reply body larger than max_body_bytes ${max} (${detail})`);
+}
+
+function httpMessage(status: number): string {
+  if (status === 401 || status === 403) return `HTTP ${status} from upstream: credentials refused; check cega_creds / the bearer token`;
+  if (status >= 300 && status < 400) return `HTTP ${status} from upstream: redirects are not followed; point the endpoint URL at the final location`;
+  if (status >= 500) return `HTTP ${status} from upstream: the user service is failing`;
+  return `HTTP ${status} from upstream: unexpected status (only 200 and 404 are understood)`;
+}
+
+/** `%s`/`%u` in the configured URL is replaced; otherwise the value is appended. */
+export function expandUrl(template: string, placeholder: '%s' | '%u', value: string): URL {
+  const s = template.includes(placeholder) ? template.split(placeholder).join(value) : template + value;
+  return new URL(s);
+}
+
+function checkUrl(template: string, placeholder: '%s' | '%u', key: string): void {
+  let u: URL;
+  try {
+    u = expandUrl(template, placeholder, placeholder === '%s' ? 'name' : '1');
+  } catch {
+    throw new ConfigError('[upstream]', 0, key, 'not a valid URL');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new ConfigError('[upstream]', 0, key, `scheme ${u.protocol} is not supported; use http:// or https://`);
+  }
+  if (u.username || u.password) {
+    throw new ConfigError('[upstream]', 0, key, 'credentials in the URL are not allowed; put them in cega_creds');
+  }
+}
+
+function readPem(path: string, key: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError('[upstream]', 0, key, `cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10;
+}

@@ -1,0 +1,66 @@
+// Password verification. Every outcome costs about one real verification: an unknown user, a user
+// without a password, an unparsable hash and a wrong password are indistinguishable by timing
+// from a right password (DESIGN.md, security rules). Nothing here logs or returns a hash.
+import { timingSafeEqual } from 'node:crypto';
+import bcrypt from 'bcrypt';
+import unixCryptTD from 'unix-crypt-td-js';
+import { crypt } from '../native/addon.js';
+import { hashKind } from './hash.js';
+import { log } from '../log.js';
+
+/** sha*crypt cost grows with the password length; a password this long is an attack, not a user. */
+const MAX_PASSWORD_LENGTH = 1024;
+
+/** bcrypt cost 10 of a random string nobody knows: the work done when there is nothing to verify.
+ *  Cost 10 is what CentralEGA and most bcrypt libraries use by default. */
+const DUMMY_HASH = '$2b$10$Guty1uRfU8AsR.8GN616xO78jfeHxRd6h6UCBN06MfeqCAuIb.kVi';
+
+/** The work of one bcrypt cost-10 verification, result ignored. */
+export async function dummyVerify(): Promise<void> {
+  try {
+    await verifyBcrypt('latchkey-dummy-password', DUMMY_HASH);
+  } catch { /* the cost is the point, not the result */ }
+}
+
+export async function verifyPassword(password: string, hash: string | null): Promise<boolean> {
+  const kind = hashKind(hash);
+  // crypt(3) and bcrypt stop at the first NUL, so "secret\0junk" would pass as "secret".
+  if (hash === null || kind === 'none' || kind === 'unknown'
+      || password.includes('\0') || password.length > MAX_PASSWORD_LENGTH) {
+    await dummyVerify();
+    return false;
+  }
+  try {
+    switch (kind) {
+      case 'bcrypt': return await verifyBcrypt(password, hash);
+      case 'des': return verifyDes(password, hash);
+      default: return equal(await crypt(password, hash), hash);
+    }
+  } catch (e) {
+    log('warn', 'verify.error', { kind, error: e instanceof Error ? e.message : String(e) });
+    return false;
+  }
+}
+
+/** The bcrypt package rejects "$2y$" (PHP's name for the fixed algorithm, identical to "$2b$"),
+ *  so both sides are compared in "$2b$" spelling. "$2a$" and "$2b$" it takes as they are. */
+async function verifyBcrypt(password: string, hash: string): Promise<boolean> {
+  const stored = hash.startsWith('$2y$') ? '$2b$' + hash.slice(4) : hash;
+  const computed = await bcrypt.hash(password, stored.slice(0, 29));
+  return equal(computed, stored);
+}
+
+/** Traditional DES crypt: the first two characters are the salt; DES is cheap, so synchronous. */
+function verifyDes(password: string, hash: string): boolean {
+  // Bytes, as crypt(3) sees them, so a non-ASCII password hashes like it does in libxcrypt.
+  const computed = unixCryptTD(Array.from(Buffer.from(password, 'utf8')), hash.slice(0, 2));
+  return equal(computed, hash);
+}
+
+function equal(computed: string | null, stored: string): boolean {
+  if (computed === null) return false;
+  const a = Buffer.from(computed, 'utf8');
+  const b = Buffer.from(stored, 'utf8');
+  // Lengths of well-formed hashes of one kind are public and fixed; only the bytes need hiding.
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -1,0 +1,180 @@
+// Shared integration-test harness: a real example user service, a real latchkeyd on a private
+// socket dir, and commands run inside a private mount namespace with our nsswitch.conf.
+// Everything lives under one mkdtemp dir; processes are killed by pid.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { createConnection } from 'node:net';
+import { startUserService } from '../../src/example/userservice.js';
+import { encodeRequest, decodeReply, type Fields } from '../../src/protocol/codec.js';
+
+import { ROOT } from './paths.js';
+export { ROOT };
+export const NSS_LIB_DIR = join(ROOT, 'native/nss');
+export const LATCHKEYD = join(ROOT, 'bin/latchkeyd');
+
+export type ServiceHandle = Awaited<ReturnType<typeof startUserService>>;
+export type CegaUser = Parameters<ServiceHandle['setUsers']>[0][number];
+
+export function exampleUsers(): CegaUser[] {
+  return JSON.parse(readFileSync(join(ROOT, 'etc/example-users.json'), 'utf8')) as CegaUser[];
+}
+export function examplePasswords(): Record<string, string> {
+  return JSON.parse(readFileSync(join(ROOT, 'test/fixtures/passwords.json'), 'utf8')) as Record<string, string>;
+}
+
+export type ConfigOverrides = Record<string, Record<string, string | number | boolean>>;
+
+/** Writes a sectioned latchkey.conf pointing at the service, with test-friendly defaults. */
+export function writeConfig(dir: string, serviceUrl: string, over: ConfigOverrides = {}): string {
+  const base: ConfigOverrides = {
+    upstream: {
+      by_name_url: `${serviceUrl}/username/`,
+      by_uid_url: `${serviceUrl}/user-id/`,
+      username: 'lega', password: 'testpass',
+      json_prefix: 'response.result',
+      connect_timeout: '1s', request_timeout: '2s',
+    },
+    cache: { db_path: join(dir, 'cache.db'), ttl: '1h', negative_ttl: '60s' },
+    users: { uid_shift: 10000, gid: 10000, group_name: 'lega' },
+    homes: { base: join(dir, 'homes') },
+    daemon: { socket_dir: join(dir, 'run'), log_level: 'debug' },
+  };
+  for (const [sec, kv] of Object.entries(over)) base[sec] = { ...(base[sec] ?? {}), ...kv };
+  const text = Object.entries(base)
+    .map(([sec, kv]) => `[${sec}]\n` + Object.entries(kv).map(([k, v]) => `${k} = ${v}`).join('\n'))
+    .join('\n\n') + '\n';
+  const file = join(dir, 'latchkey.conf');
+  writeFileSync(file, text, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return file;
+}
+
+export interface DaemonProc {
+  proc: ChildProcess;
+  pid: number;
+  logs: string[];
+  /** resolves with the exit code */
+  exited: Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+/** Sends one request to a socket and decodes the reply. */
+export function request(sockPath: string, op: string, fields: Fields, timeoutMs = 5000): Promise<ReturnType<typeof decodeReply>> {
+  return new Promise((resolvePromise, reject) => {
+    const c = createConnection(sockPath);
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => { c.destroy(); reject(new Error(`timeout on ${op}`)); }, timeoutMs);
+    c.on('connect', () => c.write(encodeRequest(op, fields)));
+    c.on('data', (d: Buffer) => {
+      chunks.push(d);
+      const all = Buffer.concat(chunks);
+      if (all.length >= 4 && all.length >= 4 + all.readUInt32BE(0)) {
+        clearTimeout(timer);
+        c.destroy();
+        try { resolvePromise(decodeReply(all.subarray(4, 4 + all.readUInt32BE(0)))); } catch (e) { reject(e); }
+      }
+    });
+    c.on('error', (e) => { clearTimeout(timer); reject(e); });
+  });
+}
+
+/** Starts bin/latchkeyd and waits until it answers PING on nss.sock. */
+export async function startDaemon(configFile: string, socketDir: string, env: Record<string, string> = {}): Promise<DaemonProc> {
+  const proc = spawn(process.execPath, [LATCHKEYD, '--config', configFile], {
+    env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  let buf = '';
+  proc.stderr!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) { logs.push(buf.slice(0, i)); buf = buf.slice(i + 1); }
+  });
+  proc.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`latchkeyd exited ${proc.exitCode}:\n${logs.join('\n')}`);
+    try {
+      const r = await request(join(socketDir, 'nss.sock'), 'PING', {}, 1000);
+      if (r.status === 0) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`latchkeyd did not start:\n${logs.join('\n')}`); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    proc, pid: proc.pid!, logs, exited,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGCONT');
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+export interface TestEnv {
+  dir: string;
+  socketDir: string;
+  configFile: string;
+  service: ServiceHandle;
+  daemon: DaemonProc;
+  /** env for shims and tools: socket dir and NSS module path */
+  shimEnv: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/** Example service + daemon on a fresh temp dir; `over` tweaks the config. */
+export async function startEnv(over: ConfigOverrides = {}, users: CegaUser[] = exampleUsers()): Promise<TestEnv> {
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-test-'));
+  chmodSync(dir, 0o755);
+  const service = await startUserService({ host: '127.0.0.1', port: 0, users, basicAuth: { user: 'lega', password: 'testpass' } });
+  const configFile = writeConfig(dir, service.url, over);
+  const socketDir = (over.daemon?.socket_dir as string | undefined) ?? join(dir, 'run');
+  let daemon: DaemonProc;
+  try {
+    daemon = await startDaemon(configFile, socketDir);
+  } catch (e) {
+    await service.close();
+    throw e;
+  }
+  const shimEnv = { LATCHKEY_SOCKET_DIR: socketDir, LD_LIBRARY_PATH: NSS_LIB_DIR };
+  return {
+    dir, socketDir, configFile, service, daemon, shimEnv,
+    async stop() {
+      await daemon.stop();
+      await service.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RunResult { code: number | null; stdout: string; stderr: string; ms: number }
+
+/**
+ * Runs a shell script in a private mount namespace whose /etc/nsswitch.conf says
+ * `passwd: files latchkey` / `group: files latchkey`. The host's /etc is never touched:
+ * the bind mount exists only inside the namespace and dies with it.
+ */
+export function runInNamespace(script: string, env: Record<string, string>, opts: { nsswitch?: string; timeoutMs?: number; extraMounts?: string } = {}): RunResult {
+  const ns = opts.nsswitch ?? 'passwd: files latchkey\ngroup: files latchkey\nshadow: files\nhosts: files\n';
+  const nsFile = join(mkdtempSync(join(tmpdir(), 'latchkey-ns-')), 'nsswitch.conf');
+  writeFileSync(nsFile, ns);
+  const wrapped = `set -e\nmount --make-rprivate /\nmount --bind ${nsFile} /etc/nsswitch.conf\n${opts.extraMounts ?? ''}\nset +e\n${script}\n`;
+  const t0 = Date.now();
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', wrapped], {
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
+    encoding: 'utf8', timeout: opts.timeoutMs ?? 30000,
+  });
+  rmSync(dirname(nsFile), { recursive: true, force: true });
+  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms: Date.now() - t0 };
+}
+
+export function haveCommand(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+export { existsSync };

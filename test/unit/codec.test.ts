@@ -1,0 +1,141 @@
+// The TS side of the wire contract: generated files are current, golden vectors decode to what
+// the spec says, and malformed frames are rejected with a ProtocolError, never a crash.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import {
+  encodeRequest, encodeReply, decodeReply, decodeRequestPayload, splitRequest, FrameReader,
+  messageByName, type Fields,
+} from '../../src/protocol/codec.js';
+import { Op, Status, MAX_REQUEST, PROTO_VERSION } from '../../src/protocol/generated.js';
+import { ProtocolError } from '../../src/errors.js';
+import { ROOT } from '../lib/paths.js';
+
+test('generated C header and TS tables match spec.json', () => {
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts/gen-protocol.mjs'), '--check'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+});
+
+test('C header carries every opcode and status of the spec', () => {
+  const spec = JSON.parse(readFileSync(join(ROOT, 'src/protocol/spec.json'), 'utf8'));
+  const h = readFileSync(join(ROOT, 'native/common/latchkey_proto.h'), 'utf8');
+  for (const m of spec.messages) assert.match(h, new RegExp(`LK_OP_${m.name} = ${m.opcode},`));
+  for (const s of spec.status) assert.match(h, new RegExp(`LK_STATUS_${s.name} = ${s.code},`));
+});
+
+interface Vector { name: string; kind: 'request' | 'reply' | 'bad-reply' | 'bad-request'; hex: string; decoded?: { version: number; opcode: number; status?: number; fields?: Fields; detail?: string } }
+
+function normalise(v: unknown): unknown {
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  if (typeof v === 'bigint') return Number(v);
+  if (Array.isArray(v)) return v.map(normalise);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, normalise(x)]));
+  return v;
+}
+
+test('golden vectors decode as recorded, and bad ones are rejected', () => {
+  const vectors = JSON.parse(readFileSync(join(ROOT, 'test/golden/vectors.json'), 'utf8')) as Vector[];
+  assert.ok(vectors.length >= 8, 'expected a real set of golden vectors');
+  let good = 0;
+  let bad = 0;
+  for (const v of vectors) {
+    const buf = Buffer.from(v.hex, 'hex');
+    if (v.kind === 'request') {
+      assert.equal(buf.readUInt32BE(0), buf.length - 4, v.name);
+      const req = splitRequest(buf.subarray(4));
+      assert.equal(req.version, v.decoded!.version, v.name);
+      assert.equal(req.opcode, v.decoded!.opcode, v.name);
+      const m = Object.values(Op).includes(req.opcode as never) ? messageByName(Object.entries(Op).find(([, c]) => c === req.opcode)![0]) : null;
+      assert.ok(m, v.name);
+      assert.deepEqual(normalise(decodeRequestPayload(m, req.payload)), normalise(v.decoded!.fields ?? {}), v.name);
+      good++;
+    } else if (v.kind === 'reply') {
+      assert.equal(buf.readUInt32BE(0), buf.length - 4, v.name);
+      const r = decodeReply(buf.subarray(4));
+      assert.equal(r.version, v.decoded!.version, v.name);
+      assert.equal(r.opcode, v.decoded!.opcode, v.name);
+      assert.equal(r.status, v.decoded!.status, v.name);
+      if (r.status === Status.OK) assert.deepEqual(normalise(r.fields), normalise(v.decoded!.fields), v.name);
+      else assert.equal(r.detail, v.decoded!.detail ?? '', v.name);
+      good++;
+    } else {
+      assert.throws(() => {
+        const fr = new FrameReader(v.kind === 'bad-reply' ? 262144 : MAX_REQUEST);
+        const frames = fr.push(buf);
+        if (frames.length === 0) throw new ProtocolError(`incomplete frame (${fr.buffered} bytes buffered)`);
+        decodeReply(frames[0]!);
+      }, ProtocolError, v.name);
+      bad++;
+    }
+  }
+  assert.ok(good > 0 && bad > 0);
+});
+
+test('request round trip for every message with sample values', () => {
+  const sample = (t: string): unknown => ({ u8: 1, u16: 2, u32: 3, u64: 4n, str: 'x', blob: Buffer.from('{}'), strlist: ['a', 'b'] } as Record<string, unknown>)[t];
+  for (const name of Object.keys(Op)) {
+    const m = messageByName(name);
+    const fields: Fields = {};
+    for (const [f, t] of m.request) fields[f] = sample(t) as Fields[string];
+    const buf = encodeRequest(name, fields);
+    const req = splitRequest(buf.subarray(4));
+    assert.equal(req.version, PROTO_VERSION);
+    assert.deepEqual(normalise(decodeRequestPayload(m, req.payload)), normalise(fields), name);
+  }
+});
+
+test('reply round trip with nested records and error details', () => {
+  const entry = { name: 'alice', uid: 11001, gid: 10000, gecos: 'Alice', dir: '/ega/inbox/alice', shell: '/bin/bash' };
+  const buf = encodeReply(Op.PW_LIST, Status.OK, { next_uid: 11002, entries: [entry, { ...entry, name: 'bob', uid: 11002 }] });
+  const r = decodeReply(buf.subarray(4));
+  assert.equal(r.status, Status.OK);
+  assert.equal((r.fields!.entries as Fields[]).length, 2);
+  const e = decodeReply(encodeReply(Op.PW_BY_NAME, Status.UNAVAIL, null, 'upstream down').subarray(4));
+  assert.equal(e.status, Status.UNAVAIL);
+  assert.equal(e.detail, 'upstream down');
+  assert.equal(e.fields, null);
+});
+
+test('truncated, oversized, trailing and lying payloads are rejected', () => {
+  const m = messageByName('PW_BY_NAME');
+  const good = encodeRequest('PW_BY_NAME', { name: 'alice' });
+  const payload = splitRequest(good.subarray(4)).payload;
+  for (let cut = 0; cut < payload.length; cut++) {
+    assert.throws(() => decodeRequestPayload(m, payload.subarray(0, cut)), ProtocolError, `cut at ${cut}`);
+  }
+  assert.throws(() => decodeRequestPayload(m, Buffer.concat([payload, Buffer.from([0])])), ProtocolError);
+  const lying = Buffer.from(payload); lying.writeUInt16BE(60000, 0);
+  assert.throws(() => decodeRequestPayload(m, lying), ProtocolError);
+  const nul = Buffer.from([0, 3, 0x61, 0, 0x62]);
+  assert.throws(() => decodeRequestPayload(m, nul), ProtocolError);
+  assert.throws(() => new FrameReader(MAX_REQUEST).push(Buffer.from([0, 1, 0, 0])), ProtocolError);
+  assert.throws(() => encodeRequest('PW_BY_NAME', { name: 'a\0b' }), ProtocolError);
+  assert.throws(() => encodeRequest('PW_BY_NAME', { name: 'x'.repeat(MAX_REQUEST) }), ProtocolError);
+});
+
+test('FrameReader reassembles frames split at every byte and packed together', () => {
+  const a = encodeRequest('PW_BY_NAME', { name: 'alice' });
+  const b = encodeRequest('PW_BY_UID', { uid: 11001 });
+  const all = Buffer.concat([a, b]);
+  for (let i = 0; i <= all.length; i++) {
+    const fr = new FrameReader(MAX_REQUEST);
+    const got = [...fr.push(all.subarray(0, i)), ...fr.push(all.subarray(i))];
+    assert.equal(got.length, 2);
+    assert.deepEqual(got[0], a.subarray(4));
+    assert.deepEqual(got[1], b.subarray(4));
+  }
+});
+
+test('random garbage never throws anything but ProtocolError', () => {
+  let seed = 12345;
+  const rnd = (): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed; };
+  for (let i = 0; i < 5000; i++) {
+    const len = rnd() % 64;
+    const buf = Buffer.alloc(len);
+    for (let j = 0; j < len; j++) buf[j] = rnd() & 0xff;
+    if (len >= 6) { buf.writeUInt16BE(1, 0); buf.writeUInt16BE([16, 17, 18, 32, 33, 34, 48, 1][rnd() % 8]!, 2); buf.writeUInt16BE(rnd() % 2, 4); }
+    try { decodeReply(buf); } catch (e) { assert.ok(e instanceof ProtocolError, String(e)); }
+  }
+});
