@@ -75,7 +75,7 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
   const byName = new Map<string, CegaUser>();
   const byUid = new Map<number, CegaUser>();
   let fault: Fault = null;
-  let delayMs = opts.delayMs ?? 0;
+  let delayMs = 0;
   const format = opts.format ?? 'v1';
   const stats: UserServiceStats = { requests: 0, byPath: {}, connections: 0, inFlight: 0, maxInFlight: 0 };
 
@@ -106,6 +106,7 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
     delayMs = ms;
   };
   setUsers(opts.users);
+  setDelay(opts.delayMs ?? 0);
 
   const authorized = (req: http.IncomingMessage): boolean => {
     if (!opts.basicAuth) return true;

@@ -337,7 +337,8 @@ describe('RestUserSource against a scripted server', () => {
 describe('RestUserSource over https', () => {
   const haveOpenssl = spawnSync('openssl', ['version']).status === 0;
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-tls-'));
-  const f = (n: string) => join(dir, n), ossl = (...args: string[]) => {
+  const f = (n: string) => join(dir, n);
+  const ossl = (...args: string[]) => {
     const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
   };
@@ -350,12 +351,9 @@ describe('RestUserSource over https', () => {
   };
   const services: UserService[] = [];
   const serve = async (name: string, requireClientCert = false) => {
-    const s = await startUserService({
-      users: demoUsers, basicAuth: AUTH,
-      tls: { cert: readFileSync(f(`${name}.crt`)), key: readFileSync(f(`${name}.key`)), ca: readFileSync(f('ca.crt')), requireClientCert },
-    });
-    services.push(s);
-    return s;
+    const tls = { cert: readFileSync(f(`${name}.crt`)), key: readFileSync(f(`${name}.key`)), ca: readFileSync(f('ca.crt')), requireClientCert };
+    services.push(await startUserService({ users: demoUsers, basicAuth: AUTH, tls }));
+    return services.at(-1)!;
   };
   const tryFetch = async (s: UserService, over: Partial<UpstreamConfig>) => {
     const c = new RestUserSource(cfg(s.url, over), USERS);
@@ -371,10 +369,7 @@ describe('RestUserSource over https', () => {
     issue('localhost', 'DNS:localhost');
     issue('client', 'DNS:latchkey-client', 'extendedKeyUsage=clientAuth\n');
   });
-  after(async () => {
-    await Promise.all(services.map((s) => s.close()));
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(async () => { await Promise.all(services.map((s) => s.close())); rmSync(dir, { recursive: true, force: true }); });
   const t = (name: string, fn: () => Promise<void>) =>
     test(name, { skip: haveOpenssl ? false : 'openssl not installed: https tests skipped' }, fn);
 

@@ -1,0 +1,75 @@
+/*
+ * lk_client: the shared socket client of every latchkey shim (NSS module, PAM module,
+ * latchkey-authorized-keys). It connects to a daemon socket, sends one request frame and
+ * receives one whole reply frame, everything bounded by one deadline:
+ *   - SOCK_CLOEXEC (no fd leaks into exec'd programs), MSG_NOSIGNAL (a dead daemon must not
+ *     SIGPIPE the host process), connect bounded by SO_SNDTIMEO, every read/write by poll()
+ *     on the time left;
+ *   - the reply length prefix is checked against the caller's maximum BEFORE anything is
+ *     allocated or read, and a reply shorter than its header is refused;
+ *   - nothing here logs, aborts or exits.
+ *
+ * Two ways to use it:
+ *   lk_client_call()   one connection per call (PAM, authorized-keys);
+ *   lk_conn_call()     a long-lived connection the caller keeps (the NSS module keeps one per
+ *                      thread). It is never used by another process (a fork child gets a new
+ *                      one: the opener's pid is recorded), never used if the fd number now names
+ *                      something else (the host may have closed and reused it: dev/ino are
+ *                      recorded, as SSSD's client does), and when the daemon restarted (EPIPE,
+ *                      ECONNRESET or EOF before the reply) it reconnects once and retries.
+ * Both return LK_IO_OK and a malloc'ed reply body (the bytes after the length prefix: version,
+ * opcode, status, payload) that the caller frees, or a negative enum lk_io and *body == NULL.
+ */
+#ifndef LK_CLIENT_H
+#define LK_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "latchkey_proto.h"
+
+enum lk_io {
+    LK_IO_OK = 0,
+    LK_IO_NO_DAEMON = -1, /* socket missing, connection refused or closed by the daemon */
+    LK_IO_TIMEOUT = -2,   /* no whole reply before the deadline */
+    LK_IO_PROTOCOL = -3,  /* reply length above the maximum / below the header, or cut short */
+    LK_IO_SYSTEM = -4,    /* out of fds or memory, socket path too long, bad arguments */
+};
+
+#define LK_DEFAULT_SOCKET_DIR "/run/latchkey"
+#define LK_DEFAULT_TIMEOUT_MS 5000
+
+/* $LATCHKEY_SOCKET_DIR when set to an absolute path, else /run/latchkey. Read with
+ * secure_getenv: a set-uid program ignores it, so a user cannot point it at a fake daemon. */
+const char *lk_socket_dir(void);
+/* $LATCHKEY_NSS_TIMEOUT_MS (secure_getenv, 1..600000), else LK_DEFAULT_TIMEOUT_MS: longer than
+ * the daemon's own upstream timeout, so a slow upstream yields the daemon's UNAVAIL reply. */
+int lk_timeout_ms(void);
+/* "<dir>/<name>" into out; 0, or -1 when it does not fit a sockaddr_un. */
+int lk_socket_path(char *out, size_t cap, const char *dir, const char *name);
+/* Short text for an enum lk_io value, for messages. */
+const char *lk_io_text(int rc);
+
+struct lk_conn {
+    int fd;
+    pid_t pid; /* process that opened fd */
+    dev_t dev; /* identity of the socket, to notice the fd number being reused */
+    ino_t ino;
+};
+#define LK_CONN_INIT { -1, 0, 0, 0 }
+
+/* One request/reply on a kept connection (opened or re-opened as needed). `sock_path` is the
+ * full socket path; `max_reply` bounds the reply body (LK_MAX_NSS_REPLY for nss.sock). After
+ * any failure the connection is closed: a late reply must not be read as the next answer. */
+int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, size_t req_len,
+                 uint32_t max_reply, int timeout_ms, uint8_t **body, size_t *body_len);
+/* Closes the connection if this process opened it and the fd is still ours; forgets it always. */
+void lk_conn_close(struct lk_conn *c);
+
+/* One-shot: connect to <sock_dir>/<sock_name> (sock_dir NULL = lk_socket_dir()), one
+ * request/reply with lk_timeout_ms(), close. */
+int lk_client_call(const char *sock_dir, const char *sock_name, const uint8_t *req,
+                   size_t req_len, uint32_t max_reply, uint8_t **body, size_t *body_len);
+
+#endif /* LK_CLIENT_H */
