@@ -6,6 +6,8 @@ DESTDIR ?=
 NODE_DEPS := node_modules/.latchkey-stamp
 ADDON := native/addon/build/Release/latchkey.node
 TS_STAMP := dist/.stamp
+# node-gyp does not read ~/.npmrc: point it at the local Node headers so it never downloads any.
+NODEDIR ?= $(shell d=$$(npm config get nodedir 2>/dev/null); [ -n "$$d" ] && [ "$$d" != undefined ] && echo $$d || { [ -f /usr/include/node/node_api.h ] && echo /usr; })
 TS_SOURCES := $(shell find src test scripts -name '*.ts' -not -path '*/node_modules/*' 2>/dev/null)
 
 .PHONY: all build bootstrap deps test test-unit test-c test-integration demo bench fuzz install clean
@@ -29,7 +31,7 @@ $(TS_STAMP): $(NODE_DEPS) $(TS_SOURCES) src/protocol/generated.ts tsconfig.json
 	@touch $@
 
 $(ADDON): $(NODE_DEPS) $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h native/addon/binding.gyp)
-	@cd native/addon && ../../node_modules/.bin/node-gyp rebuild --loglevel=error >/dev/null
+	@cd native/addon && npm_config_nodedir=$(NODEDIR) ../../node_modules/.bin/node-gyp rebuild --loglevel=error >/dev/null
 
 build: $(TS_STAMP) $(ADDON) native/common/latchkey_proto.h
 	@$(MAKE) -s -C native

@@ -39,6 +39,13 @@ static void close_keep_errno(int fd) {
   errno = saved;
 }
 
+/* open(2): with O_DIRECTORY|O_NOFOLLOW a symlink fails with ENOTDIR, the same as a file. Only to
+ * name the culprit in the message: the decision (refuse) is already made. */
+static int is_symlink_at(int dir_fd, const char *name) {
+  struct stat st;
+  return fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+}
+
 int home_name_is_valid(const char *name) {
   if (name == NULL || name[0] == '\0') return 0;
   if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return 0;
@@ -100,7 +107,7 @@ static int open_base(const char *base, struct home_report *r) {
   int fd = open(path, DIR_OPEN_FLAGS);
   if (fd < 0) {
     int e = errno;
-    if (e == ELOOP)
+    if (e == ELOOP || (e == ENOTDIR && is_symlink_at(AT_FDCWD, path)))
       add_problem(r, "the home base %s is a symbolic link; configure the real directory", path);
     else if (e == ENOENT)
       add_problem(r, "the home base %s does not exist; create it root:root 0755", path);
@@ -143,7 +150,7 @@ static int ensure_dir(int parent_fd, const char *label, const char *name, uid_t 
     int e = errno;
     if (fresh)
       add_problem(r, "%s was replaced while being created (%s); not touched", label, strerror(e));
-    else if (e == ELOOP)
+    else if (e == ELOOP || (e == ENOTDIR && is_symlink_at(parent_fd, name)))
       add_problem(r, "%s is a symbolic link; not followed, not changed; remove it by hand", label);
     else if (e == ENOTDIR)
       add_problem(r, "%s exists but is not a directory; not changed; remove it by hand", label);

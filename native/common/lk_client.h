@@ -48,6 +48,9 @@ const char *lk_socket_dir(void);
 int lk_timeout_ms(void);
 /* "<dir>/<name>" into out; 0, or -1 when it does not fit a sockaddr_un. */
 int lk_socket_path(char *out, size_t cap, const char *dir, const char *name);
+/* 1 when a reply length prefix is acceptable: at least the reply header, at most max_reply.
+ * Checked before anything is allocated or read (the golden test applies it to its vectors). */
+int lk_reply_len_ok(uint32_t len, uint32_t max_reply);
 /* Short text for an enum lk_io value, for messages. */
 const char *lk_io_text(int rc);
 

@@ -6,11 +6,10 @@
 #define _GNU_SOURCE
 #include "lk_priv.h"
 #include "lk_wire.h"
+#include "lk_client.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define LK_PRIV_DEFAULT_DIR "/run/latchkey"
 
 /* A request frame under construction: lk_wire's writer over a fixed buffer. */
 struct lk_wbuf {
@@ -45,14 +44,15 @@ static void get_str(struct lk_reader *r, char *dst, size_t cap, int must_fit)
 
 /* ---- transport ------------------------------------------------------------------------- */
 
-#include "lk_client.h"
-
 /* One request/reply over priv.sock with the shared client; on success *body (malloc'ed, the
  * caller frees) holds the reply after its length prefix. */
 static int lk_priv_exchange(const char *sock_dir, const struct lk_wbuf *w, uint8_t **body,
                             size_t *body_len)
 {
-    return lk_client_call(sock_dir, "priv.sock", w->data, w->len, LK_MAX_REPLY, body, body_len);
+    return lk_client_call(sock_dir, "priv.sock", w->data, w->len, LK_MAX_REPLY, body, body_len) ==
+                   LK_IO_OK
+               ? 0
+               : -1;
 }
 
 /* ---- requests -------------------------------------------------------------------------- */
@@ -173,10 +173,7 @@ const char *lk_priv_socket_dir(const char *option)
 {
     if (option && option[0])
         return option;
-    const char *env = secure_getenv("LATCHKEY_SOCKET_DIR");
-    if (env && env[0] == '/')
-        return env;
-    return LK_PRIV_DEFAULT_DIR;
+    return lk_socket_dir();
 }
 
 const char *lk_priv_status_name(int status)

@@ -27,7 +27,7 @@ struct lk_priv_reply {
 };
 
 /* The directory holding priv.sock: `option` when not NULL/empty, else $LATCHKEY_SOCKET_DIR
- * (secure_getenv: ignored in set-uid programs), else /run/latchkey. */
+ * (lk_socket_dir(): secure_getenv, so ignored in set-uid programs), else /run/latchkey. */
 const char *lk_priv_socket_dir(const char *option);
 
 /* Each returns an lk_status code, or LK_PRIV_NO_ANSWER. `out` is always initialised. */

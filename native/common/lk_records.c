@@ -1,4 +1,5 @@
 /* lk_records: see lk_records.h. */
+#define _GNU_SOURCE
 #include "lk_records.h"
 
 #include <errno.h>

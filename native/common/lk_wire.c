@@ -1,4 +1,5 @@
 /* lk_wire: see lk_wire.h. Every read checks the bytes left before touching them. */
+#define _GNU_SOURCE
 #include "lk_wire.h"
 
 #include <string.h>

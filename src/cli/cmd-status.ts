@@ -3,7 +3,7 @@ import { DaemonUnavailable } from './client.js';
 import { type CommandDef, type Ctx, EXIT_OK, EXIT_UNAVAILABLE, num, obj, str } from './command.js';
 import {
   bar, flatten, formatBytes, formatDuration, formatMs, formatRatio, formatTime, isoUtc, renderJson,
-  renderPairs, renderTable,
+  renderPairs, renderTable, type TimeStyle,
 } from './format.js';
 import { expectPositionals } from './args.js';
 
@@ -78,9 +78,11 @@ function asHistogram(v: unknown): Histogram | null {
 }
 
 /** Counter lines, with histograms drawn as bars underneath on a terminal. */
-export function renderStats(r: Record<string, unknown>, mode: 'table' | 'tsv'): string {
-  const { ok: _ok, ...rest } = r;
+export function renderStats(r: Record<string, unknown>, mode: 'table' | 'tsv', time: TimeStyle): string {
+  const { ok: _ok, since, uptime_s: uptime, ...rest } = r;
   const counters: Array<[string, string]> = [];
+  if (since !== undefined) counters.push(['since', mode === 'tsv' ? (num(since) === null ? '-' : isoUtc(num(since)!)) : formatTime(num(since), time)]);
+  if (uptime !== undefined) counters.push(['uptime', mode === 'tsv' ? str(uptime) : formatDuration(num(uptime) ?? 0)]);
   const histograms: Array<[string, Histogram]> = [];
   const walk = (v: unknown, key: string): void => {
     const h = asHistogram(v);
@@ -104,8 +106,13 @@ export function renderStats(r: Record<string, unknown>, mode: 'table' | 'tsv'): 
     const max = Math.max(0, ...h.buckets.map((b) => b.count));
     const avg = h.count > 0 && h.sum_ms !== undefined ? `, avg ${formatMs(h.sum_ms / h.count)}` : '';
     out += `\n${k} (${h.count} requests${avg})\n`;
-    out += renderTable(h.buckets, [
-      { header: '  LATENCY', cell: (b) => `  ${b.le === null ? '> last' : '<= ' + formatMs(b.le)}` },
+    const label = (b: { le: number | null }, i: number): string => {
+      if (b.le !== null) return `<= ${formatMs(b.le)}`;
+      const prev = i > 0 ? h.buckets[i - 1]!.le : null;
+      return prev === null ? 'all' : `> ${formatMs(prev)}`;
+    };
+    out += renderTable(h.buckets.map((b, i) => ({ ...b, label: label(b, i) })), [
+      { header: '  LATENCY', cell: (b) => `  ${b.label}` },
       { header: 'COUNT', cell: (b) => String(b.count), right: true },
       { header: '', cell: (b) => bar(b.count, max) },
     ]);
@@ -121,7 +128,7 @@ export const stats: CommandDef = {
       const { ok: _ok, ...rest } = r;
       ctx.out(renderJson(rest));
     } else {
-      ctx.out(renderStats(r, ctx.mode));
+      ctx.out(renderStats(r, ctx.mode, ctx.time));
     }
     return EXIT_OK;
   },

@@ -230,8 +230,9 @@ export function sessionHandlers(
         log('error', 'session.home_refused', { user, service, rhost, error });
         return fail(Status.INTERNAL, 'home directory could not be prepared; see the latchkeyd log');
       }
+      // ensureHome throws when the home is unsafe (symlink, foreign owner); `problems` lists
+      // repairs it made (mode, group), already logged by it: the home is usable.
       if (home.created) log('info', 'home.created', { user, path: home.path });
-      if (home.problems.length > 0) log('warn', 'home.problems', { user, path: home.path, problems: home.problems });
       const r = sessions.open({ user, uid: l.user.uid, service, rhost, tty: f.tty as string, pid });
       if (!r.ok) {
         log('warn', 'session.limit', { user, service, rhost, open: r.open, max: r.max });

@@ -31,11 +31,15 @@ export async function verifyPassword(password: string, hash: string | null): Pro
     return false;
   }
   try {
-    switch (kind) {
-      case 'bcrypt': return await verifyBcrypt(password, hash);
-      case 'des': return verifyDes(password, hash);
-      default: return equal(await crypt(password, hash), hash);
-    }
+    if (kind === 'bcrypt') return await verifyBcrypt(password, hash);
+    // DES, md5crypt and default-round sha*crypt/yescrypt are far cheaper than bcrypt cost 10:
+    // alone they would tell a timing observer "this user exists". Running the dummy beside them
+    // makes every outcome cost at least one dummy verification.
+    const [good] = await Promise.all([
+      kind === 'des' ? verifyDes(password, hash) : crypt(password, hash).then((c) => equal(c, hash)),
+      dummyVerify(),
+    ]);
+    return good;
   } catch (e) {
     log('warn', 'verify.error', { kind, error: e instanceof Error ? e.message : String(e) });
     return false;

@@ -4,7 +4,7 @@
 // example user service.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, existsSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, statSync, existsSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcrypt';
@@ -145,7 +145,6 @@ describe('pam_latchkey against a scripted priv.sock', () => {
 
   test('session with chroot=1 confines the process to the home (missing home → SESSION_ERR)', async () => {
     failedWith(await pamtester(pamDir, env, SVC, 'good', ['open_session'], { items: { tty: 'chroot' } }), PamMsg.SESSION_ERR);
-    const { mkdirSync } = await import('node:fs');
     mkdirSync(chrootHome, { mode: 0o755 });
     succeeded(await pamtester(pamDir, env, SVC, 'good', ['open_session'], { items: { tty: 'chroot' } }));
   });
@@ -175,6 +174,7 @@ describe('pam_latchkey against latchkeyd and the example user service', () => {
     env = await startEnv({ cache: { ttl: '1s', negative_ttl: '1s' }, pam: { max_failures: 3 } }, users);
     pamDir = makePamDir(env.dir, { [SVC]: latchkeyStack() });
     shim = env.shimEnv;
+    mkdirSync(join(env.dir, 'homes'), { recursive: true, mode: 0o755 });
   });
   after(async () => {
     process.stdout.write(`# pamtester authenticate wall time per hash kind (ms): ${JSON.stringify(timings)}\n`);
@@ -185,19 +185,21 @@ describe('pam_latchkey against latchkeyd and the example user service', () => {
     const withHash = users.filter((u) => u.passwordHash && passwords[u.username] !== undefined);
     const kinds = new Set(withHash.map((u) => hashKindOf(u.passwordHash)));
     for (const k of ['$2a$', '$2b$', '$2y$', '$1$', '$5$', '$6$', '$y$', 'DES']) assert.ok(kinds.has(k), `no example user with a ${k} hash`);
+    // Each failure comes from its own remote host: per-source throttling must not kick in here.
+    let n = 0;
     for (const u of withHash) {
       const r = await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: `${passwords[u.username]}\n`, items: { rhost: '127.0.0.1' } });
       succeeded(r);
       timings[hashKindOf(u.passwordHash)] = r.ms;
-      failedWith(await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: 'not the password\n', items: { rhost: '127.0.0.2' } }), PamMsg.AUTH_ERR);
+      failedWith(await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: 'not the password\n', items: { rhost: `127.0.1.${++n}` } }), PamMsg.AUTH_ERR);
     }
   });
 
   test('unknown user → user unknown; user without a password → auth error', async () => {
-    failedWith(await pamtester(pamDir, shim, SVC, 'nosuchuser', ['authenticate'], { input: 'x\n' }), PamMsg.USER_UNKNOWN);
+    failedWith(await pamtester(pamDir, shim, SVC, 'nosuchuser', ['authenticate'], { input: 'x\n', items: { rhost: '127.0.2.1' } }), PamMsg.USER_UNKNOWN);
     const nohash = users.find((u) => !u.passwordHash);
     assert.ok(nohash, 'the example users include one without a password hash');
-    failedWith(await pamtester(pamDir, shim, SVC, nohash.username, ['authenticate'], { input: 'x\n' }), PamMsg.AUTH_ERR);
+    failedWith(await pamtester(pamDir, shim, SVC, nohash.username, ['authenticate'], { input: 'x\n', items: { rhost: '127.0.2.2' } }), PamMsg.AUTH_ERR);
   });
 
   test('acct_mgmt for root (not managed) ignores, so the stack proceeds', async () => {
@@ -210,7 +212,7 @@ describe('pam_latchkey against latchkeyd and the example user service', () => {
     env.service.setUsers(users.map((x) => (x.username === u.username ? { ...x, passwordHash: bcrypt.hashSync('brand new pw', 4) } : x)) as CegaUser[]);
     await new Promise((r) => setTimeout(r, 1300));
     succeeded(await pamtester(pamDir, shim, SVC, u.username, ['acct_mgmt', 'authenticate'], { input: 'brand new pw\n' }));
-    failedWith(await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: `${passwords[u.username]}\n` }), PamMsg.AUTH_ERR);
+    failedWith(await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: `${passwords[u.username]}\n`, items: { rhost: '127.0.2.3' } }), PamMsg.AUTH_ERR);
     env.service.setUsers(users);
   });
 
@@ -242,10 +244,15 @@ describe('pam_latchkey against latchkeyd and the example user service', () => {
   });
 
   test('repeated failures are throttled (PAM_MAXTRIES), even for the right password', async () => {
+    // max_failures = 3; this user may already have one failure from the hash-kind test.
     const u = users.filter((x) => x.passwordHash && passwords[x.username])[1]!;
-    for (let i = 0; i < 3; i++) {
-      failedWith(await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: 'bad\n', items: { rhost: '127.0.0.9' } }), PamMsg.AUTH_ERR);
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: 'bad\n', items: { rhost: '127.0.0.9' } });
+      seen.push(r.stdout.includes(PamMsg.MAXTRIES) ? 'MAXTRIES' : r.stdout.includes(PamMsg.AUTH_ERR) ? 'AUTH_ERR' : r.stdout);
     }
+    assert.equal(seen[0], 'AUTH_ERR');
+    assert.equal(seen[3], 'MAXTRIES', seen.join(','));
     failedWith(await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: `${passwords[u.username]}\n`, items: { rhost: '127.0.0.9' } }), PamMsg.MAXTRIES);
   });
 

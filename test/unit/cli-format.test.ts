@@ -189,12 +189,16 @@ test('show pairs: password as kind and cost, keys by fingerprint, every TSV line
 });
 
 test('stats: counters, and histograms drawn on a terminal / flattened in TSV', () => {
-  const r = { ok: true, lookups: { hit: 3, miss: 1 }, upstream: { latency: { buckets: [{ le: 10, count: 4 }, { le: null, count: 1 }], count: 5, sum_ms: 30 } } };
-  const table = renderStats(r, 'table');
+  const r = { ok: true, since: NOW - 2 * H, uptime_s: 7200, lookups: { hit: 3, miss: 1 }, upstream: { latency: { buckets: [{ le: 10, count: 4 }, { le: null, count: 1 }], count: 5, sum_ms: 30 } } };
+  const table = renderStats(r, 'table', { now: NOW, utc: false });
+  assert.match(table, /^since\s+2h ago$/m);
+  assert.match(table, /^uptime\s+2h$/m);
+  assert.match(table, /> 10\.0ms\s+1\s+#+$/m);
   assert.match(table, /lookups\.hit\s+3/);
   assert.match(table, /upstream\.latency \(5 requests, avg 6\.00ms\)/);
   assert.match(table, /<= 10\.0ms\s+4\s+#{20}/);
-  const tsv = renderStats(r, 'tsv');
+  const tsv = renderStats(r, 'tsv', { now: NOW, utc: false });
+  assert.match(tsv, /^since\t2024-05-01T10:00:00Z$/m);
   assert.match(tsv, /^lookups\.miss\t1$/m);
   assert.match(tsv, /^upstream\.latency\.le_10\t4$/m);
   assert.match(tsv, /^upstream\.latency\.le_inf\t1$/m);

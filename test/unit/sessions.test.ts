@@ -176,16 +176,17 @@ function handlerSetup(pam: Partial<Config['pam']> = {}, lookup: (n: string) => L
   const s = setup(pam);
   const homeCalls: Array<[unknown, unknown]> = [];
   let homeError: Error | null = null;
+  let homeProblems: string[] = [];
   const ensureHome: EnsureHome = async (cfg, user) => {
     homeCalls.push([cfg, user]);
     if (homeError) throw homeError;
-    return { path: `/ega/inbox/${user.name}`, created: homeCalls.length === 1, problems: [] };
+    return { path: `/ega/inbox/${user.name}`, created: homeCalls.length === 1, problems: homeProblems };
   };
   const cfg = config(pam);
   const h = sessionHandlers(s.reg, { byName: async (n) => lookup(n) }, () => cfg, ensureHome);
   const open = (user: string, pid: number) =>
     Promise.resolve(h.SESSION_OPEN!({ user, service: 'sshd', rhost: '::1', tty: 'ssh', pid }, peer));
-  return { s, h, homeCalls, open, failHome(e: Error) { homeError = e; } };
+  return { s, h, homeCalls, open, failHome(e: Error) { homeError = e; }, problems(p: string[]) { homeProblems = p; } };
 }
 
 test('SESSION_OPEN creates the home with uid and configured gid, records, replies home/umask/chroot', async () => {
@@ -226,6 +227,9 @@ test('SESSION_OPEN: limit → LIMIT; unsafe home → INTERNAL and no session', a
   const h = await t.open('alice', 401);
   assert.equal(h.status, Status.INTERNAL);
   assert.doesNotMatch(h.detail ?? '', /symlink/, 'details stay in the daemon log');
+  t.failHome(null as unknown as Error);
   assert.equal(t.s.reg.countOpen(), 0);
+  t.problems(['inbox had mode 0777; set to 2750']);
+  assert.equal((await t.open('alice', 401)).status, Status.OK, 'repairs reported as problems do not stop the login');
   t.s.cleanup();
 });

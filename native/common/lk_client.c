@@ -1,0 +1,299 @@
+/* lk_client: see lk_client.h. */
+#define _GNU_SOURCE
+#include "lk_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Internal only: the kept connection turned out dead before any reply byte arrived. */
+#define LK_IO_STALE (-100)
+
+const char *lk_socket_dir(void)
+{
+    const char *env = secure_getenv("LATCHKEY_SOCKET_DIR");
+    if (env && env[0] == '/')
+        return env;
+    return LK_DEFAULT_SOCKET_DIR;
+}
+
+int lk_timeout_ms(void)
+{
+    const char *env = secure_getenv("LATCHKEY_NSS_TIMEOUT_MS");
+    if (env && env[0]) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(env, &end, 10);
+        if (errno == 0 && end && *end == '\0' && v >= 1 && v <= 600000)
+            return (int)v;
+    }
+    return LK_DEFAULT_TIMEOUT_MS;
+}
+
+int lk_socket_path(char *out, size_t cap, const char *dir, const char *name)
+{
+    struct sockaddr_un sun;
+    if (!dir || !name || cap == 0)
+        return -1;
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap || (size_t)n >= sizeof sun.sun_path)
+        return -1;
+    return 0;
+}
+
+int lk_reply_len_ok(uint32_t len, uint32_t max_reply)
+{
+    return len >= LK_REPLY_HEADER - 4u && len <= max_reply;
+}
+
+const char *lk_io_text(int rc)
+{
+    switch (rc) {
+    case LK_IO_OK: return "ok";
+    case LK_IO_NO_DAEMON: return "daemon not running (socket missing or refused)";
+    case LK_IO_TIMEOUT: return "daemon did not answer in time";
+    case LK_IO_PROTOCOL: return "daemon reply breaks the protocol";
+    case LK_IO_SYSTEM: return "system error talking to the daemon";
+    default: return "unknown error";
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left before the deadline, 0 when it passed. */
+static int left_ms(int64_t deadline)
+{
+    int64_t d = deadline - now_ms();
+    return d > 0 ? (int)d : 0;
+}
+
+/* Waits until fd is ready for `events`; LK_IO_OK or LK_IO_TIMEOUT. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int ms = left_ms(deadline);
+        if (ms == 0)
+            return LK_IO_TIMEOUT;
+        struct pollfd p = { .fd = fd, .events = events, .revents = 0 };
+        int n = poll(&p, 1, ms);
+        if (n > 0)
+            return LK_IO_OK; /* readable, writable, or HUP/ERR: the next call reports which */
+        if (n == 0)
+            return LK_IO_TIMEOUT;
+        if (errno != EINTR)
+            return LK_IO_SYSTEM;
+    }
+}
+
+static int send_all(int fd, const uint8_t *p, size_t n, int64_t deadline)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = wait_fd(fd, POLLOUT, deadline);
+            if (rc != LK_IO_OK)
+                return rc;
+            continue;
+        }
+        return (w < 0 && (errno == EPIPE || errno == ECONNRESET)) ? LK_IO_STALE : LK_IO_NO_DAEMON;
+    }
+    return LK_IO_OK;
+}
+
+/* Reads exactly n bytes. EOF or reset before the first reply byte (`first`) means the peer
+ * went away between requests (daemon restart): LK_IO_STALE. Later, the reply was cut short. */
+static int recv_all(int fd, uint8_t *p, size_t n, int first, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(fd, p + got, n - got, 0);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = wait_fd(fd, POLLIN, deadline);
+            if (rc != LK_IO_OK)
+                return rc;
+            continue;
+        }
+        if (r == 0 || errno == ECONNRESET)
+            return (first && got == 0) ? LK_IO_STALE : LK_IO_PROTOCOL;
+        return LK_IO_SYSTEM;
+    }
+    return LK_IO_OK;
+}
+
+static int conn_open(struct lk_conn *c, const char *path, int64_t deadline)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (!path || strlen(path) >= sizeof sa.sun_path)
+        return LK_IO_SYSTEM;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return LK_IO_SYSTEM;
+    /* A blocking AF_UNIX connect waits while the listener's backlog is full (daemon stopped or
+     * overloaded); SO_SNDTIMEO bounds that wait (unix_stream_connect honours it). */
+    int ms = left_ms(deadline);
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    int rc = LK_IO_OK;
+    if (ms == 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
+        rc = ms == 0 ? LK_IO_TIMEOUT : LK_IO_SYSTEM;
+    while (rc == LK_IO_OK && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (errno == EINTR && left_ms(deadline) > 0)
+            continue;
+        if (errno == EAGAIN || errno == EINPROGRESS || errno == ETIMEDOUT || errno == EINTR)
+            rc = LK_IO_TIMEOUT;
+        else if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
+            rc = LK_IO_SYSTEM;
+        else
+            rc = LK_IO_NO_DAEMON; /* ENOENT, ECONNREFUSED, EACCES, ENOTDIR, ... */
+    }
+    /* From here on every read and write is non-blocking and waits in poll() on the deadline. */
+    if (rc == LK_IO_OK) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fstat(fd, &st) != 0)
+            rc = LK_IO_SYSTEM;
+    }
+    if (rc != LK_IO_OK) {
+        close(fd);
+        return rc;
+    }
+    c->fd = fd;
+    c->pid = getpid();
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    return LK_IO_OK;
+}
+
+/* Is c->fd still the socket this process opened? */
+static int conn_is_ours(const struct lk_conn *c)
+{
+    struct stat st;
+    if (c->fd < 0 || c->pid != getpid())
+        return 0;
+    return fstat(c->fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == c->dev &&
+           st.st_ino == c->ino;
+}
+
+void lk_conn_close(struct lk_conn *c)
+{
+    struct stat st;
+    /* In a fork child the fd is a copy of the parent's: closing the copy is harmless and
+     * avoids a leak, but only if the number still names that socket (the child may have
+     * closed it and reused the number). Never touch an fd that is no longer ours. */
+    if (c->fd >= 0 && fstat(c->fd, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+        close(c->fd);
+    c->fd = -1;
+    c->pid = 0;
+}
+
+/* A kept connection is reusable when it is ours and nothing is waiting on it: an idle
+ * connection with something readable means the daemon closed it (EOF) or sent junk. */
+static int conn_reusable(const struct lk_conn *c)
+{
+    if (!conn_is_ours(c))
+        return 0;
+    struct pollfd p = { .fd = c->fd, .events = POLLIN, .revents = 0 };
+    int n = poll(&p, 1, 0);
+    return n == 0;
+}
+
+static int exchange(int fd, const uint8_t *req, size_t req_len, uint32_t max_reply,
+                    int64_t deadline, uint8_t **body, size_t *body_len)
+{
+    uint8_t head[4];
+    int rc = send_all(fd, req, req_len, deadline);
+    if (rc == LK_IO_OK)
+        rc = recv_all(fd, head, sizeof head, 1, deadline);
+    if (rc != LK_IO_OK)
+        return rc;
+    uint32_t len = ((uint32_t)head[0] << 24) | ((uint32_t)head[1] << 16) |
+                   ((uint32_t)head[2] << 8) | head[3];
+    /* Refuse before allocating: the length comes from the socket. */
+    if (!lk_reply_len_ok(len, max_reply))
+        return LK_IO_PROTOCOL;
+    uint8_t *buf = malloc(len);
+    if (!buf)
+        return LK_IO_SYSTEM;
+    rc = recv_all(fd, buf, len, 0, deadline);
+    if (rc != LK_IO_OK) {
+        free(buf);
+        return rc;
+    }
+    *body = buf;
+    *body_len = len;
+    return LK_IO_OK;
+}
+
+int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, size_t req_len,
+                 uint32_t max_reply, int timeout_ms, uint8_t **body, size_t *body_len)
+{
+    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : LK_DEFAULT_TIMEOUT_MS);
+    *body = NULL;
+    *body_len = 0;
+    if (!req || req_len == 0)
+        return LK_IO_SYSTEM;
+    int reused = conn_reusable(c);
+    if (!reused) {
+        lk_conn_close(c);
+        int rc = conn_open(c, sock_path, deadline);
+        if (rc != LK_IO_OK)
+            return rc;
+    }
+    int rc = exchange(c->fd, req, req_len, max_reply, deadline, body, body_len);
+    if (rc == LK_IO_STALE && reused) {
+        /* The daemon restarted (or dropped an idle connection) since our last request:
+         * reconnect once and retry; lookups are idempotent. */
+        lk_conn_close(c);
+        rc = conn_open(c, sock_path, deadline);
+        if (rc == LK_IO_OK)
+            rc = exchange(c->fd, req, req_len, max_reply, deadline, body, body_len);
+    }
+    if (rc == LK_IO_STALE)
+        rc = LK_IO_NO_DAEMON;
+    if (rc != LK_IO_OK)
+        lk_conn_close(c);
+    return rc;
+}
+
+int lk_client_call(const char *sock_dir, const char *sock_name, const uint8_t *req,
+                   size_t req_len, uint32_t max_reply, uint8_t **body, size_t *body_len)
+{
+    char path[sizeof ((struct sockaddr_un *)0)->sun_path];
+    struct lk_conn c = LK_CONN_INIT;
+    *body = NULL;
+    *body_len = 0;
+    if (lk_socket_path(path, sizeof path, sock_dir ? sock_dir : lk_socket_dir(), sock_name) != 0)
+        return LK_IO_SYSTEM;
+    int rc = lk_conn_call(&c, path, req, req_len, max_reply, lk_timeout_ms(), body, body_len);
+    lk_conn_close(&c);
+    return rc;
+}

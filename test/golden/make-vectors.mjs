@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+// Generates the protocol golden vectors with the TypeScript codec (the daemon's own encoder):
+//   test/golden/vectors.json  the checked-in vectors, read by the TS golden test
+//   test/golden/vectors.txt   the same vectors flattened to one token per line, read by the C
+//                             golden test (test/c/test_golden.c) without a JSON parser
+// Run after `tsc -p tsconfig.json`:  node test/golden/make-vectors.mjs
+// `--check` exits 1 when the checked-in files differ from what the codec produces now.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '../..');
+const { encodeRequest, encodeReply, decodeReply, decodeRequestPayload, splitRequest, messageByName } =
+  await import(join(root, 'dist/src/protocol/codec.js'));
+const { Op, Status, Types, PROTO_VERSION, MAX_REPLY } = await import(join(root, 'dist/src/protocol/generated.js'));
+const check = process.argv.includes('--check');
+
+const alice = { name: 'alice', uid: 11001, gid: 10000, gecos: 'Alice Demo', dir: '/lega/homes/alice', shell: '/bin/bash' };
+const zoe = { name: 'zoe.b-2', uid: 11002, gid: 10000, gecos: 'Zoë Ünïcode', dir: '/lega/homes/zoe.b-2', shell: '/sbin/nologin' };
+const keyAlice = readFileSync(join(root, 'test/fixtures/keys/demo_alice_ed25519.pub'), 'utf8').trim();
+const keyHeidi = readFileSync(join(root, 'test/fixtures/keys/demo_heidi_ecdsa.pub'), 'utf8').trim();
+
+const vectors = [];
+function request(name, op, fields) {
+  vectors.push({ name, kind: 'request', buf: encodeRequest(op, fields) });
+}
+function reply(name, op, status, fields, detail = '') {
+  vectors.push({ name, kind: 'reply', buf: encodeReply(Op[op], status, fields, detail) });
+}
+/** A malformed reply: `opcode` is the message it pretends to answer, `reject` where it fails. */
+function bad(name, op, reject, why, buf) {
+  vectors.push({ name, kind: 'bad-reply', buf, bad: { opcode: Op[op], reject, why } });
+}
+const u16 = (v) => { const b = Buffer.alloc(2); b.writeUInt16BE(v); return b; };
+const u32 = (v) => { const b = Buffer.alloc(4); b.writeUInt32BE(v); return b; };
+const str = (s) => { const b = Buffer.from(s, 'utf8'); return Buffer.concat([u16(b.length), b]); };
+/** A reply frame from a hand-made body (after the length prefix), with a correct prefix. */
+const frame = (body) => Buffer.concat([u32(body.length), body]);
+const head = (op, status = Status.OK) => Buffer.concat([u16(PROTO_VERSION), u16(Op[op]), u16(status)]);
+
+request('ping request', 'PING', {});
+reply('ping reply', 'PING', Status.OK, { daemon_version: '0.1.0' });
+request('pw_by_name request', 'PW_BY_NAME', { name: 'alice' });
+reply('pw_by_name ok reply', 'PW_BY_NAME', Status.OK, { entry: alice });
+request('pw_by_uid request', 'PW_BY_UID', { uid: 11002 });
+reply('pw_by_uid ok reply (utf-8 gecos)', 'PW_BY_UID', Status.OK, { entry: zoe });
+reply('pw_by_name notfound reply with detail', 'PW_BY_NAME', Status.NOTFOUND, null, 'no such user: mallory');
+reply('pw_by_name unavail reply, empty detail', 'PW_BY_NAME', Status.UNAVAIL, null, '');
+request('pw_list request', 'PW_LIST', { start_uid: 0 });
+reply('pw_list reply with 2 entries', 'PW_LIST', Status.OK, { next_uid: 11003, entries: [alice, zoe] });
+reply('pw_list reply, empty page ends the list', 'PW_LIST', Status.OK, { next_uid: 11003, entries: [] });
+request('gr_by_gid request', 'GR_BY_GID', { gid: 10000 });
+reply('gr_by_gid reply with members', 'GR_BY_GID', Status.OK, { entry: { name: 'lega', gid: 10000, members: ['alice', 'zoe.b-2'] } });
+request('gr_by_name request', 'GR_BY_NAME', { name: 'lega' });
+reply('gr_by_name reply, no members', 'GR_BY_NAME', Status.OK, { entry: { name: 'lega', gid: 10000, members: [] } });
+request('gr_list request', 'GR_LIST', { start_gid: 10000 });
+reply('gr_list reply with 1 group', 'GR_LIST', Status.OK, { next_gid: 10001, entries: [{ name: 'lega', gid: 10000, members: ['alice'] }] });
+request('keys_by_name request', 'KEYS_BY_NAME', { name: 'alice' });
+reply('keys_by_name reply with 2 keys', 'KEYS_BY_NAME', Status.OK, { keys: [keyAlice, keyHeidi] });
+
+bad('truncated string', 'PW_BY_NAME', 'payload', 'name says 5 bytes, 3 follow',
+  frame(Buffer.concat([head('PW_BY_NAME'), u16(5), Buffer.from('ali')])));
+bad('count larger than the data', 'PW_LIST', 'payload', 'entries count 3, 2 entries present',
+  frame(Buffer.concat([head('PW_LIST'), encodeReply(Op.PW_LIST, Status.OK, { next_uid: 11003, entries: [alice, zoe] }).subarray(10, 14),
+    u16(3), encodeReply(Op.PW_LIST, Status.OK, { next_uid: 11003, entries: [alice, zoe] }).subarray(16)])));
+bad('trailing bytes', 'PING', 'payload', 'one byte after the last field',
+  frame(Buffer.concat([head('PING'), str('0.1.0'), Buffer.from([0])])));
+bad('trailing bytes after a detail', 'PW_BY_NAME', 'payload', 'non-OK status carries exactly one str',
+  frame(Buffer.concat([head('PW_BY_NAME', Status.NOTFOUND), str('gone'), Buffer.from('xx')])));
+bad('length prefix above the max', 'PING', 'frame', `length ${MAX_REPLY + 1} > MAX_REPLY (and MAX_NSS_REPLY)`,
+  Buffer.concat([u32(MAX_REPLY + 1), head('PING'), str('0.1.0')]));
+bad('strlist count overflow', 'KEYS_BY_NAME', 'payload', 'keys count 65535, no data',
+  frame(Buffer.concat([head('KEYS_BY_NAME'), u16(0xffff)])));
+bad('member count larger than the data', 'GR_BY_GID', 'payload', 'members count 2, 1 member present',
+  frame(Buffer.concat([head('GR_BY_GID'), str('lega'), u32(10000), u16(2), str('alice')])));
+bad('string containing NUL', 'PW_BY_NAME', 'payload', 'str bytes must not contain NUL',
+  frame(Buffer.concat([head('PW_BY_NAME'), str('al\0ce'), u32(11001), u32(10000), str(''), str('/h/a'), str('/bin/sh')])));
+bad('empty body', 'PING', 'payload', 'length 0: no version, opcode or status', frame(Buffer.alloc(0)));
+
+// ---- decoded form, from the TS decoder (so the JSON states what the daemon side reads) ------
+function decoded(v) {
+  if (v.kind === 'bad-reply') return { version: PROTO_VERSION, opcode: v.bad.opcode, reject: v.bad.reject, why: v.bad.why };
+  const body = v.buf.subarray(4);
+  if (v.kind === 'request') {
+    const r = splitRequest(body);
+    const m = [...Object.values(Op)].includes(r.opcode) ? messageOf(r.opcode) : null;
+    return { version: r.version, opcode: r.opcode, fields: decodeRequestPayload(m, r.payload) };
+  }
+  const r = decodeReply(body);
+  const out = { version: r.version, opcode: r.opcode, status: r.status, fields: r.fields ?? {} };
+  if (r.status !== Status.OK) out.detail = r.detail;
+  return out;
+}
+function messageOf(opcode) {
+  const name = Object.entries(Op).find(([, code]) => code === opcode)[0];
+  return messageByName(name);
+}
+
+// ---- flattening for vectors.txt: one line per scalar, strings as x<hex> -------------------
+function flatten(lines, path, type, value) {
+  const hex = (s) => 'x' + Buffer.from(s, 'utf8').toString('hex');
+  if (type === 'str') lines.push(`f ${path} str ${hex(value)}`);
+  else if (['u8', 'u16', 'u32'].includes(type)) lines.push(`f ${path} ${type} ${value}`);
+  else if (type === 'strlist') {
+    lines.push(`f ${path} count ${value.length}`);
+    value.forEach((s, i) => lines.push(`f ${path}.${i} str ${hex(s)}`));
+  } else if (type.endsWith('[]')) {
+    lines.push(`f ${path} count ${value.length}`);
+    value.forEach((rec, i) => flattenFields(lines, `${path}.${i}.`, Types[type.slice(0, -2)], rec));
+  } else if (Types[type]) flattenFields(lines, `${path}.`, Types[type], value);
+  else throw new Error(`vectors.txt: no flattening for ${type}`);
+}
+function flattenFields(lines, prefix, fieldList, values) {
+  for (const [n, t] of fieldList) flatten(lines, prefix + n, t, values[n]);
+}
+
+const json = [];
+const txt = ['# GENERATED by test/golden/make-vectors.mjs from the TS codec; do not edit.',
+  '# vector NAME / kind / hex / version / opcode [/ status / detail x<hex>] / f PATH TYPE VALUE... / end'];
+for (const v of vectors) {
+  const d = decoded(v);
+  json.push({ name: v.name, kind: v.kind, hex: v.buf.toString('hex'), decoded: d });
+  txt.push(`vector ${v.name}`, `kind ${v.kind}`, `hex ${v.buf.toString('hex')}`, `version ${d.version}`, `opcode ${d.opcode}`);
+  if (v.kind === 'reply') {
+    txt.push(`status ${d.status}`);
+    if (d.status !== Status.OK) txt.push(`detail x${Buffer.from(d.detail, 'utf8').toString('hex')}`);
+  }
+  if (v.kind !== 'bad-reply') {
+    const m = messageOf(d.opcode);
+    const fields = v.kind === 'request' ? m.request : d.status === Status.OK ? m.reply : [];
+    const lines = [];
+    flattenFields(lines, '', fields, d.fields);
+    txt.push(...lines);
+  }
+  txt.push('end');
+}
+
+const outputs = [
+  [join(here, 'vectors.json'), JSON.stringify(json, null, 2) + '\n'],
+  [join(here, 'vectors.txt'), txt.join('\n') + '\n'],
+];
+let stale = 0;
+for (const [path, text] of outputs) {
+  let old = '';
+  try { old = readFileSync(path, 'utf8'); } catch { /* new file */ }
+  if (old === text) continue;
+  if (check) { console.error(`${path} is out of date: run node test/golden/make-vectors.mjs`); stale++; }
+  else writeFileSync(path, text);
+}
+process.exit(stale ? 1 : 0);
