@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+_Static_assert(sizeof ((struct lk_conn *)0)->path == sizeof ((struct sockaddr_un *)0)->sun_path,
+               "lk_conn.path holds exactly a sun_path");
+
 /* Internal only: the kept connection turned out dead before any reply byte arrived. */
 #define LK_IO_STALE (-100)
 
@@ -187,6 +190,7 @@ static int conn_open(struct lk_conn *c, const char *path, int64_t deadline)
         return rc;
     }
     c->fd = fd;
+    memcpy(c->path, sa.sun_path, sizeof c->path); /* NUL-terminated: length checked above */
     c->pid = getpid();
     c->dev = st.st_dev;
     c->ino = st.st_ino;
@@ -217,9 +221,9 @@ void lk_conn_close(struct lk_conn *c)
 
 /* A kept connection is reusable when it is ours and nothing is waiting on it: an idle
  * connection with something readable means the daemon closed it (EOF) or sent junk. */
-static int conn_reusable(const struct lk_conn *c)
+static int conn_reusable(const struct lk_conn *c, const char *path)
 {
-    if (!conn_is_ours(c))
+    if (!conn_is_ours(c) || !path || strcmp(c->path, path) != 0)
         return 0;
     struct pollfd p = { .fd = c->fd, .events = POLLIN, .revents = 0 };
     int n = poll(&p, 1, 0);
@@ -261,7 +265,7 @@ int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, s
     *body_len = 0;
     if (!req || req_len == 0)
         return LK_IO_SYSTEM;
-    int reused = conn_reusable(c);
+    int reused = conn_reusable(c, sock_path);
     if (!reused) {
         lk_conn_close(c);
         int rc = conn_open(c, sock_path, deadline);

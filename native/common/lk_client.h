@@ -59,8 +59,9 @@ struct lk_conn {
     pid_t pid; /* process that opened fd */
     dev_t dev; /* identity of the socket, to notice the fd number being reused */
     ino_t ino;
+    char path[108]; /* the socket it is connected to: another path gets another connection */
 };
-#define LK_CONN_INIT { -1, 0, 0, 0 }
+#define LK_CONN_INIT { -1, 0, 0, 0, { 0 } }
 
 /* One request/reply on a kept connection (opened or re-opened as needed). `sock_path` is the
  * full socket path; `max_reply` bounds the reply body (LK_MAX_NSS_REPLY for nss.sock). After

@@ -70,6 +70,18 @@ static void register_conn(void)
         tls_conn_registered = 1;
 }
 
+size_t lk_nss_request(uint8_t *buf, size_t cap, uint16_t opcode, const char *name, uint32_t id)
+{
+    struct lk_writer w;
+    lk_wr_init(&w, buf, cap);
+    lk_wr_request(&w, opcode);
+    if (name)
+        lk_wr_cstr(&w, name);
+    else if (opcode != LK_OP_PING)
+        lk_wr_u32(&w, id);
+    return lk_wr_finish(&w);
+}
+
 enum nss_status lk_nss_ask(const uint8_t *req, size_t req_len, uint8_t **body, size_t *body_len,
                            int *errnop)
 {
@@ -157,7 +169,6 @@ enum nss_status lk_nss_ent_accept(struct lk_nss_ent *e, uint8_t *body, size_t le
 enum nss_status lk_nss_ent_ensure(struct lk_nss_ent *e, uint16_t opcode, int *errnop)
 {
     uint8_t req[LK_REQ_HEADER + 4u];
-    struct lk_writer w;
     uint8_t *body;
     size_t len;
     if (e->page.left > 0)
@@ -166,10 +177,7 @@ enum nss_status lk_nss_ent_ensure(struct lk_nss_ent *e, uint16_t opcode, int *er
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }
-    lk_wr_init(&w, req, sizeof req);
-    lk_wr_request(&w, opcode);
-    lk_wr_u32(&w, e->cursor);
-    size_t n = lk_wr_finish(&w);
+    size_t n = lk_nss_request(req, sizeof req, opcode, NULL, e->cursor);
     if (n == 0)
         return lk_nss_protocol_error(errnop);
     enum nss_status st = lk_nss_ask(req, n, &body, &len, errnop);

@@ -18,6 +18,11 @@
 int lk_nss_enter(void);
 void lk_nss_leave(void);
 
+/* Encodes an nss.sock request into buf: `name` (str) when not NULL, else `id` (u32: a uid,
+ * gid or list cursor). Returns the frame size, 0 when it does not fit. Every request the
+ * module sends is built here; the golden test compares it with the TS codec's bytes. */
+size_t lk_nss_request(uint8_t *buf, size_t cap, uint16_t opcode, const char *name, uint32_t id);
+
 /* One request/reply on this thread's nss.sock connection. SUCCESS with a malloc'ed body the
  * caller frees, or UNAVAIL with *errnop set. */
 enum nss_status lk_nss_ask(const uint8_t *req, size_t req_len, uint8_t **body, size_t *body_len,

@@ -46,16 +46,9 @@ static enum nss_status lookup(uint16_t opcode, const char *name, uint32_t uid, s
                               char *buf, size_t buflen, int *errnop)
 {
     uint8_t req[LK_REQ_HEADER + 2u + LK_MAX_NAME];
-    struct lk_writer w;
     uint8_t *body;
     size_t len;
-    lk_wr_init(&w, req, sizeof req);
-    lk_wr_request(&w, opcode);
-    if (name)
-        lk_wr_cstr(&w, name);
-    else
-        lk_wr_u32(&w, uid);
-    size_t n = lk_wr_finish(&w);
+    size_t n = lk_nss_request(req, sizeof req, opcode, name, uid);
     if (n == 0)
         return lk_nss_protocol_error(errnop);
     enum nss_status st = lk_nss_ask(req, n, &body, &len, errnop);

@@ -77,6 +77,16 @@ function asHistogram(v: unknown): Histogram | null {
   return { buckets, count: num(h.count) ?? buckets.reduce((a, b) => a + b.count, 0), sum_ms: num(h.sum_ms) ?? undefined };
 }
 
+/** One counter cell: fractions to two places, lists (e.g. locked users) as "a 120, b 30" or "-". */
+export function statValue(v: unknown): string {
+  if (typeof v === 'number' && !Number.isInteger(v)) return v.toFixed(2);
+  if (Array.isArray(v)) {
+    if (v.length === 0) return '-';
+    return v.map((item) => (item !== null && typeof item === 'object' ? Object.values(item).map(str).join(' ') : str(item))).join(', ');
+  }
+  return str(v);
+}
+
 /** Counter lines, with histograms drawn as bars underneath on a terminal. */
 export function renderStats(r: Record<string, unknown>, mode: 'table' | 'tsv', time: TimeStyle): string {
   const { ok: _ok, since, uptime_s: uptime, ...rest } = r;
@@ -91,7 +101,7 @@ export function renderStats(r: Record<string, unknown>, mode: 'table' | 'tsv', t
       for (const [k, sub] of Object.entries(v as Record<string, unknown>)) walk(sub, key ? `${key}.${k}` : k);
       return;
     }
-    for (const [k, val] of flatten(v, key)) counters.push([k, typeof val === 'number' && !Number.isInteger(val) ? val.toFixed(2) : str(val)]);
+    for (const [k, val] of flatten(v, key)) counters.push([k, statValue(val)]);
   };
   walk(rest, '');
   if (mode === 'tsv') {

@@ -193,7 +193,7 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
     async status() {
       const c = cfg();
       const at = now();
-      const counts = ctx.cache.counts(at);
+      const counts = ctx.cache.counts(at, c.cache.staleGraceSec);
       const snap = ctx.resolver.stats.snapshot();
       return {
         version: ctx.version, pid: process.pid, started_at: ctx.startedAt,

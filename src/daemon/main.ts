@@ -75,7 +75,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     nssHandlers: () => nss,
     privHandlers: () => priv,
   });
-  const sweep = setInterval(() => sessions.sweep(), 30_000);
+  const sweep = setInterval(() => { sessions.sweep(); resolver.sweep(); }, 30_000);
   sweep.unref();
 
   const reload = (): void => {

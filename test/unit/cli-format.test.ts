@@ -7,7 +7,7 @@ import {
 } from '../../src/cli/format.js';
 import { parseGlobal, parseCommand, userArg, UsageError } from '../../src/cli/args.js';
 import { resolveSocketDir, privSocketPath, adminCall, DaemonUnavailable, NOT_ROOT_MESSAGE } from '../../src/cli/client.js';
-import { statusPairs, renderStats } from '../../src/cli/cmd-status.js';
+import { statusPairs, renderStats, statValue } from '../../src/cli/cmd-status.js';
 import { userColumns, showPairs } from '../../src/cli/cmd-users.js';
 import { readFirstLine } from '../../src/cli/cmd-auth.js';
 import { MAIN_HELP, COMMAND_HELP } from '../../src/cli/help.js';
@@ -202,6 +202,14 @@ test('stats: counters, and histograms drawn on a terminal / flattened in TSV', (
   assert.match(tsv, /^lookups\.miss\t1$/m);
   assert.match(tsv, /^upstream\.latency\.le_10\t4$/m);
   assert.match(tsv, /^upstream\.latency\.le_inf\t1$/m);
+});
+
+test('statValue: fractions, lists, empty lists', () => {
+  assert.equal(statValue(3), '3');
+  assert.equal(statValue(2.5), '2.50');
+  assert.equal(statValue([]), '-');
+  assert.equal(statValue([{ user: 'alice', retryAfterSec: 120 }, { user: 'bob', retryAfterSec: 30 }]), 'alice 120, bob 30');
+  assert.equal(statValue(null), '-');
 });
 
 test('parseGlobal: global options anywhere, command word, rest kept in order', () => {

@@ -1,0 +1,205 @@
+// The RAM-backed SQLite cache (better-sqlite3). One file on tmpfs: it survives a daemon restart
+// and is gone at reboot. Every statement is prepared once here, so the lookup hot path compiles
+// no SQL. A file that is corrupt or from another schema is moved aside and recreated.
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, renameSync, statSync, chmodSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { CachedUser } from '../types.js';
+import { log } from '../log.js';
+
+/** Bump when the tables change; an older file is recreated rather than migrated (it is a cache). */
+export const SCHEMA_VERSION = 3;
+
+const SCHEMA = `
+CREATE TABLE users (
+  name TEXT PRIMARY KEY,
+  uid INTEGER NOT NULL UNIQUE,
+  upstream_uid INTEGER NOT NULL,
+  gecos TEXT NOT NULL,
+  password_hash TEXT,
+  ssh_keys TEXT NOT NULL,
+  fetched_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  last_used INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE negatives (
+  key TEXT PRIMARY KEY,
+  fetched_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`;
+
+interface UserRow {
+  name: string; uid: number; upstream_uid: number; gecos: string; password_hash: string | null;
+  ssh_keys: string; fetched_at: number; expires_at: number;
+}
+
+function fromRow(r: UserRow): CachedUser {
+  return {
+    username: r.name, uid: r.uid, upstreamUid: r.upstream_uid, gecos: r.gecos,
+    passwordHash: r.password_hash, sshPublicKeys: JSON.parse(r.ssh_keys) as string[],
+    fetchedAt: r.fetched_at, expiresAt: r.expires_at,
+  };
+}
+
+export type NegativeKey = `name:${string}` | `uid:${number}`;
+export interface NegativeEntry { key: string; kind: 'name' | 'uid'; fetchedAt: number; expiresAt: number }
+/** fresh: servable; stale: expired but within the grace period; expired: past it. */
+export interface CacheCounts { fresh: number; stale: number; expired: number; negative: number; total: number }
+
+/** Opens the file, or explains why it is unusable (the caller then recreates it). */
+function openChecked(path: string): Database.Database {
+  const db = new Database(path);
+  try {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type='table'").get() as { n: number }).n;
+    if (tables === 0 && version === 0) {
+      db.exec(SCHEMA);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    } else if (version !== SCHEMA_VERSION) {
+      throw new Error(`schema version ${version}, expected ${SCHEMA_VERSION}`);
+    } else {
+      const check = db.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw new Error(`quick_check: ${String(check)}`);
+    }
+    return db;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+export class UserCache {
+  private readonly s;
+
+  private constructor(readonly db: Database.Database, readonly path: string) {
+    if (path !== ':memory:') {
+      db.pragma('journal_mode = WAL');
+    }
+    // RAM-backed by design: durability across power loss is not a goal, speed is.
+    db.pragma('synchronous = OFF');
+    db.pragma('temp_store = MEMORY');
+    this.s = {
+      byName: db.prepare<[string], UserRow>('SELECT * FROM users WHERE name = ?'),
+      byUid: db.prepare<[number], UserRow>('SELECT * FROM users WHERE uid = ?'),
+      deleteConflicts: db.prepare<[string, number]>('DELETE FROM users WHERE name = ? OR uid = ?'),
+      insert: db.prepare('INSERT INTO users (name, uid, upstream_uid, gecos, password_hash, ssh_keys, fetched_at, expires_at, last_used) VALUES (@name, @uid, @upstream_uid, @gecos, @password_hash, @ssh_keys, @fetched_at, @expires_at, @fetched_at)'),
+      touch: db.prepare<[number, string]>('UPDATE users SET last_used = ? WHERE name = ?'),
+      getNeg: db.prepare<[string], { expires_at: number }>('SELECT expires_at FROM negatives WHERE key = ?'),
+      putNeg: db.prepare<[string, number, number]>('INSERT OR REPLACE INTO negatives (key, fetched_at, expires_at) VALUES (?, ?, ?)'),
+      delNeg: db.prepare<[string]>('DELETE FROM negatives WHERE key = ?'),
+      listFrom: db.prepare<[number, number], UserRow>('SELECT * FROM users WHERE uid >= ? ORDER BY uid LIMIT ?'),
+      all: db.prepare<[], UserRow>('SELECT * FROM users ORDER BY uid'),
+      names: db.prepare<[], { name: string }>('SELECT name FROM users ORDER BY uid').pluck(),
+      negatives: db.prepare<[], { key: string; fetched_at: number; expires_at: number }>('SELECT * FROM negatives ORDER BY key'),
+      invalidateName: db.prepare<[number, string, number]>('UPDATE users SET expires_at = ? WHERE name = ? AND expires_at > ?'),
+      invalidateUid: db.prepare<[number, number, number]>('UPDATE users SET expires_at = ? WHERE uid = ? AND expires_at > ?'),
+      invalidateAll: db.prepare<[number, number]>('UPDATE users SET expires_at = ? WHERE expires_at > ?'),
+      remove: db.prepare<[string]>('DELETE FROM users WHERE name = ?'),
+      flushUsers: db.prepare('DELETE FROM users'),
+      flushNeg: db.prepare('DELETE FROM negatives'),
+      countFresh: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM users WHERE expires_at > ?'),
+      countAll: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM users'),
+      countNeg: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM negatives WHERE expires_at > ?'),
+      purgeNeg: db.prepare<[number]>('DELETE FROM negatives WHERE expires_at <= ?'),
+    };
+    this.putTx = db.transaction(this.putTx);
+  }
+
+  /** Opens (or creates) the cache file. Never throws for a bad file: it is moved aside. */
+  static open(path: string): UserCache {
+    if (path === ':memory:') return new UserCache(openChecked(path), path);
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+    let db: Database.Database;
+    try {
+      db = openChecked(path);
+    } catch (e) {
+      const aside = `${path}.bad-${Date.now()}`;
+      log('warn', 'cache.recreated', { path, reason: e instanceof Error ? e.message : String(e), moved_to: aside });
+      for (const suffix of ['', '-wal', '-shm']) {
+        if (!existsSync(path + suffix)) continue;
+        try { renameSync(path + suffix, aside + suffix); } catch { unlinkSync(path + suffix); }
+      }
+      db = openChecked(path);
+    }
+    chmodSync(path, 0o600);
+    return new UserCache(db, path);
+  }
+
+  getByName(name: string): CachedUser | null {
+    const r = this.s.byName.get(name);
+    return r ? fromRow(r) : null;
+  }
+
+  getByUid(uid: number): CachedUser | null {
+    const r = this.s.byUid.get(uid);
+    return r ? fromRow(r) : null;
+  }
+
+  /** Stores a user, first removing any row holding its name or uid (a rename upstream). */
+  put(u: CachedUser): void { this.putTx(u); }
+  private putTx = (u: CachedUser): void => {
+    this.s.deleteConflicts.run(u.username, u.uid);
+    this.s.insert.run({
+      name: u.username, uid: u.uid, upstream_uid: u.upstreamUid, gecos: u.gecos,
+      password_hash: u.passwordHash, ssh_keys: JSON.stringify(u.sshPublicKeys),
+      fetched_at: u.fetchedAt, expires_at: u.expiresAt,
+    });
+    this.s.delNeg.run(`name:${u.username}`);
+    this.s.delNeg.run(`uid:${u.uid}`);
+  };
+
+  touch(name: string, now: number): void { this.s.touch.run(now, name); }
+
+  getNegative(key: NegativeKey): number | null { return this.s.getNeg.get(key)?.expires_at ?? null; }
+  putNegative(key: NegativeKey, fetchedAt: number, expiresAt: number): void { this.s.putNeg.run(key, fetchedAt, expiresAt); }
+  deleteNegative(key: NegativeKey): void { this.s.delNeg.run(key); }
+  purgeNegatives(now: number): number { return this.s.purgeNeg.run(now).changes; }
+
+  negatives(): NegativeEntry[] {
+    return this.s.negatives.all().map((r) => ({
+      key: r.key, kind: r.key.startsWith('uid:') ? 'uid' : 'name', fetchedAt: r.fetched_at, expiresAt: r.expires_at,
+    }));
+  }
+
+  /** Users with uid >= startUid, ascending: the enumeration pages. */
+  listFrom(startUid: number, limit: number): CachedUser[] { return this.s.listFrom.all(startUid, limit).map(fromRow); }
+  all(): CachedUser[] { return this.s.all.all().map(fromRow); }
+  names(): string[] { return this.s.names.all() as unknown as string[]; }
+
+  /** Marks entries expired: the next lookup refetches, and the stale grace still applies. */
+  invalidate(target: { name: string } | { uid: number } | 'all', now = Date.now()): number {
+    if (target === 'all') return this.s.invalidateAll.run(now, now).changes;
+    if ('name' in target) return this.s.invalidateName.run(now, target.name, now).changes;
+    return this.s.invalidateUid.run(now, target.uid, now).changes;
+  }
+
+  remove(name: string): boolean { return this.s.remove.run(name).changes > 0; }
+
+  flush(opts: { negativeOnly?: boolean } = {}): number {
+    let n = this.s.flushNeg.run().changes;
+    if (!opts.negativeOnly) n += this.s.flushUsers.run().changes;
+    return n;
+  }
+
+  counts(now: number, staleGraceSec = 0): CacheCounts {
+    const total = this.s.countAll.get()!.n;
+    const fresh = this.s.countFresh.get(now)!.n;
+    const servable = this.s.countFresh.get(now - staleGraceSec * 1000)!.n;
+    return { fresh, stale: servable - fresh, expired: total - servable, negative: this.s.countNeg.get(now)!.n, total };
+  }
+
+  /** Bytes on disk, WAL included. */
+  fileSize(): number {
+    let size = 0;
+    for (const suffix of ['', '-wal']) {
+      try { size += statSync(this.path + suffix).size; } catch { /* no WAL yet */ }
+    }
+    return size;
+  }
+
+  close(): void {
+    try { this.db.pragma('wal_checkpoint(TRUNCATE)'); } catch { /* closing anyway */ }
+    this.db.close();
+  }
+}

@@ -1,0 +1,42 @@
+/* Shared between test_nss.c and test_nss_more.c: the module entry points under test and the
+ * fixture (a fake daemon on a temp socket dir). */
+#ifndef LK_TEST_NSS_H
+#define LK_TEST_NSS_H
+
+#include <grp.h>
+#include <nss.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "fake_daemon.h"
+
+enum nss_status _nss_latchkey_getpwnam_r(const char *, struct passwd *, char *, size_t, int *);
+enum nss_status _nss_latchkey_getpwuid_r(uid_t, struct passwd *, char *, size_t, int *);
+enum nss_status _nss_latchkey_setpwent(int);
+enum nss_status _nss_latchkey_getpwent_r(struct passwd *, char *, size_t, int *);
+enum nss_status _nss_latchkey_endpwent(void);
+enum nss_status _nss_latchkey_getgrnam_r(const char *, struct group *, char *, size_t, int *);
+enum nss_status _nss_latchkey_getgrgid_r(gid_t, struct group *, char *, size_t, int *);
+enum nss_status _nss_latchkey_setgrent(int);
+enum nss_status _nss_latchkey_getgrent_r(struct group *, char *, size_t, int *);
+enum nss_status _nss_latchkey_endgrent(void);
+
+struct fixture {
+    char dir[64];       /* socket dir of the fake daemon */
+    char empty_dir[64]; /* a dir with no socket */
+    struct fake_daemon *fake;
+    int iterations;     /* per thread in the thread test (LK_TEST_ITER) */
+};
+
+/* getpwnam_r alice with a roomy buffer; SUCCESS and the right uid, or a failure. */
+int lookup_alice(void);
+
+void test_threads(struct fixture *fx);
+void test_fork(struct fixture *fx);
+void test_restart(struct fixture *fx);
+void test_reconnect_once(struct fixture *fx);
+void test_enumeration(struct fixture *fx);
+void test_authorized_keys(struct fixture *fx);
+
+#endif /* LK_TEST_NSS_H */

@@ -1,0 +1,253 @@
+/* Unit tests of libnss_latchkey, part 2: threads, fork, daemon restart, enumeration over
+ * pages, and the latchkey-authorized-keys program. See test_nss.c. */
+#define _GNU_SOURCE
+#include "test_nss.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+struct thread_arg {
+    int iterations;
+    int index;
+    atomic_int *bad;
+};
+
+static void *hammer(void *p)
+{
+    struct thread_arg *a = p;
+    char buf[1024];
+    for (int i = 0; i < a->iterations; i++) {
+        struct passwd pw;
+        struct group gr;
+        int err = 0;
+        unsigned uid = 12000u + (unsigned)((i + a->index) % 25);
+        int ok;
+        switch (i % 3) {
+        case 0:
+            ok = _nss_latchkey_getpwnam_r("alice", &pw, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS &&
+                 pw.pw_uid == 11001;
+            break;
+        case 1:
+            ok = _nss_latchkey_getpwuid_r(uid, &pw, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS &&
+                 pw.pw_uid == uid;
+            break;
+        default:
+            ok = _nss_latchkey_getgrgid_r(10000, &gr, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS &&
+                 strcmp(gr.gr_name, "lega") == 0;
+        }
+        if (!ok)
+            atomic_fetch_add(a->bad, 1);
+    }
+    return NULL;
+}
+
+void test_threads(struct fixture *fx)
+{
+    enum { THREADS = 16 };
+    pthread_t t[THREADS];
+    struct thread_arg args[THREADS];
+    atomic_int bad = 0;
+    lk_test_begin("16 threads x LK_TEST_ITER lookups at once, each on its own connection");
+    double t0 = lk_now_ms();
+    unsigned conns = fake_connections(fx->fake);
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (struct thread_arg){ fx->iterations, i, &bad };
+        CHECK(pthread_create(&t[i], NULL, hammer, &args[i]) == 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    CHECK(atomic_load(&bad) == 0);
+    CHECK(fake_connections(fx->fake) == conns + THREADS);
+    if (!lk_test_quiet)
+        fprintf(stderr, "    %d lookups in %.0f ms\n", THREADS * fx->iterations, lk_now_ms() - t0);
+}
+
+void test_fork(struct fixture *fx)
+{
+    lk_test_begin("fork: the child opens its own connection, the parent's keeps working");
+    CHECK(lookup_alice());
+    pid_t me = getpid();
+    unsigned parent_before = fake_requests_from(fx->fake, me);
+    unsigned conns_before = fake_connections(fx->fake);
+    pid_t child = fork();
+    if (child == 0) {
+        int ok = 1;
+        for (int i = 0; i < 10; i++)
+            ok = ok && lookup_alice();
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(child > 0 && waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(fake_requests_from(fx->fake, child) == 10);
+    CHECK(fake_requests_from(fx->fake, me) == parent_before);
+    CHECK(lookup_alice());
+    CHECK(fake_requests_from(fx->fake, me) == parent_before + 1);
+    CHECK(fake_connections(fx->fake) == conns_before + 1);
+}
+
+void test_reconnect_once(struct fixture *fx)
+{
+    struct passwd pw;
+    char buf[1024];
+    int err = 0;
+    lk_test_begin("kept connection dropped by the daemon: one reconnect, then success");
+    CHECK(lookup_alice());
+    unsigned conns = fake_connections(fx->fake);
+    fake_set_mode(fx->fake, FAKE_DROP_OLD);
+    CHECK(lookup_alice());
+    CHECK(fake_connections(fx->fake) == conns + 1);
+
+    lk_test_begin("daemon hangs up every time: exactly one reconnect, then UNAVAIL");
+    conns = fake_connections(fx->fake);
+    unsigned reqs = fake_requests(fx->fake);
+    fake_set_mode(fx->fake, FAKE_HANGUP);
+    CHECK(_nss_latchkey_getpwnam_r("alice", &pw, buf, sizeof buf, &err) == NSS_STATUS_UNAVAIL);
+    CHECK(fake_connections(fx->fake) == conns + 1);
+    CHECK(fake_requests(fx->fake) == reqs + 2);
+    fake_set_mode(fx->fake, FAKE_NORMAL);
+    CHECK(lookup_alice());
+}
+
+void test_restart(struct fixture *fx)
+{
+    struct passwd pw;
+    char buf[1024];
+    int err = 0;
+    lk_test_begin("daemon restart: the next lookup reconnects");
+    CHECK(lookup_alice());
+    fake_stop(fx->fake);
+    fx->fake = fake_start(fx->dir);
+    CHECK(fx->fake != NULL);
+    CHECK(lookup_alice());
+    CHECK(fake_connections(fx->fake) == 1);
+
+    lk_test_begin("daemon stopped: UNAVAIL at once");
+    fake_stop(fx->fake);
+    fx->fake = NULL;
+    double t0 = lk_now_ms();
+    CHECK(_nss_latchkey_getpwnam_r("alice", &pw, buf, sizeof buf, &err) == NSS_STATUS_UNAVAIL);
+    CHECK(lk_now_ms() - t0 < 300.0);
+}
+
+static void expected_user(int i, char *name, size_t cap)
+{
+    if (i == 0)
+        snprintf(name, cap, "alice");
+    else if (i == 1)
+        snprintf(name, cap, "biggecos");
+    else
+        snprintf(name, cap, "user%02d", i - 2);
+}
+
+void test_enumeration(struct fixture *fx)
+{
+    static char big[8192];
+    char tiny[40];
+    struct passwd pw;
+    struct group gr;
+    int err = 0, n = 0, in_order = 1;
+    enum nss_status st;
+    lk_test_begin("getpwent_r over pages; ERANGE returns the same entry on the retry");
+    unsigned reqs = fake_requests(fx->fake);
+    _nss_latchkey_setpwent(0);
+    for (;;) {
+        st = _nss_latchkey_getpwent_r(&pw, tiny, sizeof tiny, &err);
+        if (st != NSS_STATUS_TRYAGAIN || err != ERANGE)
+            break;
+        st = _nss_latchkey_getpwent_r(&pw, big, sizeof big, &err);
+        if (st != NSS_STATUS_SUCCESS)
+            break;
+        char want[32];
+        expected_user(n, want, sizeof want);
+        in_order = in_order && strcmp(pw.pw_name, want) == 0;
+        n++;
+    }
+    CHECK(st == NSS_STATUS_NOTFOUND);
+    CHECK(n == FAKE_USERS && in_order);
+    /* 27 users in pages of 4: 7 pages and the empty one that ends the list, no refetches */
+    CHECK(fake_requests(fx->fake) == reqs + (FAKE_USERS + FAKE_PAGE - 1) / FAKE_PAGE + 1);
+    CHECK(_nss_latchkey_getpwent_r(&pw, big, sizeof big, &err) == NSS_STATUS_NOTFOUND);
+    _nss_latchkey_setpwent(0); /* rewinds */
+    CHECK(_nss_latchkey_getpwent_r(&pw, big, sizeof big, &err) == NSS_STATUS_SUCCESS &&
+          strcmp(pw.pw_name, "alice") == 0);
+    _nss_latchkey_endpwent();
+
+    lk_test_begin("getgrent_r over pages");
+    _nss_latchkey_setgrent(0);
+    CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_SUCCESS &&
+          strcmp(gr.gr_name, "lega") == 0);
+    CHECK(_nss_latchkey_getgrent_r(&gr, tiny, sizeof tiny, &err) == NSS_STATUS_TRYAGAIN && err == ERANGE);
+    CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_SUCCESS &&
+          strcmp(gr.gr_name, "crowd") == 0);
+    CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_NOTFOUND);
+    _nss_latchkey_endgrent();
+}
+
+/* Runs latchkey-authorized-keys with args; returns the exit code, stdout in out. */
+static int run_keys(const char *user, char *out, size_t cap)
+{
+    const char *bin = getenv("LK_AK_BIN") ? getenv("LK_AK_BIN") : "./latchkey-authorized-keys";
+    int p[2];
+    out[0] = '\0';
+    if (pipe(p) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, 2);
+        if (user)
+            execl(bin, bin, user, (char *)NULL);
+        else
+            execl(bin, bin, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < cap && (r = read(p[0], out + got, cap - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(p[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void test_authorized_keys(struct fixture *fx)
+{
+    char out[4096];
+    lk_test_begin("latchkey-authorized-keys: valid keys only; unknown user exit 0; daemon down exit 1");
+    CHECK(run_keys("alice", out, sizeof out) == 0);
+    CHECK(strncmp(out, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C alice@demo\necdsa-sha2-nistp256 AAAAE2", 110) == 0);
+    CHECK(strstr(out, "command=") == NULL && strstr(out, "type-mismatch") == NULL);
+    CHECK(strlen(out) > 0 && out[strlen(out) - 1] == '\n');
+    int lines = 0;
+    for (char *c = out; *c; c++)
+        lines += *c == '\n';
+    CHECK(lines == 2);
+    CHECK(run_keys("mallory", out, sizeof out) == 0 && out[0] == '\0');
+    unsigned reqs = fake_requests(fx->fake);
+    CHECK(run_keys("Not A Name", out, sizeof out) == 0 && out[0] == '\0');
+    CHECK(fake_requests(fx->fake) == reqs);
+    CHECK(run_keys("flaky", out, sizeof out) == 1 && out[0] == '\0');
+    fake_set_mode(fx->fake, FAKE_COUNT_OVERFLOW);
+    CHECK(run_keys("alice", out, sizeof out) == 1 && out[0] == '\0');
+    fake_set_mode(fx->fake, FAKE_NORMAL);
+    CHECK(run_keys(NULL, out, sizeof out) == 2);
+    setenv("LATCHKEY_SOCKET_DIR", fx->empty_dir, 1);
+    CHECK(run_keys("alice", out, sizeof out) == 1 && out[0] == '\0');
+    setenv("LATCHKEY_SOCKET_DIR", fx->dir, 1);
+}

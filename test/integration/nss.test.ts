@@ -1,0 +1,145 @@
+// The real libnss_latchkey.so.2 inside real programs (getent, id, ls) against the real latchkeyd
+// and the example user service. Each command runs in a private mount namespace whose
+// /etc/nsswitch.conf says `passwd: files latchkey` / `group: files latchkey`; glibc finds the
+// module through LD_LIBRARY_PATH=native/nss and the daemon through LATCHKEY_SOCKET_DIR.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startEnv, runInNamespace, haveCommand, ROOT, NSS_LIB_DIR, type TestEnv, type RunResult } from '../lib/harness.js';
+
+const TTL_MS = 2000;
+const skip = process.getuid?.() !== 0 ? 'needs root (mount namespaces)'
+  : !haveCommand('unshare') ? 'needs unshare(1)' : false;
+
+let env: TestEnv;
+
+/** Runs a script in the namespace with the shim environment (+ extra variables). */
+function ns(script: string, extra: Record<string, string> = {}): RunResult {
+  return runInNamespace(script, { ...env.shimEnv, ...extra });
+}
+const upstreamRequests = (): number => env.service.stats().requests;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+before(async () => {
+  if (skip) return;
+  const built = spawnSync('make', ['-s', '-C', 'native', 'all'], { cwd: ROOT, encoding: 'utf8' });
+  assert.equal(built.status, 0, built.stderr);
+  assert.ok(existsSync(join(NSS_LIB_DIR, 'libnss_latchkey.so.2')));
+  env = await startEnv({ cache: { ttl: `${TTL_MS / 1000}s`, negative_ttl: '1s', refresh_ahead: '0s' } });
+});
+after(async () => { if (env) await env.stop(); });
+
+test('getent passwd NAME: the first lookup asks upstream, the second is a cache hit', { skip }, () => {
+  const before = upstreamRequests();
+  const first = ns('getent passwd alice');
+  assert.equal(first.code, 0, first.stderr);
+  const [name, pw, uid, gid, gecos, dir, shell, ...rest] = first.stdout.replace(/\n$/, '').split(':');
+  assert.deepEqual([name, pw, uid, gid, gecos, dir], ['alice', 'x', '11001', '10000', 'Alice Demo (bcrypt 2b + ed25519 key)', join(env.dir, 'homes', 'alice')]);
+  assert.ok(shell?.startsWith('/') && rest.length === 0, first.stdout);
+  assert.equal(upstreamRequests(), before + 1);
+  const second = ns('getent passwd alice');
+  assert.equal(second.code, 0);
+  assert.equal(second.stdout, first.stdout);
+  assert.equal(upstreamRequests(), before + 1, 'second lookup must be a cache hit');
+});
+
+test('getent passwd UID resolves through the uid shift', { skip }, () => {
+  const r = ns('getent passwd 11002');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^bob:x:11002:10000:/);
+});
+
+test('unknown user and invalid name: exit 2 (not found); an invalid name never reaches upstream', { skip }, () => {
+  const r = ns('getent passwd nosuchuser');
+  assert.equal(r.code, 2);
+  assert.equal(r.stdout, '');
+  const before = upstreamRequests();
+  const bad = ns("getent passwd 'Not.A.Name'");
+  assert.equal(bad.code, 2);
+  assert.equal(upstreamRequests(), before);
+});
+
+test('getent passwd enumerates files users and the cached latchkey users', { skip }, () => {
+  const r = ns('getent passwd');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^root:x:0:0:/m);
+  assert.match(r.stdout, /^alice:x:11001:10000:/m);
+  assert.match(r.stdout, /^bob:x:11002:10000:/m);
+});
+
+test('getent group: by name, by gid, and enumeration', { skip }, () => {
+  const byName = ns('getent group lega');
+  assert.equal(byName.code, 0, byName.stderr);
+  assert.match(byName.stdout, /^lega:x:10000:/);
+  const byGid = ns('getent group 10000');
+  assert.equal(byGid.stdout, byName.stdout);
+  const all = ns('getent group');
+  assert.match(all.stdout, /^root:x:0:/m);
+  assert.match(all.stdout, /^lega:x:10000:/m);
+});
+
+test('id NAME shows the latchkey uid and primary group', { skip }, () => {
+  const r = ns('id alice');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^uid=11001\(alice\) gid=10000\(lega\) groups=10000\(lega\)/);
+});
+
+test('ls -l names the owner of a file chowned to a latchkey uid', { skip }, () => {
+  const file = join(env.dir, 'owned-by-alice');
+  writeFileSync(file, 'x');
+  const r = ns(`chown 11001:10000 '${file}' && ls -l '${file}'`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, / alice lega /);
+});
+
+test('latchkey-authorized-keys prints the user\'s key; nothing for an unknown user', { skip }, () => {
+  const bin = join(ROOT, 'native/latchkey-authorized-keys');
+  const run = (user: string) => spawnSync(bin, [user], { env: { ...process.env, ...env.shimEnv }, encoding: 'utf8' });
+  const alice = run('alice');
+  assert.equal(alice.status, 0, alice.stderr);
+  assert.match(alice.stdout, /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\S+ alice@latchkey-demo\n$/);
+  const nobody = run('nosuchuser');
+  assert.equal(nobody.status, 0);
+  assert.equal(nobody.stdout, '');
+});
+
+test('a user removed upstream disappears after the TTL', { skip }, async () => {
+  env.service.addUser({ username: 'tempuser', uid: 1900, passwordHash: null, sshPublicKeys: [], gecos: 'Temporary' });
+  assert.equal(ns('getent passwd tempuser').code, 0);
+  env.service.removeUser('tempuser');
+  assert.equal(ns('getent passwd tempuser').code, 0, 'still cached within the TTL');
+  await sleep(TTL_MS + 700);
+  const gone = ns('getent passwd tempuser');
+  assert.equal(gone.code, 2, gone.stdout);
+});
+
+test('daemon SIGSTOPped: getent gives up after LATCHKEY_NSS_TIMEOUT_MS; files users still resolve', { skip }, () => {
+  process.kill(env.daemon.pid, 'SIGSTOP');
+  try {
+    const r = ns('getent passwd carol', { LATCHKEY_NSS_TIMEOUT_MS: '1500' });
+    assert.equal(r.code, 2);
+    assert.ok(r.ms >= 1400 && r.ms < 4000, `took ${r.ms} ms`);
+    const root = ns('getent passwd root', { LATCHKEY_NSS_TIMEOUT_MS: '1500' });
+    assert.equal(root.code, 0);
+    assert.match(root.stdout, /^root:x:0:0:/);
+    assert.ok(root.ms < 1000, `root took ${root.ms} ms`);
+  } finally {
+    process.kill(env.daemon.pid, 'SIGCONT');
+  }
+  assert.equal(ns('getent passwd alice').code, 0, 'answers again after SIGCONT');
+});
+
+test('daemon stopped: getent returns at once and files users still resolve', { skip }, async () => {
+  await env.daemon.stop();
+  const r = ns('getent passwd alice');
+  assert.equal(r.code, 2);
+  assert.ok(r.ms < 500, `took ${r.ms} ms`);
+  const root = ns('getent passwd root');
+  assert.equal(root.code, 0);
+  assert.match(root.stdout, /^root:x:0:0:/);
+  const id = ns('id root');
+  assert.equal(id.code, 0);
+  assert.ok(id.ms < 500, `id root took ${id.ms} ms`);
+});

@@ -1,0 +1,12 @@
+// Runs the C test suites (native/: NSS module against a fake daemon, the same under valgrind,
+// golden vectors, a short fuzz run) inside the single `node --test` run; fails if they fail.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { ROOT } from '../lib/paths.js';
+
+test('C suites: make -s -C native test', { timeout: 15 * 60 * 1000 }, () => {
+  const r = spawnSync('make', ['-s', '-C', 'native', 'test'], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  assert.equal(r.status, 0, `make -C native test failed (exit ${r.status ?? r.signal}):\n${out.slice(-8000)}`);
+});
