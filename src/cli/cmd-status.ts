@@ -67,14 +67,32 @@ export const status: CommandDef = {
   },
 };
 
-/** A latency histogram as the daemon sends it: upper bounds (ms) with counts. */
-interface Histogram { buckets: Array<{ le: number | null; count: number }>; count: number; sum_ms?: number }
+/** A latency histogram: upper bounds in ms (null = no bound) with counts, plus summary figures. */
+interface Histogram { buckets: Array<{ le: number | null; count: number }>; count: number; mean: number | null; p50: number | null; p99: number | null }
 
-function asHistogram(v: unknown): Histogram | null {
+/**
+ * Recognises the daemon's histogram object (src/cache/stats.ts): {count, mean_ms, p50_ms, p99_ms,
+ * buckets {"le_5ms": n, ..., "+inf": n}}; an array of {le, count} is accepted too.
+ */
+export function asHistogram(v: unknown): Histogram | null {
   const h = obj(v);
-  if (!Array.isArray(h.buckets)) return null;
-  const buckets = (h.buckets as unknown[]).map(obj).map((b) => ({ le: num(b.le), count: num(b.count) ?? 0 }));
-  return { buckets, count: num(h.count) ?? buckets.reduce((a, b) => a + b.count, 0), sum_ms: num(h.sum_ms) ?? undefined };
+  let buckets: Histogram['buckets'];
+  if (Array.isArray(h.buckets)) {
+    buckets = (h.buckets as unknown[]).map(obj).map((b) => ({ le: num(b.le), count: num(b.count) ?? 0 }));
+  } else if (h.buckets !== null && typeof h.buckets === 'object') {
+    buckets = [];
+    for (const [k, c] of Object.entries(h.buckets as Record<string, unknown>)) {
+      const m = /^le_([0-9.]+)ms$/.exec(k);
+      if (!m && k !== '+inf') return null;
+      buckets.push({ le: m ? Number(m[1]) : null, count: num(c) ?? 0 });
+    }
+  } else {
+    return null;
+  }
+  return {
+    buckets, count: num(h.count) ?? buckets.reduce((a, b) => a + b.count, 0),
+    mean: num(h.mean_ms), p50: num(h.p50_ms), p99: num(h.p99_ms),
+  };
 }
 
 /** One counter cell: fractions to two places, lists (e.g. locked users) as "a 120, b 30" or "-". */
@@ -101,7 +119,9 @@ export function renderStats(r: Record<string, unknown>, mode: 'table' | 'tsv', t
       for (const [k, sub] of Object.entries(v as Record<string, unknown>)) walk(sub, key ? `${key}.${k}` : k);
       return;
     }
-    for (const [k, val] of flatten(v, key)) counters.push([k, statValue(val)]);
+    for (const [k, val] of flatten(v, key)) {
+      counters.push([k, mode === 'table' && k.endsWith('hit_ratio') ? formatRatio(num(val)) : statValue(val)]);
+    }
   };
   walk(rest, '');
   if (mode === 'tsv') {
@@ -114,8 +134,8 @@ export function renderStats(r: Record<string, unknown>, mode: 'table' | 'tsv', t
   let out = renderTable(counters, [{ header: 'COUNTER', cell: (c) => c[0] }, { header: 'VALUE', cell: (c) => c[1], right: true }]);
   for (const [k, h] of histograms) {
     const max = Math.max(0, ...h.buckets.map((b) => b.count));
-    const avg = h.count > 0 && h.sum_ms !== undefined ? `, avg ${formatMs(h.sum_ms / h.count)}` : '';
-    out += `\n${k} (${h.count} requests${avg})\n`;
+    const figures = [['mean', h.mean], ['p50', h.p50], ['p99', h.p99]].filter(([, v]) => v !== null).map(([n, v]) => `${n} ${formatMs(v as number)}`);
+    out += `\n${k} (${h.count} requests${figures.length ? ', ' + figures.join(', ') : ''})\n`;
     const label = (b: { le: number | null }, i: number): string => {
       if (b.le !== null) return `<= ${formatMs(b.le)}`;
       const prev = i > 0 ? h.buckets[i - 1]!.le : null;

@@ -119,6 +119,8 @@ export const invalidate: CommandDef = {
     if (ctx.mode === 'json') ctx.out(renderJson(json));
     else if (ctx.mode === 'tsv') ctx.out(`${str(r.invalidated)}\n`);
     else ctx.out(`invalidated ${str(r.invalidated)} ${r.invalidated === 1 ? 'entry' : 'entries'}\n`);
+    const already = Array.isArray(r.already_expired) ? (r.already_expired as unknown[]).map(str) : [];
+    for (const m of already) ctx.err(`latchkeyctl: ${m}: already expired (the next lookup refetches it)\n`);
     for (const m of missing) ctx.err(`latchkeyctl: ${m}: not cached\n`);
     return missing.length > 0 ? EXIT_FAIL : EXIT_OK;
   },

@@ -83,6 +83,7 @@ export function formatRatio(r: number | null | undefined): string {
 export function formatMs(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return '-';
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)}s`;
+  if (ms >= 100) return `${Math.round(ms)}ms`;
   if (ms >= 10) return `${ms.toFixed(1)}ms`;
   return `${ms.toFixed(2)}ms`;
 }

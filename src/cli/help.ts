@@ -115,7 +115,8 @@ examples:
   invalidate: `usage: latchkeyctl invalidate NAME|UID... | --all [--json]
 
 Marks cached entries expired: the next lookup fetches them from upstream. Until that succeeds,
-the stale grace still applies (a failing upstream does not lock users out).
+the stale grace still applies (a failing upstream does not lock users out). An entry already
+past its TTL is left as it is (noted on stderr).
 Exit 1 when one of the named users was not cached.
 
 examples:
@@ -123,7 +124,7 @@ examples:
   sudo latchkeyctl invalidate --all
 
 --json fields:
-  invalidated (count), not_cached [NAME|UID]
+  invalidated (count), already_expired [NAME|UID], not_cached [NAME|UID]
 `,
   flush: `usage: latchkeyctl flush [--negative] [--json]
 
@@ -169,10 +170,15 @@ examples:
 
 --json fields:
   since, uptime_s,
-  lookups {…}        the resolver's counters (by result and source)
-  upstream {…}       requests by outcome, latency histogram
+  lookups {hit, miss, stale, negative, rule, unavail, notfound}, hit_ratio (0..1 or null)
+    hit: fresh from cache; negative: a cached "no such user"; miss: went upstream; stale: served
+    an expired entry because upstream failed; rule: refused by the name/uid rule; unavail: no answer
+  upstream {found, notfound, error, background_refresh}
+  upstream_latency {count, mean_ms, p50_ms, p99_ms, max_ms, buckets {le_1ms, le_2ms, ... le_5000ms, +inf}}
   verify {by_kind {KIND {ok, failed, avg_ms}}, unknown_user, throttled}
-  throttle {…}       users and hosts currently throttled
+    KIND: bcrypt, md5crypt, sha256crypt, sha512crypt, yescrypt, des, none, unknown
+  throttle {trackedUsers, trackedHosts, lockedUsers [{user, retryAfterSec}],
+            lockedHosts [{rhost, retryAfterSec}], failures, lockouts, refused, evictions}
 `,
   'check-config': `usage: latchkeyctl check-config [FILE] [--json]
 

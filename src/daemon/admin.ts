@@ -40,12 +40,18 @@
 //                                         entry {name, uid, gid, gecos, dir, shell}}
 //               not found: {ok: false, code: "not_found", result: "notfound", source, ms}
 //               upstream down: {ok: false, code: "unavailable", result: "unavail", reason, ms}
-// invalidate    {users: [user...]} | {all: true} → {invalidated, not_cached [user...]}
+// invalidate    {users: [user...]} | {all: true} → {invalidated, already_expired [user...], not_cached [user...]}
 // flush         {negative_only?: bool} → {removed, negative_only}
 // sessions      {user?: NAME} → {sessions [Session]}
 // kill-session  {id} | {user: NAME} → {ended}; not_found when nothing was open
-// stats         {} → {since, uptime_s, lookups {...}, upstream {...}, verify {by_kind {KIND {ok, failed, avg_ms}},
-//                     unknown_user, throttled}, throttle {...}}
+// stats         {} → {since, uptime_s,
+//                     lookups {hit, miss, stale, negative, rule, unavail, notfound}, hit_ratio,
+//                     upstream {found, notfound, error, background_refresh},
+//                     upstream_latency {count, mean_ms, p50_ms, p99_ms, max_ms, buckets {le_1ms … le_5000ms, +inf}},
+//                     verify {by_kind {KIND {ok, failed, avg_ms}}, unknown_user, throttled},
+//                     throttle {trackedUsers, trackedHosts, lockedUsers [{user, retryAfterSec}],
+//                               lockedHosts [{rhost, retryAfterSec}], failures, lockouts, refused, evictions}}
+//               (lookups/upstream come from src/cache/stats.ts, throttle from src/verify/throttle.ts)
 // auth-test     {user: NAME, password} → {user, authenticated, result: "ok"|"wrong_password"|
 //                     "no_password"|"unknown_user"|"throttled"|"unavailable", reason,
 //                     hash {kind, cost, cost_name}|null, source, ms}
@@ -59,6 +65,7 @@ import type { Fields } from '../protocol/codec.js';
 import type { Config } from '../config/types.js';
 import type { CachedUser } from '../types.js';
 import type { Lookup } from '../cache/types.js';
+import { classify, type FreshnessConfig } from '../cache/policy.js';
 import type { UserCache } from '../cache/db.js';
 import type { Resolver } from '../cache/resolver.js';
 import type { UserSource } from '../upstream/types.js';
@@ -121,20 +128,21 @@ function optName(args: Json, field: string): string | undefined {
 /** Drops user:password@ from a URL before it is shown anywhere. */
 export function publicUrl(url: string): string {
   try {
-    const u = new URL(url.replace(/%[su]/g, 'PLACEHOLDER'));
+    // The %s / %u placeholders are not valid URL escapes; park them while URL parses.
+    const u = new URL(url.replace(/%s/g, '__LK_S__').replace(/%u/g, '__LK_U__'));
     if (!u.username && !u.password) return url;
     u.username = '';
     u.password = '';
-    return u.toString().replace(/PLACEHOLDER/g, '%s');
+    return u.toString().replace(/__LK_S__/g, '%s').replace(/__LK_U__/g, '%u');
   } catch {
     return url.replace(/\/\/[^/@]*@/, '//');
   }
 }
 
-/** fresh / stale (within the grace, served only if upstream fails) / expired. */
-export function entryState(u: Pick<CachedUser, 'expiresAt'>, now: number, staleGraceSec: number): 'fresh' | 'stale' | 'expired' {
-  if (now < u.expiresAt) return 'fresh';
-  return now < u.expiresAt + staleGraceSec * 1000 ? 'stale' : 'expired';
+/** fresh / stale (within the grace, served only if upstream fails) / expired, by the cache's own rule. */
+export function entryState(u: Pick<CachedUser, 'expiresAt'>, now: number, cfg: FreshnessConfig): 'fresh' | 'stale' | 'expired' {
+  const f = classify(u.expiresAt, now, cfg);
+  return f === 'fresh' || f === 'refresh-ahead' ? 'fresh' : f === 'stale-servable' ? 'stale' : 'expired';
 }
 
 /** `type base64 [comment]` → type, OpenSSH-style SHA256 fingerprint, comment. */
@@ -167,7 +175,7 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
     const home = homePath(c.homes, u.username);
     return {
       name: u.username, uid: u.uid, upstream_uid: u.upstreamUid, gid: c.users.gid,
-      fetched_at: u.fetchedAt, expires_at: u.expiresAt, state: entryState(u, at, c.cache.staleGraceSec),
+      fetched_at: u.fetchedAt, expires_at: u.expiresAt, state: entryState(u, at, c.cache),
       keys: u.sshPublicKeys.length, has_password: hashInfo(u.passwordHash).kind !== 'none', home, home_exists: homeExists(home),
     };
   };
@@ -207,8 +215,8 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
         cache: {
           file: c.cache.dbPath, size_bytes: ctx.cache.fileSize(),
           ttl_s: c.cache.ttlSec, negative_ttl_s: c.cache.negativeTtlSec, stale_grace_s: c.cache.staleGraceSec,
-          entries: { fresh: counts.fresh, stale: counts.stale, expired: counts.expired, negative: counts.negative, total: counts.fresh + counts.stale + counts.expired + counts.negative },
-          hit_ratio: hitRatio(snap),
+          entries: { fresh: counts.fresh, stale: counts.stale, expired: counts.expired, negative: counts.negative, total: counts.total },
+          hit_ratio: typeof snap.hit_ratio === 'number' ? snap.hit_ratio : null,
         },
         sessions: { open: ctx.sessions.countOpen() },
       };
@@ -221,7 +229,8 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
       const list = ctx.cache.all().map((u) => summary(u, at)).filter((s) => !staleOnly || s.state !== 'fresh');
       const out: Json = { now: at, users: list };
       if (negative) {
-        out.negative = ctx.cache.negatives().map((n) => ({ key: n.key, kind: n.kind, fetched_at: n.fetchedAt, expires_at: n.expiresAt }));
+        // The cache keys negatives as "name:NAME" / "uid:UID"; the kind says which, the key is the value.
+        out.negative = ctx.cache.negatives().map((n) => ({ key: n.key.slice(n.key.indexOf(':') + 1), kind: n.kind, fetched_at: n.fetchedAt, expires_at: n.expiresAt }));
       }
       return out;
     },
@@ -262,19 +271,21 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
       if (args.all === true) {
         const n = ctx.cache.invalidate('all');
         log('info', 'admin.invalidate', { all: true, count: n, peer_pid: peer.pid });
-        return { invalidated: n, not_cached: [] };
+        return { invalidated: n, already_expired: [], not_cached: [] };
       }
       if (!Array.isArray(args.users) || args.users.length === 0) throw badRequest('"users" must be a non-empty list, or "all": true');
       const refs = args.users.map((v) => userRef(v, 'users'));
       let n = 0;
       const missing: UserRef[] = [];
+      const already: UserRef[] = [];
       for (const ref of refs) {
         const k = ctx.cache.invalidate(typeof ref === 'number' ? { uid: ref } : { name: ref });
-        if (k === 0) missing.push(ref);
+        // 0 changes: not cached at all, or cached but already past its TTL (nothing to do).
+        if (k === 0) (cached(ref) ? already : missing).push(ref);
         n += k;
       }
       log('info', 'admin.invalidate', { users: refs, count: n, peer_pid: peer.pid });
-      return { invalidated: n, not_cached: missing };
+      return { invalidated: n, already_expired: already, not_cached: missing };
     },
 
     flush(args, peer) {
@@ -374,10 +385,4 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;
-}
-
-/** Cache hits over all lookups, from the resolver's counters; null before the first lookup. */
-function hitRatio(snap: Json): number | null {
-  void snap;
-  return null;
 }

@@ -39,7 +39,7 @@ describe('sshd + latchkey: SFTP logins of users that exist only upstream', () =>
     spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
     const pub = readFileSync(`${key}.pub`, 'utf8').trim();
     const withKey = users.map((u) => ([keyUser, linkUser, goneUser].includes(u) ? { ...u, sshPublicKeys: [pub] } : u)) as CegaUser[];
-    env = await startEnv({ cache: { ttl: '2s', negative_ttl: '1s' }, homes: { base } }, withKey);
+    env = await startEnv({ cache: { ttl: '2s', negative_ttl: '1s', refresh_ahead: '0s' }, homes: { base } }, withKey);
     sshd = await startSshd(env.dir, env.socketDir, env.shimEnv);
     writeFileSync(join(work, 'hello.txt'), 'hello from the test\n', { mode: 0o644 });
   });
@@ -116,6 +116,8 @@ describe('sshd + latchkey: SFTP logins of users that exist only upstream', () =>
     const r = await sftp(sshd.port, linkUser.username, upload('evil.txt'), { key }, work);
     assert.notEqual(r.code, 0, diag(r));
     assert.ok(lstatSync(join(base, linkUser.username)).isSymbolicLink());
+    assert.ok(env.daemon.logs.some((l) => l.includes('session.home_refused') && l.includes(linkUser.username)),
+      'refused by the home check, not for another reason');
     assert.deepEqual(readdirSync('/etc').sort(), before);
     const after = statSync('/etc');
     assert.deepEqual([after.uid, after.gid, after.mode], [etc.uid, etc.gid, etc.mode]);

@@ -7,11 +7,12 @@ import {
 } from '../../src/cli/format.js';
 import { parseGlobal, parseCommand, userArg, UsageError } from '../../src/cli/args.js';
 import { resolveSocketDir, privSocketPath, adminCall, DaemonUnavailable, NOT_ROOT_MESSAGE } from '../../src/cli/client.js';
-import { statusPairs, renderStats, statValue } from '../../src/cli/cmd-status.js';
+import { statusPairs, renderStats, statValue, asHistogram } from '../../src/cli/cmd-status.js';
 import { userColumns, showPairs } from '../../src/cli/cmd-users.js';
 import { readFirstLine } from '../../src/cli/cmd-auth.js';
 import { MAIN_HELP, COMMAND_HELP } from '../../src/cli/help.js';
 import { Readable } from 'node:stream';
+import { publicUrl, keyInfo, entryState } from '../../src/daemon/admin.js';
 
 const NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
 const S = 1000;
@@ -66,6 +67,7 @@ test('formatBytes, formatRatio, formatMs, yesNo', () => {
   assert.equal(formatMs(0.42), '0.42ms');
   assert.equal(formatMs(12.34), '12.3ms');
   assert.equal(formatMs(1520), '1.52s');
+  assert.equal(formatMs(250), '250ms');
   assert.equal(formatMs(undefined), '-');
   assert.equal(yesNo(true), 'yes');
   assert.equal(yesNo(false), 'no');
@@ -189,19 +191,33 @@ test('show pairs: password as kind and cost, keys by fingerprint, every TSV line
 });
 
 test('stats: counters, and histograms drawn on a terminal / flattened in TSV', () => {
-  const r = { ok: true, since: NOW - 2 * H, uptime_s: 7200, lookups: { hit: 3, miss: 1 }, upstream: { latency: { buckets: [{ le: 10, count: 4 }, { le: null, count: 1 }], count: 5, sum_ms: 30 } } };
+  const r = {
+    ok: true, since: NOW - 2 * H, uptime_s: 7200, lookups: { hit: 3, miss: 1 }, hit_ratio: 0.75,
+    upstream: { latency: { count: 5, mean_ms: 6, p50_ms: 10, p99_ms: 12.5, max_ms: 12.5, buckets: { le_5ms: 0, le_10ms: 4, '+inf': 1 } } },
+  };
   const table = renderStats(r, 'table', { now: NOW, utc: false });
   assert.match(table, /^since\s+2h ago$/m);
   assert.match(table, /^uptime\s+2h$/m);
+  assert.match(table, /^hit_ratio\s+75\.0%$/m);
   assert.match(table, /> 10\.0ms\s+1\s+#+$/m);
   assert.match(table, /lookups\.hit\s+3/);
-  assert.match(table, /upstream\.latency \(5 requests, avg 6\.00ms\)/);
+  assert.match(table, /upstream\.latency \(5 requests, mean 6\.00ms, p50 10\.0ms, p99 12\.5ms\)/);
   assert.match(table, /<= 10\.0ms\s+4\s+#{20}/);
   const tsv = renderStats(r, 'tsv', { now: NOW, utc: false });
   assert.match(tsv, /^since\t2024-05-01T10:00:00Z$/m);
+  assert.match(tsv, /^hit_ratio\t0\.75$/m);
   assert.match(tsv, /^lookups\.miss\t1$/m);
   assert.match(tsv, /^upstream\.latency\.le_10\t4$/m);
+  assert.match(tsv, /^upstream\.latency\.le_5\t0$/m);
   assert.match(tsv, /^upstream\.latency\.le_inf\t1$/m);
+});
+
+test('asHistogram: the daemon\'s object form and the array form; other objects are not histograms', () => {
+  const h = asHistogram({ count: 2, mean_ms: 1.5, p50_ms: 1, p99_ms: 2, buckets: { le_1ms: 1, le_2ms: 1, '+inf': 0 } });
+  assert.deepEqual(h?.buckets, [{ le: 1, count: 1 }, { le: 2, count: 1 }, { le: null, count: 0 }]);
+  assert.equal(asHistogram({ buckets: [{ le: 5, count: 2 }] })?.count, 2);
+  assert.equal(asHistogram({ hit: 1 }), null);
+  assert.equal(asHistogram({ buckets: { weird: 1 } }), null);
 });
 
 test('statValue: fractions, lists, empty lists', () => {
@@ -275,4 +291,24 @@ test('every command has --help with examples and the documented --json fields', 
     assert.ok(MAIN_HELP.includes(cmd), `main help lists ${cmd}`);
   }
   assert.match(MAIN_HELP, /exit codes:/);
+});
+
+test('admin: URLs lose their credentials, placeholders survive', () => {
+  assert.equal(publicUrl('https://cega.example/users/%u?idType=uid'), 'https://cega.example/users/%u?idType=uid');
+  assert.equal(publicUrl('https://lega:s3cret@cega.example/users/%s?t=1'), 'https://cega.example/users/%s?t=1');
+  assert.equal(publicUrl('https://lega:s3cret@cega.example/u/'), 'https://cega.example/u/');
+  assert.doesNotMatch(publicUrl('not a url //lega:s3cret@host/x'), /s3cret/);
+});
+
+test('admin: key fingerprints as ssh-keygen -l prints them; entry state by the cache rule', () => {
+  // `ssh-keygen -lf` on this key line prints SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4
+  const blob = Buffer.from('0000000b7373682d65643235353139000000200102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20', 'hex').toString('base64');
+  const k = keyInfo(`ssh-ed25519 ${blob} me@host`);
+  assert.equal(k.type, 'ssh-ed25519');
+  assert.equal(k.comment, 'me@host');
+  assert.equal(k.fingerprint, 'SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4');
+  const cfg = { refreshAheadSec: 60, staleGraceSec: 3600 };
+  assert.equal(entryState({ expiresAt: NOW + 30 * S }, NOW, cfg), 'fresh');
+  assert.equal(entryState({ expiresAt: NOW - M }, NOW, cfg), 'stale');
+  assert.equal(entryState({ expiresAt: NOW - 2 * H }, NOW, cfg), 'expired');
 });
