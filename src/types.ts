@@ -11,6 +11,11 @@ export interface UpstreamUser {
   /** one key per entry, already checked to be a single line */
   sshPublicKeys: string[];
   gecos: string;
+  /**
+   * epoch ms after which the account may not log in (upstream `expiresAt`, or 0 for
+   * `"enabled": false`); null or absent = no expiry. Optional: CentralEGA does not send it.
+   */
+  accountExpiresAt?: number | null;
 }
 
 /** A cached user: the upstream record plus local identity and cache bookkeeping. */

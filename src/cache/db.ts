@@ -8,7 +8,7 @@ import type { CachedUser } from '../types.js';
 import { log } from '../log.js';
 
 /** Bump when the tables change; an older file is recreated rather than migrated (it is a cache). */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
 CREATE TABLE users (
@@ -20,6 +20,7 @@ CREATE TABLE users (
   ssh_keys TEXT NOT NULL,
   fetched_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL,
+  account_expires_at INTEGER,
   last_used INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE negatives (
@@ -31,14 +32,14 @@ CREATE TABLE negatives (
 
 interface UserRow {
   name: string; uid: number; upstream_uid: number; gecos: string; password_hash: string | null;
-  ssh_keys: string; fetched_at: number; expires_at: number;
+  ssh_keys: string; fetched_at: number; expires_at: number; account_expires_at: number | null;
 }
 
 function fromRow(r: UserRow): CachedUser {
   return {
     username: r.name, uid: r.uid, upstreamUid: r.upstream_uid, gecos: r.gecos,
     passwordHash: r.password_hash, sshPublicKeys: JSON.parse(r.ssh_keys) as string[],
-    fetchedAt: r.fetched_at, expiresAt: r.expires_at,
+    fetchedAt: r.fetched_at, expiresAt: r.expires_at, accountExpiresAt: r.account_expires_at,
   };
 }
 
@@ -83,7 +84,7 @@ export class UserCache {
       byName: db.prepare<[string], UserRow>('SELECT * FROM users WHERE name = ?'),
       byUid: db.prepare<[number], UserRow>('SELECT * FROM users WHERE uid = ?'),
       deleteConflicts: db.prepare<[string, number]>('DELETE FROM users WHERE name = ? OR uid = ?'),
-      insert: db.prepare('INSERT INTO users (name, uid, upstream_uid, gecos, password_hash, ssh_keys, fetched_at, expires_at, last_used) VALUES (@name, @uid, @upstream_uid, @gecos, @password_hash, @ssh_keys, @fetched_at, @expires_at, @fetched_at)'),
+      insert: db.prepare('INSERT INTO users (name, uid, upstream_uid, gecos, password_hash, ssh_keys, fetched_at, expires_at, account_expires_at, last_used) VALUES (@name, @uid, @upstream_uid, @gecos, @password_hash, @ssh_keys, @fetched_at, @expires_at, @account_expires_at, @fetched_at)'),
       touch: db.prepare<[number, string]>('UPDATE users SET last_used = ? WHERE name = ?'),
       getNeg: db.prepare<[string], { expires_at: number }>('SELECT expires_at FROM negatives WHERE key = ?'),
       putNeg: db.prepare<[string, number, number]>('INSERT OR REPLACE INTO negatives (key, fetched_at, expires_at) VALUES (?, ?, ?)'),
@@ -143,7 +144,7 @@ export class UserCache {
     this.s.insert.run({
       name: u.username, uid: u.uid, upstream_uid: u.upstreamUid, gecos: u.gecos,
       password_hash: u.passwordHash, ssh_keys: JSON.stringify(u.sshPublicKeys),
-      fetched_at: u.fetchedAt, expires_at: u.expiresAt,
+      fetched_at: u.fetchedAt, expires_at: u.expiresAt, account_expires_at: u.accountExpiresAt ?? null,
     });
     this.s.delNeg.run(`name:${u.username}`);
     this.s.delNeg.run(`uid:${u.uid}`);

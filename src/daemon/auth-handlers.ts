@@ -66,7 +66,14 @@ export function authHandlers(resolver: Resolver, cache: UserCache, throttle: Thr
       const knownBefore = cache.getByName(user) !== null;
       // byName refetches an expired entry, so a password reset or removal upstream takes effect.
       const l = await resolver.byName(user);
-      if (l.status === 'found') return ok();
+      if (l.status === 'found') {
+        const exp = l.user.accountExpiresAt;
+        if (exp !== null && exp !== undefined && Date.now() >= exp) {
+          log('info', 'account.expired', { user, service: f.service, rhost: f.rhost, expired_at: new Date(exp).toISOString() });
+          return fail(Status.EXPIRED, exp === 0 ? 'account disabled upstream' : 'account expired');
+        }
+        return ok();
+      }
       if (l.status === 'unavail') return fail(Status.UNAVAIL, 'user service unavailable');
       if (knownBefore) {
         log('info', 'account.removed_upstream', { user, service: f.service, rhost: f.rhost });

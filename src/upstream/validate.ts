@@ -116,7 +116,28 @@ function validateRecord(record: unknown, opts: ParseOptions): { user: UpstreamUs
   const passwordHash = checkHash(record.passwordHash, ctx);
   const gecos = checkGecos(record.gecos, ctx);
   const { keys, dropped } = checkKeys(record, ctx);
-  return { user: { username, upstreamUid, passwordHash, sshPublicKeys: keys, gecos }, dropped };
+  const accountExpiresAt = checkExpiry(record.expiresAt, record.enabled, ctx);
+  const user: UpstreamUser = { username, upstreamUid, passwordHash, sshPublicKeys: keys, gecos };
+  if (accountExpiresAt !== null) user.accountExpiresAt = accountExpiresAt;
+  return { user, dropped };
+}
+
+/**
+ * Optional account expiry (not part of the CentralEGA contract, accepted when present):
+ * `expiresAt` as an ISO 8601 date or epoch seconds, `enabled: false` for a disabled account.
+ */
+function checkExpiry(expiresAt: unknown, enabled: unknown, ctx: string): number | null {
+  if (enabled !== undefined && enabled !== null && typeof enabled !== 'boolean') {
+    throw invalid(`${ctx}: "enabled" is ${describe(enabled)}, expected true or false`);
+  }
+  if (enabled === false) return 0;
+  if (expiresAt === undefined || expiresAt === null) return null;
+  if (typeof expiresAt === 'number' && Number.isFinite(expiresAt) && expiresAt >= 0) return Math.floor(expiresAt * 1000);
+  if (typeof expiresAt === 'string' && /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(expiresAt)) {
+    const t = Date.parse(expiresAt);
+    if (Number.isFinite(t)) return t;
+  }
+  throw invalid(`${ctx}: "expiresAt" is ${describe(expiresAt)}, expected an ISO 8601 date or epoch seconds`);
 }
 
 function checkName(v: unknown, opts: ParseOptions): string {

@@ -4,7 +4,8 @@
  * mount namespace with a private nsswitch.conf (`passwd: latchkey` or `passwd: files`) and a
  * private /etc/passwd. Every mode prints one JSON object on stdout; times are in microseconds.
  *
- *   lkbench lat name|uid KEY N        KEY looked up N times after 200 warm-up calls (hit or miss)
+ *   lkbench lat name|uid KEY N [SECS] KEY looked up N times (at most SECS seconds, at least 100)
+ *                                     after warm-up calls; a hit or a miss
  *   lkbench each FILE [THREADS]       every line of FILE (a name, or #UID) looked up once; with one
  *                                     thread per-lookup stats, with more only the wall time (warm-up)
  *   lkbench tput FILE THREADS SECS    lookups/s with THREADS threads, each cycling through FILE
@@ -112,7 +113,7 @@ static int read_keys(const char *path, struct keys *k)
     return 0;
 }
 
-static int mode_lat(const char *kind, const char *key, long n)
+static int mode_lat(const char *kind, const char *key, long n, double max_secs)
 {
     static char buf[BUFSZ];
     char ukey[64];
@@ -124,19 +125,26 @@ static int mode_lat(const char *kind, const char *key, long n)
         return 2;
     }
     int first = lookup(key, buf);
-    for (int i = 0; i < 199; i++)
+    int warm = max_secs > 0 ? 20 : 200;
+    for (int i = 1; i < warm; i++)
         lookup(key, buf);
     double *t = malloc((size_t)n * sizeof *t);
-    long errors = 0, found = 0;
+    long errors = 0, found = 0, done = 0;
+    double stop = now_us() + max_secs * 1e6;
     for (long i = 0; i < n; i++) {
         double t0 = now_us();
         int r = lookup(key, buf);
-        t[i] = now_us() - t0;
+        double t1 = now_us();
+        t[i] = t1 - t0;
+        done++;
         if (r < 0)
             errors++;
         else
             found += r;
+        if (max_secs > 0 && i >= 100 && t1 > stop)
+            break; /* a slow source (files at 100k users): enough samples */
     }
+    n = done;
     printf("{\"mode\":\"lat\",\"key\":\"%s\",\"first_found\":%d,\"found\":%ld,\"errors\":%ld,", key,
            first, found, errors);
     print_stats(t, (size_t)n);
@@ -337,7 +345,7 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 5 && strcmp(argv[1], "lat") == 0)
-        return mode_lat(argv[2], argv[3], strtol(argv[4], NULL, 10));
+        return mode_lat(argv[2], argv[3], strtol(argv[4], NULL, 10), argc >= 6 ? atof(argv[5]) : 0);
     if (argc >= 3 && strcmp(argv[1], "each") == 0)
         return mode_each(argv[2], argc >= 4 ? atoi(argv[3]) : 1);
     if (argc >= 5 && strcmp(argv[1], "tput") == 0)
@@ -346,7 +354,7 @@ int main(int argc, char **argv)
         return mode_paced(argv[2], strtol(argv[3], NULL, 10));
     if (argc >= 2 && strcmp(argv[1], "enum") == 0)
         return mode_enum();
-    fprintf(stderr, "usage: lkbench lat name|uid KEY N | each FILE [THREADS] | tput FILE THREADS SECS"
+    fprintf(stderr, "usage: lkbench lat name|uid KEY N [SECS] | each FILE [THREADS] | tput FILE THREADS SECS"
                     " | paced FILE INTERVAL_US | enum\n");
     return 2;
 }

@@ -4,10 +4,11 @@
 // module through LD_LIBRARY_PATH=native/nss and the daemon through LATCHKEY_SOCKET_DIR.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEnv, runInNamespace, haveCommand, ROOT, NSS_LIB_DIR, type TestEnv, type RunResult } from '../lib/harness.js';
+import { startEnv, haveCommand, ROOT, NSS_LIB_DIR, type TestEnv, type RunResult } from '../lib/harness.js';
 
 const TTL_MS = 2000;
 const skip = process.getuid?.() !== 0 ? 'needs root (mount namespaces)'
@@ -15,10 +16,41 @@ const skip = process.getuid?.() !== 0 ? 'needs root (mount namespaces)'
 
 let env: TestEnv;
 
-/** Runs a script in the namespace with the shim environment (+ extra variables). */
-function ns(script: string, extra: Record<string, string> = {}): RunResult {
-  return runInNamespace(script, { ...env.shimEnv, ...extra });
+/**
+ * Runs a script in a private mount namespace with our nsswitch.conf and the shim environment
+ * (+ extra variables). Like the harness's runInNamespace, but asynchronous: the example user
+ * service lives in this very process, and a synchronous spawn would block its event loop, so
+ * every cache miss would hit the daemon's upstream timeout.
+ */
+function ns(script: string, extra: Record<string, string> = {}): Promise<RunResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-ns-'));
+  const nsFile = join(dir, 'nsswitch.conf');
+  writeFileSync(nsFile, 'passwd: files latchkey\ngroup: files latchkey\nshadow: files\nhosts: files\n');
+  const wrapped = `set -e\nmount --make-rprivate /\nmount --bind ${nsFile} /etc/nsswitch.conf\nset +e\n${script}\n`;
+  return run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', wrapped], extra)
+    .finally(() => rmSync(dir, { recursive: true, force: true }));
 }
+
+/** Runs a program with the shim environment without blocking this process's event loop. */
+function run(cmd: string, args: string[], extra: Record<string, string> = {}): Promise<RunResult> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, {
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env.shimEnv, ...extra },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => p.kill('SIGKILL'), 30000);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: Date.now() - t0 });
+    });
+  });
+}
+
 const upstreamRequests = (): number => env.service.stats().requests;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -31,115 +63,114 @@ before(async () => {
 });
 after(async () => { if (env) await env.stop(); });
 
-test('getent passwd NAME: the first lookup asks upstream, the second is a cache hit', { skip }, () => {
+test('getent passwd NAME: the first lookup asks upstream, the second is a cache hit', { skip }, async () => {
   const before = upstreamRequests();
-  const first = ns('getent passwd alice');
+  const first = await ns('getent passwd alice');
   assert.equal(first.code, 0, first.stderr);
   const [name, pw, uid, gid, gecos, dir, shell, ...rest] = first.stdout.replace(/\n$/, '').split(':');
   assert.deepEqual([name, pw, uid, gid, gecos, dir], ['alice', 'x', '11001', '10000', 'Alice Demo (bcrypt 2b + ed25519 key)', join(env.dir, 'homes', 'alice')]);
   assert.ok(shell?.startsWith('/') && rest.length === 0, first.stdout);
   assert.equal(upstreamRequests(), before + 1);
-  const second = ns('getent passwd alice');
+  const second = await ns('getent passwd alice');
   assert.equal(second.code, 0);
   assert.equal(second.stdout, first.stdout);
   assert.equal(upstreamRequests(), before + 1, 'second lookup must be a cache hit');
 });
 
-test('getent passwd UID resolves through the uid shift', { skip }, () => {
-  const r = ns('getent passwd 11002');
+test('getent passwd UID resolves through the uid shift', { skip }, async () => {
+  const r = await ns('getent passwd 11002');
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^bob:x:11002:10000:/);
 });
 
-test('unknown user and invalid name: exit 2 (not found); an invalid name never reaches upstream', { skip }, () => {
-  const r = ns('getent passwd nosuchuser');
+test('unknown user and invalid name: exit 2 (not found); an invalid name never reaches upstream', { skip }, async () => {
+  const r = await ns('getent passwd nosuchuser');
   assert.equal(r.code, 2);
   assert.equal(r.stdout, '');
   const before = upstreamRequests();
-  const bad = ns("getent passwd 'Not.A.Name'");
+  const bad = await ns("getent passwd 'Not.A.Name'");
   assert.equal(bad.code, 2);
   assert.equal(upstreamRequests(), before);
 });
 
-test('getent passwd enumerates files users and the cached latchkey users', { skip }, () => {
-  const r = ns('getent passwd');
+test('getent passwd enumerates files users and the cached latchkey users', { skip }, async () => {
+  const r = await ns('getent passwd');
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^root:x:0:0:/m);
   assert.match(r.stdout, /^alice:x:11001:10000:/m);
   assert.match(r.stdout, /^bob:x:11002:10000:/m);
 });
 
-test('getent group: by name, by gid, and enumeration', { skip }, () => {
-  const byName = ns('getent group lega');
+test('getent group: by name, by gid, and enumeration', { skip }, async () => {
+  const byName = await ns('getent group lega');
   assert.equal(byName.code, 0, byName.stderr);
   assert.match(byName.stdout, /^lega:x:10000:/);
-  const byGid = ns('getent group 10000');
+  const byGid = await ns('getent group 10000');
   assert.equal(byGid.stdout, byName.stdout);
-  const all = ns('getent group');
+  const all = await ns('getent group');
   assert.match(all.stdout, /^root:x:0:/m);
   assert.match(all.stdout, /^lega:x:10000:/m);
 });
 
-test('id NAME shows the latchkey uid and primary group', { skip }, () => {
-  const r = ns('id alice');
+test('id NAME shows the latchkey uid and primary group', { skip }, async () => {
+  const r = await ns('id alice');
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^uid=11001\(alice\) gid=10000\(lega\) groups=10000\(lega\)/);
 });
 
-test('ls -l names the owner of a file chowned to a latchkey uid', { skip }, () => {
+test('ls -l names the owner of a file chowned to a latchkey uid', { skip }, async () => {
   const file = join(env.dir, 'owned-by-alice');
   writeFileSync(file, 'x');
-  const r = ns(`chown 11001:10000 '${file}' && ls -l '${file}'`);
+  const r = await ns(`chown 11001:10000 '${file}' && ls -l '${file}'`);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, / alice lega /);
 });
 
-test('latchkey-authorized-keys prints the user\'s key; nothing for an unknown user', { skip }, () => {
+test('latchkey-authorized-keys prints the user\'s key; nothing for an unknown user', { skip }, async () => {
   const bin = join(ROOT, 'native/latchkey-authorized-keys');
-  const run = (user: string) => spawnSync(bin, [user], { env: { ...process.env, ...env.shimEnv }, encoding: 'utf8' });
-  const alice = run('alice');
-  assert.equal(alice.status, 0, alice.stderr);
+  const alice = await run(bin, ['alice']);
+  assert.equal(alice.code, 0, alice.stderr);
   assert.match(alice.stdout, /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\S+ alice@latchkey-demo\n$/);
-  const nobody = run('nosuchuser');
-  assert.equal(nobody.status, 0);
+  const nobody = await run(bin, ['nosuchuser']);
+  assert.equal(nobody.code, 0, nobody.stderr);
   assert.equal(nobody.stdout, '');
 });
 
 test('a user removed upstream disappears after the TTL', { skip }, async () => {
   env.service.addUser({ username: 'tempuser', uid: 1900, passwordHash: null, sshPublicKeys: [], gecos: 'Temporary' });
-  assert.equal(ns('getent passwd tempuser').code, 0);
+  assert.equal((await ns('getent passwd tempuser')).code, 0);
   env.service.removeUser('tempuser');
-  assert.equal(ns('getent passwd tempuser').code, 0, 'still cached within the TTL');
+  assert.equal((await ns('getent passwd tempuser')).code, 0, 'still cached within the TTL');
   await sleep(TTL_MS + 700);
-  const gone = ns('getent passwd tempuser');
+  const gone = await ns('getent passwd tempuser');
   assert.equal(gone.code, 2, gone.stdout);
 });
 
-test('daemon SIGSTOPped: getent gives up after LATCHKEY_NSS_TIMEOUT_MS; files users still resolve', { skip }, () => {
+test('daemon SIGSTOPped: getent gives up after LATCHKEY_NSS_TIMEOUT_MS; files users still resolve', { skip }, async () => {
   process.kill(env.daemon.pid, 'SIGSTOP');
   try {
-    const r = ns('getent passwd carol', { LATCHKEY_NSS_TIMEOUT_MS: '1500' });
+    const r = await ns('getent passwd carol', { LATCHKEY_NSS_TIMEOUT_MS: '1500' });
     assert.equal(r.code, 2);
     assert.ok(r.ms >= 1400 && r.ms < 4000, `took ${r.ms} ms`);
-    const root = ns('getent passwd root', { LATCHKEY_NSS_TIMEOUT_MS: '1500' });
+    const root = await ns('getent passwd root', { LATCHKEY_NSS_TIMEOUT_MS: '1500' });
     assert.equal(root.code, 0);
     assert.match(root.stdout, /^root:x:0:0:/);
     assert.ok(root.ms < 1000, `root took ${root.ms} ms`);
   } finally {
     process.kill(env.daemon.pid, 'SIGCONT');
   }
-  assert.equal(ns('getent passwd alice').code, 0, 'answers again after SIGCONT');
+  assert.equal((await ns('getent passwd alice')).code, 0, 'answers again after SIGCONT');
 });
 
 test('daemon stopped: getent returns at once and files users still resolve', { skip }, async () => {
   await env.daemon.stop();
-  const r = ns('getent passwd alice');
+  const r = await ns('getent passwd alice');
   assert.equal(r.code, 2);
   assert.ok(r.ms < 500, `took ${r.ms} ms`);
-  const root = ns('getent passwd root');
+  const root = await ns('getent passwd root');
   assert.equal(root.code, 0);
   assert.match(root.stdout, /^root:x:0:0:/);
-  const id = ns('id root');
+  const id = await ns('id root');
   assert.equal(id.code, 0);
   assert.ok(id.ms < 500, `id root took ${id.ms} ms`);
 });

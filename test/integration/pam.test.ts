@@ -251,6 +251,21 @@ describe('pam_latchkey against latchkeyd and the example user service', () => {
     env.service.setUsers(users);
   });
 
+  test('expired or disabled upstream account: acct_mgmt says expired after the TTL', async () => {
+    const u = users.filter((x) => x.passwordHash)[2]!;
+    succeeded(await pamtester(pamDir, shim, SVC, u.username, ['acct_mgmt']));
+    env.service.setUsers(users.map((x) => (x.username === u.username ? { ...x, expiresAt: '2001-01-01T00:00:00Z' } : x)) as CegaUser[]);
+    await new Promise((r) => setTimeout(r, 2300));
+    failedWith(await pamtester(pamDir, shim, SVC, u.username, ['acct_mgmt']), PamMsg.ACCT_EXPIRED);
+    env.service.setUsers(users.map((x) => (x.username === u.username ? { ...x, enabled: false } : x)) as CegaUser[]);
+    await new Promise((r) => setTimeout(r, 2300));
+    failedWith(await pamtester(pamDir, shim, SVC, u.username, ['acct_mgmt']), PamMsg.ACCT_EXPIRED);
+    env.service.setUsers(users.map((x) => (x.username === u.username ? { ...x, expiresAt: '2999-01-01' } : x)) as CegaUser[]);
+    await new Promise((r) => setTimeout(r, 2300));
+    succeeded(await pamtester(pamDir, shim, SVC, u.username, ['acct_mgmt']));
+    env.service.setUsers(users);
+  });
+
   test('repeated failures are throttled (PAM_MAXTRIES), even for the right password', async () => {
     // max_failures = 3; this user may already have one failure from the hash-kind test.
     const u = users.filter((x) => x.passwordHash && passwords[x.username])[1]!;

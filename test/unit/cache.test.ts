@@ -14,7 +14,7 @@ import type { CachedUser } from '../../src/types.js';
 const dir = (): string => mkdtempSync(join(tmpdir(), 'latchkey-cache-'));
 const user = (name: string, uid: number, over: Partial<CachedUser> = {}): CachedUser => ({
   username: name, uid, upstreamUid: uid - 10000, gecos: `${name} gecos`, passwordHash: '$2b$10$abc',
-  sshPublicKeys: ['ssh-ed25519 AAAA k1'], fetchedAt: 1000, expiresAt: 5000, ...over,
+  sshPublicKeys: ['ssh-ed25519 AAAA k1'], fetchedAt: 1000, expiresAt: 5000, accountExpiresAt: null, ...over,
 });
 
 test('put and get by name and uid round-trip every field', () => {
@@ -174,4 +174,10 @@ test('cache hit cost (reported, not asserted)', () => {
   const us = Number(process.hrtime.bigint() - t0) / 1e3 / n;
   process.stdout.write(`# getByName: ${us.toFixed(2)} µs per call over 10k users\n`);
   c.close();
+});
+
+test('account expiry is stored and read back', () => {
+  const c = UserCache.open(':memory:');
+  c.put(user('alice', 11001, { accountExpiresAt: 123_000 }));
+  assert.equal(c.getByName('alice')!.accountExpiresAt, 123_000);
 });
