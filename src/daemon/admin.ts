@@ -336,9 +336,9 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
         log('info', 'admin.auth_test', { user, result, peer_pid: peer.pid, ms });
         return { user, authenticated, result, reason, hash: null, source: null, ms, ...extra };
       };
-      // Throttle.check() counts a refusal; the snapshot tells the same without side effects.
-      const locked = ctx.throttle.snapshot().lockedUsers.find((x) => x.user === user);
-      if (locked) return done('throttled', false, `too many recent failures; PAM logins are refused for ${locked.retryAfterSec}s more`);
+      // peek(), not check(): a test must not count as a refused login.
+      const locked = ctx.throttle.peek(user);
+      if (!locked.allowed) return done('throttled', false, `too many recent failures; PAM logins are refused for ${locked.retryAfterSec}s more`);
       const l = await ctx.resolver.byName(user);
       if (l.status === 'unavail') return done('unavailable', false, `the user service is unavailable (${l.reason}) and nothing usable is cached`);
       if (l.status === 'notfound') return done('unknown_user', false, `the user service does not know ${user}`, { source: l.source });

@@ -231,8 +231,7 @@ export function sessionHandlers(
         return fail(Status.INTERNAL, 'home directory could not be prepared; see the latchkeyd log');
       }
       // ensureHome throws when the home is unsafe (symlink, foreign owner); `problems` lists
-      // repairs it made (mode, group), already logged by it: the home is usable.
-      if (home.created) log('info', 'home.created', { user, path: home.path });
+      // repairs it made (mode, group), logged by it together with home.created: the home is usable.
       const r = sessions.open({ user, uid: l.user.uid, service, rhost, tty: f.tty as string, pid });
       if (!r.ok) {
         log('warn', 'session.limit', { user, service, rhost, open: r.open, max: r.max });

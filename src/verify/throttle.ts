@@ -52,6 +52,12 @@ export class Throttle {
     return { allowed: true, retryAfterSec: 0 };
   }
 
+  /** The lockout state of a user without counting a refusal (`latchkeyctl auth-test`). */
+  peek(user: string): ThrottleDecision {
+    const wait = this.lockedFor(this.users, user, this.now());
+    return { allowed: wait === 0, retryAfterSec: Math.ceil(wait / 1000) };
+  }
+
   recordFailure(user: string, rhost: string): void {
     this.failures++;
     const t = this.now();
