@@ -12,6 +12,9 @@ export function setLogLevel(level: LogLevel): void { threshold = level; }
 /** Tests capture log lines through this. */
 export function setLogSink(fn: (line: string) => void): void { sink = fn; }
 
+/** Lets hot paths skip building fields for a line that would be dropped. */
+export function logEnabled(level: LogLevel): boolean { return order[level] >= order[threshold]; }
+
 export function log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
   if (order[level] < order[threshold]) return;
   const rec: Record<string, unknown> = { ts: new Date().toISOString(), level, event };

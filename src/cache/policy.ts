@@ -1,4 +1,5 @@
-// Pure freshness decisions: the only place that says whether an entry may be served.
+// Pure freshness decisions: the only place that says whether a cache entry may be served.
+// Times are epoch milliseconds, config values seconds (as in CacheConfig).
 
 export type Freshness =
   /** serve from cache */
@@ -12,11 +13,25 @@ export type Freshness =
 
 export interface FreshnessConfig { refreshAheadSec: number; staleGraceSec: number }
 
+/**
+ * Expiry is exclusive (at `expiresAt` the entry is already expired) and so is the end of the
+ * grace period, so a zero refresh-ahead window never triggers and a zero grace never serves stale.
+ */
 export function classify(expiresAt: number, now: number, cfg: FreshnessConfig): Freshness {
   if (now < expiresAt) {
     return now >= expiresAt - cfg.refreshAheadSec * 1000 ? 'refresh-ahead' : 'fresh';
   }
   return now < expiresAt + cfg.staleGraceSec * 1000 ? 'stale-servable' : 'dead';
+}
+
+/** Whether an entry may answer without asking upstream. */
+export function servableWithoutFetch(f: Freshness): boolean {
+  return f === 'fresh' || f === 'refresh-ahead';
+}
+
+/** Whether an entry may answer when the upstream has just failed. */
+export function servableOnUpstreamError(f: Freshness): boolean {
+  return f !== 'dead';
 }
 
 /** A negative entry ("no such user") is honoured until it expires, never past it. */

@@ -1,30 +1,48 @@
-// The one cache state machine: every lookup goes cache → (single-flight) upstream → cache, and
-// every rule about what may be served lives here (freshness in policy.ts).
+// The one cache state machine: every lookup goes rules → cache → (single-flight) upstream → cache,
+// and every rule about what may be served lives here (freshness decisions in policy.ts).
 //
-//   fresh            → answer from cache, no upstream I/O
-//   refresh-ahead    → answer from cache, one background refresh
-//   missing/expired  → one upstream request per key at a time; found → store; 404 → negative
-//   upstream failing → the stale entry within the grace period, else "unavailable" —
-//                      never "not found", which would make sshd reject a real user
-import { join } from 'node:path';
+//   refused by the name/uid rules → notfound ('rule'), nothing asked
+//   fresh                → answer from cache, no upstream I/O
+//   fresh-refresh-ahead  → answer from cache, one background refresh
+//   fresh negative entry → notfound from cache
+//   missing/expired      → one upstream request per key at a time; found → store; 404 → negative
+//   upstream failing     → the cached entry if still within the grace period ('stale'), else
+//                          "unavailable" — never "not found", which makes sshd reject a real user
 import type { UserCache, NegativeKey } from './db.js';
 import type { UserSource } from '../upstream/types.js';
 import type { Config } from '../config/types.js';
 import type { CachedUser, GroupEntry, PasswdEntry } from '../types.js';
 import type { Lookup } from './types.js';
-import { classify, negativeHolds } from './policy.js';
+import { classify, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from './policy.js';
 import { SingleFlight } from './singleflight.js';
 import { ResolverStats } from './stats.js';
 import { RESERVED_IDS } from '../config/load.js';
+import { homePath } from '../homes/home.js';
+import { UpstreamError } from '../errors.js';
 import { log } from '../log.js';
 
 type Outcome = { kind: 'found'; user: CachedUser } | { kind: 'notfound' } | { kind: 'error'; reason: string };
 
+/** Never in a name whatever the configured regex says: they break passwd lines and paths. */
 const FORBIDDEN = /[:/\n\r\0]/;
+/** glibc and shadow-utils cap login names at 32 bytes (LOGIN_NAME_MAX is 256, useradd uses 32). */
+const MAX_NAME_BYTES = 32;
+/**
+ * After the upstream timed out or refused the connection, lookups stop asking it for this long
+ * and answer from what is cached (stale or unavailable) at once: otherwise every sequential
+ * lookup (`ls -l` over many owners) waits a full request timeout, longer than the NSS shim waits.
+ */
+export const UNREACHABLE_HOLDOFF_MS = 2_000;
+/** A failed background refresh is not retried for this long, however often the entry is hit. */
+export const REFRESH_RETRY_MS = 5_000;
 
 export class Resolver {
   readonly stats = new ResolverStats();
-  private readonly flights = new SingleFlight<string, Outcome>();
+  private readonly flights = new SingleFlight<NegativeKey, Outcome>();
+  private unreachableUntil = 0;
+  private readonly refreshFailedAt = new Map<NegativeKey, number>();
+  /** names answered since the last sweep; last_used is written in one batch, off the hot path */
+  private readonly used = new Set<string>();
 
   constructor(
     private readonly cache: UserCache,
@@ -35,79 +53,123 @@ export class Resolver {
 
   /** The name rule, checked before any cache or upstream access. */
   nameAllowed(name: string): boolean {
-    return name.length > 0 && Buffer.byteLength(name) <= 32 && !FORBIDDEN.test(name) && this.cfg().users.nameRegex.test(name);
+    if (name.length === 0 || name.length > MAX_NAME_BYTES || FORBIDDEN.test(name)) return false;
+    if (Buffer.byteLength(name) > MAX_NAME_BYTES) return false;
+    const re = this.cfg().users.nameRegex;
+    re.lastIndex = 0; // a /g or /y regex from the config would otherwise remember the last match
+    return re.test(name);
   }
 
-  /** Local uids we may ever hand out: never 0, never below min_uid, never a reserved id. */
+  /** Local uids we may ever hand out: never 0, never outside [minUid, maxUid], never reserved. */
   uidAllowed(uid: number): boolean {
     const u = this.cfg().users;
     return Number.isInteger(uid) && uid > 0 && uid >= u.minUid && uid <= u.maxUid && uid - u.uidShift >= 0
-      && !(RESERVED_IDS as readonly number[]).includes(uid);
+      && !RESERVED_IDS.includes(uid);
   }
 
   async byName(name: string): Promise<Lookup> {
-    if (!this.nameAllowed(name)) { this.stats.lookups.rule++; return { status: 'notfound', source: 'rule' }; }
-    return this.lookup(`name:${name}`, this.cache.getByName(name));
+    if (!this.nameAllowed(name)) return this.refused();
+    return this.lookup(`name:${name}`, this.usable(this.cache.getByName(name)));
   }
 
+  /** `uid` is the local uid; upstream is asked for uid - uidShift. */
   async byUid(uid: number): Promise<Lookup> {
-    if (!this.uidAllowed(uid)) { this.stats.lookups.rule++; return { status: 'notfound', source: 'rule' }; }
-    return this.lookup(`uid:${uid}`, this.cache.getByUid(uid));
+    if (!this.uidAllowed(uid)) return this.refused();
+    return this.lookup(`uid:${uid}`, this.usable(this.cache.getByUid(uid)));
   }
 
-  /** Fetches from upstream now, whatever the cache holds (PAM account phase, `lookup --refresh`). */
+  /**
+   * Asks upstream now, whatever the cache holds (PAM account phase, `latchkeyctl lookup --refresh`).
+   * A request already in flight for the name is shared: it started no earlier than this call.
+   */
   async refreshByName(name: string): Promise<Lookup> {
-    if (!this.nameAllowed(name)) { this.stats.lookups.rule++; return { status: 'notfound', source: 'rule' }; }
+    if (!this.nameAllowed(name)) return this.refused();
     const key: NegativeKey = `name:${name}`;
-    return this.answer(await this.fetch(key), this.cache.getByName(name));
+    const outcome = await this.fetch(key);
+    return this.answer(outcome, this.usable(this.cache.getByName(name)));
+  }
+
+  private refused(): Lookup {
+    this.stats.lookups.rule++;
+    return { status: 'notfound', source: 'rule' };
+  }
+
+  /** A cached entry counts only if it still passes the rules: the config may have been reloaded. */
+  private usable(u: CachedUser | null): CachedUser | null {
+    return u && this.uidAllowed(u.uid) && this.nameAllowed(u.username) ? u : null;
   }
 
   private async lookup(key: NegativeKey, cached: CachedUser | null): Promise<Lookup> {
     const now = this.now();
     if (cached) {
       const state = classify(cached.expiresAt, now, this.cfg().cache);
-      if (state === 'fresh' || state === 'refresh-ahead') {
+      if (servableWithoutFetch(state)) {
         this.stats.lookups.hit++;
-        if (state === 'refresh-ahead') this.refreshInBackground(key);
+        this.used.add(cached.username);
+        if (state === 'refresh-ahead') this.refreshInBackground(key, now);
         return { status: 'found', user: cached, source: 'cache' };
       }
     } else if (negativeHolds(this.cache.getNegative(key), now)) {
       this.stats.lookups.negative++;
       return { status: 'notfound', source: 'cache' };
     }
-    this.stats.lookups.miss++;
+    if (now < this.unreachableUntil) {
+      return this.answer({ kind: 'error', reason: 'user service unreachable (recent timeout or refused connection)' }, cached);
+    }
     return this.answer(await this.fetch(key), cached);
   }
 
-  /** Maps an upstream outcome to an answer, falling back to a stale entry within the grace period. */
-  private answer(o: Outcome, stale: CachedUser | null): Lookup {
-    if (o.kind === 'found') return { status: 'found', user: o.user, source: 'upstream' };
-    if (o.kind === 'notfound') { this.stats.lookups.notfound++; return { status: 'notfound', source: 'upstream' }; }
-    if (stale && classify(stale.expiresAt, this.now(), this.cfg().cache) === 'stale-servable') {
-      this.stats.lookups.stale++;
-      return { status: 'found', user: stale, source: 'stale' };
+  /** Maps an upstream outcome to an answer, falling back to the cached entry when upstream failed. */
+  private answer(o: Outcome, cached: CachedUser | null): Lookup {
+    if (o.kind === 'found') {
+      this.stats.lookups.miss++;
+      this.used.add(o.user.username);
+      return { status: 'found', user: o.user, source: 'upstream' };
+    }
+    if (o.kind === 'notfound') {
+      this.stats.lookups.miss++;
+      this.stats.lookups.notfound++;
+      return { status: 'notfound', source: 'upstream' };
+    }
+    if (cached) {
+      const state = classify(cached.expiresAt, this.now(), this.cfg().cache);
+      if (servableOnUpstreamError(state)) {
+        // Only refreshByName gets here with a still-fresh entry: that one is a plain cache answer.
+        const fresh = servableWithoutFetch(state);
+        this.stats.lookups[fresh ? 'hit' : 'stale']++;
+        this.used.add(cached.username);
+        return { status: 'found', user: cached, source: fresh ? 'cache' : 'stale' };
+      }
     }
     this.stats.lookups.unavail++;
     return { status: 'unavail', reason: o.reason };
   }
 
-  private refreshInBackground(key: NegativeKey): void {
+  /** Fire and forget: failures are logged by fetchAndStore and only delay the next try. */
+  private refreshInBackground(key: NegativeKey, now: number): void {
+    const failed = this.refreshFailedAt.get(key);
+    if (failed !== undefined && now - failed < REFRESH_RETRY_MS) return;
+    if (now < this.unreachableUntil) return;
+    if (this.flights.has(key)) return;
     this.stats.upstream.background_refresh++;
-    void this.fetch(key);
+    void this.fetch(key).then((o) => {
+      if (o.kind === 'error') this.refreshFailedAt.set(key, this.now());
+      else this.refreshFailedAt.delete(key);
+    });
   }
 
-  /** One upstream request per key at a time; never throws. */
+  /** One upstream request per key at a time; never rejects. */
   private fetch(key: NegativeKey): Promise<Outcome> {
     return this.flights.do(key, () => this.fetchAndStore(key));
   }
 
   private async fetchAndStore(key: NegativeKey): Promise<Outcome> {
     const cfg = this.cfg();
-    const started = this.now();
-    const t0 = process.hrtime.bigint();
+    const t0 = performance.now();
     const byUid = key.startsWith('uid:');
     const value = key.slice(key.indexOf(':') + 1);
     let outcome: Outcome;
+    let errorKind: string | undefined;
     try {
       const r = byUid
         ? await this.source.fetchByUid(Number(value) - cfg.users.uidShift)
@@ -118,44 +180,86 @@ export class Resolver {
           ...r.user, uid: r.user.upstreamUid + cfg.users.uidShift,
           fetchedAt: now, expiresAt: now + cfg.cache.ttlSec * 1000,
         };
-        if (!this.uidAllowed(user.uid) || !this.nameAllowed(user.username)) {
-          throw new Error(`upstream user ${user.username} uid ${user.uid} breaks the uid/name rules`);
-        }
+        this.checkFetched(user, byUid ? { uid: Number(value) } : { name: value });
         this.cache.put(user);
         this.stats.upstream.found++;
         outcome = { kind: 'found', user };
       } else {
         this.cache.putNegative(key, now, now + cfg.cache.negativeTtlSec * 1000);
-        // A user removed upstream must stop resolving: drop the positive entry too.
+        // A user removed upstream must stop resolving: drop the positive entry for this key too.
         const gone = byUid ? this.cache.getByUid(Number(value)) : this.cache.getByName(value);
         if (gone) this.cache.remove(gone.username);
         this.stats.upstream.notfound++;
         outcome = { kind: 'notfound' };
       }
+      this.unreachableUntil = 0;
     } catch (e) {
       this.stats.upstream.error++;
+      errorKind = e instanceof UpstreamError ? e.kind : 'internal';
+      if (errorKind === 'timeout' || errorKind === 'connect') this.unreachableUntil = this.now() + UNREACHABLE_HOLDOFF_MS;
       outcome = { kind: 'error', reason: e instanceof Error ? e.message : String(e) };
     }
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    const ms = performance.now() - t0;
     this.stats.upstreamLatency.record(ms);
     log(outcome.kind === 'error' ? 'warn' : 'info', 'resolver.fetch', {
-      key, outcome: outcome.kind, ms: +ms.toFixed(2), since_start_ms: this.now() - started,
-      ...(outcome.kind === 'error' ? { error: outcome.reason } : {}),
+      key, outcome: outcome.kind, ms: Math.round(ms * 100) / 100,
+      ...(outcome.kind === 'found' ? { uid: outcome.user.uid } : {}),
+      ...(outcome.kind === 'error' ? { error_kind: errorKind, error: outcome.reason } : {}),
     });
     return outcome;
   }
 
-  /** Cached users for enumeration: fresh or still within the stale grace period. */
+  /**
+   * The upstream client validates records, but the cache must not depend on it: a record for
+   * another name or uid than asked would answer one user's lookup with another's identity.
+   */
+  private checkFetched(u: CachedUser, asked: { name: string } | { uid: number }): void {
+    if ('name' in asked && u.username !== asked.name) {
+      throw new Error(`upstream answered ${JSON.stringify(u.username)} when asked for ${JSON.stringify(asked.name)}`);
+    }
+    if ('uid' in asked && u.uid !== asked.uid) {
+      throw new Error(`upstream answered uid ${u.uid - this.cfg().users.uidShift} when asked for ${asked.uid - this.cfg().users.uidShift}`);
+    }
+    if (!this.nameAllowed(u.username)) throw new Error(`upstream user name ${JSON.stringify(u.username)} breaks the name rule`);
+    if (!this.uidAllowed(u.uid)) throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, outside the allowed uid range`);
+  }
+
+  /**
+   * Cached users for enumeration, ascending uid from startUid: fresh or still within the stale
+   * grace (what a lookup could serve). Dead entries are skipped without shortening the page, so a
+   * caller that stops at a short page does not stop early.
+   */
   list(startUid: number, limit: number): CachedUser[] {
     const now = this.now();
     const cfg = this.cfg().cache;
-    return this.cache.listFrom(startUid, limit).filter((u) => classify(u.expiresAt, now, cfg) !== 'dead');
+    const out: CachedUser[] = [];
+    let from = startUid;
+    while (out.length < limit) {
+      const batch = this.cache.listFrom(from, limit);
+      for (const u of batch) {
+        if (classify(u.expiresAt, now, cfg) !== 'dead' && this.usable(u)) out.push(u);
+        if (out.length === limit) break;
+      }
+      if (batch.length < limit) break;
+      from = batch[batch.length - 1]!.uid + 1;
+    }
+    return out;
   }
 
-  /** Drops entries that can never be served again (expired past the grace period). */
+  /**
+   * Periodic housekeeping (the daemon calls it every 30 s): drops entries that can never be
+   * served again (expired past the grace period, negatives past their TTL) and writes last_used.
+   */
   sweep(): number {
     const now = this.now();
     const cfg = this.cfg().cache;
+    if (this.used.size > 0) {
+      const names = [...this.used];
+      this.used.clear();
+      // One transaction for the batch: a touch per hit would be a WAL write (~10 µs) per lookup.
+      this.cache.db.transaction(() => { for (const name of names) this.cache.touch(name, now); })();
+    }
+    for (const [key, at] of this.refreshFailedAt) if (now - at >= REFRESH_RETRY_MS) this.refreshFailedAt.delete(key);
     let n = this.cache.purgeNegatives(now);
     for (const u of this.cache.all()) {
       if (classify(u.expiresAt, now, cfg) === 'dead' && this.cache.remove(u.username)) n++;
@@ -166,7 +270,7 @@ export class Resolver {
   /** Public passwd fields. Home and shell come from config, never from upstream. */
   toPasswd(u: CachedUser): PasswdEntry {
     const c = this.cfg();
-    return { name: u.username, uid: u.uid, gid: c.users.gid, gecos: u.gecos, dir: join(c.homes.base, u.username), shell: c.users.shell };
+    return { name: u.username, uid: u.uid, gid: c.users.gid, gecos: u.gecos, dir: homePath(c.homes, u.username), shell: c.users.shell };
   }
 
   /** The one group: every cached user is a member. */

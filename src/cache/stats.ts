@@ -1,7 +1,19 @@
 // Counters and a fixed-bucket latency histogram for `latchkeyctl stats`: constant memory,
-// O(1) per sample, no allocation on the hot path.
+// O(1) per sample, no allocation on the hot path. The snapshot shape is documented in
+// src/daemon/admin.ts (stats) and src/cli/help.ts, and drawn by src/cli/cmd-status.ts.
 
 const BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, Infinity];
+
+export interface HistogramSnapshot {
+  count: number;
+  sum_ms: number;
+  mean_ms: number | null;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  max_ms: number;
+  /** `le_1ms` … `le_5000ms`, `+inf`: samples per bucket (not cumulative) */
+  buckets: Record<string, number>;
+}
 
 export class Histogram {
   private readonly counts = new Array<number>(BUCKETS_MS.length).fill(0);
@@ -10,6 +22,7 @@ export class Histogram {
   private max = 0;
 
   record(ms: number): void {
+    if (!(ms >= 0)) ms = 0; // NaN or a clock step backwards: count it, in the first bucket
     let i = 0;
     while (ms > BUCKETS_MS[i]!) i++;
     this.counts[i]!++;
@@ -18,10 +31,10 @@ export class Histogram {
     if (ms > this.max) this.max = ms;
   }
 
-  /** Upper bound of the bucket holding quantile q (0..1). */
+  /** Upper bound of the bucket holding quantile q (0..1); the max for the open-ended bucket. */
   quantile(q: number): number | null {
     if (this.n === 0) return null;
-    const target = Math.ceil(q * this.n);
+    const target = Math.max(1, Math.ceil(q * this.n));
     let seen = 0;
     for (let i = 0; i < this.counts.length; i++) {
       seen += this.counts[i]!;
@@ -30,27 +43,55 @@ export class Histogram {
     return this.max;
   }
 
-  snapshot(): { count: number; mean_ms: number | null; p50_ms: number | null; p99_ms: number | null; max_ms: number; buckets: Record<string, number> } {
-    const buckets: Record<string, number> = {};
-    BUCKETS_MS.forEach((b, i) => { buckets[b === Infinity ? '+inf' : `le_${b}ms`] = this.counts[i]!; });
+  snapshot(): HistogramSnapshot {
     return {
-      count: this.n, mean_ms: this.n ? +(this.sum / this.n).toFixed(3) : null,
-      p50_ms: this.quantile(0.5), p99_ms: this.quantile(0.99), max_ms: +this.max.toFixed(3), buckets,
+      count: this.n,
+      sum_ms: round(this.sum),
+      mean_ms: this.n ? round(this.sum / this.n) : null,
+      p50_ms: this.quantile(0.5),
+      p99_ms: this.quantile(0.99),
+      max_ms: round(this.max),
+      buckets: Object.fromEntries(BUCKETS_MS.map((b, i) => [b === Infinity ? '+inf' : `le_${b}ms`, this.counts[i]!])),
     };
   }
 }
 
+function round(ms: number): number { return Math.round(ms * 1000) / 1000; }
+
+/**
+ * Every lookup counts exactly one result:
+ * hit (fresh cache entry), negative (fresh "no such user" entry), rule (refused by the name/uid
+ * rules, never asked), miss (answered by upstream, found or not), stale (upstream failed, stale
+ * entry served), unavail (upstream failed, nothing servable).
+ */
+export type LookupResult = 'hit' | 'negative' | 'rule' | 'miss' | 'stale' | 'unavail';
+
+export interface ResolverStatsSnapshot {
+  /** one result per lookup, plus `notfound`: the misses upstream answered "no such user" */
+  lookups: Record<LookupResult | 'notfound', number>;
+  /** (hit + negative) / every lookup not refused by rule; null before the first */
+  hit_ratio: number | null;
+  /** upstream requests by outcome; background_refresh counts the refresh-ahead ones among them */
+  upstream: { found: number; notfound: number; error: number; background_refresh: number };
+  upstream_latency: HistogramSnapshot;
+}
+
 export class ResolverStats {
-  readonly lookups = { hit: 0, miss: 0, stale: 0, negative: 0, rule: 0, unavail: 0, notfound: 0 };
+  readonly lookups: Record<LookupResult | 'notfound', number> = { hit: 0, negative: 0, rule: 0, miss: 0, stale: 0, unavail: 0, notfound: 0 };
   readonly upstream = { found: 0, notfound: 0, error: 0, background_refresh: 0 };
   readonly upstreamLatency = new Histogram();
 
-  snapshot(): Record<string, unknown> {
-    const served = this.lookups.hit + this.lookups.negative;
-    const total = served + this.lookups.miss + this.lookups.stale + this.lookups.unavail;
+  hitRatio(): number | null {
+    const l = this.lookups;
+    const served = l.hit + l.negative;
+    const total = served + l.miss + l.stale + l.unavail;
+    return total ? Math.round((served / total) * 10_000) / 10_000 : null;
+  }
+
+  snapshot(): ResolverStatsSnapshot {
     return {
       lookups: { ...this.lookups },
-      hit_ratio: total ? +(served / total).toFixed(4) : null,
+      hit_ratio: this.hitRatio(),
       upstream: { ...this.upstream },
       upstream_latency: this.upstreamLatency.snapshot(),
     };

@@ -3,7 +3,7 @@
 import { decodeRequestPayload, encodeReply, messageByOpcode, splitRequest, type Fields } from '../protocol/codec.js';
 import { PROTO_VERSION, Status, StatusName, type OpName } from '../protocol/generated.js';
 import { ProtocolError } from '../errors.js';
-import { log } from '../log.js';
+import { log, logEnabled } from '../log.js';
 
 export interface HandlerResult { status: number; fields?: Fields; detail?: string }
 export interface Peer { socket: 'nss' | 'priv'; uid: number; pid: number }
@@ -59,9 +59,11 @@ export async function dispatch(body: Buffer, peer: Peer, handlers: HandlerTable)
     log('error', 'reply.encode_failed', { op: opName, error: e instanceof Error ? e.message : String(e) });
     reply = encodeReply(opcode, Status.INTERNAL, null, 'reply could not be encoded');
   }
-  log('debug', 'request', {
-    sock: peer.socket, op: opName, status: StatusName[result.status] ?? result.status,
-    us: Number((process.hrtime.bigint() - started) / 1000n),
-  });
+  if (logEnabled('debug')) {
+    log('debug', 'request', {
+      sock: peer.socket, op: opName, status: StatusName[result.status] ?? result.status,
+      us: Number((process.hrtime.bigint() - started) / 1000n),
+    });
+  }
   return reply;
 }

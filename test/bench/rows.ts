@@ -4,6 +4,7 @@ export const ROW_IDS = [
   'fill',
   'getpwnam_first', 'getpwnam_middle', 'getpwnam_last', 'getpwnam_miss',
   'getpwuid_first', 'getpwuid_middle', 'getpwuid_last', 'getpwuid_miss',
+  'pin_same', 'pin_cross',
   'tput_1', 'tput_2', 'tput_8',
   'getent_one', 'getent_floor',
   'enum',

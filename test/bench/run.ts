@@ -28,13 +28,17 @@ const USAGE = `usage: scripts/bench [--users N] [--quick] [--full] [--out DIR] [
   --full      also measure daemon RSS and cache size at 100000 users (a second daemon, ~1 min)
   --out DIR   where the JSON and Markdown go (default bench-results/)
   --profile   run the daemon with node --cpu-prof and print where its time went
-  --keep      keep the temp dir (for debugging)`;
+  --keep      keep the temp dir (for debugging)
+  --daemon-env K=V         extra environment for latchkeyd (repeatable), e.g. UV_THREADPOOL_SIZE=1
+  --daemon-node-args ARGS  extra node flags for latchkeyd, e.g. "--max-semi-space-size=1"
+                           (both for trying a fix; they are recorded in the JSON)`;
 
 const { values: argv } = parseArgs({
   options: {
     users: { type: 'string' }, quick: { type: 'boolean', default: false }, full: { type: 'boolean', default: false },
     out: { type: 'string' }, profile: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
+    'daemon-env': { type: 'string', multiple: true }, 'daemon-node-args': { type: 'string' },
     'exec-loop': { type: 'string' },
   },
   allowPositionals: true, strict: true,
@@ -46,6 +50,12 @@ const FULL_N = 100_000;
 const DO_FULL = argv.full! && N < FULL_N;
 if (!Number.isInteger(N) || N < 10 || N > 1_000_000) { process.stderr.write(`--users must be 10..1000000\n${USAGE}\n`); process.exit(2); }
 const OUT = argv.out ?? join(ROOT, 'bench-results');
+const DAEMON_ENV: Record<string, string> = Object.fromEntries((argv['daemon-env'] ?? []).map((kv) => {
+  const i = kv.indexOf('=');
+  if (i <= 0) { process.stderr.write(`--daemon-env wants KEY=VALUE, got ${kv}\n`); process.exit(2); }
+  return [kv.slice(0, i), kv.slice(i + 1)];
+}));
+const DAEMON_NODE_ARGS = (argv['daemon-node-args'] ?? '').split(/\s+/).filter(Boolean);
 
 /** Sizes of each measurement; --quick makes everything small. */
 const P = QUICK
@@ -228,9 +238,9 @@ interface Daemon { pid: number; proc: ChildProcess; log: string; stop(): Promise
 async function startDaemon(config: string, profileDir: string | null): Promise<Daemon> {
   const log = join(WORK, `daemon-${Date.now()}.log`);
   const fd = openSync(log, 'a');
-  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const nodeArgs = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...DAEMON_NODE_ARGS];
   const proc = spawn(process.execPath, [...nodeArgs, LATCHKEYD, '--config', config],
-    { stdio: ['ignore', fd, fd], env: { ...process.env, LATCHKEY_NSS_DISABLE: '1' } });
+    { stdio: ['ignore', fd, fd], env: { ...process.env, LATCHKEY_NSS_DISABLE: '1', ...DAEMON_ENV } });
   closeSync(fd);
   started.push(proc);
   const deadline = Date.now() + 30_000;
@@ -243,11 +253,13 @@ async function startDaemon(config: string, profileDir: string | null): Promise<D
   return { pid: proc.pid!, proc, log, stop: () => stopProc(proc) };
 }
 
-function memOf(pid: number): { rss_kb: number; hwm_kb: number } {
+interface Mem { rss_kb: number; hwm_kb: number; anon_kb: number; file_kb: number; shmem_kb: number }
+function memOf(pid: number): Mem {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
-  return { rss_kb: kb('VmRSS'), hwm_kb: kb('VmHWM') };
+  return { rss_kb: kb('VmRSS'), hwm_kb: kb('VmHWM'), anon_kb: kb('RssAnon'), file_kb: kb('RssFile'), shmem_kb: kb('RssShmem') };
 }
+const fmtMem = (m: Mem): string => `${fmtBytes(m.rss_kb * 1024)} (anon ${fmtBytes(m.anon_kb * 1024)}, file ${fmtBytes(m.file_kb * 1024)})`;
 function fileSize(p: string): number {
   let n = 0;
   for (const s of ['', '-wal', '-shm']) { try { n += statSync(p + s).size; } catch { /* absent */ } }
@@ -343,6 +355,7 @@ async function main(): Promise<void> {
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=755,size=4g', 'latchkey-bench', WORK], { encoding: 'utf8' });
   if (m.status !== 0) throw new Error(`mount tmpfs: ${m.stderr} (scripts/bench runs this inside unshare -m)`);
   SOCKDIR = join(WORK, 'run');
+  say(`work dir ${WORK}`);
   mkdirSync(join(WORK, 'homes'));
   const profileDir = argv.profile ? join(OUT, `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`) : null;
   const raw: Json = {};
@@ -417,6 +430,26 @@ async function main(): Promise<void> {
     }
     raw.latency = lat;
 
+    // The same hit with the client and the daemon pinned (taskset) to one core, then to different
+    // cores: a round trip that wakes an idle vCPU costs more than one that stays on a busy core, and
+    // unpinned runs land on either (bimodal p50). files is pinned the same way for the ratio.
+    const ncpu = cpus().length;
+    const allCpus = `0-${ncpu - 1}`;
+    const pinned: Json = {};
+    for (const [id, cpu, label] of [['pin_same', '0', 'client and daemon pinned to the same core'], ['pin_cross', '1', 'client and daemon pinned to different cores']] as const) {
+      if (id === 'pin_cross' && ncpu < 2) { row(id, { section: 'warm, 1 process', what: `getpwnam_r hit, middle user, ${label}`, latchkey: 'skipped: one CPU', files: '', ratio: '', target: '' }); continue; }
+      await run(['taskset', '-a', '-pc', '0', String(daemon.pid)], { env: process.env });
+      const r: Partial<Record<Backend, Lat>> = {};
+      for (const b of ['latchkey', 'files'] as const) {
+        const j = await run(inNs(b, ['taskset', '-c', cpu, BIN_DRIVER, 'lat', 'name', userName(picks.middle), String(P.latIters), String(P.latSecs)]));
+        r[b] = asLat(lastJson(j));
+      }
+      await run(['taskset', '-a', '-pc', allCpus, String(daemon.pid)], { env: process.env });
+      pinned[id] = r;
+      row(id, { section: 'warm, 1 process', what: `getpwnam_r hit, middle user, ${label}`, latchkey: fmtLat(r.latchkey!), files: fmtLat(r.files!), ratio: ratio(r.latchkey!.p50_us, r.files!.p50_us), target: `p50 ≤ 50 µs: ${verdict(r.latchkey!.p50_us <= 50)}` });
+    }
+    raw.pinned = pinned;
+
     // ---- throughput
     say('throughput with 1, 2 and 8 threads');
     const tput: Record<string, Record<Backend, number>> = {};
@@ -484,9 +517,13 @@ async function main(): Promise<void> {
 
     // ---- lookups during a bcrypt storm
     say(`lookup latency during ${P.storm} concurrent bcrypt cost-10 logins`);
-    const stormOnce = async (logins: number): Promise<{ lookups: Lat; logins?: Lat; ok?: number; wall_ms?: number }> => {
-      const p = spawn(inNs('latchkey', [BIN_DRIVER, 'paced', join(WORK, 'names.txt'), String(P.pacedUs)])[0]!,
-        inNs('latchkey', [BIN_DRIVER, 'paced', join(WORK, 'names.txt'), String(P.pacedUs)]).slice(1), { env: nsEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    // The paced client is itself a process on the same 2 cores: the files column runs the same
+    // client against nss_files (first user: ~5 µs of work) during an identical storm, so what is
+    // scheduling noise on a loaded machine and what is the daemon can be told apart.
+    writeFileSync(join(WORK, 'first.txt'), userName(0) + '\n');
+    const stormOnce = async (b: Backend, logins: number): Promise<{ lookups: Lat; logins?: Lat; ok?: number; wall_ms?: number }> => {
+      const cmd = inNs(b, [BIN_DRIVER, 'paced', join(WORK, b === 'latchkey' ? 'names.txt' : 'first.txt'), String(P.pacedUs)]);
+      const p = spawn(cmd[0]!, cmd.slice(1), { env: nsEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
       started.push(p);
       let out = '';
       let err = '';
@@ -513,20 +550,21 @@ async function main(): Promise<void> {
       if (j.errors !== 0) throw new Error(`paced lookups failed during the storm: ${JSON.stringify(j)}`);
       return { lookups: asLat(j), ...res };
     };
-    const base = await stormOnce(0);
-    const storm = await stormOnce(P.storm);
-    raw.storm = { baseline: base, storm };
-    if (storm.ok !== P.storm) notes.push(`only ${storm.ok} of ${P.storm} storm logins succeeded`);
-    const filesMid = lat.name_middle!.files;
-    row('storm_base', { section: 'bcrypt storm', what: `lookup latency, no logins (paced, 1 lookup per ${P.pacedUs} µs)`, latchkey: fmtLat(base.lookups), files: fmtLat(filesMid) + ' (warm, middle user)', ratio: ratio(base.lookups.p50_us, filesMid.p50_us), target: '' });
-    row('storm', { section: 'bcrypt storm', what: `lookup latency while ${P.storm} bcrypt cost-10 logins run at once (AUTH_PASSWORD on priv.sock)`, latchkey: fmtLat(storm.lookups), files: fmtLat(filesMid) + ' (unaffected)', ratio: ratio(storm.lookups.p50_us, filesMid.p50_us), target: `p99 < 5 ms: ${verdict(storm.lookups.p99_us < 5000)}` });
-    row('storm_logins', { section: 'bcrypt storm', what: `… the ${P.storm} logins themselves (${storm.ok} OK)`, latchkey: `${fmtLat(storm.logins!)}; all done in ${fmtUs(storm.wall_ms! * 1000)}`, files: 'n/a', ratio: '', target: '' });
+    const base = await stormOnce('latchkey', 0);
+    const baseF = await stormOnce('files', 0);
+    const storm = await stormOnce('latchkey', P.storm);
+    const stormF = await stormOnce('files', P.storm);
+    raw.storm = { baseline: base, baseline_files_first_user: baseF, storm, storm_files_first_user: stormF };
+    if (storm.ok !== P.storm || stormF.ok !== P.storm) notes.push(`only ${storm.ok} and ${stormF.ok} of ${P.storm} storm logins succeeded`);
+    row('storm_base', { section: 'bcrypt storm', what: `lookup latency, no logins (paced: 1 lookup per ${P.pacedUs} µs; files: first user)`, latchkey: fmtLat(base.lookups), files: fmtLat(baseF.lookups), ratio: ratio(base.lookups.p50_us, baseF.lookups.p50_us), target: '' });
+    row('storm', { section: 'bcrypt storm', what: `lookup latency while ${P.storm} bcrypt cost-10 logins run at once (AUTH_PASSWORD on priv.sock)`, latchkey: fmtLat(storm.lookups), files: fmtLat(stormF.lookups), ratio: ratio(storm.lookups.p50_us, stormF.lookups.p50_us), target: `p99 < 5 ms: ${verdict(storm.lookups.p99_us < 5000)}` });
+    row('storm_logins', { section: 'bcrypt storm', what: `… the ${P.storm} logins themselves (${storm.ok} OK)`, latchkey: `${fmtLat(storm.logins!)}; all done in ${fmtUs(storm.wall_ms! * 1000)}`, files: `(second storm) all done in ${fmtUs(stormF.wall_ms! * 1000)}`, ratio: '', target: '' });
 
     // ---- memory
     const memEnd = memOf(daemon.pid);
     raw.daemon_end = memEnd;
-    row('mem_idle', { section: 'memory', what: 'daemon RSS, idle (empty cache)', latchkey: `${fmtBytes(idle.rss_kb * 1024)}`, files: 'n/a', ratio: '', target: '' });
-    row('mem_n', { section: 'memory', what: `daemon RSS / peak (VmHWM) at ${N.toLocaleString('en-US')} users, after warm-up and after all runs`, latchkey: `${fmtBytes(memWarm.rss_kb * 1024)} / ${fmtBytes(memWarm.hwm_kb * 1024)}; end ${fmtBytes(memEnd.rss_kb * 1024)} / ${fmtBytes(memEnd.hwm_kb * 1024)}`, files: 'n/a', ratio: '', target: N >= FULL_N ? `RSS < 80 MB at 100k: ${verdict(memEnd.rss_kb * 1024 < 80e6)}` : '' });
+    row('mem_idle', { section: 'memory', what: 'daemon RSS, idle (empty cache)', latchkey: fmtMem(idle), files: 'n/a', ratio: '', target: '' });
+    row('mem_n', { section: 'memory', what: `daemon RSS / peak (VmHWM) at ${N.toLocaleString('en-US')} users, after warm-up and after all runs`, latchkey: `${fmtMem(memWarm)}, peak ${fmtBytes(memWarm.hwm_kb * 1024)}; at the end ${fmtBytes(memEnd.rss_kb * 1024)}, peak ${fmtBytes(memEnd.hwm_kb * 1024)}`, files: 'n/a', ratio: '', target: N >= FULL_N ? `RSS < 80 MB at 100k: ${verdict(memEnd.rss_kb * 1024 < 80e6)}` : '' });
     row('cache_n', { section: 'memory', what: `cache file size at ${N.toLocaleString('en-US')} users (files: the passwd file)`, latchkey: fmtBytes(cacheBytes), files: fmtBytes(passwdBytes), ratio: ratio(cacheBytes, passwdBytes), target: '' });
 
     await daemon.stop();
@@ -546,7 +584,7 @@ async function main(): Promise<void> {
       const m2 = memOf(d2.pid);
       const s2 = fileSize(db2);
       raw.full = { fill: f2, mem: m2, cache_bytes: s2 };
-      row('mem_full', { section: 'memory', what: `daemon RSS / peak at ${FULL_N.toLocaleString('en-US')} users (--full)`, latchkey: `${fmtBytes(m2.rss_kb * 1024)} / ${fmtBytes(m2.hwm_kb * 1024)}`, files: 'n/a', ratio: '', target: `RSS < 80 MB: ${verdict(m2.rss_kb * 1024 < 80e6)}` });
+      row('mem_full', { section: 'memory', what: `daemon RSS / peak at ${FULL_N.toLocaleString('en-US')} users (--full)`, latchkey: `${fmtMem(m2)}, peak ${fmtBytes(m2.hwm_kb * 1024)}`, files: 'n/a', ratio: '', target: `RSS < 80 MB: ${verdict(m2.rss_kb * 1024 < 80e6)}` });
       row('cache_full', { section: 'memory', what: `cache file size at ${FULL_N.toLocaleString('en-US')} users (files: the passwd file)`, latchkey: fmtBytes(s2), files: fmtBytes(statSync(join(WORK, 'passwd-full')).size), ratio: ratio(s2, statSync(join(WORK, 'passwd-full')).size), target: '' });
       await d2.stop();
       await svc.stop();
@@ -579,7 +617,7 @@ async function main(): Promise<void> {
     const stamp = meta.date.replace(/[:]/g, '-');
     const jsonFile = join(OUT, `bench-${stamp}.json`);
     const rowList = ROW_IDS.map((id) => rows.get(id)!);
-    writeFileSync(jsonFile, JSON.stringify({ ...meta, users: N, quick: QUICK, full: DO_FULL || N >= FULL_N, params: P, rows: rowList, notes, raw }, null, 2) + '\n');
+    writeFileSync(jsonFile, JSON.stringify({ ...meta, users: N, quick: QUICK, full: DO_FULL || N >= FULL_N, params: P, daemon_env: DAEMON_ENV, daemon_node_args: DAEMON_NODE_ARGS, rows: rowList, notes, raw }, null, 2) + '\n');
     writeFileSync(join(OUT, `bench-${stamp}.md`), md + (notes.length ? '\n' + notes.map((n) => `- ${n}`).join('\n') + '\n' : ''));
     process.stdout.write('\n' + md);
     for (const n of notes) process.stdout.write(`\nnote: ${n}`);

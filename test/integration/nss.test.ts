@@ -4,11 +4,10 @@
 // module through LD_LIBRARY_PATH=native/nss and the daemon through LATCHKEY_SOCKET_DIR.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startEnv, haveCommand, ROOT, NSS_LIB_DIR, type TestEnv, type RunResult } from '../lib/harness.js';
+import { startEnv, haveCommand, runInNamespace, runCommand, ROOT, NSS_LIB_DIR, type TestEnv, type RunResult } from '../lib/harness.js';
 
 const TTL_MS = 2000;
 const skip = process.getuid?.() !== 0 ? 'needs root (mount namespaces)'
@@ -16,40 +15,12 @@ const skip = process.getuid?.() !== 0 ? 'needs root (mount namespaces)'
 
 let env: TestEnv;
 
-/**
- * Runs a script in a private mount namespace with our nsswitch.conf and the shim environment
- * (+ extra variables). Like the harness's runInNamespace, but asynchronous: the example user
- * service lives in this very process, and a synchronous spawn would block its event loop, so
- * every cache miss would hit the daemon's upstream timeout.
- */
-function ns(script: string, extra: Record<string, string> = {}): Promise<RunResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'latchkey-ns-'));
-  const nsFile = join(dir, 'nsswitch.conf');
-  writeFileSync(nsFile, 'passwd: files latchkey\ngroup: files latchkey\nshadow: files\nhosts: files\n');
-  const wrapped = `set -e\nmount --make-rprivate /\nmount --bind ${nsFile} /etc/nsswitch.conf\nset +e\n${script}\n`;
-  return run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', wrapped], extra)
-    .finally(() => rmSync(dir, { recursive: true, force: true }));
-}
-
-/** Runs a program with the shim environment without blocking this process's event loop. */
-function run(cmd: string, args: string[], extra: Record<string, string> = {}): Promise<RunResult> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, {
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env.shimEnv, ...extra },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30000);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: Date.now() - t0 });
-    });
-  });
-}
+/** A script in a private mount namespace with our nsswitch.conf and the shim environment. */
+const ns = (script: string, extra: Record<string, string> = {}): Promise<RunResult> =>
+  runInNamespace(script, { ...env.shimEnv, ...extra });
+/** A program with the shim environment, without blocking this process's event loop. */
+const run = (cmd: string, args: string[], extra: Record<string, string> = {}): Promise<RunResult> =>
+  runCommand(cmd, args, { ...env.shimEnv, ...extra });
 
 const upstreamRequests = (): number => env.service.stats().requests;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

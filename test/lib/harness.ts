@@ -4,7 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { join } from 'node:path';
 import { createConnection } from 'node:net';
 import { startUserService } from '../../src/example/userservice.js';
 import { encodeRequest, decodeReply, type Fields } from '../../src/protocol/codec.js';
@@ -156,22 +156,45 @@ export async function startEnv(over: ConfigOverrides = {}, users: CegaUser[] = e
 export interface RunResult { code: number | null; stdout: string; stderr: string; ms: number }
 
 /**
+ * Runs a program without blocking this process's event loop: the example user service lives
+ * in the test process, so a synchronous spawn would stall it and every cache miss would run
+ * into the daemon's upstream timeout.
+ */
+export function runCommand(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 30000): Promise<RunResult> {
+  const t0 = Date.now();
+  return new Promise((resolvePromise) => {
+    const p = spawn(cmd, args, {
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+    p.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, stdout, stderr, ms: Date.now() - t0 });
+    });
+  });
+}
+
+/**
  * Runs a shell script in a private mount namespace whose /etc/nsswitch.conf says
  * `passwd: files latchkey` / `group: files latchkey`. The host's /etc is never touched:
  * the bind mount exists only inside the namespace and dies with it.
  */
-export function runInNamespace(script: string, env: Record<string, string>, opts: { nsswitch?: string; timeoutMs?: number; extraMounts?: string } = {}): RunResult {
+export async function runInNamespace(script: string, env: Record<string, string>, opts: { nsswitch?: string; timeoutMs?: number; extraMounts?: string } = {}): Promise<RunResult> {
   const ns = opts.nsswitch ?? 'passwd: files latchkey\ngroup: files latchkey\nshadow: files\nhosts: files\n';
-  const nsFile = join(mkdtempSync(join(tmpdir(), 'latchkey-ns-')), 'nsswitch.conf');
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-ns-'));
+  const nsFile = join(dir, 'nsswitch.conf');
   writeFileSync(nsFile, ns);
   const wrapped = `set -e\nmount --make-rprivate /\nmount --bind ${nsFile} /etc/nsswitch.conf\n${opts.extraMounts ?? ''}\nset +e\n${script}\n`;
-  const t0 = Date.now();
-  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', wrapped], {
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
-    encoding: 'utf8', timeout: opts.timeoutMs ?? 30000,
-  });
-  rmSync(dirname(nsFile), { recursive: true, force: true });
-  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms: Date.now() - t0 };
+  try {
+    return await runCommand('unshare', ['-m', '--propagation', 'private', 'sh', '-c', wrapped], env, opts.timeoutMs);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function haveCommand(cmd: string): boolean {

@@ -1,15 +1,16 @@
 // UserCache on a real SQLite file: storage, conflicts, negatives, paging, and bad files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, statSync, readdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { UserCache, SCHEMA_VERSION } from '../../src/cache/db.js';
-import { classify, negativeHolds } from '../../src/cache/policy.js';
+import { classify, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from '../../src/cache/policy.js';
 import { SingleFlight } from '../../src/cache/singleflight.js';
 import { Histogram } from '../../src/cache/stats.js';
 import type { CachedUser } from '../../src/types.js';
+import { setLogSink } from '../../src/log.js';
 
 const dir = (): string => mkdtempSync(join(tmpdir(), 'latchkey-cache-'));
 const user = (name: string, uid: number, over: Partial<CachedUser> = {}): CachedUser => ({
@@ -101,7 +102,10 @@ test('a corrupt file is moved aside and recreated, never a crash', () => {
   c.put(user('alice', 11001));
   assert.equal(c.getByName('alice')!.uid, 11001);
   c.close();
-  assert.ok(readdirSync(d).some((f) => f.startsWith('c.db.bad-')));
+  assert.ok(readdirSync(d).includes('c.db.bad'), 'one copy kept aside');
+  writeFileSync(p, 'garbage again, and again');
+  UserCache.open(p).close();
+  assert.deepEqual(readdirSync(d).filter((f) => f.startsWith('c.db.bad')), ['c.db.bad'], 'never more than one');
 });
 
 test('a file from an older schema is recreated', () => {
@@ -135,6 +139,11 @@ test('freshness policy at its boundaries', () => {
   assert.equal(classify(exp, exp + 100_000, cfg), 'dead');
   assert.equal(classify(exp, exp - 1, { refreshAheadSec: 0, staleGraceSec: 0 }), 'fresh');
   assert.equal(classify(exp, exp, { refreshAheadSec: 0, staleGraceSec: 0 }), 'dead');
+  assert.equal(classify(exp, exp - 1, { refreshAheadSec: 3600, staleGraceSec: 0 }), 'refresh-ahead');
+  assert.equal(classify(exp, exp + 1, { refreshAheadSec: 0, staleGraceSec: 0.001 }), 'dead', 'grace end is exclusive');
+  assert.equal(classify(exp, exp, { refreshAheadSec: 0, staleGraceSec: 0.001 }), 'stale-servable');
+  assert.deepEqual(['fresh', 'refresh-ahead', 'stale-servable', 'dead'].map((f) => servableWithoutFetch(f as never)), [true, true, false, false]);
+  assert.deepEqual(['fresh', 'refresh-ahead', 'stale-servable', 'dead'].map((f) => servableOnUpstreamError(f as never)), [true, true, true, false]);
   assert.equal(negativeHolds(null, 0), false);
   assert.equal(negativeHolds(10, 9), true);
   assert.equal(negativeHolds(10, 10), false);
@@ -163,6 +172,12 @@ test('histogram quantiles come from the right bucket', () => {
   assert.equal(s.p99_ms, 50);
   assert.equal(s.max_ms, 7000);
   assert.equal(h.quantile(1), 7000);
+  // The shape src/cli/cmd-status.ts draws (asHistogram): le_Nms keys in order, then +inf.
+  assert.deepEqual(Object.keys(s.buckets), ['le_1ms', 'le_2ms', 'le_5ms', 'le_10ms', 'le_25ms', 'le_50ms', 'le_100ms', 'le_250ms', 'le_500ms', 'le_1000ms', 'le_2500ms', 'le_5000ms', '+inf']);
+  assert.equal(s.buckets.le_1ms, 98);
+  assert.equal(s.buckets['+inf'], 1);
+  assert.equal(Object.values(s.buckets).reduce((a, b) => a + b, 0), 100);
+  assert.equal(s.sum_ms, 98 * 0.5 + 30 + 7000);
 });
 
 test('cache hit cost (reported, not asserted)', () => {
@@ -180,4 +195,82 @@ test('account expiry is stored and read back', () => {
   const c = UserCache.open(':memory:');
   c.put(user('alice', 11001, { accountExpiresAt: 123_000 }));
   assert.equal(c.getByName('alice')!.accountExpiresAt, 123_000);
+});
+
+test('a file that opens but fails quick_check is recreated', () => {
+  const d = dir();
+  const p = join(d, 'c.db');
+  const c = UserCache.open(p);
+  for (let i = 0; i < 2000; i++) c.put(user(`user${i}`, 20_000 + i));
+  c.close();
+  // Keep the header page (so it still opens as a database at this schema) and scribble on the rest.
+  const bytes = readFileSync(p);
+  assert.ok(bytes.length > 16 * 4096);
+  for (let off = 4096 * 2; off < bytes.length; off += 4096) bytes.fill(0xa5, off + 8, off + 400);
+  writeFileSync(p, bytes);
+  const lines: string[] = [];
+  setLogSink((l) => lines.push(l));
+  try {
+    const again = UserCache.open(p);
+    assert.equal(again.getByName('user1'), null, 'a fresh, empty cache');
+    again.put(user('alice', 11001));
+    assert.equal(again.getByUid(11001)!.username, 'alice');
+    again.close();
+  } finally {
+    setLogSink((l) => process.stderr.write(l + '\n'));
+  }
+  assert.ok(lines.some((l) => JSON.parse(l).event === 'cache.recreated'), lines.join('\n'));
+});
+
+test('the directory is created world-searchable (nss.sock lives there), the file stays 0600', () => {
+  const d = join(dir(), 'run');
+  const c = UserCache.open(join(d, 'c.db'));
+  c.put(user('alice', 11001));
+  assert.equal(statSync(d).mode & 0o777, 0o755 & ~process.umask());
+  assert.equal(statSync(join(d, 'c.db')).mode & 0o777, 0o600);
+  for (const f of readdirSync(d)) assert.equal(statSync(join(d, f)).mode & 0o077, 0, `${f} is private`);
+  c.close();
+});
+
+test('reads after every kind of write see the write (no stale decoded copy survives)', () => {
+  const c = UserCache.open(':memory:');
+  c.put(user('alice', 11001, { expiresAt: 10_000 }));
+  assert.equal(c.getByName('alice')!.expiresAt, 10_000);
+  c.invalidate({ uid: 11001 }, 5000);
+  assert.equal(c.getByName('alice')!.expiresAt, 5000);
+  assert.equal(c.getByUid(11001)!.expiresAt, 5000);
+  c.put(user('alice', 11001, { gecos: 'new' }));
+  assert.equal(c.getByUid(11001)!.gecos, 'new');
+  assert.equal(c.remove('alice'), true);
+  assert.equal(c.getByName('alice'), null);
+  assert.equal(c.getByUid(11001), null);
+  c.put(user('bob', 11002));
+  assert.ok(c.getByName('bob'));
+  c.flush();
+  assert.equal(c.getByName('bob'), null);
+  assert.equal(c.getByUid(11002), null);
+  assert.equal(c.remove('bob'), false);
+});
+
+test('touch and deleteNegative', () => {
+  const c = UserCache.open(':memory:');
+  c.put(user('alice', 11001));
+  c.touch('alice', 4242);
+  assert.equal((c.db.prepare('SELECT last_used FROM users WHERE name = ?').pluck().get('alice')), 4242);
+  c.putNegative('name:bob', 1, 100);
+  c.deleteNegative('name:bob');
+  assert.equal(c.getNegative('name:bob'), null);
+});
+
+test('more users than the in-memory memo holds: every read still right, and quick', () => {
+  const c = UserCache.open(':memory:');
+  const n = 20_500;
+  c.db.transaction(() => { for (let i = 0; i < n; i++) c.put(user(`user${i}`, 20_000 + i)); })();
+  for (let i = 0; i < n; i += 1) assert.equal(c.getByName(`user${i}`)!.uid, 20_000 + i);
+  c.put(user('user7', 20_007, { gecos: 'changed' }));
+  assert.equal(c.getByUid(20_007)!.gecos, 'changed');
+  const t0 = process.hrtime.bigint();
+  for (let round = 0; round < 3; round++) for (let i = 0; i < n; i++) c.getByUid(20_000 + i);
+  const us = Number(process.hrtime.bigint() - t0) / 1e3 / (3 * n);
+  assert.ok(us < 50, `${us.toFixed(1)} µs per lookup while cycling past the memo size`);
 });
