@@ -121,13 +121,14 @@ const nsEnv = (): NodeJS.ProcessEnv => ({
 /** Runs a command to completion; resolves with its stdout (rejects on a non-zero exit). */
 function run(argvList: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn(argvList[0]!, argvList.slice(1), { env: opts.env ?? nsEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(argvList[0]!, argvList.slice(1), { env: opts.env ?? nsEnv(), stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     started.push(p);
+    p.stdin?.on('error', () => { /* the child exited without reading: its exit code tells */ });
     let out = '';
     let err = '';
     p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
     p.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-    p.stdin!.end(opts.input ?? '');
+    p.stdin?.end(opts.input);
     const timer = setTimeout(() => { if (p.pid) process.kill(p.pid, 'SIGKILL'); }, opts.timeoutMs ?? 600_000);
     p.on('close', (code, sig) => {
       clearTimeout(timer);
@@ -525,6 +526,7 @@ async function main(): Promise<void> {
       const cmd = inNs(b, [BIN_DRIVER, 'paced', join(WORK, b === 'latchkey' ? 'names.txt' : 'first.txt'), String(P.pacedUs)]);
       const p = spawn(cmd[0]!, cmd.slice(1), { env: nsEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
       started.push(p);
+      p.stdin!.on('error', () => { /* exited early: reported by its exit code */ });
       let out = '';
       let err = '';
       p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -627,11 +629,12 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\nwritten: ${jsonFile} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
   } finally {
-    for (const p of started) {
-      if (p.exitCode === null && p.signalCode === null && p.pid) { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }
-    }
+    const dying = started.filter((p) => p.exitCode === null && p.signalCode === null && p.pid);
+    for (const p of dying) { try { process.kill(p.pid!, 'SIGKILL'); } catch { /* gone */ } }
+    await Promise.race([Promise.all(dying.map((p) => new Promise((r) => p.once('exit', r)))), sleep(5000)]);
     if (!argv.keep) {
-      spawnSync('umount', [WORK]);
+      // lazy: a process still holding a file there must not leave the mount point behind
+      if (spawnSync('umount', [WORK]).status !== 0) spawnSync('umount', ['-l', WORK]);
       rmSync(WORK, { recursive: true, force: true });
     } else {
       say(`kept ${WORK} (a tmpfs inside the bench's namespace: gone when it exits)`);
