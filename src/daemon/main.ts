@@ -56,7 +56,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   const authStats = new AuthStats();
   const sessions = new SessionRegistry(cache.db, () => cfg);
 
-  const nss: HandlerTable = publicHandlers(resolver);
+  const nss: HandlerTable = publicHandlers(resolver, () => cfg);
   let listening: Listening | null = null;
   const priv: HandlerTable = {
     ...nss,

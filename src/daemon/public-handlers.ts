@@ -1,9 +1,11 @@
 // Handlers for nss.sock: public passwd/group data and public keys, nothing secret.
 import { ok, fail, type HandlerResult, type HandlerTable } from '../server/dispatch.js';
-import { Status, LIST_BATCH_BYTES, MAX_NSS_REPLY } from '../protocol/generated.js';
+import { Status, Op, LIST_BATCH_BYTES, MAX_NSS_REPLY } from '../protocol/generated.js';
+import { encodeReply, type Fields } from '../protocol/codec.js';
+import type { Config } from '../config/types.js';
 import type { Lookup } from '../cache/types.js';
 import type { Resolver } from '../cache/resolver.js';
-import type { GroupEntry, PasswdEntry } from '../types.js';
+import type { CachedUser, GroupEntry, PasswdEntry } from '../types.js';
 import { log } from '../log.js';
 
 export const DAEMON_VERSION = '0.1.0';
@@ -33,14 +35,31 @@ export function boundedGroup(g: GroupEntry): GroupEntry {
   return { ...g, members };
 }
 
-export function publicHandlers(resolver: Resolver): HandlerTable {
-  const passwdReply = (l: Lookup): HandlerResult =>
-    l.status === 'found' ? ok({ entry: { ...resolver.toPasswd(l.user) } }) : lookupFailure(l);
+/** The encoded PW_BY_NAME/PW_BY_UID reply frames of one cached user, for the config they were built with. */
+interface EncodedPasswd { cfg: Config; byOp: Map<number, Buffer> }
+
+export function publicHandlers(resolver: Resolver, cfg: () => Config): HandlerTable {
+  // The cache hands out the same object for a user until it changes, so the reply frame can be
+  // encoded once and written as it is: a warm hit is then a Map lookup and a write. A new object
+  // (refetch) or a reloaded config (home base, shell, gid) makes a new frame.
+  const frames = new WeakMap<CachedUser, EncodedPasswd>();
+  const passwdReply = (op: number, l: Lookup): HandlerResult => {
+    if (l.status !== 'found') return lookupFailure(l);
+    const current = cfg();
+    let e = frames.get(l.user);
+    if (!e || e.cfg !== current) { e = { cfg: current, byOp: new Map() }; frames.set(l.user, e); }
+    let frame = e.byOp.get(op);
+    if (!frame) {
+      frame = encodeReply(op, Status.OK, { entry: resolver.toPasswd(l.user) as unknown as Fields });
+      e.byOp.set(op, frame);
+    }
+    return { status: Status.OK, frame };
+  };
 
   return {
     PING: () => ok({ daemon_version: DAEMON_VERSION }),
-    PW_BY_NAME: async (f) => passwdReply(await resolver.byName(f.name as string)),
-    PW_BY_UID: async (f) => passwdReply(await resolver.byUid(f.uid as number)),
+    PW_BY_NAME: async (f) => passwdReply(Op.PW_BY_NAME, await resolver.byName(f.name as string)),
+    PW_BY_UID: async (f) => passwdReply(Op.PW_BY_UID, await resolver.byUid(f.uid as number)),
     PW_LIST: (f) => {
       // Fill one page up to LIST_BATCH_BYTES; the client passes next_uid back and stops at an
       // empty page. next_uid is always one past the last uid sent, so paging never repeats.
@@ -52,14 +71,14 @@ export function publicHandlers(resolver: Resolver): HandlerTable {
         for (const u of batch) {
           const p = resolver.toPasswd(u);
           const s = passwdSize(p);
-          if (size + s > LIST_BATCH_BYTES && entries.length > 0) return ok({ next_uid: next, entries: entries.map((e) => ({ ...e })) });
+          if (size + s > LIST_BATCH_BYTES && entries.length > 0) return ok({ next_uid: next, entries: entries as unknown as Fields[] });
           entries.push(p);
           size += s;
           next = u.uid + 1;
         }
         if (batch.length < 256) break;
       }
-      return ok({ next_uid: next, entries: entries.map((e) => ({ ...e })) });
+      return ok({ next_uid: next, entries: entries as unknown as Fields[] });
     },
     GR_BY_NAME: (f) => {
       const g = resolver.group();

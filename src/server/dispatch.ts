@@ -5,7 +5,8 @@ import { PROTO_VERSION, Status, StatusName, type OpName } from '../protocol/gene
 import { ProtocolError } from '../errors.js';
 import { log, logEnabled } from '../log.js';
 
-export interface HandlerResult { status: number; fields?: Fields; detail?: string }
+/** `frame`: a complete reply frame the handler already encoded (a cached hot-path answer). */
+export interface HandlerResult { status: number; fields?: Fields; detail?: string; frame?: Buffer }
 export interface Peer { socket: 'nss' | 'priv'; uid: number; pid: number }
 export type Handler = (fields: Fields, peer: Peer) => HandlerResult | Promise<HandlerResult>;
 export type HandlerTable = Partial<Record<OpName, Handler>>;
@@ -54,7 +55,7 @@ export async function dispatch(body: Buffer, peer: Peer, handlers: HandlerTable)
   }
   let reply: Buffer;
   try {
-    reply = encodeReply(opcode, result.status, result.fields ?? null, result.detail ?? '');
+    reply = result.frame ?? encodeReply(opcode, result.status, result.fields ?? null, result.detail ?? '');
   } catch (e) {
     log('error', 'reply.encode_failed', { op: opName, error: e instanceof Error ? e.message : String(e) });
     reply = encodeReply(opcode, Status.INTERNAL, null, 'reply could not be encoded');

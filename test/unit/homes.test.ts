@@ -244,7 +244,9 @@ test('race: a loop swapping symlinks for the home never gets anything outside th
     await new Promise((r) => swapper.once('exit', r));
   }
   console.log(`# race outcomes ${JSON.stringify(outcomes)}`);
-  assert.ok(outcomes.refused > 0 && outcomes.created > 0, JSON.stringify(outcomes));
+  // The swapper must have interfered at least once, or the test proved nothing; how often the
+  // daemon side wins depends on scheduling, so only safety is asserted beyond that.
+  assert.ok(outcomes.refused > 0, JSON.stringify(outcomes));
   assertUntouched(f.canary, '0:0 0700');
   assert.deepEqual(readdirSync(f.canary), []);
   assertUntouched(canary2, '0:0 0700');
