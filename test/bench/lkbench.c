@@ -13,7 +13,7 @@
  *                                     stats: the latency a client sees while something else runs
  *   lkbench enum                      setpwent/getpwent_r/endpwent: entries and wall time
  *
- * Descended from test/c/bench_getpwnam.c (the NSS engineer's driver).
+ * The latency driver of `make bench` (scripts/bench).
  */
 #define _GNU_SOURCE
 #include <errno.h>
