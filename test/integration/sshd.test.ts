@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, statSync, lstatSync, writeFileSync, symlinkSync, e
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEnv, exampleUsers, examplePasswords, ROOT, type TestEnv, type CegaUser } from '../lib/harness.js';
-import { startSshd, sftp, AUTH_KEYS_HELPER, type Sshd } from '../lib/sshd.js';
+import { startSshd, sftp, type Sshd } from '../lib/sshd.js';
 
 const SHIFT = 10000;
 const GID = 10000;
@@ -53,14 +53,6 @@ describe('sshd + latchkey: SFTP logins of users that exist only upstream', () =>
 
   const upload = (name: string): string => `put ${join(work, 'hello.txt')} inbox/${name}\nls inbox\n`;
   const diag = (r: { out: string }): string => `${r.out}\n--- sshd ---\n${sshd.logs().slice(-3000)}\n--- latchkeyd ---\n${env.daemon.logs.slice(-15).join('\n')}`;
-
-  test('the AuthorizedKeysCommand helper passes sshd\'s ownership rules', () => {
-    for (let p = AUTH_KEYS_HELPER; p !== '/'; p = join(p, '..')) {
-      const st = statSync(p);
-      assert.equal(st.uid, 0, `${p} must be root-owned`);
-      assert.equal(st.mode & 0o022, 0, `${p} must not be group/world-writable`);
-    }
-  });
 
   test('key login: first time creates the home, uploads into the chroot; cached login is faster', async () => {
     const first = await sftp(sshd.port, keyUser.username, upload('first.txt'), { key }, work);

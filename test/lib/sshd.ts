@@ -11,6 +11,12 @@ import { ROOT } from './harness.js';
 import { makePamDir, PAM_MODULE } from './pam.js';
 
 export const AUTH_KEYS_HELPER = join(ROOT, 'native/latchkey-authorized-keys');
+/**
+ * Where sshd runs the helper from, inside the test's namespace. sshd refuses an
+ * AuthorizedKeysCommand with a group/world-writable path component, and a checkout may live
+ * anywhere (CI clones under /tmp), so the test installs a copy on its private tmpfs /run.
+ */
+export const AUTH_KEYS_HELPER_IN_NS = '/run/latchkey-bin/latchkey-authorized-keys';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -33,7 +39,7 @@ export function shippedPamStack(): string {
 /** Test lines first (sshd keeps the first value of a keyword), then the shipped drop-in. */
 export function sshdConfig(dir: string, port: number): string {
   const shipped = readFileSync(join(ROOT, 'etc/sshd_config.d/latchkey.conf'), 'utf8')
-    .replace('/usr/local/libexec/latchkey-authorized-keys', AUTH_KEYS_HELPER);
+    .replace('/usr/local/libexec/latchkey-authorized-keys', AUTH_KEYS_HELPER_IN_NS);
   return [
     `ListenAddress 127.0.0.1:${port}`,
     `HostKey ${join(dir, 'host_ed25519')}`,
@@ -65,7 +71,8 @@ export async function startSshd(dir: string, socketDir: string, env: Record<stri
     `mount --bind ${ns} /etc/nsswitch.conf`,
     `mount --bind ${pamDir} /etc/pam.d`,
     'mount -t tmpfs -o mode=0755 latchkey-test-run /run',
-    'mkdir -p /run/sshd /run/latchkey',
+    'mkdir -p /run/sshd /run/latchkey /run/latchkey-bin',
+    `install -m 0755 ${AUTH_KEYS_HELPER} ${AUTH_KEYS_HELPER_IN_NS}`,
     `mount --bind ${socketDir} /run/latchkey`,
     `/usr/sbin/sshd -t -f ${cfg}`,
     `exec /usr/sbin/sshd -D -e -f ${cfg}`,
