@@ -1,10 +1,10 @@
 // UserCache on a real SQLite file: storage, conflicts, negatives, paging, and bad files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, readFileSync, statSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { scratchDir } from '../lib/tmp.js';
 import { UserCache, SCHEMA_VERSION } from '../../src/cache/db.js';
 import { classify, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from '../../src/cache/policy.js';
 import { SingleFlight } from '../../src/cache/singleflight.js';
@@ -12,7 +12,7 @@ import { Histogram } from '../../src/cache/stats.js';
 import type { CachedUser } from '../../src/types.js';
 import { setLogSink } from '../../src/log.js';
 
-const dir = (): string => mkdtempSync(join(tmpdir(), 'latchkey-cache-'));
+const dir = (): string => scratchDir('latchkey-cache-');
 const user = (name: string, uid: number, over: Partial<CachedUser> = {}): CachedUser => ({
   username: name, uid, upstreamUid: uid - 10000, gecos: `${name} gecos`, passwordHash: '$2b$10$abc',
   sshPublicKeys: ['ssh-ed25519 AAAA k1'], fetchedAt: 1000, expiresAt: 5000, accountExpiresAt: null, ...over,

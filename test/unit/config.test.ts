@@ -1,9 +1,9 @@
 // Config: every key parses and defaults as documented, every mistake is a ConfigError naming
 // file:line, key and fix, LocalEGA's auth.conf works unchanged, and secrets stay private.
+import { scratchDir } from '../lib/tmp.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   defaultConfig, formatConfigIni, loadConfig, parseConfig, redactConfig,
@@ -21,7 +21,7 @@ const one = (section: string, key: string, raw: string): Config =>
   parseConfig(`${URLS}${section === 'upstream' ? '' : `[${section}]\n`}${key} = ${raw}\n`, 'x.conf');
 
 function tmp(name: string, text: string, mode: number): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'latchkey-config-')), name);
+  const file = join(scratchDir('latchkey-config-'), name);
   writeFileSync(file, text);
   chmodSync(file, mode);
   return file;
