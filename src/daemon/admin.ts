@@ -72,7 +72,7 @@ import type { UserSource } from '../upstream/types.js';
 import type { SessionRecord, SessionRegistry } from '../sessions/registry.js';
 import type { Throttle } from '../verify/throttle.js';
 import { hashInfo } from '../verify/hash.js';
-import { verifyPassword } from '../verify/password.js';
+import { checkPassword } from '../verify/login.js';
 import { homePath } from '../homes/home.js';
 import type { AuthStats } from './auth-handlers.js';
 import { log } from '../log.js';
@@ -336,19 +336,12 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
         log('info', 'admin.auth_test', { user, result, peer_pid: peer.pid, ms });
         return { user, authenticated, result, reason, hash: null, source: null, ms, ...extra };
       };
-      // peek(), not check(): a test must not count as a refused login.
-      const locked = ctx.throttle.peek(user);
-      if (!locked.allowed) return done('throttled', false, `too many recent failures; PAM logins are refused for ${locked.retryAfterSec}s more`);
-      const l = await ctx.resolver.byName(user);
-      if (l.status === 'unavail') return done('unavailable', false, `the user service is unavailable (${l.reason}) and nothing usable is cached`);
-      if (l.status === 'notfound') return done('unknown_user', false, `the user service does not know ${user}`, { source: l.source });
-      const hash = l.user.passwordHash;
-      const info = hashJson(hash);
-      if (info === null) return done('no_password', false, 'the user has no password upstream (key login only)', { source: l.source });
-      const good = await verifyPassword(password, hash);
-      return good
-        ? done('ok', true, 'password accepted', { hash: info, source: l.source })
-        : done('wrong_password', false, 'wrong password', { hash: info, source: l.source });
+      // A dry run: the same decision as a PAM login, but it neither counts towards throttling
+      // nor appears in the verification stats.
+      const o = await checkPassword(ctx.resolver, ctx.throttle, { user, password, rhost: '' }, 'dry-run');
+      const extra: Json = { source: o.source };
+      if (o.user && o.kind !== 'none') extra.hash = hashJson(o.user.passwordHash);
+      return done(o.result, o.result === 'ok', o.reason, extra);
     },
   };
 

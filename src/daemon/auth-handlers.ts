@@ -1,12 +1,10 @@
-// Handlers for priv.sock that decide logins: password verification and the account check.
-// Every outcome of AUTH_PASSWORD costs one full verification, so timing does not tell an
-// attacker whether a user exists or has a password.
+// Handlers for priv.sock that decide logins: password verification (the decision itself is
+// verify/login.ts, shared with `latchkeyctl auth-test`) and the account check.
 import { ok, fail, type HandlerTable } from '../server/dispatch.js';
 import { Status } from '../protocol/generated.js';
 import type { Resolver } from '../cache/resolver.js';
 import type { UserCache } from '../cache/db.js';
-import { verifyPassword, dummyVerify } from '../verify/password.js';
-import { hashKind } from '../verify/hash.js';
+import { checkPassword } from '../verify/login.js';
 import type { Throttle } from '../verify/throttle.js';
 import { log } from '../log.js';
 
@@ -29,36 +27,31 @@ export function authHandlers(resolver: Resolver, cache: UserCache, throttle: Thr
       const rhost = f.rhost as string;
       const service = f.service as string;
       const started = Date.now();
-      const gate = throttle.check(user, rhost);
-      if (!gate.allowed) {
-        stats.throttled++;
-        log('warn', 'auth.throttled', { user, rhost, service, retry_after_s: gate.retryAfterSec });
-        return fail(Status.THROTTLED, `too many failures; retry in ${gate.retryAfterSec}s`);
-      }
-      const l = await resolver.byName(user);
-      if (l.status === 'unavail') {
-        log('warn', 'auth.unavailable', { user, rhost, service, reason: l.reason });
-        return fail(Status.UNAVAIL, 'user service unavailable');
-      }
-      if (l.status === 'notfound') {
-        await dummyVerify();
-        throttle.recordFailure(user, rhost);
-        stats.unknownUser++;
-        log('info', 'auth.result', { user, rhost, service, result: 'unknown_user', ms: Date.now() - started });
-        return fail(Status.NOTFOUND);
-      }
-      const kind = hashKind(l.user.passwordHash);
-      const good = await verifyPassword(f.password as string, l.user.passwordHash);
+      const o = await checkPassword(resolver, throttle, { user, password: f.password as string, rhost }, 'login');
       const ms = Date.now() - started;
-      stats.record(kind, good, ms);
-      if (good) {
-        throttle.recordSuccess(user);
-        log('info', 'auth.result', { user, rhost, service, result: 'ok', kind, ms });
-        return ok();
+      const fields = { user, rhost, service, result: o.result, ...(o.kind ? { kind: o.kind } : {}), ms };
+      switch (o.result) {
+        case 'ok':
+          stats.record(o.kind!, true, ms);
+          log('info', 'auth.result', fields);
+          return ok();
+        case 'wrong_password':
+        case 'no_password':
+          stats.record(o.kind!, false, ms);
+          log('info', 'auth.result', fields);
+          return fail(Status.AUTH_FAILED);
+        case 'unknown_user':
+          stats.unknownUser++;
+          log('info', 'auth.result', fields);
+          return fail(Status.NOTFOUND);
+        case 'throttled':
+          stats.throttled++;
+          log('warn', 'auth.throttled', { user, rhost, service, retry_after_s: o.retryAfterSec });
+          return fail(Status.THROTTLED, `too many failures; retry in ${o.retryAfterSec}s`);
+        case 'unavailable':
+          log('warn', 'auth.unavailable', { user, rhost, service, reason: o.reason });
+          return fail(Status.UNAVAIL, 'user service unavailable');
       }
-      throttle.recordFailure(user, rhost);
-      log('info', 'auth.result', { user, rhost, service, result: kind === 'none' ? 'no_password' : 'wrong_password', kind, ms });
-      return fail(Status.AUTH_FAILED);
     },
 
     ACCT_MGMT: async (f) => {
