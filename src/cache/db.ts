@@ -108,6 +108,7 @@ export class UserCache {
       invalidateUid: db.prepare<[number, number, number]>('UPDATE users SET expires_at = ? WHERE uid = ? AND expires_at > ?'),
       invalidateAll: db.prepare<[number, number]>('UPDATE users SET expires_at = ? WHERE expires_at > ?'),
       remove: db.prepare<[string]>('DELETE FROM users WHERE name = ?'),
+      removeExpired: db.prepare<[number]>('DELETE FROM users WHERE expires_at <= ?'),
       flushUsers: db.prepare('DELETE FROM users'),
       flushNeg: db.prepare('DELETE FROM negatives'),
       countFresh: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM users WHERE expires_at > ?'),
@@ -227,6 +228,13 @@ export class UserCache {
   remove(name: string): boolean {
     this.forget(this.memoByName.get(name));
     return this.s.remove.run(name).changes > 0;
+  }
+
+  /** Drops every user whose entry expired at or before `cutoff`: one statement, whatever the size. */
+  removeExpiredBefore(cutoff: number): number {
+    const n = this.s.removeExpired.run(cutoff).changes;
+    if (n > 0) this.forgetAll();
+    return n;
   }
 
   flush(opts: { negativeOnly?: boolean } = {}): number {

@@ -260,11 +260,8 @@ export class Resolver {
       this.cache.db.transaction(() => { for (const name of names) this.cache.touch(name, now); })();
     }
     for (const [key, at] of this.refreshFailedAt) if (now - at >= REFRESH_RETRY_MS) this.refreshFailedAt.delete(key);
-    let n = this.cache.purgeNegatives(now);
-    for (const u of this.cache.all()) {
-      if (classify(u.expiresAt, now, cfg) === 'dead' && this.cache.remove(u.username)) n++;
-    }
-    return n;
+    // 'dead' in policy terms: expired at least staleGraceSec ago, never servable again.
+    return this.cache.purgeNegatives(now) + this.cache.removeExpiredBefore(now - cfg.staleGraceSec * 1000);
   }
 
   /** Public passwd fields. Home and shell come from config, never from upstream. */
