@@ -116,8 +116,16 @@ static int ask_password(pam_handle_t *pamh, const struct lk_pam_opts *opts, char
     char *resp = NULL;
     int style = opts->echo_pass ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF;
     int rc = pam_prompt(pamh, style, &resp, "%s", opts->prompt);
-    if (rc != PAM_SUCCESS)
+    if (rc != PAM_SUCCESS) {
+        /* libpam hands back whatever a failing conversation function returned (pam_vprompt
+         * only warns "unexpected response"): it may hold the typed password, so wipe and free
+         * it instead of leaking it unwiped. */
+        if (resp != NULL) {
+            explicit_bzero(resp, strlen(resp));
+            free(resp);
+        }
         return rc == PAM_CONV_AGAIN ? PAM_INCOMPLETE : PAM_AUTHINFO_UNAVAIL;
+    }
     if (resp == NULL)
         return PAM_CONV_ERR;
     rc = pam_set_item(pamh, PAM_AUTHTOK, resp);

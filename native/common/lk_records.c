@@ -34,10 +34,19 @@ static int field_ok(struct lk_str s)
 
 /* Belt and braces behind the daemon's own checks: a buggy or impersonated daemon must never
  * make a process see uid/gid 0, an empty name or a relative home. */
+/* A user or group name: DESIGN.md forbids '/' in names whatever the configured rule says (a
+ * name ends up in paths: homes, mail spools, `ls -l` output fed to scripts); field_ok alone
+ * let a record named "../x" through on the by-uid and enumeration paths, where the answer is
+ * not compared with a requested name. */
+static int name_field_ok(struct lk_str s)
+{
+    return s.len > 0 && s.len <= LK_MAX_NAME && field_ok(s) && memchr(s.p, '/', s.len) == NULL;
+}
+
 static int passwd_sane(const struct lk_passwd_rec *p)
 {
-    return p->name.len > 0 && p->name.len <= LK_MAX_NAME && p->uid != 0 && p->gid != 0 &&
-           p->dir.len > 0 && p->dir.p[0] == '/' && field_ok(p->name) && field_ok(p->gecos) &&
+    return name_field_ok(p->name) && p->uid != 0 && p->gid != 0 &&
+           p->dir.len > 0 && p->dir.p[0] == '/' && field_ok(p->gecos) &&
            field_ok(p->dir) && field_ok(p->shell);
 }
 
@@ -58,8 +67,7 @@ int lk_rd_group(struct lk_reader *r, struct lk_group_rec *out)
     out->gid = lk_rd_u32(r);
     struct lk_reader at_count = *r;
     out->nmembers = lk_rd_skip_strlist(r);
-    if (r->bad || out->name.len == 0 || out->name.len > LK_MAX_NAME || out->gid == 0 ||
-        !field_ok(out->name))
+    if (r->bad || !name_field_ok(out->name) || out->gid == 0)
         return -1;
     out->members = at_count;
     (void)lk_rd_u16(&out->members);
@@ -68,7 +76,7 @@ int lk_rd_group(struct lk_reader *r, struct lk_group_rec *out)
     struct lk_reader m = out->members;
     for (uint16_t i = 0; i < out->nmembers; i++) {
         struct lk_str s = lk_rd_str(&m);
-        if (s.len == 0 || !field_ok(s) || memchr(s.p, ',', s.len) != NULL)
+        if (!name_field_ok(s) || memchr(s.p, ',', s.len) != NULL)
             return -1;
     }
     return 0;
@@ -122,18 +130,22 @@ void lk_page_consume(struct lk_page *pg, int is_group)
 
 int lk_name_ok(const char *name)
 {
+    /* What the daemon refuses whatever its configured rule ([users] name_regex) says (see
+     * src/cache/resolver.ts nameAllowed, src/config/values.ts parseNameRegex): empty, more than
+     * MAX_NAME bytes, ':' '/' CR LF, "." and "..". This used to apply the DEFAULT regex here,
+     * so with a site rule that allows e.g. upper case or '@', getpwnam("John") was a false
+     * NOTFOUND (sshd: "Invalid user") although the daemon serves John by uid and to PAM, and
+     * DESIGN.md forbids a false not-found; the configured rule is the daemon's to check.
+     * Bytes outside printable ASCII stay refused here: invalid UTF-8 would get BAD_REQUEST,
+     * i.e. a false UNAVAIL, and no sane name rule admits spaces or control characters. */
     if (!name)
         return 0;
     size_t n = strnlen(name, LK_MAX_NAME + 1u);
-    if (n == 0 || n > LK_MAX_NAME)
+    if (n == 0 || n > LK_MAX_NAME || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return 0;
-    if (!((name[0] >= 'a' && name[0] <= 'z') || name[0] == '_'))
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        char c = name[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-                 c == '-';
-        if (!ok)
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c <= 0x20 || c >= 0x7f || c == ':' || c == '/')
             return 0;
     }
     return 1;

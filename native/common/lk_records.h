@@ -64,7 +64,9 @@ int lk_page_peek_passwd(const struct lk_page *pg, struct lk_passwd_rec *rec);
 int lk_page_peek_group(const struct lk_page *pg, struct lk_group_rec *rec);
 void lk_page_consume(struct lk_page *pg, int is_group);
 
-/* The default name rule ^[a-z_][a-z0-9_.-]{0,31}$ (DESIGN.md), checked before any round trip. */
+/* The part of the name rule that holds whatever the daemon's configured name_regex is (not
+ * empty, not "." or "..", at most MAX_NAME bytes, printable ASCII without ':' or '/'), checked
+ * before any round trip; the configured rule itself is the daemon's (a shim has no config). */
 int lk_name_ok(const char *name);
 
 /* Copy a record into the caller's struct and buffer. 0, or ERANGE when buf is too small

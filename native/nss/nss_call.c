@@ -27,6 +27,10 @@ static int conn_key_ok;
 static void conn_key_destroy(void *p)
 {
     lk_conn_close(p);
+    /* Runs in the exiting thread, after its value was cleared: a lookup from a later
+     * thread-exit destructor (another library's) reopens tls_conn and must register it
+     * again, or that descriptor leaks for the life of the process. */
+    tls_conn_registered = 0;
 }
 
 static void conn_key_create(void)

@@ -14,7 +14,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "lk_wire.h"
 #include "nss_call.h"
+#include "nss_maps.h"
 #include "test_util.h"
 
 int lk_test_failures;
@@ -102,10 +104,10 @@ static void test_notfound_and_name_rule(struct fixture *fx)
     CHECK(_nss_latchkey_getpwuid_r(4242, &pw, buf, sizeof buf, &err) == NSS_STATUS_NOTFOUND);
     CHECK(_nss_latchkey_getpwnam_r("flaky", &pw, buf, sizeof buf, &err) == NSS_STATUS_UNAVAIL);
 
-    lk_test_begin("names failing the name rule, uid/gid 0: NOTFOUND without a round trip");
+    lk_test_begin("names no name rule admits, uid/gid 0: NOTFOUND without a round trip");
     unsigned before = fake_requests(fx->fake);
-    const char *bad[] = { "Alice", "a b", "", "-x", "root:x", "1abc", "al/ce",
-                          "abcdefghijabcdefghijabcdefghijabc", "al\nce", "ålice" };
+    const char *bad[] = { "a b", "", "root:x", "al/ce", ".", "..", "al\rce",
+                          "abcdefghijabcdefghijabcdefghijabc", "al\nce", "ålice", "\xff" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK(_nss_latchkey_getpwnam_r(bad[i], &pw, buf, sizeof buf, &err) == NSS_STATUS_NOTFOUND);
         CHECK(_nss_latchkey_getgrnam_r(bad[i], &gr, buf, sizeof buf, &err) == NSS_STATUS_NOTFOUND);
@@ -118,6 +120,69 @@ static void test_notfound_and_name_rule(struct fixture *fx)
     CHECK(_nss_latchkey_getpwnam_r("abcdefghijabcdefghijabcdefghij_.", &pw, buf, sizeof buf, &err) ==
           NSS_STATUS_NOTFOUND);
     CHECK(fake_requests(fx->fake) == before + 1);
+
+    /* Regression: the shim used to apply the DEFAULT regex, so a site name_regex admitting
+     * upper case or '@' got a false NOTFOUND without the daemon being asked. Names only the
+     * configured rule can judge must reach the daemon (the fake says NOTFOUND). */
+    lk_test_begin("names only the daemon's configured rule can judge go to the daemon");
+    const char *site[] = { "Alice", "-x", "1abc", "j.doe@ega", "J_Doe" };
+    before = fake_requests(fx->fake);
+    for (size_t i = 0; i < sizeof site / sizeof site[0]; i++) {
+        CHECK(_nss_latchkey_getpwnam_r(site[i], &pw, buf, sizeof buf, &err) == NSS_STATUS_NOTFOUND);
+        CHECK(_nss_latchkey_getgrnam_r(site[i], &gr, buf, sizeof buf, &err) == NSS_STATUS_NOTFOUND);
+    }
+    CHECK(fake_requests(fx->fake) == before + 2 * sizeof site / sizeof site[0]);
+}
+
+/* A PW_BY_UID / GR_BY_GID reply body (after the length prefix) naming `name`. */
+static size_t by_id_reply(uint8_t *out, size_t cap, int group, const char *name, const char *member)
+{
+    struct lk_writer w;
+    lk_wr_init(&w, out, cap);
+    lk_wr_u16(&w, (uint16_t)LK_PROTO_VERSION);
+    lk_wr_u16(&w, group ? LK_OP_GR_BY_GID : LK_OP_PW_BY_UID);
+    lk_wr_u16(&w, LK_STATUS_OK);
+    lk_wr_cstr(&w, name);
+    if (group) {
+        lk_wr_u32(&w, 10000);
+        lk_wr_u16(&w, 1);
+        lk_wr_cstr(&w, member);
+    } else {
+        lk_wr_u32(&w, 11001);
+        lk_wr_u32(&w, 10000);
+        lk_wr_cstr(&w, "gecos");
+        lk_wr_cstr(&w, "/lega/homes/x");
+        lk_wr_cstr(&w, "/bin/bash");
+    }
+    return w.bad ? 0 : w.len;
+}
+
+/* Regression: a received name was only checked for ':' and newline, so by uid/gid (where no
+ * requested name is compared) a daemon could hand out "../x"; DESIGN.md forbids '/' in names. */
+static void test_record_names(void)
+{
+    uint8_t body[256];
+    struct passwd pw;
+    struct group gr;
+    char buf[1024];
+    int err = 0;
+    size_t n;
+    lk_test_begin("a received user/group/member name holding '/' is a protocol error");
+    n = by_id_reply(body, sizeof body, 0, "alice", NULL);
+    CHECK(n && lk_nss_passwd_reply(body, n, LK_OP_PW_BY_UID, NULL, 11001, &pw, buf, sizeof buf,
+                                   &err) == NSS_STATUS_SUCCESS);
+    n = by_id_reply(body, sizeof body, 0, "../x", NULL);
+    CHECK(n && lk_nss_passwd_reply(body, n, LK_OP_PW_BY_UID, NULL, 11001, &pw, buf, sizeof buf,
+                                   &err) == NSS_STATUS_UNAVAIL);
+    n = by_id_reply(body, sizeof body, 1, "lega", "alice");
+    CHECK(n && lk_nss_group_reply(body, n, LK_OP_GR_BY_GID, NULL, 10000, &gr, buf, sizeof buf,
+                                  &err) == NSS_STATUS_SUCCESS);
+    n = by_id_reply(body, sizeof body, 1, "le/ga", "alice");
+    CHECK(n && lk_nss_group_reply(body, n, LK_OP_GR_BY_GID, NULL, 10000, &gr, buf, sizeof buf,
+                                  &err) == NSS_STATUS_UNAVAIL);
+    n = by_id_reply(body, sizeof body, 1, "lega", "a/b");
+    CHECK(n && lk_nss_group_reply(body, n, LK_OP_GR_BY_GID, NULL, 10000, &gr, buf, sizeof buf,
+                                  &err) == NSS_STATUS_UNAVAIL);
 }
 
 static void test_unavailable(struct fixture *fx)
@@ -171,8 +236,11 @@ static void test_timeout(struct fixture *fx)
         fprintf(stderr, "    timeout took %.0f ms\n", took);
     fake_set_mode(fx->fake, FAKE_NORMAL);
     unsetenv("LATCHKEY_NSS_TIMEOUT_MS");
-    /* the timed-out connection was dropped, so no late reply can be taken for this answer */
+    /* the timed-out connection was dropped, so no late reply can be taken for this answer:
+     * the silent fake never answers late, so only a new connection shows the drop */
+    unsigned conns = fake_connections(fx->fake);
     CHECK(lookup_alice());
+    CHECK(fake_connections(fx->fake) == conns + 1);
     CHECK(_nss_latchkey_getpwuid_r(12000, &pw, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS &&
           strcmp(pw.pw_name, "user00") == 0);
 }
@@ -267,12 +335,14 @@ int main(int argc, char **argv)
     test_erange();
     test_groups();
     test_notfound_and_name_rule(&fx);
+    test_record_names();
     test_unavailable(&fx);
     test_timeout(&fx);
     test_malformed(&fx);
     test_guards(&fx);
     test_enumeration(&fx);
     test_threads(&fx);
+    test_thread_exit_destructors();
     test_fork(&fx);
     test_reconnect_once(&fx);
     test_authorized_keys(&fx);

@@ -33,6 +33,7 @@ struct fixture {
 int lookup_alice(void);
 
 void test_threads(struct fixture *fx);
+void test_thread_exit_destructors(void);
 void test_fork(struct fixture *fx);
 void test_restart(struct fixture *fx);
 void test_reconnect_once(struct fixture *fx);

@@ -3,12 +3,15 @@
 #define _GNU_SOURCE
 #include "test_nss.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +52,63 @@ static void *hammer(void *p)
     return NULL;
 }
 
+/* Client-side connections to a daemon socket open in this process: their peer has a path
+ * (the fake daemon's accepted ends, in this process too, have an unnamed peer). */
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct sockaddr_un sa;
+        socklen_t len = sizeof sa;
+        memset(&sa, 0, sizeof sa);
+        if (e->d_name[0] != '.' && getpeername(atoi(e->d_name), (struct sockaddr *)&sa, &len) == 0 &&
+            sa.sun_family == AF_UNIX && sa.sun_path[0] != '\0')
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* A lookup from another library's thread-specific-data destructor, after the module's own
+ * destructor already closed this thread's connection. */
+static pthread_key_t late_key;
+static atomic_int late_ok;
+
+static void late_lookup(void *p)
+{
+    (void)p;
+    atomic_fetch_add(&late_ok, lookup_alice());
+}
+
+static void *late_thread(void *p)
+{
+    (void)p;
+    pthread_setspecific(late_key, (void *)1);
+    (void)lookup_alice(); /* registers the module's destructor after late_key's */
+    return NULL;
+}
+
+/* Regression: the module's key destructor closed the connection but left the thread marked
+ * registered, so a lookup from a later destructor round reopened a connection nobody closed. */
+void test_thread_exit_destructors(void)
+{
+    lk_test_begin("a lookup from a late thread-exit destructor does not leak its connection");
+    CHECK(pthread_key_create(&late_key, late_lookup) == 0);
+    int fds_before = count_fds();
+    for (int i = 0; i < 4; i++) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, late_thread, NULL) == 0);
+        pthread_join(t, NULL);
+    }
+    CHECK(atomic_load(&late_ok) == 4);
+    CHECK(count_fds() == fds_before);
+    pthread_key_delete(late_key);
+}
+
 void test_threads(struct fixture *fx)
 {
     enum { THREADS = 16 };
@@ -56,6 +116,7 @@ void test_threads(struct fixture *fx)
     struct thread_arg args[THREADS];
     atomic_int bad = 0;
     lk_test_begin("16 threads x LK_TEST_ITER lookups at once, each on its own connection");
+    int fds_before = count_fds();
     double t0 = lk_now_ms();
     unsigned conns = fake_connections(fx->fake);
     for (int i = 0; i < THREADS; i++) {
@@ -68,6 +129,8 @@ void test_threads(struct fixture *fx)
     CHECK(fake_connections(fx->fake) == conns + THREADS);
     if (!lk_test_quiet)
         fprintf(stderr, "    %d lookups in %.0f ms\n", THREADS * fx->iterations, lk_now_ms() - t0);
+    /* nss_call.c claims a thread's connection is closed when the thread exits */
+    CHECK(count_fds() == fds_before);
 }
 
 void test_fork(struct fixture *fx)
