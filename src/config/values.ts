@@ -118,6 +118,16 @@ export function parseEndpoint(raw: string, placeholder: '%s' | '%u'): string {
     throw new ValueProblem('must not contain credentials; use [upstream] username/password or secrets_file');
   }
   if (url.hash) throw new ValueProblem('must not contain a #fragment');
+  // Review fix: a user name must only ever change the path or query. With the placeholder (or
+  // the append point) in the host part — `https://users.example.org` without a path, or
+  // `https://%s.example.org/` — a name chosen by any local user (`getent passwd x.evil.net`)
+  // would pick the host that receives the upstream credentials.
+  const fill = (value: string): string => (v.includes(placeholder) ? v.replace(placeholder, value) : v + value);
+  let a: URL, b: URL;
+  try { a = new URL(fill('a')); b = new URL(fill('b.example-x_1')); } catch { a = url; b = new URL('x:'); }
+  if (a.origin !== b.origin) {
+    throw new ValueProblem(`puts the ${placeholder === '%s' ? 'user name' : 'uid'} into the host part; it must go into the path or query, e.g. https://users.example.org/users/${placeholder}`);
+  }
   return v;
 }
 

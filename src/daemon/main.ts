@@ -75,13 +75,23 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     nssHandlers: () => nss,
     privHandlers: () => priv,
   });
-  const sweep = setInterval(() => { sessions.sweep(); resolver.sweep(); }, 30_000);
+  // Review fix: an exception in a timer callback is an uncaughtException, which exits the
+  // daemon; a failing sweep (e.g. SQLITE_FULL on the tmpfs) must cost only that sweep.
+  const sweep = setInterval(() => {
+    try { sessions.sweep(); } catch (e) { log('error', 'sessions.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
+    try { resolver.sweep(); } catch (e) { log('error', 'cache.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
+  }, 30_000);
   sweep.unref();
 
   const reload = (): void => {
     let next: Config;
+    let client: RestUserSource;
     try {
       next = loadConfig(configFile);
+      // Review fix: the client constructor reads cacertfile/certfile/keyfile and throws a
+      // ConfigError when one is unreadable. Outside this try that throw escaped the SIGHUP
+      // listener as an uncaughtException and killed the daemon; now the old config is kept.
+      client = new RestUserSource(next.upstream, next.users);
     } catch (e) {
       log('error', 'config.reload_failed', { file: configFile, error: e instanceof Error ? e.message : String(e), kept: 'previous config' });
       return;
@@ -91,8 +101,9 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     }
     next.daemon.socketDir = cfg.daemon.socketDir;
     next.cache.dbPath = cfg.cache.dbPath;
-    const old = source.swap(new RestUserSource(next.upstream, next.users));
-    void old.close();
+    // The old client finishes what it has in flight (bounded by its own request deadline)
+    // before it is closed: closing it now would fail every lookup running during the reload.
+    source.swap(client, cfg.upstream.requestTimeoutMs + 1000);
     cfg = next;
     setLogLevel(cfg.daemon.logLevel);
     listening!.setMaxConnections(cfg.daemon.maxConnections);

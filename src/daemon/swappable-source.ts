@@ -3,10 +3,34 @@
 import type { FetchResult, UserSource } from '../upstream/types.js';
 
 export class SwappableSource implements UserSource {
+  /** replaced clients whose requests may still be in flight, with their close timers */
+  private readonly retiring = new Map<UserSource, NodeJS.Timeout>();
   constructor(private current: UserSource) {}
-  swap(next: UserSource): UserSource { const old = this.current; this.current = next; return old; }
+  /**
+   * Makes `next` the client for new requests. Review fix: the old client used to be closed at
+   * once by the caller, which aborts its in-flight requests: every lookup (and login) running
+   * during a SIGHUP failed, and the abort (an UpstreamError 'connect') also made the resolver
+   * stop asking upstream for UNREACHABLE_HOLDOFF_MS. Now the old client is closed only after
+   * `graceMs` (its request deadline: no request of its can still be running then).
+   */
+  swap(next: UserSource, graceMs = 0): UserSource {
+    const old = this.current;
+    this.current = next;
+    const timer = setTimeout(() => {
+      this.retiring.delete(old);
+      old.close().catch(() => { /* closing anyway */ });
+    }, graceMs);
+    timer.unref();
+    this.retiring.set(old, timer);
+    return old;
+  }
   fetchByName(name: string): Promise<FetchResult> { return this.current.fetchByName(name); }
   fetchByUid(uid: number): Promise<FetchResult> { return this.current.fetchByUid(uid); }
   lastError(): { message: string; at: number } | null { return this.current.lastError(); }
-  close(): Promise<void> { return this.current.close(); }
+  async close(): Promise<void> {
+    const old = [...this.retiring.keys()];
+    for (const t of this.retiring.values()) clearTimeout(t);
+    this.retiring.clear();
+    await Promise.all([this.current, ...old].map((s) => s.close()));
+  }
 }

@@ -26,7 +26,19 @@ export function serveConnection(sock: Socket, peer: Peer, opts: ConnectionOption
       while (queue.length && !closed) {
         const body = queue.shift()!;
         const reply = await dispatch(body, peer, opts.handlers());
-        if (!closed) sock.write(reply);
+        if (!closed && !sock.write(reply)) {
+          // Review fix: a peer that sends requests but never reads its replies would otherwise
+          // make the daemon buffer every reply (up to MAX_NSS_REPLY each for a few request bytes
+          // on the world-connectable nss.sock) without bound. Stop reading its requests until the
+          // replies already written have drained; the 64-frame queue cap then bounds the rest.
+          sock.pause();
+          await new Promise<void>((resolve) => {
+            const done = (): void => { sock.off('drain', done); sock.off('close', done); resolve(); };
+            sock.on('drain', done);
+            sock.on('close', done);
+          });
+          if (!closed) sock.resume();
+        }
       }
     } finally {
       busy = false;

@@ -154,7 +154,7 @@ export class SessionRegistry {
       ? this.openRows().filter((r) => r.id === target.id)
       : this.openRows(target.user);
     for (const row of rows) {
-      if (this.isRunning(row)) this.procs.terminate(row.pid);
+      if (this.isSameProcess(row)) this.procs.terminate(row.pid);
       this.end(row.id, 'killed');
       log('info', 'session.killed', { id: row.id, user: row.user, pid: row.pid });
     }
@@ -171,7 +171,7 @@ export class SessionRegistry {
         this.end(row.id, 'gone');
         gone++;
       } else if (maxAgeMs > 0 && this.now() - row.started_at > maxAgeMs) {
-        this.procs.terminate(row.pid);
+        if (this.isSameProcess(row)) this.procs.terminate(row.pid);
         this.end(row.id, 'max_age');
         log('info', 'session.max_age', { id: row.id, user: row.user, pid: row.pid });
         aged++;
@@ -194,6 +194,18 @@ export class SessionRegistry {
     if (row.pid_start === null) return true;
     const now = this.procs.startTime(row.pid);
     return now === null || now === row.pid_start;
+  }
+
+  /**
+   * Review fix: whether a signal to row.pid would reach the process that opened the session.
+   * isRunning() counts a pid whose start time is unknown (not recorded, or unreadable now) as
+   * running, which is right for the session limit but not for kill(2): that pid may since have
+   * been reused by anyone. Signal only a process whose start time was recorded and still matches.
+   */
+  private isSameProcess(row: Row): boolean {
+    if (row.pid <= 1 || row.pid === process.pid || row.pid_start === null) return false;
+    if (!this.procs.alive(row.pid)) return false;
+    return this.procs.startTime(row.pid) === row.pid_start;
   }
 
   private end(id: string, reason: string): void {

@@ -29,10 +29,13 @@ export class RestUserSource implements UserSource {
   private readonly secrets: string[];
   private last: { message: string; at: number } | null = null;
   private closed = false;
+  /** the configured endpoints' origins: credentials go nowhere else (see fetchUser) */
+  private readonly nameOrigin: string;
+  private readonly uidOrigin: string;
 
   constructor(private readonly cfg: UpstreamConfig, private readonly users: UsersConfig) {
-    checkUrl(cfg.byNameUrl, '%s', 'cega_endpoint_username');
-    checkUrl(cfg.byUidUrl, '%u', 'cega_endpoint_uid');
+    this.nameOrigin = checkUrl(cfg.byNameUrl, '%s', 'cega_endpoint_username');
+    this.uidOrigin = checkUrl(cfg.byUidUrl, '%u', 'cega_endpoint_uid');
     this.slots = new Semaphore(Math.max(1, cfg.maxConcurrent));
 
     if (cfg.basicAuth) {
@@ -73,6 +76,11 @@ export class RestUserSource implements UserSource {
       return { kind: 'notfound' };
     }
     const url = expandUrl(this.cfg.byNameUrl, '%s', encodeURIComponent(name));
+    // Review fix, defence in depth (the config parser refuses such URLs): a name must never
+    // decide which host gets the credentials.
+    if (url.origin !== this.nameOrigin) {
+      throw new UpstreamError('invalid', `lookup by name ${JSON.stringify(name)}: the expanded URL leaves ${this.nameOrigin}; put %s in the path of the endpoint URL`);
+    }
     return this.fetchUser('name', name, url, { askedName: name });
   }
 
@@ -84,6 +92,9 @@ export class RestUserSource implements UserSource {
       return { kind: 'notfound' };
     }
     const url = expandUrl(this.cfg.byUidUrl, '%u', String(upstreamUid));
+    if (url.origin !== this.uidOrigin) {
+      throw new UpstreamError('invalid', `lookup by uid ${upstreamUid}: the expanded URL leaves ${this.uidOrigin}; put %u in the path of the endpoint URL`);
+    }
     return this.fetchUser('uid', String(upstreamUid), url, { askedUpstreamUid: upstreamUid });
   }
 
@@ -267,7 +278,8 @@ export function expandUrl(template: string, placeholder: '%s' | '%u', value: str
   return new URL(s);
 }
 
-function checkUrl(template: string, placeholder: '%s' | '%u', key: string): void {
+/** Checks an endpoint template; returns the origin every expanded URL must keep. */
+function checkUrl(template: string, placeholder: '%s' | '%u', key: string): string {
   let u: URL;
   try {
     u = expandUrl(template, placeholder, placeholder === '%s' ? 'name' : '1');
@@ -280,6 +292,7 @@ function checkUrl(template: string, placeholder: '%s' | '%u', key: string): void
   if (u.username || u.password) {
     throw new ConfigError('[upstream]', 0, key, 'credentials in the URL are not allowed; put them in cega_creds');
   }
+  return u.origin;
 }
 
 function readPem(path: string, key: string): Buffer {

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import bcrypt from 'bcrypt';
 import unixCryptTD from 'unix-crypt-td-js';
 import { crypt } from '../native/addon.js';
-import { hashKind } from './hash.js';
+import { hashInfo, type HashKind } from './hash.js';
 import { log } from '../log.js';
 import { Semaphore } from '../upstream/semaphore.js';
 
@@ -24,6 +24,17 @@ async function onHashSlot<T>(work: () => Promise<T>): Promise<T> {
 /** sha*crypt cost grows with the password length; a password this long is an attack, not a user. */
 const MAX_PASSWORD_LENGTH = 1024;
 
+/**
+ * Review fix: the cost is part of the hash, and the hash comes from upstream. bcrypt accepts cost
+ * 31 (~40 h per verification) and sha*crypt 999999999 rounds: each login attempt against such a
+ * user would hold a hash slot (and a libuv thread, shared with home creation) for hours, so a
+ * handful of attempts stops every password login. Costs far above anything deployed are refused
+ * (logged, dummy-verified, never accepted) instead of computed.
+ */
+const MAX_COST: Partial<Record<HashKind, number>> = {
+  bcrypt: 16, sha256crypt: 5_000_000, sha512crypt: 5_000_000, yescrypt: 18,
+};
+
 /** bcrypt cost 10 of a random string nobody knows: the work done when there is nothing to verify.
  *  Cost 10 is what CentralEGA and most bcrypt libraries use by default. */
 const DUMMY_HASH = '$2b$10$Guty1uRfU8AsR.8GN616xO78jfeHxRd6h6UCBN06MfeqCAuIb.kVi';
@@ -36,7 +47,13 @@ export async function dummyVerify(): Promise<void> {
 }
 
 export async function verifyPassword(password: string, hash: string | null): Promise<boolean> {
-  const kind = hashKind(hash);
+  const { kind, cost } = hashInfo(hash);
+  const maxCost = MAX_COST[kind];
+  if (cost !== null && maxCost !== undefined && cost > maxCost) {
+    log('warn', 'verify.cost_refused', { kind, cost, max: maxCost });
+    await dummyVerify();
+    return false;
+  }
   // crypt(3) and bcrypt stop at the first NUL, so "secret\0junk" would pass as "secret".
   if (hash === null || kind === 'none' || kind === 'unknown'
       || password.includes('\0') || password.length > MAX_PASSWORD_LENGTH) {
@@ -48,11 +65,14 @@ export async function verifyPassword(password: string, hash: string | null): Pro
     // DES, md5crypt and default-round sha*crypt/yescrypt are far cheaper than bcrypt cost 10:
     // alone they would tell a timing observer "this user exists". Running the dummy beside them
     // makes every outcome cost at least one dummy verification.
-    const [good] = await Promise.all([
-      kind === 'des' ? verifyDes(password, hash) : onHashSlot(() => crypt(password, hash)).then((c) => equal(c, hash)),
+    // Review fix: allSettled, not all — with Promise.all a crypt that throws (addon error)
+    // returned before the dummy finished, making that outcome measurably faster.
+    const [good] = await Promise.allSettled([
+      (async () => (kind === 'des' ? verifyDes(password, hash) : equal(await onHashSlot(() => crypt(password, hash)), hash)))(),
       dummyVerify(),
     ]);
-    return good;
+    if (good.status === 'rejected') throw good.reason;
+    return good.value;
   } catch (e) {
     log('warn', 'verify.error', { kind, error: e instanceof Error ? e.message : String(e) });
     return false;

@@ -25,6 +25,16 @@ export interface ThrottleSnapshot {
   evictions: number;
 }
 
+/**
+ * Review fix: user and rhost arrive from the PAM client unchecked (the user is whatever name a
+ * remote ssh client sent, up to the 8 KiB frame), and the maps hold up to maxKeys of each: with
+ * full-length keys that is gigabytes. No valid name is near this long (32 bytes) nor is a host
+ * (NI_MAXHOST 1025 is the C buffer, real ones are far shorter), so longer keys are cut; names
+ * sharing a 256-character prefix share a counter, which only makes an attacker lock himself out.
+ */
+const MAX_KEY_LENGTH = 256;
+const keyOf = (k: string): string => (k.length > MAX_KEY_LENGTH ? k.slice(0, MAX_KEY_LENGTH) : k);
+
 /** At most this many locked entries are listed in a snapshot; the counts stay exact. */
 const SNAPSHOT_LIST_MAX = 100;
 
@@ -43,6 +53,7 @@ export class Throttle {
   ) {}
 
   check(user: string, rhost: string): ThrottleDecision {
+    user = keyOf(user); rhost = keyOf(rhost);
     const t = this.now();
     const wait = Math.max(this.lockedFor(this.users, user, t), rhost ? this.lockedFor(this.hosts, rhost, t) : 0);
     if (wait > 0) {
@@ -54,11 +65,13 @@ export class Throttle {
 
   /** The lockout state of a user without counting a refusal (`latchkeyctl auth-test`). */
   peek(user: string): ThrottleDecision {
+    user = keyOf(user);
     const wait = this.lockedFor(this.users, user, this.now());
     return { allowed: wait === 0, retryAfterSec: Math.ceil(wait / 1000) };
   }
 
   recordFailure(user: string, rhost: string): void {
+    user = keyOf(user); rhost = keyOf(rhost);
     this.failures++;
     const t = this.now();
     this.bump(this.users, user, t);
@@ -69,7 +82,7 @@ export class Throttle {
   /** A right password clears the user's count; the host's stays, or a host could reset its own
    *  counter by logging into one account it owns between guesses at others. */
   recordSuccess(user: string): void {
-    this.users.delete(user);
+    this.users.delete(keyOf(user));
   }
 
   snapshot(): ThrottleSnapshot {

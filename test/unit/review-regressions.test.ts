@@ -1,0 +1,192 @@
+// Regression tests for defects found in the security review of src/ (one test per defect).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { createServer, createConnection, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { serveConnection } from '../../src/server/connection.js';
+import { ok } from '../../src/server/dispatch.js';
+import { encodeRequest } from '../../src/protocol/codec.js';
+import { SwappableSource } from '../../src/daemon/swappable-source.js';
+import type { FetchResult, UserSource } from '../../src/upstream/types.js';
+import { SessionRegistry, type ProcessOps } from '../../src/sessions/registry.js';
+import { Throttle } from '../../src/verify/throttle.js';
+import { parseEndpoint, ValueProblem } from '../../src/config/values.js';
+import { RestUserSource } from '../../src/upstream/client.js';
+import { UpstreamError } from '../../src/errors.js';
+import { defaultConfig } from '../../src/config/load.js';
+import type { Config, PamConfig } from '../../src/config/types.js';
+import { setLogSink } from '../../src/log.js';
+import { startDaemon } from '../../src/daemon/main.js';
+
+const logLines: string[] = [];
+setLogSink((l) => logLines.push(l));
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('connection: a peer that never reads its replies stops being served (no unbounded write buffer)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-review-'));
+  const path = join(dir, 's.sock');
+  let handled = 0;
+  let serverSock: Socket | null = null;
+  const big = 'x'.repeat(60_000);
+  const srv = createServer((sock) => {
+    serverSock = sock;
+    serveConnection(sock, { socket: 'nss', uid: 0, pid: 0 }, {
+      idleTimeoutMs: 10_000,
+      handlers: () => ({ PING: () => { handled++; return ok({ daemon_version: big }); } }),
+    });
+  });
+  await new Promise<void>((r) => srv.listen(path, r));
+  const c = createConnection(path);
+  try {
+    await new Promise<void>((r) => c.once('connect', () => r()));
+    c.pause(); // never read a reply
+    const req = encodeRequest('PING', {});
+    // 60 requests at a time (under the 64-frame queue cap), then let the server work.
+    for (let round = 0; round < 40; round++) {
+      c.write(Buffer.concat(Array.from({ length: 60 }, () => req)));
+      await sleep(10);
+    }
+    await sleep(300);
+    // 2400 replies of 60 kB would be 144 MB buffered in the daemon; with backpressure the server
+    // stops after the socket buffers fill.
+    assert.ok(handled < 400, `server answered ${handled} requests into a peer that reads nothing`);
+    assert.ok(serverSock!.writableLength < 8 * 1024 * 1024, `server buffers ${serverSock!.writableLength} bytes`);
+  } finally {
+    c.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+class FakeSource implements UserSource {
+  closed = false;
+  pending: ((r: FetchResult) => void)[] = [];
+  fetchByName(): Promise<FetchResult> {
+    if (this.closed) return Promise.reject(new UpstreamError('connect', 'upstream client closed'));
+    return new Promise((resolve, reject) => {
+      this.pending.push(resolve);
+      // a real client aborts its in-flight requests on close
+      const t = setInterval(() => { if (this.closed) { clearInterval(t); reject(new UpstreamError('connect', 'upstream client closed')); } }, 5);
+      this.pending.push(() => clearInterval(t));
+    });
+  }
+  fetchByUid(): Promise<FetchResult> { return this.fetchByName(); }
+  lastError() { return null; }
+  async close(): Promise<void> { this.closed = true; }
+  finishAll(): void { for (const p of this.pending.splice(0)) p({ kind: 'notfound' }); }
+}
+
+test('SIGHUP swap: the old upstream client finishes its in-flight request before it is closed', async () => {
+  const a = new FakeSource();
+  const b = new FakeSource();
+  const s = new SwappableSource(a);
+  const inflight = s.fetchByName('x');
+  s.swap(b, 200);
+  await sleep(30);
+  assert.equal(a.closed, false, 'the old client must not be closed while its request may still run');
+  a.finishAll();
+  assert.deepEqual(await inflight, { kind: 'notfound' });
+  await sleep(250);
+  assert.equal(a.closed, true, 'the old client is closed after the grace period');
+  const c = new FakeSource();
+  s.swap(c, 60_000);
+  await s.close();
+  assert.ok(b.closed && c.closed, 'close() closes the current client and any still retiring');
+});
+
+test('SIGHUP with an unreadable cacertfile keeps the old config instead of crashing the daemon', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-review-'));
+  const file = join(dir, 'latchkey.conf');
+  const write = (extra: string): void => {
+    writeFileSync(file, `[upstream]\nby_name_url = http://127.0.0.1:9/username/\nby_uid_url = http://127.0.0.1:9/user-id/\n${extra}`
+      + `[cache]\ndb_path = ${join(dir, 'cache.db')}\n[homes]\nbase = ${join(dir, 'homes')}\n[daemon]\nsocket_dir = ${join(dir, 'run')}\n`);
+    chmodSync(file, 0o600);
+  };
+  write('');
+  const d = await startDaemon(file);
+  try {
+    const before = d.config();
+    write(`cacertfile = ${join(dir, 'no-such-ca.pem')}\n`);
+    assert.doesNotThrow(() => process.emit('SIGHUP'));
+    assert.equal(d.config(), before, 'the previous config stays in force');
+    assert.ok(logLines.some((l) => l.includes('config.reload_failed') && l.includes('no-such-ca.pem')));
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('sessions: a pid whose start time was never recorded is not signalled (it may be reused)', () => {
+  const running = new Map<number, string>();
+  const terminated: number[] = [];
+  const procs: ProcessOps = {
+    alive: (pid) => running.has(pid),
+    startTime: (pid) => running.get(pid) ?? null,
+    terminate: (pid) => { terminated.push(pid); return running.delete(pid); },
+  };
+  const db = new Database(':memory:');
+  const cfg = { pam: { maxSessionsPerUser: 0, maxSessionAgeSec: 60 } } as unknown as Config;
+  let now = 1_000_000;
+  const reg = new SessionRegistry(db, () => cfg, procs, () => now);
+  // /proc could not be read at open: no start time recorded.
+  assert.ok(reg.open({ user: 'alice', uid: 10001, service: 'sshd', rhost: '', tty: 'ssh', pid: 4242 }).ok);
+  running.set(4242, '999'); // now some process holds that pid: maybe a stranger
+  assert.equal(reg.kill({ user: 'alice' }), 1, 'the record is ended');
+  assert.deepEqual(terminated, [], 'but no signal goes to a process we cannot identify');
+
+  // The same holds for the max-age sweep.
+  assert.ok(reg.open({ user: 'bob', uid: 10002, service: 'sshd', rhost: '', tty: 'ssh', pid: 5151 }).ok);
+  running.set(5151, '777');
+  now += 120_000;
+  reg.sweep();
+  assert.deepEqual(terminated, []);
+  db.close();
+});
+
+test('throttle: huge user/rhost strings do not become huge map keys', () => {
+  const pam = { maxFailures: 3, throttleWindowSec: 60, throttleLockoutSec: 60 } as PamConfig;
+  const t = new Throttle(() => pam, () => 1000);
+  const prefix = 'u'.repeat(300);
+  for (let i = 0; i < 3; i++) t.recordFailure(prefix + String(i), 'h'.repeat(5000));
+  const snap = t.snapshot();
+  assert.equal(snap.trackedUsers, 1, 'names beyond the cap share one counter');
+  for (const u of snap.lockedUsers) assert.ok(u.user.length <= 256);
+  for (const h of snap.lockedHosts) assert.ok(h.rhost.length <= 256);
+  assert.equal(t.check(prefix + 'x', '').allowed, false);
+});
+
+test('upstream endpoint: the user name may not choose the host that gets the credentials', async () => {
+  for (const bad of ['https://users.example.org', 'https://%s.example.org/users', 'http://127.0.0.1:8443%s']) {
+    assert.throws(() => parseEndpoint(bad, '%s'), ValueProblem, bad);
+  }
+  assert.throws(() => parseEndpoint('https://users.example.org', '%u'), ValueProblem);
+  for (const good of ['https://users.example.org/', 'https://x.org/users/%s', 'https://x.org/u?name=%s&idType=username', 'http://127.0.0.1:8443/username']) {
+    assert.doesNotThrow(() => parseEndpoint(good, '%s'), good);
+  }
+  // Defence in depth in the client, for a config built without the parser.
+  const cfg = defaultConfig();
+  const src = new RestUserSource({ ...cfg.upstream, byNameUrl: 'http://127.0.0.1', byUidUrl: 'http://127.0.0.1/uid/' }, cfg.users);
+  try {
+    await assert.rejects(src.fetchByName('x.invalid'), (e: unknown) => e instanceof UpstreamError && e.kind === 'invalid');
+  } finally {
+    await src.close();
+  }
+});
+
+test('verify: an absurd cost in an upstream hash is refused, not computed for hours', async () => {
+  const { verifyPassword } = await import('../../src/verify/password.js');
+  const salt53 = 'abcdefghijklmnopqrstuvABCDEFGHIJKLMNOPQRSTUVWXYZ01234'.slice(0, 53);
+  const sha512 = '$6$rounds=999999999$saltsalt$' + 'a'.repeat(86);
+  for (const hash of ['$2b$31$' + salt53, sha512]) {
+    const t0 = Date.now();
+    const r = await Promise.race([verifyPassword('guess', hash), sleep(10_000).then(() => 'timeout' as const)]);
+    assert.equal(r, false, hash.slice(0, 20));
+    assert.ok(Date.now() - t0 < 10_000);
+  }
+  assert.ok(logLines.some((l) => l.includes('verify.cost_refused')));
+  assert.ok(!logLines.some((l) => l.includes(salt53) || l.includes('saltsalt')), 'the hash is never logged');
+});
