@@ -27,5 +27,11 @@ enum nss_status lk_nss_passwd_next(struct lk_nss_ent *e, struct passwd *pw, char
                                    size_t buflen, int *errnop);
 enum nss_status lk_nss_group_next(struct lk_nss_ent *e, struct group *gr, char *buf,
                                   size_t buflen, int *errnop);
+/* initgroups_dyn over one GR_LIST page (lk_nss_ent_accept): consumes the page, appending the
+ * gid of every group listing `user` (gid != skip, not yet in [0, *start)) to *groupsp, grown
+ * by glibc's rules. SUCCESS (*full = 1 when `limit` stopped it), TRYAGAIN + ENOMEM, or UNAVAIL. */
+enum nss_status lk_nss_initgroups_page(struct lk_page *pg, const char *user, gid_t skip,
+                                       long int *start, long int *size, gid_t **groupsp,
+                                       long int limit, int *full, int *errnop);
 
 #endif /* LK_NSS_MAPS_H */

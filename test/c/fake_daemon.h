@@ -28,7 +28,8 @@ enum fake_mode {
 
 /* Users of the fake: alice 11001, biggecos 11002 (2000-byte gecos), user00..user24
  * (12000..12024); "flaky" answers UNAVAIL; others NOTFOUND. Groups: lega 10000 (alice,
- * biggecos), crowd 10001 (300 members). PW_LIST pages hold FAKE_PAGE entries. */
+ * biggecos), crowd 10001 (300 members: member000..member299, but alice at index 150).
+ * PW_LIST pages hold FAKE_PAGE entries; GR_LIST pages hold one group. */
 #define FAKE_USERS 27
 #define FAKE_PAGE 4
 

@@ -2,8 +2,9 @@
  * libFuzzer target: arbitrary bytes as a daemon reply body (what follows the length prefix)
  * go through every reply parser the shims use, with no socket: the NSS passwd/group reply
  * functions (several buffer sizes, so the ERANGE paths run too), list pages handed out entry by
- * entry, and the authorized-keys reply + key line checks. Built with
- * -fsanitize=fuzzer,address,undefined by `make -C native fuzz`; seeds are the golden vectors.
+ * entry, initgroups over a group page, and the authorized-keys reply + key line checks. Built
+ * with -fsanitize=fuzzer,address,undefined by `make -C native fuzz`; seeds are the golden
+ * vectors.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -67,6 +68,29 @@ static void list_page(const uint8_t *d, size_t n, uint16_t op)
     lk_nss_ent_reset(&e);
 }
 
+/* initgroups_dyn over a GR_LIST page: array growth from a tiny start, with and without limit. */
+static void initgroups_page(const uint8_t *d, size_t n, long limit)
+{
+    struct lk_nss_ent e = { 0 };
+    int err = 0, full = 0;
+    long start = 1, size = 1;
+    gid_t *groups = malloc(sizeof *groups);
+    uint8_t *copy = malloc(n ? n : 1);
+    if (groups && copy) {
+        groups[0] = 10000;
+        memcpy(copy, d, n);
+        if (lk_nss_ent_accept(&e, copy, n, LK_OP_GR_LIST, &err) == NSS_STATUS_SUCCESS)
+            (void)lk_nss_initgroups_page(&e.page, "alice", 10000, &start, &size, &groups, limit,
+                                         &full, &err);
+        for (long i = 0; i < start; i++) /* ASan: every reported entry is inside the array */
+            (void)groups[i];
+    } else {
+        free(copy);
+    }
+    lk_nss_ent_reset(&e);
+    free(groups);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     unsigned sum = 0, skipped = 0;
@@ -78,6 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         by_key(data, size, ops[i]);
     list_page(data, size, LK_OP_PW_LIST);
     list_page(data, size, LK_OP_GR_LIST);
+    initgroups_page(data, size, 0);
+    initgroups_page(data, size, 2);
     (void)lk_keys_reply(data, size, sink, &sum, &skipped);
     /* the key line check on the raw bytes too (what a daemon could put in one str) */
     (void)lk_key_line_ok((const char *)data, size);

@@ -2,7 +2,8 @@
  * Unit tests of libnss_latchkey against a fake daemon (fake_daemon.c) on a temp socket dir:
  * the NSS entry points are called directly. Run by `make -C native test`, also under valgrind.
  * Part 1 here: lookups, buffer sizes, status mapping, unavailability, timeouts, malformed
- * replies, the guards. Part 2 (test_nss_more.c): threads, fork, restart, enumeration, keys.
+ * replies, the guards. Part 2 (test_nss_more.c): threads, fork, restart, enumeration,
+ * initgroups_dyn, keys.
  */
 #define _GNU_SOURCE
 #include "test_nss.h"
@@ -310,6 +311,37 @@ static void test_guards(struct fixture *fx)
     CHECK(lookup_alice());
 }
 
+static void test_initgroups_unavail(struct fixture *fx)
+{
+    const gid_t none = 4242, have[] = { 77, 78 };
+    gid_t *g;
+    long n, cap;
+    int err = 0;
+    unsigned reqs;
+    lk_test_begin("initgroups_dyn: daemon down, bad reply, guards -> UNAVAIL, array untouched");
+    setenv("LATCHKEY_SOCKET_DIR", fx->empty_dir, 1);
+    CHECK(call_initgroups("alice", none, have, 2, 2, 0, &g, &n, &cap, &err) == NSS_STATUS_UNAVAIL);
+    CHECK(n == 2 && err == ENOENT);
+    free(g);
+    setenv("LATCHKEY_SOCKET_DIR", fx->dir, 1);
+    fake_set_mode(fx->fake, FAKE_TRAILING);
+    CHECK(call_initgroups("alice", none, NULL, 0, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_UNAVAIL);
+    CHECK(n == 0);
+    free(g);
+    fake_set_mode(fx->fake, FAKE_NORMAL);
+    reqs = fake_requests(fx->fake);
+    setenv("LATCHKEY_NSS_DISABLE", "1", 1);
+    CHECK(call_initgroups("alice", none, NULL, 0, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_UNAVAIL);
+    free(g);
+    unsetenv("LATCHKEY_NSS_DISABLE");
+    CHECK(lk_nss_enter() == 0); /* as if a lookup were in progress on this thread */
+    CHECK(call_initgroups("alice", none, NULL, 0, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_UNAVAIL);
+    CHECK(n == 0);
+    free(g);
+    lk_nss_leave();
+    CHECK(fake_requests(fx->fake) == reqs);
+}
+
 int main(int argc, char **argv)
 {
     struct fixture fx;
@@ -341,6 +373,8 @@ int main(int argc, char **argv)
     test_malformed(&fx);
     test_guards(&fx);
     test_enumeration(&fx);
+    test_initgroups(&fx);
+    test_initgroups_unavail(&fx);
     test_threads(&fx);
     test_thread_exit_destructors();
     test_fork(&fx);

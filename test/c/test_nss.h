@@ -21,6 +21,8 @@ enum nss_status _nss_latchkey_getgrgid_r(gid_t, struct group *, char *, size_t, 
 enum nss_status _nss_latchkey_setgrent(int);
 enum nss_status _nss_latchkey_getgrent_r(struct group *, char *, size_t, int *);
 enum nss_status _nss_latchkey_endgrent(void);
+enum nss_status _nss_latchkey_initgroups_dyn(const char *, gid_t, long int *, long int *,
+                                             gid_t **, long int, int *);
 
 struct fixture {
     char dir[64];       /* socket dir of the fake daemon */
@@ -38,6 +40,12 @@ void test_fork(struct fixture *fx);
 void test_restart(struct fixture *fx);
 void test_reconnect_once(struct fixture *fx);
 void test_enumeration(struct fixture *fx);
+void test_initgroups(struct fixture *fx);
+/* One initgroups_dyn call the way glibc makes it: groups[0..start) filled from `have`, an
+ * array of `size` entries (*n, *cap: start and size after the call). The caller frees *groups. */
+enum nss_status call_initgroups(const char *user, gid_t group, const gid_t *have, long start,
+                                long size, long limit, gid_t **groups, long *n, long *cap,
+                                int *err);
 void test_authorized_keys(struct fixture *fx);
 
 #endif /* LK_TEST_NSS_H */

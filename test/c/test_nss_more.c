@@ -1,5 +1,5 @@
 /* Unit tests of libnss_latchkey, part 2: threads, fork, daemon restart, enumeration over
- * pages, and the latchkey-authorized-keys program. See test_nss.c. */
+ * pages, initgroups_dyn, and the latchkey-authorized-keys program. See test_nss.c. */
 #define _GNU_SOURCE
 #include "test_nss.h"
 
@@ -253,6 +253,81 @@ void test_enumeration(struct fixture *fx)
           strcmp(gr.gr_name, "crowd") == 0);
     CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_NOTFOUND);
     _nss_latchkey_endgrent();
+}
+
+enum nss_status call_initgroups(const char *user, gid_t group, const gid_t *have, long start,
+                                long size, long limit, gid_t **groups, long *n, long *cap,
+                                int *err)
+{
+    *groups = calloc((size_t)size, sizeof(gid_t));
+    for (long i = 0; i < start; i++)
+        (*groups)[i] = have[i];
+    *n = start;
+    *cap = size;
+    return _nss_latchkey_initgroups_dyn(user, group, n, cap, groups, limit, err);
+}
+
+void test_initgroups(struct fixture *fx)
+{
+    static char big[8192];
+    const gid_t lega = 10000, crowd = 10001, none = 4242;
+    struct group gr;
+    gid_t *g;
+    long n, cap;
+    int err = 0;
+    unsigned reqs;
+    lk_test_begin("initgroups_dyn: member groups appended, the array grows by doubling");
+    reqs = fake_requests(fx->fake);
+    CHECK(call_initgroups("alice", none, NULL, 0, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_SUCCESS);
+    CHECK(n == 2 && cap == 2 && g[0] == lega && g[1] == crowd);
+    CHECK(fake_requests(fx->fake) == reqs + 3); /* lega, crowd, the empty page */
+    free(g);
+    CHECK(call_initgroups("member007", none, NULL, 0, 4, 0, &g, &n, &cap, &err) == NSS_STATUS_SUCCESS);
+    CHECK(n == 1 && cap == 4 && g[0] == crowd);
+    free(g);
+
+    lk_test_begin("initgroups_dyn: not a member -> nothing appended, NOTFOUND");
+    const gid_t have[] = { 77, 78 };
+    CHECK(call_initgroups("mallory", none, have, 2, 2, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
+    CHECK(n == 2 && cap == 2 && g[0] == 77 && g[1] == 78 && err == ENOENT);
+    free(g);
+    reqs = fake_requests(fx->fake);
+    CHECK(call_initgroups("bad:name", none, NULL, 0, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
+    CHECK(n == 0 && fake_requests(fx->fake) == reqs);
+    free(g);
+
+    lk_test_begin("initgroups_dyn: `group` and gids already listed are not added again");
+    CHECK(call_initgroups("alice", lega, &lega, 1, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_SUCCESS);
+    CHECK(n == 2 && g[0] == lega && g[1] == crowd);
+    free(g);
+    const gid_t both[] = { lega, crowd };
+    CHECK(call_initgroups("alice", none, both, 2, 2, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
+    CHECK(n == 2 && cap == 2);
+    free(g);
+    CHECK(call_initgroups("biggecos", lega, &lega, 1, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
+    CHECK(n == 1 && g[0] == lega);
+    free(g);
+
+    lk_test_begin("initgroups_dyn: limit caps the array and ends the walk");
+    reqs = fake_requests(fx->fake);
+    CHECK(call_initgroups("alice", none, NULL, 0, 1, 1, &g, &n, &cap, &err) == NSS_STATUS_SUCCESS);
+    CHECK(n == 1 && cap == 1 && g[0] == lega && fake_requests(fx->fake) == reqs + 1);
+    free(g);
+    CHECK(call_initgroups("alice", none, have, 2, 2, 3, &g, &n, &cap, &err) == NSS_STATUS_SUCCESS);
+    CHECK(n == 3 && cap == 3 && g[2] == lega);
+    free(g);
+
+    lk_test_begin("initgroups_dyn: its own cursor, the getgrent state is left alone");
+    _nss_latchkey_setgrent(0);
+    CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_SUCCESS &&
+          gr.gr_gid == lega);
+    CHECK(call_initgroups("alice", none, NULL, 0, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_SUCCESS);
+    CHECK(n == 2);
+    free(g);
+    CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_SUCCESS &&
+          gr.gr_gid == crowd);
+    _nss_latchkey_endgrent();
+
 }
 
 /* Runs latchkey-authorized-keys with args; returns the exit code, stdout in out. */

@@ -89,6 +89,28 @@ test('id NAME shows the latchkey uid and primary group', { skip }, async () => {
   assert.match(r.stdout, /^uid=11001\(alice\) gid=10000\(lega\) groups=10000\(lega\)/);
 });
 
+test('initgroups_dyn is exported; id and getent initgroups list lega once', { skip }, async () => {
+  // lega lists the cached users: resolve alice first, as sshd/login do before initgroups
+  const r = await ns('getent passwd alice >/dev/null && id alice && getent initgroups alice');
+  assert.equal(r.code, 0, r.stderr);
+  const [idLine, initLine, ...rest] = r.stdout.replace(/\n$/, '').split('\n');
+  // the primary gid is not duplicated by the module's answer
+  assert.match(idLine ?? '', /^uid=11001\(alice\) gid=10000\(lega\) groups=10000\(lega\)$/);
+  // getent initgroups passes no primary gid (-1): 10000 comes from the module, once
+  const [user, ...gids] = (initLine ?? '').trim().split(/\s+/);
+  assert.equal(user, 'alice');
+  assert.deepEqual(gids, ['10000'], r.stdout);
+  assert.equal(rest.length, 0, r.stdout);
+  // glibc (nss/initgroups.c) walks setgrent/getgrent_r (state shared by every thread) only
+  // for a module without initgroups_dyn; LD_DEBUG cannot tell (glibc >= 2.34 dlsyms every
+  // entry point at load), so check the export itself
+  if (haveCommand('nm')) {
+    const syms = await run('nm', ['-D', '--defined-only', join(NSS_LIB_DIR, 'libnss_latchkey.so.2')]);
+    assert.equal(syms.code, 0, syms.stderr);
+    assert.match(syms.stdout, / T _nss_latchkey_initgroups_dyn$/m);
+  }
+});
+
 test('ls -l names the owner of a file chowned to a latchkey uid', { skip }, async () => {
   const file = join(env.dir, 'owned-by-alice');
   writeFileSync(file, 'x');
@@ -144,4 +166,8 @@ test('daemon stopped: getent returns at once and files users still resolve', { s
   const id = await ns('id root');
   assert.equal(id.code, 0);
   assert.ok(id.ms < 500, `id root took ${id.ms} ms`);
+  const groups = await ns('getent initgroups root');
+  assert.equal(groups.code, 0, groups.stderr);
+  assert.match(groups.stdout, /^root\b/);
+  assert.ok(groups.ms < 500, `getent initgroups root took ${groups.ms} ms`);
 });
