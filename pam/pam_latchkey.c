@@ -227,14 +227,23 @@ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const c
         return PAM_ACCT_EXPIRED;
     case LK_STATUS_UNAVAIL:
     case LK_PRIV_NO_ANSWER:
-        pam_syslog(pamh, LOG_ERR, "account %s: latchkeyd %s", user,
-                   status == LK_STATUS_UNAVAIL ? "cannot reach the user service" : "did not answer");
+        lk_pam_log_failure(pamh, "account", user, status, reply.detail);
         return PAM_AUTHINFO_UNAVAIL;
     default:
-        pam_syslog(pamh, LOG_ERR, "account %s: latchkeyd said %s %s", user,
-                   lk_priv_status_name(status), reply.detail);
+        lk_pam_log_failure(pamh, "account", user, status, reply.detail);
         return PAM_PERM_DENIED;
     }
+}
+
+void lk_pam_log_failure(pam_handle_t *pamh, const char *phase, const char *user, int status,
+                        const char *detail)
+{
+    if (status == LK_STATUS_UNAVAIL || status == LK_PRIV_NO_ANSWER)
+        pam_syslog(pamh, LOG_ERR, "%s for %s: latchkeyd %s", phase, user,
+                   status == LK_STATUS_UNAVAIL ? "cannot reach the user service" : "did not answer");
+    else
+        pam_syslog(pamh, LOG_ERR, "%s for %s refused by latchkeyd: %s %s", phase, user,
+                   lk_priv_status_name(status), detail);
 }
 
 PAM_EXTERN int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char **argv)

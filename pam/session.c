@@ -92,14 +92,8 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
         pam_syslog(pamh, LOG_NOTICE, "session for %s refused: %s", user, reply.detail);
         lk_pam_tell(pamh, &opts, "Too many open sessions.");
         return PAM_PERM_DENIED;
-    case LK_STATUS_UNAVAIL:
-    case LK_PRIV_NO_ANSWER:
-        pam_syslog(pamh, LOG_ERR, "session for %s: latchkeyd %s", user,
-                   status == LK_STATUS_UNAVAIL ? "cannot reach the user service" : "did not answer");
-        return PAM_SESSION_ERR;
-    default:
-        pam_syslog(pamh, LOG_ERR, "session for %s refused by latchkeyd: %s %s", user,
-                   lk_priv_status_name(status), reply.detail);
+    default: /* UNAVAIL, no answer, or a status this phase cannot use */
+        lk_pam_log_failure(pamh, "session", user, status, reply.detail);
         return PAM_SESSION_ERR;
     }
 }
