@@ -16,17 +16,13 @@ import type { Lookup } from './types.js';
 import { classify, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from './policy.js';
 import { SingleFlight } from './singleflight.js';
 import { ResolverStats } from './stats.js';
-import { RESERVED_IDS } from '../config/load.js';
+import { nameProblem, localUidAllowed } from '../users/rules.js';
 import { homePath } from '../homes/home.js';
 import { UpstreamError } from '../errors.js';
 import { log } from '../log.js';
 
 type Outcome = { kind: 'found'; user: CachedUser } | { kind: 'notfound' } | { kind: 'error'; reason: string };
 
-/** Never in a name whatever the configured regex says: they break passwd lines and paths. */
-const FORBIDDEN = /[:/\n\r\0]/;
-/** glibc and shadow-utils cap login names at 32 bytes (LOGIN_NAME_MAX is 256, useradd uses 32). */
-const MAX_NAME_BYTES = 32;
 /**
  * After the upstream timed out or refused the connection, lookups stop asking it for this long
  * and answer from what is cached (stale or unavailable) at once: otherwise every sequential
@@ -51,20 +47,14 @@ export class Resolver {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The name rule, checked before any cache or upstream access. */
+  /** The name rule (users/rules.ts), checked before any cache or upstream access. */
   nameAllowed(name: string): boolean {
-    if (name.length === 0 || name.length > MAX_NAME_BYTES || FORBIDDEN.test(name)) return false;
-    if (Buffer.byteLength(name) > MAX_NAME_BYTES) return false;
-    const re = this.cfg().users.nameRegex;
-    re.lastIndex = 0; // a /g or /y regex from the config would otherwise remember the last match
-    return re.test(name);
+    return nameProblem(name, this.cfg().users) === null;
   }
 
-  /** Local uids we may ever hand out: never 0, never outside [minUid, maxUid], never reserved. */
+  /** Local uids we may ever hand out (users/rules.ts): never 0, outside [minUid, maxUid] or reserved. */
   uidAllowed(uid: number): boolean {
-    const u = this.cfg().users;
-    return Number.isInteger(uid) && uid > 0 && uid >= u.minUid && uid <= u.maxUid && uid - u.uidShift >= 0
-      && !RESERVED_IDS.includes(uid);
+    return localUidAllowed(uid, this.cfg().users);
   }
 
   async byName(name: string): Promise<Lookup> {

@@ -12,6 +12,7 @@ import { log } from '../log.js';
 import type { FetchResult, UserSource } from './types.js';
 import { parseUserReply } from './validate.js';
 import { Semaphore } from './semaphore.js';
+import { nameProblem, upstreamUidProblem } from '../users/rules.js';
 
 type LookupKind = 'name' | 'uid';
 type BodyStream = AsyncIterable<Buffer> & { destroy(err?: Error): unknown; dump(opts?: { limit: number }): Promise<void> };
@@ -71,7 +72,7 @@ export class RestUserSource implements UserSource {
 
   async fetchByName(name: string): Promise<FetchResult> {
     // A name that could never be accepted is not worth a round trip, and keeps odd bytes out of URLs.
-    if (!this.plausibleName(name)) {
+    if (typeof name !== 'string' || nameProblem(name, this.users) !== null) {
       log('debug', 'upstream.skipped', { kind: 'name', reason: 'name fails the name rule' });
       return { kind: 'notfound' };
     }
@@ -85,9 +86,7 @@ export class RestUserSource implements UserSource {
   }
 
   async fetchByUid(upstreamUid: number): Promise<FetchResult> {
-    const local = upstreamUid + this.users.uidShift;
-    if (!Number.isSafeInteger(upstreamUid) || upstreamUid < 0 || local === 0
-      || local < this.users.minUid || local > this.users.maxUid) {
+    if (upstreamUidProblem(upstreamUid, this.users) !== null) {
       log('debug', 'upstream.skipped', { kind: 'uid', key: upstreamUid, reason: 'uid outside the configured range' });
       return { kind: 'notfound' };
     }
@@ -108,13 +107,6 @@ export class RestUserSource implements UserSource {
     this.slots.rejectAll(new UpstreamError('connect', 'upstream client closed'));
     // destroy, not close: a hung upstream must not hold up daemon shutdown.
     await this.agent.destroy();
-  }
-
-  private plausibleName(name: string): boolean {
-    if (typeof name !== 'string' || name === '' || /[:/\u0000-\u001f\u007f]/.test(name)) return false;
-    const re = this.users.nameRegex;
-    re.lastIndex = 0;
-    return re.test(name);
   }
 
   private async fetchUser(

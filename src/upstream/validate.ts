@@ -7,6 +7,7 @@ import { UpstreamError } from '../errors.js';
 import { log } from '../log.js';
 import type { UpstreamUser } from '../types.js';
 import { checkSshPublicKey } from './sshkeys.js';
+import { FORBIDDEN_IN_FIELD, nameProblem, upstreamUidProblem } from '../users/rules.js';
 
 export interface ParseOptions {
   /** dotted path to the user object ('' = top level), e.g. `response.result` */
@@ -30,9 +31,6 @@ export const MAX_GECOS_LENGTH = 1024;
 /** bcrypt is 60 chars, yescrypt/sha512crypt with rounds stay well under 200. */
 export const MAX_HASH_LENGTH = 512;
 
-// `:` and newline break passwd(5)/shadow(5) lines, NUL truncates C strings, `/` would let a
-// name walk out of the home base. Other control characters have no business there either.
-const FORBIDDEN_IN_FIELD = /[:/\u0000-\u001f\u007f]/;
 // crypt(3) hashes are printable ASCII without spaces; ':' would split a shadow line.
 const HASH_CHARS = /^[\u0021-\u0039\u003b-\u007e]+$/;
 
@@ -142,12 +140,8 @@ function checkExpiry(expiresAt: unknown, enabled: unknown, ctx: string): number 
 
 function checkName(v: unknown, opts: ParseOptions): string {
   if (typeof v !== 'string') throw invalid(`"username" is ${describe(v)}, expected a string`);
-  if (FORBIDDEN_IN_FIELD.test(v)) {
-    throw invalid(`"username" ${quote(v)} contains ':', '/', a newline, NUL or another control character`);
-  }
-  const re = opts.users.nameRegex;
-  re.lastIndex = 0; // a /g or /y rule would otherwise make test() stateful
-  if (!re.test(v)) throw invalid(`"username" ${quote(v)} does not match the name rule ${re.source}`);
+  const problem = nameProblem(v, opts.users);
+  if (problem !== null) throw invalid(`"username" ${quote(v)} ${problem}`);
   if (opts.askedName !== undefined && v !== opts.askedName) {
     throw invalid(`asked for ${quote(opts.askedName)} but the reply is for ${quote(v)}; the upstream endpoint URL is probably wrong`);
   }
@@ -162,15 +156,8 @@ function checkUid(v: unknown, ctx: string, opts: ParseOptions): number {
   if (opts.askedUpstreamUid !== undefined && v !== opts.askedUpstreamUid) {
     throw invalid(`${ctx}: asked for uid ${opts.askedUpstreamUid} but the reply has uid ${v}`);
   }
-  const { uidShift, minUid, maxUid } = opts.users;
-  const local = v + uidShift;
-  if (local === 0) throw invalid(`${ctx}: uid ${v} + shift ${uidShift} is 0 (root); refused`);
-  if (local < minUid) {
-    throw invalid(`${ctx}: uid ${v} + shift ${uidShift} = ${local} is below min_uid ${minUid} (check ega_uid_shift / min_uid)`);
-  }
-  if (local > maxUid) {
-    throw invalid(`${ctx}: uid ${v} + shift ${uidShift} = ${local} is above max_uid ${maxUid} (check ega_uid_shift / max_uid)`);
-  }
+  const problem = upstreamUidProblem(v, opts.users);
+  if (problem !== null) throw invalid(`${ctx}: uid ${v} ${problem}`);
   return v;
 }
 
