@@ -161,18 +161,23 @@ struct worker {
     long ops, found, errors;
 };
 
+/* One lookup, counted in the worker's tallies. */
+static void counted_lookup(struct worker *w, size_t i, char *buf)
+{
+    int r = lookup(w->k->v[i], buf);
+    w->ops++;
+    if (r < 0)
+        w->errors++;
+    else
+        w->found += r;
+}
+
 static void *each_worker(void *arg)
 {
     struct worker *w = arg;
     char *buf = malloc(BUFSZ);
-    for (size_t i = w->start; i < w->k->n; i += w->step) {
-        int r = lookup(w->k->v[i], buf);
-        w->ops++;
-        if (r < 0)
-            w->errors++;
-        else
-            w->found += r;
-    }
+    for (size_t i = w->start; i < w->k->n; i += w->step)
+        counted_lookup(w, i, buf);
     free(buf);
     return NULL;
 }
@@ -185,12 +190,7 @@ static void *tput_worker(void *arg)
     for (;;) {
         /* check the clock every 64 lookups: clock_gettime is cheap but not free */
         for (int j = 0; j < 64; j++) {
-            int r = lookup(w->k->v[i], buf);
-            w->ops++;
-            if (r < 0)
-                w->errors++;
-            else
-                w->found += r;
+            counted_lookup(w, i, buf);
             i += w->step;
             if (i >= w->k->n)
                 i %= w->k->n;
