@@ -111,6 +111,11 @@ enum lk_opcode {
      * request: name:str
      * reply:   keys:strlist */
     LK_OP_KEYS_BY_NAME = 48,
+    /* latchkey-authorized-keys: the user's public keys, only when latchkey serves name with exactly uid (the identity sshd resolved through NSS); NOTFOUND for a name it does not serve with that uid (local account, deny list, unknown, uid mismatch)
+     * socket: nss
+     * request: name:str, uid:u32
+     * reply:   keys:strlist */
+    LK_OP_KEYS_FOR_LOGIN = 49,
     /* verify a password; OK, AUTH_FAILED (wrong or no password), NOTFOUND, THROTTLED or UNAVAIL, all in the same time
      * socket: priv
      * request: user:str, password:str, service:str, rhost:str
@@ -131,6 +136,11 @@ enum lk_opcode {
      * request: user:str, service:str, pid:u32
      * reply:   (empty) */
     LK_OP_SESSION_CLOSE = 259,
+    /* pam_latchkey, before any other request of a phase: OK when latchkey serves user with exactly uid (what NSS resolved, the identity the application will use), with the configured password prompt; NOTFOUND when it does not (local account, deny list, unknown upstream, uid mismatch): the module then leaves the user to the rest of the stack; UNAVAIL when it cannot tell
+     * socket: priv
+     * request: user:str, uid:u32
+     * reply:   prompt:str */
+    LK_OP_LOGIN_CHECK = 260,
     /* latchkeyctl: a JSON command object in, a JSON result object out (see src/daemon/admin.ts)
      * socket: priv
      * request: json:blob

@@ -113,6 +113,17 @@ function dirMode(raw: string): number {
   return m;
 }
 
+/** `root, admin backup`: names separated by commas and/or spaces; empty = none. */
+function parseNameList(raw: string): string[] {
+  const names = raw.split(/[\s,]+/).filter((n) => n !== '');
+  for (const n of names) {
+    if (!/^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}\$?$/.test(n)) {
+      throw new ValueProblem(`holds ${JSON.stringify(n)}, which is not a user name; expected names separated by commas, e.g. root, admin`);
+    }
+  }
+  return [...new Set(names)];
+}
+
 function gidValue(raw: string): number {
   const n = parseInteger(raw, 1, MAX_SIGNED_ID);
   if (RESERVED_IDS.includes(n)) throw new ValueProblem(`is reserved (${RESERVED_IDS.join(', ')} are nobody/invalid); choose another gid`);
@@ -156,6 +167,10 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: boolean) => { d.cfg.upstream.verifyPeer = v; }, get: (c) => us(c).verifyPeer, fmt: bool },
     { key: 'verify_hostname', legacy: 'verify_hostname', parse: parseBool,
       set: (d, v: boolean) => { d.cfg.upstream.verifyHostname = v; }, get: (c) => us(c).verifyHostname, fmt: bool },
+    { key: 'insecure_http', legacy: 'insecure_http', parse: parseBool,
+      set: (d, v: boolean) => { d.cfg.upstream.insecureHttp = v; }, get: (c) => us(c).insecureHttp, fmt: bool },
+    { key: 'insecure_tls', legacy: 'insecure_tls', parse: parseBool,
+      set: (d, v: boolean) => { d.cfg.upstream.insecureTls = v; }, get: (c) => us(c).insecureTls, fmt: bool },
   ]),
   ...section('cache', [
     { key: 'db_path', legacy: 'db_path', parse: dbPath, set: (d, v: string) => { d.cfg.cache.dbPath = v; }, get: (c) => c.cache.dbPath },
@@ -180,6 +195,10 @@ export const KEYS: readonly KeySpec[] = [
     { key: 'name_regex', parse: parseNameRegex, set: (d, v: RegExp) => { d.cfg.users.nameRegex = v; },
       get: (c) => c.users.nameRegex, fmt: (v: RegExp) => v.source },
     { key: 'shell', legacy: 'ega_shell', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.users.shell = v; }, get: (c) => c.users.shell },
+    { key: 'deny_names', parse: parseNameList, set: (d, v: string[]) => { d.cfg.users.denyNames = v; },
+      get: (c) => c.users.denyNames, fmt: (v: string[]) => v.join(', ') },
+    { key: 'local_passwd', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.users.localPasswdFile = v; }, get: (c) => c.users.localPasswdFile },
+    { key: 'local_group', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.users.localGroupFile = v; }, get: (c) => c.users.localGroupFile },
   ]),
   ...section('homes', [
     { key: 'base', legacy: 'ega_dir', parse: homeBase, set: (d, v: string) => { d.cfg.homes.base = v; }, get: (c) => c.homes.base },
@@ -198,6 +217,8 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: boolean) => { d.cfg.pam.chrootSessions = v; }, get: (c) => c.pam.chrootSessions, fmt: bool },
     { key: 'max_failures', parse: (r) => parseInteger(r, 1, 1000),
       set: (d, v: number) => { d.cfg.pam.maxFailures = v; }, get: (c) => c.pam.maxFailures },
+    { key: 'host_max_failures', parse: (r) => parseInteger(r, 1, 100_000),
+      set: (d, v: number) => { d.cfg.pam.hostMaxFailures = v; }, get: (c) => c.pam.hostMaxFailures },
     { key: 'throttle_window', parse: (r) => parseDurationSec(r, 1),
       set: (d, v: number) => { d.cfg.pam.throttleWindowSec = v; }, get: (c) => c.pam.throttleWindowSec * 1000, fmt: formatDuration },
     { key: 'throttle_lockout', parse: (r) => parseDurationSec(r),
@@ -206,6 +227,13 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: number) => { d.cfg.pam.maxSessionsPerUser = v; }, get: (c) => c.pam.maxSessionsPerUser },
     { key: 'max_session_age', parse: (r) => parseDurationSec(r),
       set: (d, v: number) => { d.cfg.pam.maxSessionAgeSec = v; }, get: (c) => c.pam.maxSessionAgeSec * 1000, fmt: formatDuration },
+    // bcrypt accepts 4..31; 13 is ~0.5 s here. sha*crypt: 1000..999999999 rounds, 1M is ~0.2 s.
+    { key: 'max_bcrypt_cost', parse: (r) => parseInteger(r, 4, 31),
+      set: (d, v: number) => { d.cfg.pam.maxBcryptCost = v; }, get: (c) => c.pam.maxBcryptCost },
+    { key: 'max_sha_rounds', parse: (r) => parseInteger(r, 1000, 999_999_999),
+      set: (d, v: number) => { d.cfg.pam.maxShaRounds = v; }, get: (c) => c.pam.maxShaRounds },
+    { key: 'max_yescrypt_memory', parse: (r) => parseSize(r, 1024 * 1024, 1024 * 1024 * 1024),
+      set: (d, v: number) => { d.cfg.pam.maxYescryptMemory = v; }, get: (c) => c.pam.maxYescryptMemory, fmt: formatSize },
   ]),
   ...section('daemon', [
     { key: 'socket_dir', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.daemon.socketDir = v; }, get: (c) => c.daemon.socketDir },
@@ -215,6 +243,7 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: number) => { d.cfg.daemon.idleTimeoutMs = v; }, get: (c) => c.daemon.idleTimeoutMs, fmt: formatDuration },
     { key: 'log_level', parse: (r) => parseChoice(r, ['debug', 'info', 'warn', 'error'] as const),
       set: (d, v: Config['daemon']['logLevel']) => { d.cfg.daemon.logLevel = v; }, get: (c) => c.daemon.logLevel },
+    { key: 'sshd_config', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.daemon.sshdConfig = v; }, get: (c) => c.daemon.sshdConfig },
   ]),
 ];
 

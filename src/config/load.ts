@@ -28,19 +28,21 @@ export function defaultConfig(overrides: Overrides = {}): Config {
     upstream: {
       byNameUrl: '', byUidUrl: '', basicAuth: null, bearerToken: null, jsonPrefix: '',
       connectTimeoutMs: 2000, requestTimeoutMs: 4000, maxBodyBytes: 65536, maxConcurrent: 16,
-      caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true,
+      caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true, insecureHttp: false, insecureTls: false,
     },
     cache: { dbPath: '/run/latchkey/cache.db', ttlSec: 3600, negativeTtlSec: 60, staleGraceSec: 3600, refreshAheadSec: 60 },
     users: {
-      uidShift: 10000, gid: 10000, groupName: 'latchkey', minUid: 1000, maxUid: 2147483647,
+      uidShift: 10000, gid: 10000, groupName: 'lega', minUid: 1000, maxUid: 2147483647,
       nameRegex: DEFAULT_NAME_REGEX, shell: '/bin/bash',
+      denyNames: ['root'], localPasswdFile: '/etc/passwd', localGroupFile: '/etc/group',
     },
     homes: { base: '/ega/inbox', layout: 'chroot', mode: 0o2750, umask: 0o027, uploadDir: 'inbox' },
     pam: {
-      prompt: 'Please, enter your EGA password: ', chrootSessions: false, maxFailures: 5,
+      prompt: 'Please, enter your EGA password: ', chrootSessions: false, maxFailures: 5, hostMaxFailures: 20,
       throttleWindowSec: 300, throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0,
+      maxBcryptCost: 13, maxShaRounds: 1_000_000, maxYescryptMemory: 64 * 1024 * 1024,
     },
-    daemon: { socketDir: '/run/latchkey', maxConnections: 256, idleTimeoutMs: 30000, logLevel: 'info' },
+    daemon: { socketDir: '/run/latchkey', maxConnections: 256, idleTimeoutMs: 30000, logLevel: 'info', sshdConfig: '/etc/ssh/sshd_config' },
   };
   for (const [sec, values] of Object.entries(overrides)) {
     if (sec === 'source') cfg.source = values as string;
@@ -191,11 +193,21 @@ function finish(state: State): Config {
   if ((c.upstream.certFile === null) !== (c.upstream.keyFile === null)) {
     fail(at(c.upstream.certFile ? 'upstream.certfile' : 'upstream.keyfile'), 'a client certificate needs both certfile and keyfile');
   }
+  // Defaults derived from other settings follow them unless set explicitly: a LocalEGA
+  // auth.conf with cache_ttl = 30 must start, so refresh-ahead is a tenth of the ttl (at most
+  // the 60 s default), the host budget four user budgets, and connect_timeout fits the request.
+  const given = (t: string): boolean => draft.setAt.has(t);
+  if (!given('cache.refresh_ahead')) c.cache.refreshAheadSec = Math.min(60, Math.floor(c.cache.ttlSec / 10));
+  if (!given('pam.host_max_failures')) c.pam.hostMaxFailures = Math.min(100_000, 4 * c.pam.maxFailures);
+  if (!given('upstream.connect_timeout')) c.upstream.connectTimeoutMs = Math.min(c.upstream.connectTimeoutMs, c.upstream.requestTimeoutMs);
   if (c.upstream.requestTimeoutMs < c.upstream.connectTimeoutMs) {
     fail(at('upstream.request_timeout'), 'is shorter than connect_timeout; the request timeout covers the connection too');
   }
   if (c.cache.refreshAheadSec >= c.cache.ttlSec) {
-    fail(at('cache.refresh_ahead'), `must be shorter than the cache ttl (${c.cache.ttlSec}s), or every lookup would refresh`);
+    fail(at('cache.refresh_ahead'), `must be shorter than the cache ttl (${c.cache.ttlSec}s), or every lookup would refresh; remove it to use a tenth of the ttl`);
+  }
+  if (c.pam.hostMaxFailures < c.pam.maxFailures) {
+    fail(at('pam.host_max_failures'), `is below max_failures (${c.pam.maxFailures}); one user's typos would lock out the whole source address`);
   }
   if (c.users.minUid > c.users.maxUid) fail(at('users.min_uid'), `is above max_uid (${c.users.maxUid})`);
   if (c.users.uidShift > c.users.maxUid) {

@@ -23,6 +23,10 @@ export interface UpstreamConfig {
   keyFile: string | null;
   verifyPeer: boolean;
   verifyHostname: boolean;
+  /** allow credentials over plain http:// (refused otherwise) — insecure_http */
+  insecureHttp: boolean;
+  /** allow verify_peer/verify_hostname = no (refused otherwise) — insecure_tls */
+  insecureTls: boolean;
 }
 
 export interface CacheConfig {
@@ -34,7 +38,8 @@ export interface CacheConfig {
   negativeTtlSec: number;
   /** seconds past expiry a stale entry may still be served while upstream is failing */
   staleGraceSec: number;
-  /** entries used within this many seconds of expiry are refreshed in the background */
+  /** entries used within this many seconds of expiry are refreshed in the background;
+   *  unless set, a tenth of the ttl, at most 60 s */
   refreshAheadSec: number;
 }
 
@@ -50,6 +55,11 @@ export interface UsersConfig {
   nameRegex: RegExp;
   /** login shell — ega_shell */
   shell: string;
+  /** names never served nor sent upstream, whatever the local files say (default root) */
+  denyNames: string[];
+  /** the host's own accounts: names and uids here are never served (re-read when changed) */
+  localPasswdFile: string;
+  localGroupFile: string;
 }
 
 export interface HomesConfig {
@@ -69,14 +79,21 @@ export interface PamConfig {
   prompt: string;
   /** confine sessions to the home — chroot_sessions */
   chrootSessions: boolean;
-  /** failures per user (and per remote host) within throttleWindowSec before throttling */
+  /** failures per user within throttleWindowSec before throttling */
   maxFailures: number;
+  /** failures per remote host (over all users) within throttleWindowSec; unless set, 4 x maxFailures */
+  hostMaxFailures: number;
   throttleWindowSec: number;
   throttleLockoutSec: number;
   /** 0 = unlimited */
   maxSessionsPerUser: number;
   /** 0 = unlimited; older sessions are ended */
   maxSessionAgeSec: number;
+  /** ceilings on the work a hash from upstream may ask for; above them it is refused unchecked */
+  maxBcryptCost: number;
+  maxShaRounds: number;
+  /** yescrypt/scrypt memory, 128 * N * r bytes */
+  maxYescryptMemory: number;
 }
 
 export interface DaemonConfig {
@@ -85,6 +102,8 @@ export interface DaemonConfig {
   maxConnections: number;
   idleTimeoutMs: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** sshd's main config, read for the cross-checks (ChrootDirectory vs chroot_sessions, Match Group) */
+  sshdConfig: string;
 }
 
 export interface Config {

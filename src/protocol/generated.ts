@@ -82,6 +82,8 @@ export const Op = {
   GR_LIST: 34,
   /** sshd AuthorizedKeysCommand: the user's public keys, one single-line key per entry */
   KEYS_BY_NAME: 48,
+  /** latchkey-authorized-keys: the user's public keys, only when latchkey serves name with exactly uid (the identity sshd resolved through NSS); NOTFOUND for a name it does not serve with that uid (local account, deny list, unknown, uid mismatch) */
+  KEYS_FOR_LOGIN: 49,
   /** verify a password; OK, AUTH_FAILED (wrong or no password), NOTFOUND, THROTTLED or UNAVAIL, all in the same time */
   AUTH_PASSWORD: 256,
   /** account check at login; refreshes an expired entry from upstream first. NOTFOUND means the user is not managed by latchkey */
@@ -90,6 +92,8 @@ export const Op = {
   SESSION_OPEN: 258,
   /** records the end of the session opened by the same pid */
   SESSION_CLOSE: 259,
+  /** pam_latchkey, before any other request of a phase: OK when latchkey serves user with exactly uid (what NSS resolved, the identity the application will use), with the configured password prompt; NOTFOUND when it does not (local account, deny list, unknown upstream, uid mismatch): the module then leaves the user to the rest of the stack; UNAVAIL when it cannot tell */
+  LOGIN_CHECK: 260,
   /** latchkeyctl: a JSON command object in, a JSON result object out (see src/daemon/admin.ts) */
   ADMIN: 512,
 } as const;
@@ -105,9 +109,11 @@ export const Messages: ReadonlyArray<MessageSpec> = [
   { name: 'GR_BY_GID', opcode: 33, socket: 'nss', request: [["gid","u32"]], reply: [["entry","group"]] },
   { name: 'GR_LIST', opcode: 34, socket: 'nss', request: [["start_gid","u32"]], reply: [["next_gid","u32"],["entries","group[]"]] },
   { name: 'KEYS_BY_NAME', opcode: 48, socket: 'nss', request: [["name","str"]], reply: [["keys","strlist"]] },
+  { name: 'KEYS_FOR_LOGIN', opcode: 49, socket: 'nss', request: [["name","str"],["uid","u32"]], reply: [["keys","strlist"]] },
   { name: 'AUTH_PASSWORD', opcode: 256, socket: 'priv', request: [["user","str"],["password","str"],["service","str"],["rhost","str"]], reply: [] },
   { name: 'ACCT_MGMT', opcode: 257, socket: 'priv', request: [["user","str"],["service","str"],["rhost","str"]], reply: [] },
   { name: 'SESSION_OPEN', opcode: 258, socket: 'priv', request: [["user","str"],["service","str"],["rhost","str"],["tty","str"],["pid","u32"]], reply: [["session_id","str"],["home","str"],["umask","u32"],["chroot","u8"]] },
   { name: 'SESSION_CLOSE', opcode: 259, socket: 'priv', request: [["user","str"],["service","str"],["pid","u32"]], reply: [] },
+  { name: 'LOGIN_CHECK', opcode: 260, socket: 'priv', request: [["user","str"],["uid","u32"]], reply: [["prompt","str"]] },
   { name: 'ADMIN', opcode: 512, socket: 'priv', request: [["json","blob"]], reply: [["json","blob"]] },
 ];

@@ -19,6 +19,7 @@ import { ROOT } from '../lib/paths.js';
 const USERS: UsersConfig = {
   uidShift: 10000, gid: 10000, groupName: 'lega', minUid: 10001, maxUid: 60000,
   nameRegex: /^[a-z_][a-z0-9_.-]{0,31}$/, shell: '/bin/bash',
+  denyNames: ['root'], localPasswdFile: '/etc/passwd', localGroupFile: '/etc/group',
 };
 const AUTH = { user: 'lega', password: 'S3cret-Upstream-PW' };
 const demoUsers = JSON.parse(readFileSync(join(ROOT, 'etc/example-users.json'), 'utf8')) as CegaUser[];
@@ -33,7 +34,7 @@ function cfg(url: string, over: Partial<UpstreamConfig> = {}): UpstreamConfig {
   return {
     byNameUrl: `${url}/username/`, byUidUrl: `${url}/user-id/`, basicAuth: AUTH, bearerToken: null,
     jsonPrefix: 'response.result', connectTimeoutMs: 1000, requestTimeoutMs: 1500, maxBodyBytes: 64 * 1024,
-    maxConcurrent: 4, caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true, ...over,
+    maxConcurrent: 4, caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true, insecureHttp: true, insecureTls: false, ...over,
   };
 }
 

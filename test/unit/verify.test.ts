@@ -102,7 +102,8 @@ async function rawCryptTimes(): Promise<string> {
 function pam(over: Partial<PamConfig> = {}): PamConfig {
   return {
     prompt: 'Password: ', chrootSessions: true, maxFailures: 3, throttleWindowSec: 60,
-    throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0, ...over,
+    throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0, hostMaxFailures: 12,
+    maxBcryptCost: 13, maxShaRounds: 1_000_000, maxYescryptMemory: 64 * 1024 * 1024, ...over,
   };
 }
 
