@@ -1,7 +1,8 @@
 // The one cache state machine: every lookup goes rules → cache → (single-flight) upstream → cache,
 // and every rule about what may be served lives here (freshness decisions in policy.ts).
 //
-//   refused by the name/uid rules → notfound ('rule'), nothing asked
+//   refused by the name/uid rules, or a local account / deny-list name / local uid
+//                        → notfound ('rule'), nothing asked upstream (users/local.ts)
 //   fresh                → answer from cache, no upstream I/O
 //   fresh-refresh-ahead  → answer from cache, one background refresh
 //   fresh negative entry → notfound from cache
@@ -17,6 +18,7 @@ import { classify, negativeHolds, servableOnUpstreamError, servableWithoutFetch 
 import { SingleFlight } from './singleflight.js';
 import { ResolverStats } from './stats.js';
 import { nameProblem, localUidAllowed } from '../users/rules.js';
+import { LocalAccounts } from '../users/local.js';
 import { homePath } from '../homes/home.js';
 import { UpstreamError } from '../errors.js';
 import { log } from '../log.js';
@@ -32,8 +34,13 @@ export const UNREACHABLE_HOLDOFF_MS = 2_000;
 /** A failed background refresh is not retried for this long, however often the entry is hit. */
 export const REFRESH_RETRY_MS = 5_000;
 
+/** Refusals logged once per key; the set is bounded so a name flood cannot grow it. */
+const LOGGED_ONCE_MAX = 4096;
+
 export class Resolver {
   readonly stats = new ResolverStats();
+  readonly local: LocalAccounts;
+  private readonly loggedOnce = new Set<string>();
   private readonly flights = new SingleFlight<NegativeKey, Outcome>();
   private unreachableUntil = 0;
   private readonly refreshFailedAt = new Map<NegativeKey, number>();
@@ -45,27 +52,50 @@ export class Resolver {
     private readonly source: UserSource,
     private readonly cfg: () => Config,
     private readonly now: () => number = Date.now,
-  ) {}
-
-  /** The name rule (users/rules.ts), checked before any cache or upstream access. */
-  nameAllowed(name: string): boolean {
-    return nameProblem(name, this.cfg().users) === null;
+    local?: LocalAccounts,
+  ) {
+    this.local = local ?? new LocalAccounts(() => {
+      const u = this.cfg().users;
+      return { passwd: u.localPasswdFile, group: u.localGroupFile, denyNames: u.denyNames };
+    }, now);
   }
 
-  /** Local uids we may ever hand out (users/rules.ts): never 0, outside [minUid, maxUid] or reserved. */
+  /** The name rule (users/rules.ts) and the host's own names, checked before any cache or upstream access. */
+  nameAllowed(name: string): boolean {
+    return nameProblem(name, this.cfg().users) === null && this.local.nameReason(name) === null;
+  }
+
+  /** Local uids we may ever hand out (users/rules.ts): never 0, outside [minUid, maxUid], reserved, or a local account's. */
   uidAllowed(uid: number): boolean {
-    return localUidAllowed(uid, this.cfg().users);
+    return localUidAllowed(uid, this.cfg().users) && !this.local.uidIsLocal(uid);
   }
 
   async byName(name: string): Promise<Lookup> {
-    if (!this.nameAllowed(name)) return this.refused();
+    if (nameProblem(name, this.cfg().users) !== null) return this.refused();
+    const local = this.local.nameReason(name);
+    if (local !== null) {
+      this.logOnce(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : `in ${this.cfg().users.localPasswdFile}` });
+      return this.refused();
+    }
     return this.lookup(`name:${name}`, this.usable(this.cache.getByName(name)));
   }
 
   /** `uid` is the local uid; upstream is asked for uid - uidShift. */
   async byUid(uid: number): Promise<Lookup> {
-    if (!this.uidAllowed(uid)) return this.refused();
+    if (!localUidAllowed(uid, this.cfg().users)) return this.refused();
+    if (this.local.uidIsLocal(uid)) {
+      this.logOnce(`uid:${uid}`, 'info', 'lookup.local_refused', { uid, reason: 'local account', detail: `uid in ${this.cfg().users.localPasswdFile}` });
+      return this.refused();
+    }
     return this.lookup(`uid:${uid}`, this.usable(this.cache.getByUid(uid)));
+  }
+
+  /** One log line per key (bounded memory): refusals an unprivileged user can repeat at will. */
+  private logOnce(key: string, level: 'info' | 'warn', event: string, fields: Record<string, unknown>): void {
+    if (this.loggedOnce.has(key)) return;
+    if (this.loggedOnce.size >= LOGGED_ONCE_MAX) this.loggedOnce.clear();
+    this.loggedOnce.add(key);
+    log(level, event, fields);
   }
 
   /**
@@ -171,6 +201,7 @@ export class Resolver {
           fetchedAt: now, expiresAt: now + cfg.cache.ttlSec * 1000,
         };
         this.checkFetched(user, byUid ? { uid: Number(value) } : { name: value });
+        if (!byUid) await this.checkUidOwner(user);
         this.cache.put(user);
         this.stats.upstream.found++;
         outcome = { kind: 'found', user };
@@ -210,8 +241,39 @@ export class Resolver {
     if ('uid' in asked && u.uid !== asked.uid) {
       throw new Error(`upstream answered uid ${u.uid - this.cfg().users.uidShift} when asked for ${asked.uid - this.cfg().users.uidShift}`);
     }
-    if (!this.nameAllowed(u.username)) throw new Error(`upstream user name ${JSON.stringify(u.username)} breaks the name rule`);
-    if (!this.uidAllowed(u.uid)) throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, outside the allowed uid range`);
+    if (nameProblem(u.username, this.cfg().users) !== null) throw new Error(`upstream user name ${JSON.stringify(u.username)} breaks the name rule`);
+    if (!localUidAllowed(u.uid, this.cfg().users)) throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, outside the allowed uid range`);
+    const local = this.local.nameReason(u.username);
+    if (local !== null) {
+      this.logOnce(`collide-name:${u.username}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: local, fix: 'the upstream record uses a name the host keeps for itself; it is never served' });
+      throw new Error(`upstream user name ${u.username} is a ${local === 'deny list' ? 'denied name ([users] deny_names)' : 'local account'}; refused`);
+    }
+    if (this.local.uidIsLocal(u.uid)) {
+      this.logOnce(`collide-uid:${u.uid}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: 'local account uid', fix: 'check ega_uid_shift / min_uid: shifted upstream uids must not reach local uids' });
+      throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, which a local account has; refused`);
+    }
+  }
+
+  /**
+   * A record fetched by name whose uid a different cached name holds: either the holder was
+   * renamed upstream, or two upstream names share one uid (they would evict each other on every
+   * lookup and own each other's files). The by-uid endpoint is the authority on who owns a uid:
+   * it is asked once, and the record is kept only when it names this user.
+   */
+  private async checkUidOwner(u: CachedUser): Promise<void> {
+    const holder = this.cache.getByUid(u.uid);
+    if (!holder || holder.username === u.username) return;
+    const owner = await this.source.fetchByUid(u.upstreamUid);
+    const ownerName = owner.kind === 'found' ? owner.user.username : null;
+    if (ownerName === u.username) {
+      log('warn', 'user.uid_reassigned', { uid: u.uid, from: holder.username, to: u.username, detail: 'the by-uid endpoint names the new user (a rename upstream); the old name no longer resolves' });
+      return;
+    }
+    this.logOnce(`collide-pair:${holder.username}:${u.username}`, 'warn', 'upstream.uid_collision', {
+      uid: u.uid, cached: holder.username, refused: u.username, uid_owner_upstream: ownerName,
+      fix: 'two upstream users share one uid; fix the user service, then `latchkeyctl invalidate` both names',
+    });
+    throw new Error(`upstream gives uid ${u.upstreamUid} to both ${holder.username} (cached) and ${u.username}; ${u.username} refused`);
   }
 
   /**
@@ -260,9 +322,15 @@ export class Resolver {
     return { name: u.username, uid: u.uid, gid: c.users.gid, gecos: u.gecos, dir: homePath(c.homes, u.username), shell: c.users.shell };
   }
 
-  /** The one group: every cached user is a member. */
-  group(): GroupEntry {
+  /**
+   * The one group, or null when the host's group file has its name or gid (then `files` answers
+   * for it and latchkey must not contradict it). No member list: every latchkey user has it as
+   * primary group, which getgrouplist(3) and sshd's Match Group see without one, while a listed
+   * name would also make a *local* account of that name a member (initgroups by name).
+   */
+  group(): GroupEntry | null {
     const u = this.cfg().users;
-    return { name: u.groupName, gid: u.gid, members: this.cache.names() };
+    if (this.local.groupIsLocal(u.groupName, u.gid)) return null;
+    return { name: u.groupName, gid: u.gid, members: [] };
   }
 }

@@ -1,12 +1,11 @@
 // Handlers for nss.sock: public passwd/group data and public keys, nothing secret.
 import { ok, fail, type HandlerResult, type HandlerTable } from '../server/dispatch.js';
-import { Status, Op, LIST_BATCH_BYTES, MAX_NSS_REPLY } from '../protocol/generated.js';
+import { Status, Op, LIST_BATCH_BYTES } from '../protocol/generated.js';
 import { encodeReply, type Fields } from '../protocol/codec.js';
 import type { Config } from '../config/types.js';
 import type { Lookup } from '../cache/types.js';
 import type { Resolver } from '../cache/resolver.js';
 import type { CachedUser, GroupEntry, PasswdEntry } from '../types.js';
-import { log } from '../log.js';
 
 export const DAEMON_VERSION = '0.1.0';
 
@@ -18,21 +17,6 @@ function passwdSize(p: PasswdEntry): number {
 function lookupFailure(l: Exclude<Lookup, { status: 'found' }>): HandlerResult {
   if (l.status === 'notfound') return fail(Status.NOTFOUND);
   return fail(Status.UNAVAIL, 'user service unavailable');
-}
-
-/** Caps the member list so a group reply always fits what the NSS shim accepts. */
-export function boundedGroup(g: GroupEntry): GroupEntry {
-  let size = 64 + Buffer.byteLength(g.name);
-  const members: string[] = [];
-  for (const m of g.members) {
-    size += 2 + Buffer.byteLength(m);
-    if (size > MAX_NSS_REPLY - 1024) {
-      log('warn', 'group.members_truncated', { group: g.name, listed: members.length, total: g.members.length });
-      break;
-    }
-    members.push(m);
-  }
-  return { ...g, members };
 }
 
 /** The encoded PW_BY_NAME/PW_BY_UID reply frames of one cached user, for the config they were built with. */
@@ -54,6 +38,17 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config): HandlerTa
       e.byOp.set(op, frame);
     }
     return { status: Status.OK, frame };
+  };
+
+  const groupFrames = new Map<number, { key: string; frame: Buffer }>();
+  const groupReply = (op: number, g: GroupEntry): HandlerResult => {
+    const key = `${g.name}:${g.gid}`;
+    let e = groupFrames.get(op);
+    if (!e || e.key !== key) {
+      e = { key, frame: encodeReply(op, Status.OK, { entry: { ...g } as unknown as Fields }) };
+      groupFrames.set(op, e);
+    }
+    return { status: Status.OK, frame: e.frame };
   };
 
   return {
@@ -80,18 +75,19 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config): HandlerTa
       }
       return ok({ next_uid: next, entries: entries as unknown as Fields[] });
     },
+    // The group reply is a constant of the config (no member list): encoded once per config.
     GR_BY_NAME: (f) => {
       const g = resolver.group();
-      return f.name === g.name ? ok({ entry: { ...boundedGroup(g) } }) : fail(Status.NOTFOUND);
+      return g && f.name === g.name ? groupReply(Op.GR_BY_NAME, g) : fail(Status.NOTFOUND);
     },
     GR_BY_GID: (f) => {
       const g = resolver.group();
-      return f.gid === g.gid ? ok({ entry: { ...boundedGroup(g) } }) : fail(Status.NOTFOUND);
+      return g && f.gid === g.gid ? groupReply(Op.GR_BY_GID, g) : fail(Status.NOTFOUND);
     },
     GR_LIST: (f) => {
       const g = resolver.group();
-      if ((f.start_gid as number) > g.gid) return ok({ next_gid: 0, entries: [] });
-      return ok({ next_gid: (g.gid + 1) >>> 0, entries: [{ ...boundedGroup(g) }] });
+      if (!g || (f.start_gid as number) > g.gid) return ok({ next_gid: 0, entries: [] });
+      return ok({ next_gid: (g.gid + 1) >>> 0, entries: [{ ...g }] });
     },
     KEYS_BY_NAME: async (f) => {
       const l = await resolver.byName(f.name as string);

@@ -89,17 +89,18 @@ test('id NAME shows the latchkey uid and primary group', { skip }, async () => {
   assert.match(r.stdout, /^uid=11001\(alice\) gid=10000\(lega\) groups=10000\(lega\)/);
 });
 
-test('initgroups_dyn is exported; id and getent initgroups list lega once', { skip }, async () => {
-  // lega lists the cached users: resolve alice first, as sshd/login do before initgroups
-  const r = await ns('getent passwd alice >/dev/null && id alice && getent initgroups alice');
+test('initgroups_dyn is exported; lega is the primary group only, never a member list', { skip }, async () => {
+  const r = await ns('getent passwd alice >/dev/null && id alice && getent initgroups alice && getent group lega');
   assert.equal(r.code, 0, r.stderr);
-  const [idLine, initLine, ...rest] = r.stdout.replace(/\n$/, '').split('\n');
-  // the primary gid is not duplicated by the module's answer
+  const [idLine, initLine, groupLine, ...rest] = r.stdout.replace(/\n$/, '').split('\n');
+  // the primary group comes from pw_gid, once
   assert.match(idLine ?? '', /^uid=11001\(alice\) gid=10000\(lega\) groups=10000\(lega\)$/);
-  // getent initgroups passes no primary gid (-1): 10000 comes from the module, once
+  // getent initgroups passes no primary gid (-1) and the module lists no supplementary groups:
+  // a member list would make a local account of the same name a member too (sshd Match Group)
   const [user, ...gids] = (initLine ?? '').trim().split(/\s+/);
   assert.equal(user, 'alice');
-  assert.deepEqual(gids, ['10000'], r.stdout);
+  assert.deepEqual(gids, [], r.stdout);
+  assert.equal(groupLine, 'lega:x:10000:');
   assert.equal(rest.length, 0, r.stdout);
   // glibc (nss/initgroups.c) walks setgrent/getgrent_r (state shared by every thread) only
   // for a module without initgroups_dyn; LD_DEBUG cannot tell (glibc >= 2.34 dlsyms every

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { UserCache } from '../../src/cache/db.js';
 import { Resolver, REFRESH_RETRY_MS, UNREACHABLE_HOLDOFF_MS } from '../../src/cache/resolver.js';
 import { UpstreamError } from '../../src/errors.js';
+import { parseIdFile } from '../../src/users/local.js';
 import { setLogSink } from '../../src/log.js';
 import type { UserSource, FetchResult } from '../../src/upstream/types.js';
 import type { UpstreamUser } from '../../src/types.js';
@@ -320,7 +321,7 @@ test('home is always base/name from config, whatever upstream sends or the base 
   assert.equal(p.dir, '/srv/inbox/alice');
   assert.equal(p.shell, '/sbin/nologin');
   assert.deepEqual(Object.keys(p).sort(), ['dir', 'gecos', 'gid', 'name', 'shell', 'uid']);
-  assert.deepEqual(r.group(), { name: 'lega', gid: 10000, members: ['alice'] });
+  assert.deepEqual(r.group(), { name: 'lega', gid: 10000, members: [] });
 });
 
 test('a config reload applies at once: new rules hide cached users, new TTLs apply', async () => {
@@ -353,8 +354,8 @@ test('every lookup counts exactly one result; the snapshot carries the latency h
   const { r, src, clock } = setup();
   await r.byName('alice'); // miss
   await r.byName('alice'); // hit
-  await r.byName('nobody'); // miss (notfound)
-  await r.byName('nobody'); // negative
+  await r.byName('ghost'); // miss (notfound)
+  await r.byName('ghost'); // negative
   await r.byUid(1); // rule
   src.failing = true;
   clock.t += 120_000;
@@ -374,12 +375,12 @@ test('one log line per upstream fetch, without password hashes', async () => {
   try {
     await r.byName('alice');
     await r.byName('alice');
-    await r.byName('nobody');
+    await r.byName('ghost');
     src.failing = true;
     await r.refreshByName('alice');
   } finally { log.restore(); }
   assert.deepEqual(log.lines.map((l) => [l.event, l.key, l.outcome]), [
-    ['resolver.fetch', 'name:alice', 'found'], ['resolver.fetch', 'name:nobody', 'notfound'], ['resolver.fetch', 'name:alice', 'error'],
+    ['resolver.fetch', 'name:alice', 'found'], ['resolver.fetch', 'name:ghost', 'notfound'], ['resolver.fetch', 'name:alice', 'error'],
   ]);
   assert.ok(log.lines.every((l) => typeof l.ms === 'number'));
   assert.ok(!JSON.stringify(log.lines).includes('$2b$'), 'no hash in the log');
@@ -393,4 +394,22 @@ test('sweep writes last_used for the users served, in one batch', async () => {
   r.sweep();
   const lastUsed = db.db.prepare('SELECT name, last_used FROM users ORDER BY name').all();
   assert.deepEqual(lastUsed, [{ name: 'alice', last_used: clock.t }, { name: 'bob', last_used: clock.t }]);
+});
+
+test('parseIdFile: names and ids of passwd/group lines; comments, NIS compat and broken lines add nothing', () => {
+  const ids = parseIdFile('root:x:0:0:root:/root:/bin/bash\n# comment\n+@nisgroup::::::\n-baduser\n\nsvc:x:1500:1500::/:/bin/false\nbroken\n:x:7:7::/:\nodd:x:notanumber:1::/:\n');
+  assert.deepEqual([...ids.names].sort(), ['odd', 'root', 'svc']);
+  assert.deepEqual([...ids.ids].sort((a, b) => a - b), [0, 1500]);
+});
+
+test('local names, local uids and deny-list names are refused by rule, never asked upstream', async () => {
+  const { r, src, cfg } = setup();
+  src.add('root', 1);
+  src.add('daemon', 1099);
+  cfg.users.denyNames = ['alice'];
+  assert.deepEqual(await r.byName('root'), { status: 'notfound', source: 'rule' }); // /etc/passwd has root
+  assert.deepEqual(await r.byName('alice'), { status: 'notfound', source: 'rule' }); // deny list
+  assert.equal(src.calls, 0);
+  cfg.users.denyNames = [];
+  assert.equal((await r.byName('alice')).status, 'found');
 });

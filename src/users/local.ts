@@ -1,0 +1,118 @@
+// The host's own accounts: latchkey never answers for, authenticates, or prints keys for a name or
+// uid that /etc/passwd has, nor serves a group that /etc/group has (DESIGN.md, security rules).
+// sshd takes the identity from NSS with `files` first and the key or password from latchkey, so an
+// upstream record named `root` (or any local name) would otherwise log its owner in as the local
+// account. Prior art: nslcd `nss_initgroups_ignoreusers ALLLOCAL`, SSSD `filter_users`.
+//
+// The files are re-read when they change (inode, size or mtime), checked at most every
+// RECHECK_MS, so `useradd` on the host takes effect within that time without a reload.
+import { statSync, readFileSync, type Stats } from 'node:fs';
+import { log } from '../log.js';
+
+/** How often the files are stat()ed at most; a lookup never waits longer than one stat. */
+export const RECHECK_MS = 500;
+
+export interface LocalIds { names: Set<string>; ids: Set<number> }
+
+/**
+ * Names and ids of a passwd(5) or group(5) file: field 1 and field 3. Comment lines, blank lines
+ * and NIS compat entries (`+`, `-`, `+name`) carry no local account of their own and are skipped;
+ * a line we cannot read is skipped too (glibc's files module skips it the same way).
+ */
+export function parseIdFile(text: string): LocalIds {
+  const names = new Set<string>();
+  const ids = new Set<number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#') || line.startsWith('+') || line.startsWith('-')) continue;
+    const f = line.split(':');
+    if (f.length < 3 || f[0] === '') continue;
+    names.add(f[0]!);
+    if (/^\d+$/.test(f[2]!)) ids.add(Number(f[2]));
+  }
+  return { names, ids };
+}
+
+/** One watched file; an unreadable file counts as empty and is reported once per failure kind. */
+class WatchedIdFile {
+  private ids: LocalIds = { names: new Set(), ids: new Set() };
+  private sig = '';
+  private checkedAt = -Infinity;
+  private lastError = '';
+
+  constructor(readonly path: string, private readonly now: () => number) {}
+
+  current(): LocalIds {
+    const t = this.now();
+    if (t - this.checkedAt < RECHECK_MS) return this.ids;
+    this.checkedAt = t;
+    let st: Stats;
+    try {
+      st = statSync(this.path);
+    } catch (e) {
+      this.fail(e);
+      return this.ids;
+    }
+    const sig = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+    if (sig === this.sig) return this.ids;
+    try {
+      this.ids = parseIdFile(readFileSync(this.path, 'utf8'));
+      this.sig = sig;
+      this.lastError = '';
+      log('debug', 'local.accounts_loaded', { file: this.path, names: this.ids.names.size, ids: this.ids.ids.size });
+    } catch (e) {
+      this.fail(e);
+    }
+    return this.ids;
+  }
+
+  /** Keeps what was read before: a file briefly missing during `vipw` must not let names through. */
+  private fail(e: unknown): void {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (msg !== this.lastError) log('error', 'local.accounts_unreadable', { file: this.path, error: msg, fix: 'latchkeyd must be able to read the host account files to keep them apart' });
+    this.lastError = msg;
+  }
+}
+
+export type LocalReason = 'local account' | 'deny list';
+
+export class LocalAccounts {
+  private passwd: WatchedIdFile;
+  private group: WatchedIdFile;
+
+  constructor(
+    private readonly files: () => { passwd: string; group: string; denyNames: readonly string[] },
+    private readonly now: () => number = Date.now,
+  ) {
+    const f = files();
+    this.passwd = new WatchedIdFile(f.passwd, now);
+    this.group = new WatchedIdFile(f.group, now);
+  }
+
+  private fileFor(which: 'passwd' | 'group'): WatchedIdFile {
+    // The paths are config; a reload that changes them gets a fresh watcher.
+    const path = this.files()[which];
+    const w = which === 'passwd' ? this.passwd : this.group;
+    if (w.path === path) return w;
+    const fresh = new WatchedIdFile(path, this.now);
+    if (which === 'passwd') this.passwd = fresh;
+    else this.group = fresh;
+    return fresh;
+  }
+
+  /** Why latchkey must not serve this user name, or null. */
+  nameReason(name: string): LocalReason | null {
+    if (this.files().denyNames.includes(name)) return 'deny list';
+    return this.fileFor('passwd').current().names.has(name) ? 'local account' : null;
+  }
+
+  /** True when a local account has this uid. */
+  uidIsLocal(uid: number): boolean {
+    return this.fileFor('passwd').current().ids.has(uid);
+  }
+
+  /** True when the host's group file has this group name or gid: `files` answers for it. */
+  groupIsLocal(name: string, gid: number): boolean {
+    const g = this.fileFor('group').current();
+    return g.names.has(name) || g.ids.has(gid);
+  }
+}
