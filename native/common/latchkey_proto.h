@@ -47,6 +47,10 @@
 #define LK_MAX_NAME 32u
 /* the daemon fills a PW_LIST/GR_LIST reply up to about this many bytes */
 #define LK_LIST_BATCH_BYTES 65536u
+/* how long a shim waits for a reply by default (LATCHKEY_NSS_TIMEOUT_MS may lengthen it); always longer than ANSWER_DEADLINE_MS */
+#define LK_CLIENT_TIMEOUT_MS 5000u
+/* the daemon answers every lookup within this (or request_timeout, if shorter): UNAVAIL when the user service has not answered yet, so the caller sees the daemon's answer, not its own timeout; the fetch goes on and its result is cached */
+#define LK_ANSWER_DEADLINE_MS 4500u
 
 /* Reply status codes. */
 enum lk_status {

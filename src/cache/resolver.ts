@@ -21,9 +21,26 @@ import { nameProblem, localUidAllowed } from '../users/rules.js';
 import { LocalAccounts } from '../users/local.js';
 import { homePath } from '../homes/home.js';
 import { UpstreamError } from '../errors.js';
+import { UpstreamScheduler, SchedulerBusy, type Lane, type SchedulerLimits } from '../upstream/scheduler.js';
+import { ANSWER_DEADLINE_MS } from '../protocol/generated.js';
 import { log } from '../log.js';
 
 type Outcome = { kind: 'found'; user: CachedUser } | { kind: 'notfound' } | { kind: 'error'; reason: string };
+
+/**
+ * Consecutive timeouts or refused connections before the upstream counts as down. One slow or
+ * broken reply (a hostile record, a name the service chokes on) is that name's problem only:
+ * entering the hold-off for everyone on a single timeout let one bad name deny every uncached
+ * lookup.
+ */
+export const DOWN_AFTER_FAILURES = 3;
+
+/** Never-seen names a peer uid may send upstream per second (burst twice that); root, who
+ *  resolves every name sshd is handed by the network, gets ten times more. */
+export const NEW_NAMES_PER_UID_PER_SEC = 20;
+const ROOT_FACTOR = 10;
+/** never-seen names one uid may have waiting for an upstream slot */
+export const NEW_NAMES_PER_UID_QUEUED = 8;
 
 /**
  * After the upstream timed out or refused the connection, lookups stop asking it for this long
@@ -36,6 +53,8 @@ export const REFRESH_RETRY_MS = 5_000;
 
 /** Refusals logged once per key; the set is bounded so a name flood cannot grow it. */
 const LOGGED_ONCE_MAX = 4096;
+/** rate-limited log lines: at most one per key per this interval */
+const LOG_INTERVAL_MS = 60_000;
 
 export class Resolver {
   readonly stats = new ResolverStats();
@@ -43,6 +62,8 @@ export class Resolver {
   private readonly loggedOnce = new Set<string>();
   private readonly flights = new SingleFlight<NegativeKey, Outcome>();
   private unreachableUntil = 0;
+  private consecutiveFailures = 0;
+  readonly scheduler: UpstreamScheduler;
   private readonly refreshFailedAt = new Map<NegativeKey, number>();
   /** names answered since the last sweep; last_used is written in one batch, off the hot path */
   private readonly used = new Set<string>();
@@ -54,6 +75,13 @@ export class Resolver {
     private readonly now: () => number = Date.now,
     local?: LocalAccounts,
   ) {
+    const limits = (): SchedulerLimits => ({
+      maxConcurrent: this.cfg().upstream.maxConcurrent ?? 16,
+      newPerUidPerSec: NEW_NAMES_PER_UID_PER_SEC, newPerUidBurst: 2 * NEW_NAMES_PER_UID_PER_SEC,
+      newPerUidQueued: NEW_NAMES_PER_UID_QUEUED,
+    });
+    // root gets its own, larger budget; every other uid the default one
+    this.scheduler = new UpstreamScheduler(limits, now, ROOT_FACTOR);
     this.local = local ?? new LocalAccounts(() => {
       const u = this.cfg().users;
       return { passwd: u.localPasswdFile, group: u.localGroupFile, denyNames: u.denyNames };
@@ -70,24 +98,25 @@ export class Resolver {
     return localUidAllowed(uid, this.cfg().users) && !this.local.uidIsLocal(uid);
   }
 
-  async byName(name: string): Promise<Lookup> {
+  /** `peerUid`: who asked (SO_PEERCRED), for the fairness of never-seen names; 0 for root and the daemon itself. */
+  async byName(name: string, peerUid = 0): Promise<Lookup> {
     if (nameProblem(name, this.cfg().users) !== null) return this.refused();
     const local = this.local.nameReason(name);
     if (local !== null) {
       this.logOnce(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : `in ${this.cfg().users.localPasswdFile}` });
       return this.refused();
     }
-    return this.lookup(`name:${name}`, this.usable(this.cache.getByName(name)));
+    return this.lookup(`name:${name}`, this.usable(this.cache.getByName(name)), peerUid);
   }
 
   /** `uid` is the local uid; upstream is asked for uid - uidShift. */
-  async byUid(uid: number): Promise<Lookup> {
+  async byUid(uid: number, peerUid = 0): Promise<Lookup> {
     if (!localUidAllowed(uid, this.cfg().users)) return this.refused();
     if (this.local.uidIsLocal(uid)) {
       this.logOnce(`uid:${uid}`, 'info', 'lookup.local_refused', { uid, reason: 'local account', detail: `uid in ${this.cfg().users.localPasswdFile}` });
       return this.refused();
     }
-    return this.lookup(`uid:${uid}`, this.usable(this.cache.getByUid(uid)));
+    return this.lookup(`uid:${uid}`, this.usable(this.cache.getByUid(uid)), peerUid);
   }
 
   /** One log line per key (bounded memory): refusals an unprivileged user can repeat at will. */
@@ -105,8 +134,9 @@ export class Resolver {
   async refreshByName(name: string): Promise<Lookup> {
     if (!this.nameAllowed(name)) return this.refused();
     const key: NegativeKey = `name:${name}`;
-    const outcome = await this.fetch(key);
-    return this.answer(outcome, this.usable(this.cache.getByName(name)));
+    const cached = this.usable(this.cache.getByName(name));
+    const outcome = await this.fetch(key, cached ? 'known' : 'new', 0);
+    return this.answer(outcome, cached);
   }
 
   private refused(): Lookup {
@@ -119,7 +149,7 @@ export class Resolver {
     return u && this.uidAllowed(u.uid) && this.nameAllowed(u.username) ? u : null;
   }
 
-  private async lookup(key: NegativeKey, cached: CachedUser | null): Promise<Lookup> {
+  private async lookup(key: NegativeKey, cached: CachedUser | null, peerUid: number): Promise<Lookup> {
     const now = this.now();
     if (cached) {
       const state = classify(cached.expiresAt, now, this.cfg().cache);
@@ -136,7 +166,9 @@ export class Resolver {
     if (now < this.unreachableUntil) {
       return this.answer({ kind: 'error', reason: 'user service unreachable (recent timeout or refused connection)' }, cached);
     }
-    return this.answer(await this.fetch(key), cached);
+    // A name or uid we have (or had: a negative entry) is known; anything else is never-seen.
+    const lane: Lane = cached || this.cache.getNegative(key) ? 'known' : 'new';
+    return this.answer(await this.fetch(key, lane, peerUid), cached);
   }
 
   /** Maps an upstream outcome to an answer, falling back to the cached entry when upstream failed. */
@@ -172,15 +204,61 @@ export class Resolver {
     if (now < this.unreachableUntil) return;
     if (this.flights.has(key)) return;
     this.stats.upstream.background_refresh++;
-    void this.fetch(key).then((o) => {
+    void this.fetch(key, 'known', 0).then((o) => {
       if (o.kind === 'error') this.refreshFailedAt.set(key, this.now());
       else this.refreshFailedAt.delete(key);
     });
   }
 
-  /** One upstream request per key at a time; never rejects. */
-  private fetch(key: NegativeKey): Promise<Outcome> {
-    return this.flights.do(key, () => this.fetchAndStore(key));
+  /**
+   * One upstream request per key at a time, scheduled by lane and peer uid; never rejects. The
+   * caller gets an answer within the answer deadline (ANSWER_DEADLINE_MS, or request_timeout if
+   * shorter) even when the request takes longer: it then sees "unavailable" while the request
+   * goes on and its result is cached for the next lookup. Waiting for a slot or the deadline is
+   * never counted against the upstream.
+   */
+  private async fetch(key: NegativeKey, lane: Lane, peerUid: number): Promise<Outcome> {
+    try {
+      this.scheduler.admit(lane, peerUid);
+    } catch (e) {
+      if (e instanceof SchedulerBusy) return this.busy(key, peerUid, e);
+      throw e;
+    }
+    const deadline = Math.min(ANSWER_DEADLINE_MS, this.cfg().upstream.requestTimeoutMs ?? ANSWER_DEADLINE_MS);
+    const flight = this.flights.do(key, () => this.scheduler.run(lane, peerUid, deadline, () => this.fetchAndStore(key))
+      .catch((e: unknown) => {
+        if (e instanceof SchedulerBusy) return this.busy(key, peerUid, e);
+        throw e;
+      }));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Outcome>((resolve) => {
+      timer = setTimeout(() => {
+        this.stats.upstream.late++;
+        resolve({ kind: 'error', reason: `the user service has not answered within ${deadline} ms; the request goes on` });
+      }, deadline);
+    });
+    try {
+      return await Promise.race([flight, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private busy(key: NegativeKey, peerUid: number, e: SchedulerBusy): Outcome {
+    this.stats.upstream.busy++;
+    this.logRateLimited(`busy:${peerUid}:${e.reason}`, 'upstream.busy', { key, peer_uid: peerUid, reason: e.reason, detail: e.message });
+    return { kind: 'error', reason: `busy: ${e.message}` };
+  }
+
+  private readonly rateLimitedAt = new Map<string, { at: number; suppressed: number }>();
+  /** One line per key per interval, with the count of lines suppressed since the last one. */
+  private logRateLimited(key: string, event: string, fields: Record<string, unknown>): void {
+    const t = this.now();
+    const prev = this.rateLimitedAt.get(key);
+    if (prev && t - prev.at < LOG_INTERVAL_MS) { prev.suppressed++; return; }
+    if (this.rateLimitedAt.size >= LOGGED_ONCE_MAX) this.rateLimitedAt.clear();
+    this.rateLimitedAt.set(key, { at: t, suppressed: 0 });
+    log('warn', event, { ...fields, ...(prev ? { suppressed_since_last: prev.suppressed } : {}) });
   }
 
   private async fetchAndStore(key: NegativeKey): Promise<Outcome> {
@@ -214,10 +292,17 @@ export class Resolver {
         outcome = { kind: 'notfound' };
       }
       this.unreachableUntil = 0;
+      this.consecutiveFailures = 0;
     } catch (e) {
       this.stats.upstream.error++;
       errorKind = e instanceof UpstreamError ? e.kind : 'internal';
-      if (errorKind === 'timeout' || errorKind === 'connect') this.unreachableUntil = this.now() + UNREACHABLE_HOLDOFF_MS;
+      if (errorKind === 'timeout' || errorKind === 'connect') {
+        this.consecutiveFailures++;
+        if (this.consecutiveFailures >= DOWN_AFTER_FAILURES) {
+          if (this.unreachableUntil <= this.now()) log('warn', 'upstream.down', { consecutive_failures: this.consecutiveFailures, holdoff_ms: UNREACHABLE_HOLDOFF_MS, last_error: e instanceof Error ? e.message : String(e) });
+          this.unreachableUntil = this.now() + UNREACHABLE_HOLDOFF_MS;
+        }
+      }
       outcome = { kind: 'error', reason: e instanceof Error ? e.message : String(e) };
     }
     const ms = performance.now() - t0;

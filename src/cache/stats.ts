@@ -71,14 +71,16 @@ export interface ResolverStatsSnapshot {
   lookups: Record<LookupResult | 'notfound', number>;
   /** (hit + negative) / every lookup not refused by rule; null before the first */
   hit_ratio: number | null;
-  /** upstream requests by outcome; background_refresh counts the refresh-ahead ones among them */
-  upstream: { found: number; notfound: number; error: number; background_refresh: number };
+  /** upstream requests by outcome; background_refresh counts the refresh-ahead ones among them;
+   *  busy: lookups refused a slot (per-uid rate, queue, deadline), late: answered "unavailable"
+   *  at the answer deadline while the request went on — neither counts against the upstream */
+  upstream: { found: number; notfound: number; error: number; background_refresh: number; busy: number; late: number };
   upstream_latency: HistogramSnapshot;
 }
 
 export class ResolverStats {
   readonly lookups: Record<LookupResult | 'notfound', number> = { hit: 0, negative: 0, rule: 0, miss: 0, stale: 0, unavail: 0, notfound: 0 };
-  readonly upstream = { found: 0, notfound: 0, error: 0, background_refresh: 0 };
+  readonly upstream = { found: 0, notfound: 0, error: 0, background_refresh: 0, busy: 0, late: 0 };
   readonly upstreamLatency = new Histogram();
 
   hitRatio(): number | null {

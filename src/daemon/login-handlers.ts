@@ -29,8 +29,8 @@ export function loginHandlers(resolver: Resolver, cfg: () => Config): HandlerTab
   };
 
   /** The served user when it is exactly (name, uid), else the failure reply. */
-  const identity = async (name: string, uid: number, via: string): Promise<CachedUser | HandlerResult> => {
-    const l = await resolver.byName(name);
+  const identity = async (name: string, uid: number, via: string, peerUid: number): Promise<CachedUser | HandlerResult> => {
+    const l = await resolver.byName(name, peerUid);
     if (l.status === 'unavail') return fail(Status.UNAVAIL, 'user service unavailable');
     if (l.status === 'notfound') return fail(Status.NOTFOUND, `latchkey does not serve ${name}`);
     if (l.user.uid !== uid) return mismatch(name, uid, l.user.uid, via);
@@ -39,12 +39,12 @@ export function loginHandlers(resolver: Resolver, cfg: () => Config): HandlerTab
   const isUser = (v: CachedUser | HandlerResult): v is CachedUser => 'username' in v;
 
   return {
-    LOGIN_CHECK: async (f) => {
-      const u = await identity(f.user as string, f.uid as number, 'pam');
+    LOGIN_CHECK: async (f, peer) => {
+      const u = await identity(f.user as string, f.uid as number, 'pam', peer.uid);
       return isUser(u) ? ok({ prompt: cfg().pam.prompt }) : u;
     },
-    KEYS_FOR_LOGIN: async (f) => {
-      const u = await identity(f.name as string, f.uid as number, 'authorized-keys');
+    KEYS_FOR_LOGIN: async (f, peer) => {
+      const u = await identity(f.name as string, f.uid as number, 'authorized-keys', peer.uid);
       return isUser(u) ? ok({ keys: u.sshPublicKeys }) : u;
     },
   };

@@ -53,8 +53,8 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config): HandlerTa
 
   return {
     PING: () => ok({ daemon_version: DAEMON_VERSION }),
-    PW_BY_NAME: async (f) => passwdReply(Op.PW_BY_NAME, await resolver.byName(f.name as string)),
-    PW_BY_UID: async (f) => passwdReply(Op.PW_BY_UID, await resolver.byUid(f.uid as number)),
+    PW_BY_NAME: async (f, peer) => passwdReply(Op.PW_BY_NAME, await resolver.byName(f.name as string, peer.uid)),
+    PW_BY_UID: async (f, peer) => passwdReply(Op.PW_BY_UID, await resolver.byUid(f.uid as number, peer.uid)),
     PW_LIST: (f) => {
       // Fill one page up to LIST_BATCH_BYTES; the client passes next_uid back and stops at an
       // empty page. next_uid is always one past the last uid sent, so paging never repeats.
@@ -89,8 +89,8 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config): HandlerTa
       if (!g || (f.start_gid as number) > g.gid) return ok({ next_gid: 0, entries: [] });
       return ok({ next_gid: (g.gid + 1) >>> 0, entries: [{ ...g }] });
     },
-    KEYS_BY_NAME: async (f) => {
-      const l = await resolver.byName(f.name as string);
+    KEYS_BY_NAME: async (f, peer) => {
+      const l = await resolver.byName(f.name as string, peer.uid);
       if (l.status !== 'found') return lookupFailure(l);
       return ok({ keys: l.user.sshPublicKeys });
     },

@@ -14,6 +14,10 @@ export const MAX_NSS_REPLY = 262144;
 export const MAX_NAME = 32;
 /** the daemon fills a PW_LIST/GR_LIST reply up to about this many bytes */
 export const LIST_BATCH_BYTES = 65536;
+/** how long a shim waits for a reply by default (LATCHKEY_NSS_TIMEOUT_MS may lengthen it); always longer than ANSWER_DEADLINE_MS */
+export const CLIENT_TIMEOUT_MS = 5000;
+/** the daemon answers every lookup within this (or request_timeout, if shorter): UNAVAIL when the user service has not answered yet, so the caller sees the daemon's answer, not its own timeout; the fetch goes on and its result is cached */
+export const ANSWER_DEADLINE_MS = 4500;
 
 export const Status = {
   /** success; the listed reply payload follows */

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UserCache } from '../../src/cache/db.js';
-import { Resolver, REFRESH_RETRY_MS, UNREACHABLE_HOLDOFF_MS } from '../../src/cache/resolver.js';
+import { Resolver, REFRESH_RETRY_MS, UNREACHABLE_HOLDOFF_MS, DOWN_AFTER_FAILURES } from '../../src/cache/resolver.js';
 import { UpstreamError } from '../../src/errors.js';
 import { parseIdFile } from '../../src/users/local.js';
 import { setLogSink } from '../../src/log.js';
@@ -40,20 +40,22 @@ class FakeSource implements UserSource {
   /** the kind of UpstreamError thrown while failing */
   failKind: UpstreamError['kind'] = 'http';
   delayMs = 0;
+  /** names whose lookups fail (failKind) while the others work */
+  failFor = new Set<string>();
   /** replaces the record returned, to play a confused or hostile upstream */
   tamper: ((u: UpstreamUser) => UpstreamUser) | null = null;
   add(name: string, upstreamUid: number): void {
     this.users.set(name, { username: name, upstreamUid, passwordHash: '$2b$10$secretsecretsecretsecretsecretsecretsecretsecretsecre', sshPublicKeys: [], gecos: name });
   }
-  private async answer(u: UpstreamUser | undefined): Promise<FetchResult> {
+  private async answer(u: UpstreamUser | undefined, name = ''): Promise<FetchResult> {
     this.calls++;
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
-    if (this.failing) throw new UpstreamError(this.failKind, `upstream failed (${this.failKind})`);
+    if (this.failing || this.failFor.has(name)) throw new UpstreamError(this.failKind, `upstream failed (${this.failKind})`);
     if (!u) return { kind: 'notfound' };
     const copy = { ...u, sshPublicKeys: [...u.sshPublicKeys] };
     return { kind: 'found', user: this.tamper ? this.tamper(copy) : copy };
   }
-  fetchByName(name: string): Promise<FetchResult> { return this.answer(this.users.get(name)); }
+  fetchByName(name: string): Promise<FetchResult> { return this.answer(this.users.get(name), name); }
   fetchByUid(uid: number): Promise<FetchResult> { return this.answer([...this.users.values()].find((u) => u.upstreamUid === uid)); }
   lastError(): null { return null; }
   async close(): Promise<void> { /* nothing held */ }
@@ -262,23 +264,40 @@ test('stale is served by uid as well, and unavailable is never notfound', async 
   assert.match(u.status === 'unavail' ? u.reason : '', /503|failed/);
 });
 
-test('after a timeout or refused connection, lookups answer from cache at once for a moment', async () => {
+test('one timeout is that name\'s problem; after DOWN_AFTER_FAILURES in a row, lookups answer from cache at once for a moment', async () => {
   const { r, src, clock } = setup();
   await r.byName('alice');
   clock.t += 120_000; // alice is stale-servable
   src.failing = true;
   src.failKind = 'timeout';
   assert.equal((await r.byName('alice')).status === 'found' && src.calls, 2);
+  // one timeout: the next uncached lookup still asks (it may be that one name the service chokes on)
+  assert.equal((await r.byName('bob')).status, 'unavail');
+  assert.equal(src.calls, 3, 'a single timeout put the whole upstream on hold');
+  for (let i = src.calls; i < 1 + DOWN_AFTER_FAILURES; i++) await r.byName(`x${i}`);
+  const calls = src.calls;
   const quick = await r.byName('alice');
   assert.equal(quick.status === 'found' && quick.source, 'stale');
   assert.equal((await r.byName('bob')).status, 'unavail');
-  assert.equal(src.calls, 2, 'nobody asked upstream during the hold-off');
+  assert.equal(src.calls, calls, 'nobody asked upstream during the hold-off');
   assert.equal((await r.refreshByName('bob')).status, 'unavail');
-  assert.equal(src.calls, 3, 'an explicit refresh always asks');
+  assert.equal(src.calls, calls + 1, 'an explicit refresh always asks');
   clock.t += UNREACHABLE_HOLDOFF_MS;
   src.failing = false;
   const back = await r.byName('alice');
   assert.equal(back.status === 'found' && back.source, 'upstream');
+});
+
+test('a success between failures resets the count: failing names interleaved with good ones never take the upstream down', async () => {
+  const { r, src } = setup();
+  src.add('carol', 1003);
+  src.failFor = new Set(['poison']);
+  src.failKind = 'timeout';
+  for (let i = 0; i < 10; i++) {
+    assert.equal((await r.byName('poison')).status, 'unavail');
+    await r.refreshByName(i % 2 ? 'bob' : 'carol');
+  }
+  assert.equal((await r.byName('alice')).status, 'found');
 });
 
 test('a failing background refresh is logged, never thrown, and retried only after a pause', async () => {
@@ -364,7 +383,7 @@ test('every lookup counts exactly one result; the snapshot carries the latency h
   const s = r.stats.snapshot();
   assert.deepEqual(s.lookups, { hit: 1, negative: 1, rule: 1, miss: 2, stale: 1, unavail: 1, notfound: 1 });
   assert.equal(s.hit_ratio, 0.3333);
-  assert.deepEqual(s.upstream, { found: 1, notfound: 1, error: 2, background_refresh: 0 });
+  assert.deepEqual(s.upstream, { found: 1, notfound: 1, error: 2, background_refresh: 0, busy: 0, late: 0 });
   assert.equal(s.upstream_latency.count, 4);
   assert.equal(Object.values(s.upstream_latency.buckets).reduce((a, b) => a + b, 0), 4);
 });
