@@ -146,6 +146,9 @@ export class UserCache {
     return new UserCache(db, path);
   }
 
+  /** Bumped on every change of the user rows: encoded replies built from them are stale after it. */
+  generation = 0;
+
   getByName(name: string): CachedUser | null {
     const m = this.memoByName.get(name);
     if (m) return m;
@@ -183,6 +186,7 @@ export class UserCache {
 
   /** Stores a user, first removing any row holding its name or uid (a rename upstream). */
   put(u: CachedUser): void {
+    this.generation++;
     this.putTx(u);
     this.forget(this.memoByName.get(u.username));
     this.forget(this.memoByUid.get(u.uid));
@@ -219,6 +223,7 @@ export class UserCache {
 
   /** Marks entries expired: the next lookup refetches, and the stale grace still applies. */
   invalidate(target: { name: string } | { uid: number } | 'all', now = Date.now()): number {
+    this.generation++;
     this.forgetAll();
     if (target === 'all') return this.s.invalidateAll.run(now, now).changes;
     if ('name' in target) return this.s.invalidateName.run(now, target.name, now).changes;
@@ -226,6 +231,7 @@ export class UserCache {
   }
 
   remove(name: string): boolean {
+    this.generation++;
     this.forget(this.memoByName.get(name));
     return this.s.remove.run(name).changes > 0;
   }
@@ -233,13 +239,13 @@ export class UserCache {
   /** Drops every user whose entry expired at or before `cutoff`: one statement, whatever the size. */
   removeExpiredBefore(cutoff: number): number {
     const n = this.s.removeExpired.run(cutoff).changes;
-    if (n > 0) this.forgetAll();
+    if (n > 0) { this.forgetAll(); this.generation++; }
     return n;
   }
 
   flush(opts: { negativeOnly?: boolean } = {}): number {
     let n = this.s.flushNeg.run().changes;
-    if (!opts.negativeOnly) { n += this.s.flushUsers.run().changes; this.forgetAll(); }
+    if (!opts.negativeOnly) { n += this.s.flushUsers.run().changes; this.forgetAll(); this.generation++; }
     return n;
   }
 

@@ -22,7 +22,11 @@ function lookupFailure(l: Exclude<Lookup, { status: 'found' }>): HandlerResult {
 /** The encoded PW_BY_NAME/PW_BY_UID reply frames of one cached user, for the config they were built with. */
 interface EncodedPasswd { cfg: Config; byOp: Map<number, Buffer> }
 
-export function publicHandlers(resolver: Resolver, cfg: () => Config): HandlerTable {
+/** An encoded enumeration page is reused for at most this long (entries also expire by time). */
+const PAGE_TTL_MS = 1000;
+const MAX_CACHED_PAGES = 1024;
+
+export function publicHandlers(resolver: Resolver, cfg: () => Config, cacheGeneration: () => number = () => NaN): HandlerTable {
   // The cache hands out the same object for a user until it changes, so the reply frame can be
   // encoded once and written as it is: a warm hit is then a Map lookup and a write. A new object
   // (refetch) or a reloaded config (home base, shell, gid) makes a new frame.
@@ -40,6 +44,28 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config): HandlerTa
     return { status: Status.OK, frame };
   };
 
+  // Fill one page up to LIST_BATCH_BYTES; the client passes next_uid back and stops at an
+  // empty page. next_uid is always one past the last uid sent, so paging never repeats.
+  const listPage = (startUid: number): Fields => {
+    let next = startUid;
+    const entries: PasswdEntry[] = [];
+    let size = 16;
+    for (;;) {
+      const batch = resolver.list(next, 256);
+      for (const u of batch) {
+        const p = resolver.toPasswd(u);
+        const s = passwdSize(p);
+        if (size + s > LIST_BATCH_BYTES && entries.length > 0) return { next_uid: next, entries: entries as unknown as Fields[] };
+        entries.push(p);
+        size += s;
+        next = u.uid + 1;
+      }
+      if (batch.length < 256) break;
+    }
+    return { next_uid: next, entries: entries as unknown as Fields[] };
+  };
+  const pages = new Map<number, { gen: number; cfg: Config; at: number; frame: Buffer }>();
+
   const groupFrames = new Map<number, { key: string; frame: Buffer }>();
   const groupReply = (op: number, g: GroupEntry): HandlerResult => {
     const key = `${g.name}:${g.gid}`;
@@ -56,24 +82,18 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config): HandlerTa
     PW_BY_NAME: async (f, peer) => passwdReply(Op.PW_BY_NAME, await resolver.byName(f.name as string, peer.uid)),
     PW_BY_UID: async (f, peer) => passwdReply(Op.PW_BY_UID, await resolver.byUid(f.uid as number, peer.uid)),
     PW_LIST: (f) => {
-      // Fill one page up to LIST_BATCH_BYTES; the client passes next_uid back and stops at an
-      // empty page. next_uid is always one past the last uid sent, so paging never repeats.
-      let next = f.start_uid as number;
-      const entries: PasswdEntry[] = [];
-      let size = 16;
-      for (;;) {
-        const batch = resolver.list(next, 256);
-        for (const u of batch) {
-          const p = resolver.toPasswd(u);
-          const s = passwdSize(p);
-          if (size + s > LIST_BATCH_BYTES && entries.length > 0) return ok({ next_uid: next, entries: entries as unknown as Fields[] });
-          entries.push(p);
-          size += s;
-          next = u.uid + 1;
-        }
-        if (batch.length < 256) break;
-      }
-      return ok({ next_uid: next, entries: entries as unknown as Fields[] });
+      // Enumeration pages are encoded once and reused until the cache changes (its generation)
+      // or PAGE_TTL_MS passes (entries also die by time): `getent passwd` in a loop costs a
+      // Map lookup, not a SQLite scan, however many users are cached.
+      const start = f.start_uid as number;
+      const gen = cacheGeneration();
+      const now = Date.now();
+      const hit = pages.get(start);
+      if (hit && hit.gen === gen && hit.cfg === cfg() && now - hit.at < PAGE_TTL_MS) return { status: Status.OK, frame: hit.frame };
+      if (pages.size >= MAX_CACHED_PAGES) pages.clear();
+      const frame = encodeReply(Op.PW_LIST, Status.OK, listPage(start));
+      pages.set(start, { gen, cfg: cfg(), at: now, frame });
+      return { status: Status.OK, frame };
     },
     // The group reply is a constant of the config (no member list): encoded once per config.
     GR_BY_NAME: (f) => {
