@@ -23,3 +23,22 @@ export function log(level: LogLevel, event: string, fields: Record<string, unkno
   }
   sink(JSON.stringify(rec));
 }
+
+/** At most one line per key per this interval from logLimited. */
+export const LIMITED_INTERVAL_MS = 60_000;
+const LIMITED_KEYS_MAX = 4096;
+const limited = new Map<string, { at: number; suppressed: number }>();
+
+/**
+ * For events an unprivileged peer can cause at will (garbage frames, floods, refused lookups):
+ * one line per key (say event + peer uid) per interval, carrying how many were suppressed since
+ * the last one, so a flood costs the journal one line a minute instead of one per frame.
+ */
+export function logLimited(key: string, level: LogLevel, event: string, fields: Record<string, unknown> = {}, now = Date.now()): void {
+  if (order[level] < order[threshold]) return;
+  const prev = limited.get(key);
+  if (prev && now - prev.at < LIMITED_INTERVAL_MS) { prev.suppressed++; return; }
+  if (limited.size >= LIMITED_KEYS_MAX) limited.clear();
+  limited.set(key, { at: now, suppressed: 0 });
+  log(level, event, { ...fields, ...(prev && prev.suppressed > 0 ? { suppressed_since_last: prev.suppressed } : {}) });
+}

@@ -23,7 +23,7 @@ import { homePath } from '../homes/home.js';
 import { UpstreamError } from '../errors.js';
 import { UpstreamScheduler, SchedulerBusy, type Lane, type SchedulerLimits } from '../upstream/scheduler.js';
 import { ANSWER_DEADLINE_MS } from '../protocol/generated.js';
-import { log } from '../log.js';
+import { log, logLimited } from '../log.js';
 
 type Outcome = { kind: 'found'; user: CachedUser } | { kind: 'notfound' } | { kind: 'error'; reason: string };
 
@@ -53,8 +53,6 @@ export const REFRESH_RETRY_MS = 5_000;
 
 /** Refusals logged once per key; the set is bounded so a name flood cannot grow it. */
 const LOGGED_ONCE_MAX = 4096;
-/** rate-limited log lines: at most one per key per this interval */
-const LOG_INTERVAL_MS = 60_000;
 
 export class Resolver {
   readonly stats = new ResolverStats();
@@ -246,19 +244,8 @@ export class Resolver {
 
   private busy(key: NegativeKey, peerUid: number, e: SchedulerBusy): Outcome {
     this.stats.upstream.busy++;
-    this.logRateLimited(`busy:${peerUid}:${e.reason}`, 'upstream.busy', { key, peer_uid: peerUid, reason: e.reason, detail: e.message });
+    logLimited(`upstream.busy:${peerUid}:${e.reason}`, 'warn', 'upstream.busy', { key, peer_uid: peerUid, reason: e.reason, detail: e.message });
     return { kind: 'error', reason: `busy: ${e.message}` };
-  }
-
-  private readonly rateLimitedAt = new Map<string, { at: number; suppressed: number }>();
-  /** One line per key per interval, with the count of lines suppressed since the last one. */
-  private logRateLimited(key: string, event: string, fields: Record<string, unknown>): void {
-    const t = this.now();
-    const prev = this.rateLimitedAt.get(key);
-    if (prev && t - prev.at < LOG_INTERVAL_MS) { prev.suppressed++; return; }
-    if (this.rateLimitedAt.size >= LOGGED_ONCE_MAX) this.rateLimitedAt.clear();
-    this.rateLimitedAt.set(key, { at: t, suppressed: 0 });
-    log('warn', event, { ...fields, ...(prev ? { suppressed_since_last: prev.suppressed } : {}) });
   }
 
   private async fetchAndStore(key: NegativeKey): Promise<Outcome> {

@@ -4,20 +4,43 @@ import type { Socket } from 'node:net';
 import { FrameReader } from '../protocol/codec.js';
 import { MAX_REQUEST } from '../protocol/generated.js';
 import { ProtocolError } from '../errors.js';
-import { log } from '../log.js';
+import { logLimited } from '../log.js';
 import { dispatch, type HandlerTable, type Peer } from './dispatch.js';
 
 export interface ConnectionOptions { idleTimeoutMs: number; handlers: () => HandlerTable }
 
-export function serveConnection(sock: Socket, peer: Peer, opts: ConnectionOptions): void {
+/**
+ * A request's bytes must all arrive within this long of its first byte. A shim writes a whole
+ * frame at once; a peer dribbling one byte at a time would otherwise hold the connection (and
+ * its slot in the budget) forever, since every byte resets the idle timer.
+ */
+export const FRAME_DEADLINE_MS = 2000;
+
+/** What the connection budget needs to know about a live connection. */
+export interface ConnectionHandle {
+  peer: Peer;
+  /** epoch ms of the last complete request (or the connect) */
+  lastActive: number;
+  /** a request is being answered or queued */
+  busy(): boolean;
+  destroy(): void;
+}
+
+export function serveConnection(sock: Socket, peer: Peer, opts: ConnectionOptions): ConnectionHandle {
   const frames = new FrameReader(MAX_REQUEST);
   const queue: Buffer[] = [];
   let busy = false;
   let closed = false;
+  let frameTimer: NodeJS.Timeout | null = null;
+  const handle: ConnectionHandle = {
+    peer, lastActive: Date.now(),
+    busy: () => busy || queue.length > 0,
+    destroy: () => sock.destroy(),
+  };
   sock.setTimeout(opts.idleTimeoutMs);
   sock.on('timeout', () => sock.destroy());
   sock.on('error', () => { /* peer went away; nothing to answer */ });
-  sock.on('close', () => { closed = true; });
+  sock.on('close', () => { closed = true; if (frameTimer) clearTimeout(frameTimer); });
 
   const pump = async (): Promise<void> => {
     if (busy) return;
@@ -51,17 +74,28 @@ export function serveConnection(sock: Socket, peer: Peer, opts: ConnectionOption
       got = frames.push(chunk);
     } catch (e) {
       const msg = e instanceof ProtocolError ? e.message : String(e);
-      log('warn', 'connection.malformed', { sock: peer.socket, peer_uid: peer.uid, peer_pid: peer.pid, error: msg });
+      logLimited(`connection.malformed:${peer.socket}:${peer.uid}`, 'warn', 'connection.malformed', { sock: peer.socket, peer_uid: peer.uid, peer_pid: peer.pid, error: msg });
       sock.destroy();
       return;
     }
     // Bound what a client can pile up unanswered: a well-behaved shim sends one at a time.
     if (queue.length + got.length > 64) {
-      log('warn', 'connection.flood', { sock: peer.socket, peer_uid: peer.uid, peer_pid: peer.pid });
+      logLimited(`connection.flood:${peer.socket}:${peer.uid}`, 'warn', 'connection.flood', { sock: peer.socket, peer_uid: peer.uid, peer_pid: peer.pid });
       sock.destroy();
       return;
+    }
+    if (got.length > 0) handle.lastActive = Date.now();
+    // A partial frame left in the buffer must complete within FRAME_DEADLINE_MS of its first
+    // byte; a push that completed frames leaves a new partial one, whose deadline starts now.
+    if (frameTimer && (got.length > 0 || frames.buffered === 0)) { clearTimeout(frameTimer); frameTimer = null; }
+    if (frames.buffered > 0 && !frameTimer) {
+      frameTimer = setTimeout(() => {
+        logLimited(`connection.slow_frame:${peer.socket}:${peer.uid}`, 'info', 'connection.slow_frame', { sock: peer.socket, peer_uid: peer.uid, peer_pid: peer.pid, deadline_ms: FRAME_DEADLINE_MS });
+        sock.destroy();
+      }, FRAME_DEADLINE_MS);
     }
     queue.push(...got);
     void pump();
   });
+  return handle;
 }

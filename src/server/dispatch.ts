@@ -3,7 +3,7 @@
 import { decodeRequestPayload, encodeReply, messageByOpcode, splitRequest, type Fields } from '../protocol/codec.js';
 import { PROTO_VERSION, Status, StatusName, type OpName } from '../protocol/generated.js';
 import { ProtocolError } from '../errors.js';
-import { log, logEnabled } from '../log.js';
+import { log, logEnabled, logLimited } from '../log.js';
 
 /** `frame`: a complete reply frame the handler already encoded (a cached hot-path answer). */
 export interface HandlerResult { status: number; fields?: Fields; detail?: string; frame?: Buffer }
@@ -24,7 +24,15 @@ export async function dispatch(body: Buffer, peer: Peer, handlers: HandlerTable)
   let result: HandlerResult;
   let opName = '?';
   try {
-    const req = splitRequest(body);
+    let req: ReturnType<typeof splitRequest>;
+    try {
+      req = splitRequest(body);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      // Any local user can send these: an answer and a rate-limited line, never an error per frame.
+      logLimited(`request.malformed:${peer.socket}:${peer.uid}`, 'info', 'request.malformed', { sock: peer.socket, peer_uid: peer.uid, peer_pid: peer.pid, error: e.message });
+      return encodeReply(0, Status.BAD_REQUEST, null, e.message);
+    }
     opcode = req.opcode;
     const m = messageByOpcode(req.opcode);
     if (req.version !== PROTO_VERSION) {

@@ -1,0 +1,93 @@
+// Connection budgets. nss.sock is world-connectable: with one shared cap, a user holding idle
+// connections (or an ordinary program with hundreds of threads, each keeping one) made every
+// other lookup fail. So each socket has its own budget (priv.sock, root only, always has room
+// however busy nss.sock is), each peer uid may hold at most a share of nss.sock, and when a
+// budget is full the oldest idle connection of the heaviest uid is closed to make room — a
+// waiting client gets "unavailable" from its shim and reconnects, never "not found".
+import { readFileSync } from 'node:fs';
+import type { ConnectionHandle } from './connection.js';
+
+export interface BudgetLimits {
+  /** connections this socket may hold in all */
+  total: number;
+  /** connections one peer uid may hold */
+  perUid: number;
+}
+
+export type Admission = { ok: true; evicted: ConnectionHandle | null } | { ok: false; reason: string };
+
+export class ConnectionBudget {
+  private readonly byUid = new Map<number, Set<ConnectionHandle>>();
+  private count = 0;
+
+  constructor(private readonly limits: () => BudgetLimits) {}
+
+  get size(): number { return this.count; }
+  uidCount(uid: number): number { return this.byUid.get(uid)?.size ?? 0; }
+
+  /**
+   * Makes room for a new connection of `uid` (before it is added): returns the idle connection
+   * to close, if one had to go, or a refusal when nothing can be freed for this uid.
+   */
+  admit(uid: number): Admission {
+    const { total, perUid } = this.limits();
+    const mine = this.byUid.get(uid);
+    if ((mine?.size ?? 0) >= perUid) {
+      // Over its own share: only this uid's own idle connections may make room.
+      const victim = oldestIdle(mine!);
+      return victim ? { ok: true, evicted: victim } : { ok: false, reason: `uid ${uid} already holds ${perUid} busy connections` };
+    }
+    if (this.count < total) return { ok: true, evicted: null };
+    // Full: the heaviest uids give up their oldest idle connection first.
+    const heaviest = [...this.byUid.entries()].sort((a, b) => b[1].size - a[1].size);
+    for (const [, set] of heaviest) {
+      const victim = oldestIdle(set);
+      if (victim) return { ok: true, evicted: victim };
+    }
+    return { ok: false, reason: `all ${total} connections are busy` };
+  }
+
+  add(h: ConnectionHandle): void {
+    let set = this.byUid.get(h.peer.uid);
+    if (!set) { set = new Set(); this.byUid.set(h.peer.uid, set); }
+    set.add(h);
+    this.count++;
+  }
+
+  remove(h: ConnectionHandle): void {
+    const set = this.byUid.get(h.peer.uid);
+    if (!set?.delete(h)) return;
+    this.count--;
+    if (set.size === 0) this.byUid.delete(h.peer.uid);
+  }
+}
+
+function oldestIdle(set: Set<ConnectionHandle>): ConnectionHandle | null {
+  let best: ConnectionHandle | null = null;
+  for (const h of set) if (!h.busy() && (!best || h.lastActive < best.lastActive)) best = h;
+  return best;
+}
+
+/** Descriptors kept free for the cache, the upstream pool, logs and the listeners themselves. */
+const FD_RESERVE = 256;
+/** Above this the memory per connection (~10 KiB in Node) matters more than the fd limit. */
+const MAX_TOTAL = 16_384;
+
+/**
+ * The nss.sock budget from the process's open-file limit (Node raises the soft limit to the hard
+ * one at start; systemd's default hard limit is 524288): thousands of connections, not 256.
+ * One uid may hold an eighth of it, at least 64, so no single user can fill it.
+ */
+export function nssBudgetFromFdLimit(fdLimit = openFileLimit()): BudgetLimits {
+  const total = Math.max(64, Math.min(MAX_TOTAL, Math.floor((fdLimit - FD_RESERVE) * 0.75)));
+  return { total, perUid: Math.max(64, Math.floor(total / 8)) };
+}
+
+/** RLIMIT_NOFILE soft limit from /proc/self/limits (Node has no getrlimit); 1024 if unreadable. */
+export function openFileLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m) return m[1] === 'unlimited' ? 1 << 20 : Number(m[1]);
+  } catch { /* not Linux /proc */ }
+  return 1024;
+}
