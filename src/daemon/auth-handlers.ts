@@ -30,6 +30,13 @@ export function authHandlers(resolver: Resolver, cache: UserCache, throttle: Thr
       const o = await checkPassword(resolver, throttle, { user, password: f.password as string, rhost }, 'login');
       const ms = Date.now() - started;
       const fields = { user, rhost, service, result: o.result, ...(o.kind ? { kind: o.kind } : {}), ms };
+      // One line per lockout start, after the failure that started it: which budget (a user, or
+      // a source address for all users), so a refused right password from there is explained.
+      const logLockouts = (): void => {
+        for (const l of o.lockouts) {
+          log('warn', 'auth.lockout', { scope: l.scope, key: l.key, failures: l.failures, limit: l.limit, retry_after_s: l.retryAfterSec, user, rhost, service });
+        }
+      };
       switch (o.result) {
         case 'ok':
           stats.record(o.kind!, true, ms);
@@ -39,15 +46,26 @@ export function authHandlers(resolver: Resolver, cache: UserCache, throttle: Thr
         case 'no_password':
           stats.record(o.kind!, false, ms);
           log('info', 'auth.result', fields);
+          logLockouts();
           return fail(Status.AUTH_FAILED);
         case 'unknown_user':
           stats.unknownUser++;
           log('info', 'auth.result', fields);
+          logLockouts();
           return fail(Status.NOTFOUND);
-        case 'throttled':
+        case 'throttled': {
           stats.throttled++;
-          log('warn', 'auth.throttled', { user, rhost, service, retry_after_s: o.retryAfterSec });
+          const r = o.refusal;
+          // Rate-limited per budget (verify/throttle.ts): `refused` counts this refusal and those
+          // not logged since the previous line for the same key.
+          if (r && r.report > 0) {
+            log('warn', 'auth.throttled', {
+              scope: r.scope, key: r.key, reason: r.reason, failures: r.failures, limit: r.limit,
+              retry_after_s: r.retryAfterSec, refused: r.report, user, rhost, service,
+            });
+          }
           return fail(Status.THROTTLED, `too many failures; retry in ${o.retryAfterSec}s`);
+        }
         case 'unavailable':
           log('warn', 'auth.unavailable', { user, rhost, service, reason: o.reason });
           return fail(Status.UNAVAIL, 'user service unavailable');

@@ -1,14 +1,18 @@
-// Password verification. Every outcome costs about one real verification: an unknown user, a user
-// without a password, an unparsable hash and a wrong password are indistinguishable by timing
-// from a right password (DESIGN.md, security rules). Nothing here logs or returns a hash.
-import { timingSafeEqual } from 'node:crypto';
+// Password verification. Every outcome costs at least one dummy verification, and the dummy costs
+// what the hashes latchkey actually serves cost: an unknown user, a user without a password, an
+// unparsable or too costly hash and a wrong password are indistinguishable by timing from a right
+// password (DESIGN.md, security rules). Nothing here logs or returns a hash.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import bcrypt from 'bcrypt';
 import unixCryptTD from 'unix-crypt-td-js';
 import { crypt } from '../native/addon.js';
-import { hashInfo, type HashKind } from './hash.js';
+import { costProblem, encodeYescryptSalt, parseHash, type HashCeilings, type ParsedHash } from './hash.js';
+import { defaultConfig } from '../config/load.js';
 import { log } from '../log.js';
 import { Semaphore } from '../upstream/semaphore.js';
+
+export type { HashCeilings } from './hash.js';
 
 /**
  * Hash work runs on the libuv threadpool (4 threads). On a 2-core host four concurrent bcrypts
@@ -24,53 +28,161 @@ async function onHashSlot<T>(work: () => Promise<T>): Promise<T> {
 /** sha*crypt cost grows with the password length; a password this long is an attack, not a user. */
 const MAX_PASSWORD_LENGTH = 1024;
 
+/** The ceilings a caller gets when it passes none: the shipped defaults of [pam]. The daemon passes
+ *  its live config so an admin's change applies to the next login. */
+const DEFAULT_CEILINGS: HashCeilings = (() => {
+  const { maxBcryptCost, maxShaRounds, maxYescryptMemory } = defaultConfig().pam;
+  return { maxBcryptCost, maxShaRounds, maxYescryptMemory };
+})();
+
 /**
- * Review fix: the cost is part of the hash, and the hash comes from upstream. bcrypt accepts cost
- * 31 (~40 h per verification) and sha*crypt 999999999 rounds: each login attempt against such a
- * user would hold a hash slot (and a libuv thread, shared with home creation) for hours, so a
- * handful of attempts stops every password login. Costs far above anything deployed are refused
- * (logged, dummy-verified, never accepted) instead of computed.
+ * The settings (kind + cost parameters, never salt or hash) of the hashes verified recently, one
+ * entry per distinct hash, so the dummy can cost what a real user costs. Keyed by an HMAC of the
+ * hash under a per-process random key: it tells two hashes apart and nothing else, and it makes
+ * the record count users rather than attempts — hammering one user with a costly hash (which any
+ * local user can do through su) must not make every unknown-user attempt pay that cost.
+ * Map order is recency: the oldest entry goes first once SERVED_MAX is reached.
  */
-const MAX_COST: Partial<Record<HashKind, number>> = {
-  bcrypt: 16, sha256crypt: 5_000_000, sha512crypt: 5_000_000, yescrypt: 18,
-};
+const SERVED_MAX = 1024;
+const servedKey = randomBytes(32);
+const servedById = new Map<string, string>();
+const servedSettings = new Map<string, { parsed: ParsedHash; count: number }>();
 
-/** bcrypt cost 10 of a random string nobody knows: the work done when there is nothing to verify.
- *  Cost 10 is what CentralEGA and most bcrypt libraries use by default. */
-const DUMMY_HASH = '$2b$10$Guty1uRfU8AsR.8GN616xO78jfeHxRd6h6UCBN06MfeqCAuIb.kVi';
+/** With nothing served yet, the dummy is bcrypt cost 10: CentralEGA's and most libraries' default. */
+const FALLBACK: ParsedHash = { kind: 'bcrypt', cost: 10, setting: '$2b$10$' };
 
-/** The work of one bcrypt cost-10 verification, result ignored. */
-export async function dummyVerify(): Promise<void> {
+/**
+ * Dummy hashes, one per setting, each of a random password nobody knows, made on first use (that
+ * first computation is itself the dummy work, so it costs nothing extra). Settings come from
+ * upstream hashes, so the cache is small and the oldest entry is dropped beyond it.
+ */
+const DUMMY_CACHE_MAX = 16;
+const dummyHashes = new Map<string, string>();
+const DUMMY_PASSWORD = 'latchkey-dummy-password';
+
+/**
+ * Records the setting of a hash latchkey serves, for the dummy to follow. verifyPassword calls it
+ * for every real hash it computes; other paths that hand out a user may call it too. Hashes that
+ * are always padded with the dummy (md5crypt, DES), unusable, or above the ceilings are ignored:
+ * they never cost more than the dummy, or are never computed.
+ */
+export function noteServedHash(hash: string | null, ceilings: HashCeilings = DEFAULT_CEILINGS): void {
+  const parsed = parseHash(hash);
+  if (hash === null || parsed.setting === null || costProblem(parsed, ceilings) !== null) return;
+  const id = createHmac('sha256', servedKey).update(hash).digest('base64url');
+  const known = servedById.get(id);
+  servedById.delete(id);
+  servedById.set(id, parsed.setting);
+  if (known !== undefined) return;
+  const entry = servedSettings.get(parsed.setting);
+  if (entry) entry.count++;
+  else servedSettings.set(parsed.setting, { parsed, count: 1 });
+  if (servedById.size > SERVED_MAX) {
+    const [oldId, oldSetting] = servedById.entries().next().value as [string, string];
+    servedById.delete(oldId);
+    const old = servedSettings.get(oldSetting)!;
+    if (--old.count === 0) servedSettings.delete(oldSetting);
+  }
+}
+
+/** The setting the dummy uses now: the most common served one still within the ceilings (the
+ *  ceilings may have been lowered since it was noted), else bcrypt cost 10. */
+export function dummySetting(ceilings: HashCeilings = DEFAULT_CEILINGS): string {
+  return currentDummy(ceilings).setting!;
+}
+
+function currentDummy(ceilings: HashCeilings): ParsedHash {
+  let best = FALLBACK, bestCount = 0;
+  for (const { parsed, count } of servedSettings.values()) {
+    if (count > bestCount && costProblem(parsed, ceilings) === null) { best = parsed; bestCount = count; }
+  }
+  return best;
+}
+
+/** The work of one verification of the current dummy setting, result ignored. */
+export async function dummyVerify(ceilings: HashCeilings = DEFAULT_CEILINGS): Promise<void> {
+  const dummy = currentDummy(ceilings);
+  const setting = dummy.setting!;
   try {
-    await verifyBcrypt('latchkey-dummy-password', DUMMY_HASH);
+    const cached = dummyHashes.get(setting);
+    if (cached !== undefined) {
+      await computeLike(DUMMY_PASSWORD, cached);
+      return;
+    }
+    const made = await computeLike(randomBytes(16).toString('base64'), await withFreshSalt(dummy));
+    if (made === null) return;
+    dummyHashes.set(setting, made);
+    if (dummyHashes.size > DUMMY_CACHE_MAX) dummyHashes.delete(dummyHashes.keys().next().value!);
   } catch { /* the cost is the point, not the result */ }
 }
 
-export async function verifyPassword(password: string, hash: string | null): Promise<boolean> {
-  const { kind, cost } = hashInfo(hash);
-  const maxCost = MAX_COST[kind];
-  if (cost !== null && maxCost !== undefined && cost > maxCost) {
-    log('warn', 'verify.cost_refused', { kind, cost, max: maxCost });
-    await dummyVerify();
+/** The setting followed by a random salt in the form its algorithm requires. */
+async function withFreshSalt(parsed: ParsedHash): Promise<string> {
+  // bcrypt's own generator: 16 random bytes in bcrypt's base64 (its last character carries
+  // only 2 bits, which a hand-rolled salt easily gets wrong).
+  if (parsed.kind === 'bcrypt') return bcrypt.genSalt(parsed.cost);
+  // yescrypt: 16 random bytes in libxcrypt's encode64, as crypt_gensalt makes them.
+  if (parsed.kind === 'yescrypt') return parsed.setting + encodeYescryptSalt(randomBytes(16));
+  // sha*crypt: up to 16 salt characters, any but '$' and ':'; crypt(5) base64 is what tools use.
+  return parsed.setting + Array.from(randomBytes(16), (b) => CRYPT_B64[b & 63]).join('');
+}
+
+const CRYPT_B64 = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** Computes `password` with the setting (and salt) of `hash`, on a hash slot; the computed hash,
+ *  or null when the algorithm refuses the setting. */
+async function computeLike(password: string, hash: string): Promise<string | null> {
+  if (hash.startsWith('$2')) {
+    // The bcrypt package rejects "$2y$" (PHP's name for the fixed algorithm, identical to "$2b$"),
+    // so it is given the "$2b$" spelling; "$2a$" and "$2b$" it takes as they are.
+    const setting = hash.startsWith('$2y$') ? '$2b$' + hash.slice(4, 29) : hash.slice(0, 29);
+    return onHashSlot(() => bcrypt.hash(password, setting));
+  }
+  return onHashSlot(() => crypt(password, hash));
+}
+
+/**
+ * Review fix (issue 11): a hash's cost parameters come from upstream. bcrypt cost 31 is ~40 h, a
+ * sha512crypt of 999999999 rounds hours, a yescrypt with a large r gigabytes of RSS: a handful of
+ * attempts against such a user holds every hash slot. The parameters are checked against the
+ * [pam] ceilings before any work; a refused hash is logged (what and which key raises it, never the
+ * hash), costs the dummy, and never verifies.
+ */
+export async function verifyPassword(password: string, hash: string | null, ceilings: HashCeilings = DEFAULT_CEILINGS): Promise<boolean> {
+  const parsed = parseHash(hash);
+  const { kind } = parsed;
+  const problem = costProblem(parsed, ceilings);
+  if (problem !== null) {
+    log('warn', 'verify.cost_refused', {
+      kind, param: problem.param, value: problem.value, ceiling: problem.ceiling,
+      key: problem.key === null ? null : `[pam] ${problem.key}`,
+      hint: problem.key === null
+        ? `${problem.why}; the hash must be remade upstream with standard parameters`
+        : `raise [pam] ${problem.key} to accept it, or have the hash remade upstream with a lower cost`,
+    });
+    await dummyVerify(ceilings);
     return false;
   }
+  if (hash === null || kind === 'none' || kind === 'unknown') {
+    await dummyVerify(ceilings);
+    return false;
+  }
+  noteServedHash(hash, ceilings);
   // crypt(3) and bcrypt stop at the first NUL, so "secret\0junk" would pass as "secret".
-  if (hash === null || kind === 'none' || kind === 'unknown'
-      || password.includes('\0') || password.length > MAX_PASSWORD_LENGTH) {
-    await dummyVerify();
+  if (password.includes('\0') || password.length > MAX_PASSWORD_LENGTH) {
+    await dummyVerify(ceilings);
     return false;
   }
   try {
-    if (kind === 'bcrypt') return await verifyBcrypt(password, hash);
-    // DES, md5crypt and default-round sha*crypt/yescrypt are far cheaper than bcrypt cost 10:
-    // alone they would tell a timing observer "this user exists". Running the dummy beside them
-    // makes every outcome cost at least one dummy verification.
+    const verifyReal = async (): Promise<boolean> =>
+      kind === 'des' ? verifyDes(password, hash) : equal(await computeLike(password, hash), normalized(hash));
+    // A hash of the dummy's own setting costs what the dummy costs. Any other (DES and md5crypt
+    // always, a cheaper bcrypt or sha*crypt, a costlier minority) runs beside a dummy, so no user
+    // answers faster than an unknown one.
+    if (parsed.setting === currentDummy(ceilings).setting) return await verifyReal();
     // Review fix: allSettled, not all — with Promise.all a crypt that throws (addon error)
     // returned before the dummy finished, making that outcome measurably faster.
-    const [good] = await Promise.allSettled([
-      (async () => (kind === 'des' ? verifyDes(password, hash) : equal(await onHashSlot(() => crypt(password, hash)), hash)))(),
-      dummyVerify(),
-    ]);
+    const [good] = await Promise.allSettled([verifyReal(), dummyVerify(ceilings)]);
     if (good.status === 'rejected') throw good.reason;
     return good.value;
   } catch (e) {
@@ -79,12 +191,9 @@ export async function verifyPassword(password: string, hash: string | null): Pro
   }
 }
 
-/** The bcrypt package rejects "$2y$" (PHP's name for the fixed algorithm, identical to "$2b$"),
- *  so both sides are compared in "$2b$" spelling. "$2a$" and "$2b$" it takes as they are. */
-async function verifyBcrypt(password: string, hash: string): Promise<boolean> {
-  const stored = hash.startsWith('$2y$') ? '$2b$' + hash.slice(4) : hash;
-  const computed = await onHashSlot(() => bcrypt.hash(password, stored.slice(0, 29)));
-  return equal(computed, stored);
+/** The stored hash in the spelling computeLike returns ("$2y$" comes back as "$2b$"). */
+function normalized(hash: string): string {
+  return hash.startsWith('$2y$') ? '$2b$' + hash.slice(4) : hash;
 }
 
 /** Traditional DES crypt: the first two characters are the salt; DES is cheap, so synchronous. */

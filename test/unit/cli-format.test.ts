@@ -312,3 +312,24 @@ test('admin: key fingerprints as ssh-keygen -l prints them; entry state by the c
   assert.equal(entryState({ expiresAt: NOW - M }, NOW, cfg), 'stale');
   assert.equal(entryState({ expiresAt: NOW - 2 * H }, NOW, cfg), 'expired');
 });
+
+test('throttle: columns relative on a terminal, exact in TSV; help and the command table list it', async () => {
+  const { throttleColumns } = await import('../../src/cli/cmd-throttle.js');
+  const cols = throttleColumns({ time: { now: NOW, utc: false } });
+  const rows = [
+    { scope: 'user', key: 'alice', failures: 5, limit: 5, in_flight: 0, window_started_at: NOW - 90 * S, locked_until: NOW + 4 * M, retry_after_s: 240, refused: 12 },
+    { scope: 'host', key: '192.0.2.7', failures: 7, limit: 20, in_flight: 2, window_started_at: NOW - 3 * M, locked_until: null, retry_after_s: 0, refused: 0 },
+  ];
+  const table = renderListing('table', rows, cols, {});
+  assert.match(table, /^SCOPE\s+KEY\s+FAILURES\s+LIMIT\s+PENDING\s+WINDOW\s+LOCKED_UNTIL\s+REFUSED\n/);
+  assert.match(table, /^user\s+alice\s+5\s+5\s+0\s+1m ago\s+in 4m\s+12$/m);
+  assert.match(table, /^host\s+192\.0\.2\.7\s+7\s+20\s+2\s+3m ago\s+-\s+0$/m);
+  assert.equal(renderListing('tsv', rows, cols, {}),
+    'user\talice\t5\t5\t0\t2024-05-01T11:58:30Z\t2024-05-01T12:04:00Z\t12\n'
+    + 'host\t192.0.2.7\t7\t20\t2\t2024-05-01T11:57:00Z\t-\t0\n');
+  const h = COMMAND_HELP.throttle!;
+  assert.match(h, /^usage: latchkeyctl throttle/);
+  assert.match(h, /examples:/);
+  assert.match(h, /--json fields:/);
+  assert.match(MAIN_HELP, /throttle reset USER \| --host RHOST \| --all/);
+});

@@ -1,14 +1,12 @@
 // Password verification against hashes made by independent tools (test/fixtures/hashes.json),
-// the dummy path's cost, hash classification, and the throttle with a fake clock.
+// the dummy path's cost and hash classification (the throttle: throttle.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hashKind, hashInfo, type HashKind } from '../../src/verify/hash.js';
 import { verifyPassword, dummyVerify } from '../../src/verify/password.js';
-import { Throttle } from '../../src/verify/throttle.js';
 import { crypt } from '../../src/native/addon.js';
-import type { PamConfig } from '../../src/config/types.js';
 import { ROOT } from '../lib/paths.js';
 
 interface Fixture { kind: HashKind; tool: string; password: string; hash: string }
@@ -98,95 +96,3 @@ async function rawCryptTimes(): Promise<string> {
   }
   return out.join(', ') + ' ms';
 }
-
-function pam(over: Partial<PamConfig> = {}): PamConfig {
-  return {
-    prompt: 'Password: ', chrootSessions: true, maxFailures: 3, throttleWindowSec: 60,
-    throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0, hostMaxFailures: 12,
-    maxBcryptCost: 13, maxShaRounds: 1_000_000, maxYescryptMemory: 64 * 1024 * 1024, ...over,
-  };
-}
-
-function clock(start = 1_000_000): { now: () => number; advance(sec: number): void } {
-  let t = start;
-  return { now: () => t, advance: (sec) => { t += sec * 1000; } };
-}
-
-test('throttle: maxFailures within the window locks the user out for the lockout time', () => {
-  const c = clock();
-  const th = new Throttle(() => pam(), c.now);
-  for (let i = 0; i < 2; i++) th.recordFailure('alice', '');
-  assert.equal(th.check('alice', '').allowed, true);
-  th.recordFailure('alice', '');
-  assert.deepEqual(th.check('alice', ''), { allowed: false, retryAfterSec: 300 });
-  assert.equal(th.check('bob', '').allowed, true, 'other users unaffected');
-  c.advance(299.5);
-  assert.deepEqual(th.check('alice', ''), { allowed: false, retryAfterSec: 1 });
-  c.advance(0.5);
-  assert.equal(th.check('alice', '').allowed, true);
-  th.recordFailure('alice', '');
-  assert.equal(th.check('alice', '').allowed, true, 'count restarts after a lockout');
-});
-
-test('throttle: failures spread wider than the window never lock', () => {
-  const c = clock();
-  const th = new Throttle(() => pam(), c.now);
-  for (let i = 0; i < 10; i++) {
-    th.recordFailure('alice', '10.0.0.1');
-    th.recordFailure('alice', '10.0.0.1');
-    assert.equal(th.check('alice', '10.0.0.1').allowed, true, `round ${i}`);
-    c.advance(61);
-  }
-});
-
-test('throttle: per remote host across users, and success clears only the user', () => {
-  const c = clock();
-  const th = new Throttle(() => pam(), c.now);
-  th.recordFailure('u1', '192.0.2.7');
-  th.recordFailure('u2', '192.0.2.7');
-  th.recordFailure('u3', '192.0.2.7');
-  const d = th.check('u4', '192.0.2.7');
-  assert.equal(d.allowed, false, 'host locked for every user');
-  assert.equal(th.check('u4', '192.0.2.8').allowed, true);
-  th.recordSuccess('u1');
-  assert.equal(th.check('u1', '192.0.2.7').allowed, false, 'a success does not unlock the host');
-  th.recordFailure('carol', '198.51.100.1');
-  th.recordFailure('carol', '198.51.100.2');
-  th.recordSuccess('carol');
-  th.recordFailure('carol', '198.51.100.3');
-  th.recordFailure('carol', '198.51.100.4');
-  assert.equal(th.check('carol', '198.51.100.9').allowed, true, 'success reset the user count');
-  const s = th.snapshot();
-  assert.equal(s.lockedHosts.length, 1);
-  assert.equal(s.lockedHosts[0]!.rhost, '192.0.2.7');
-  assert.equal(s.lockouts, 1);
-  assert.ok(s.refused >= 2);
-});
-
-test('throttle: config is read live, and maxFailures 0 disables it', () => {
-  let cfg = pam({ maxFailures: 0 });
-  const th = new Throttle(() => cfg, clock().now);
-  for (let i = 0; i < 50; i++) th.recordFailure('alice', 'h');
-  assert.equal(th.check('alice', 'h').allowed, true);
-  cfg = pam({ maxFailures: 1, throttleLockoutSec: 10 });
-  th.recordFailure('alice', 'h');
-  assert.deepEqual(th.check('alice', 'h'), { allowed: false, retryAfterSec: 10 });
-});
-
-test('throttle: memory is bounded, the stalest keys are evicted first', () => {
-  const c = clock();
-  const th = new Throttle(() => pam({ maxFailures: 2 }), c.now, 1000);
-  th.recordFailure('victim', '');
-  th.recordFailure('victim', '');
-  for (let i = 0; i < 999; i++) th.recordFailure(`spray${i}`, `203.0.113.${i % 250}/${i}`);
-  assert.equal(th.check('victim', '').allowed, false, 'still there at the cap');
-  th.recordFailure('one-more', '');
-  const s = th.snapshot();
-  assert.equal(s.trackedUsers, 1000);
-  assert.ok(s.trackedHosts <= 1000);
-  assert.ok(s.evictions >= 1);
-  assert.equal(th.check('victim', '').allowed, true, 'the oldest entry went first');
-  for (let i = 0; i < 5000; i++) th.recordFailure(`n${i}`, `h${i}`);
-  assert.equal(th.snapshot().trackedUsers, 1000);
-  assert.equal(th.snapshot().trackedHosts, 1000);
-});
