@@ -58,7 +58,6 @@ void lk_pam_parse_opts(pam_handle_t *pamh, int flags, int argc, const char **arg
 {
     const char *v;
     memset(opts, 0, sizeof *opts);
-    opts->prompt = LK_PAM_DEFAULT_PROMPT;
     opts->silent = (flags & PAM_SILENT) != 0;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
@@ -73,6 +72,11 @@ void lk_pam_parse_opts(pam_handle_t *pamh, int flags, int argc, const char **arg
                 opts->socket_dir = v;
             else
                 pam_syslog(pamh, LOG_ERR, "socket_dir=%s is not an absolute path; ignored", v);
+        } else if ((v = value_of(arg, "local_passwd")) != NULL) {
+            if (v[0] == '/')
+                opts->local_passwd = v;
+            else
+                pam_syslog(pamh, LOG_ERR, "local_passwd=%s is not an absolute path; ignored", v);
         } else if ((v = value_of(arg, "umask")) != NULL) {
             if (parse_umask(v, &opts->umask) == 0)
                 opts->have_umask = 1;

@@ -5,7 +5,8 @@
 #include <sys/types.h>
 #include <security/pam_modules.h>
 
-/* LocalEGA's prompt, kept so existing users see the same text. */
+/* LocalEGA's prompt, kept so existing users see the same text: used when neither prompt= nor
+ * the daemon's LOGIN_CHECK reply gives one. */
 #define LK_PAM_DEFAULT_PROMPT "Please, enter your EGA password: "
 
 struct lk_pam_opts {
@@ -14,11 +15,14 @@ struct lk_pam_opts {
     int use_first_pass; /* only the password an earlier module stored (PAM_AUTHTOK) */
     int try_first_pass; /* that password first, then ask */
     int echo_pass;      /* ask with echo on (PAM_PROMPT_ECHO_ON) */
-    int unknown_deny;   /* unknown=deny: users latchkey does not manage fail instead of ignore */
+    int unknown_deny;   /* unknown=deny: users latchkey does not serve (local accounts too)
+                           fail account and session instead of being ignored */
     int have_umask;     /* umask=OCTAL given: overrides the daemon's umask */
     mode_t umask;
-    const char *prompt;     /* prompt=TEXT (the rest of the argument, spaces via [..] syntax) */
-    const char *socket_dir; /* socket_dir=DIR, or NULL */
+    const char *prompt;       /* prompt=TEXT (the rest of the argument, spaces via [..] syntax),
+                                 or NULL: the daemon's prompt */
+    const char *socket_dir;   /* socket_dir=DIR, or NULL */
+    const char *local_passwd; /* local_passwd=PATH, or NULL: /etc/passwd */
 };
 
 /* Fills opts from flags and argv. Unknown or malformed arguments are logged with pam_syslog

@@ -2,12 +2,22 @@
  * pam_latchkey.so: asks latchkeyd (priv.sock) whether a login may proceed. Thin by design: it
  * decides nothing itself, it maps the daemon's status to a PAM code.
  *
+ * Every phase but session close first asks whose user this is (identity.c: local passwd file,
+ * NSS, LOGIN_CHECK). Not latchkey's: auth USER_UNKNOWN, account/session IGNORE (unknown=deny:
+ * USER_UNKNOWN), password IGNORE, so the rest of the stack decides. Cannot tell: auth and
+ * account AUTHINFO_UNAVAIL, session SESSION_ERR, password AUTHTOK_ERR. Then:
+ *
  *   auth      AUTH_PASSWORD   OK→SUCCESS  AUTH_FAILED→AUTH_ERR  NOTFOUND→USER_UNKNOWN
  *                             THROTTLED→MAXTRIES  UNAVAIL/no answer→AUTHINFO_UNAVAIL
  *   account   ACCT_MGMT       OK→SUCCESS  NOTFOUND→IGNORE (unknown=deny: USER_UNKNOWN)
  *                             EXPIRED→ACCT_EXPIRED  UNAVAIL/no answer→AUTHINFO_UNAVAIL
  *   session   SESSION_OPEN / SESSION_CLOSE (see session.c)
- *   password  always PAM_AUTHTOK_ERR: passwords are changed in the user service, not here.
+ *   password  latchkey's users: PAM_AUTHTOK_ERR, passwords are changed in the user service.
+ *
+ * auth always checks a password when it is called: nothing in the PAM environment (sshd's
+ * SSH_AUTH_INFO_0 included) stands in for one. With sshd's AuthenticationMethods
+ * "publickey,keyboard-interactive" the key and the password are both required; a key-only
+ * login never calls the auth stack at all.
  *
  * THROTTLED maps to PAM_MAXTRIES: sshd then stops asking for more passwords on this connection
  * ("too many authentication failures"), which is what throttling is for.
@@ -52,26 +62,6 @@ void lk_pam_tell(pam_handle_t *pamh, const struct lk_pam_opts *opts, const char 
         pam_error(pamh, "%s", text);
 }
 
-/*
- * sshd with ExposeAuthInfo puts the methods that already succeeded into the PAM environment as
- * SSH_AUTH_INFO_0, one per line ("publickey ssh-ed25519 AAAA…"). Only sshd writes that variable
- * (client-sent environment never reaches the PAM environment), so a "publickey " line means the
- * key check passed for this login (sshd_config(5) ExposeAuthInfo, AuthenticationMethods).
- */
-static int publickey_accepted(pam_handle_t *pamh)
-{
-    const char *info = pam_getenv(pamh, "SSH_AUTH_INFO_0");
-    const char *line = info;
-    while (line != NULL && *line != '\0') {
-        if (strncmp(line, "publickey ", 10) == 0)
-            return 1;
-        line = strchr(line, '\n');
-        if (line != NULL)
-            line++;
-    }
-    return 0;
-}
-
 static int map_auth_status(int status)
 {
     switch (status) {
@@ -111,11 +101,12 @@ static int check_password(pam_handle_t *pamh, const struct lk_pam_opts *opts, co
 
 /* Asks the user through the application's conversation and stores the answer as PAM_AUTHTOK
  * for the modules after this one. *out is a malloc'ed copy the caller wipes and frees. */
-static int ask_password(pam_handle_t *pamh, const struct lk_pam_opts *opts, char **out)
+static int ask_password(pam_handle_t *pamh, const struct lk_pam_opts *opts, const char *prompt,
+                        char **out)
 {
     char *resp = NULL;
     int style = opts->echo_pass ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF;
-    int rc = pam_prompt(pamh, style, &resp, "%s", opts->prompt);
+    int rc = pam_prompt(pamh, style, &resp, "%s", prompt);
     if (rc != PAM_SUCCESS) {
         /* libpam hands back whatever a failing conversation function returned (pam_vprompt
          * only warns "unexpected response"): it may hold the typed password, so wipe and free
@@ -149,16 +140,24 @@ static void log_result(pam_handle_t *pamh, const char *user, int status)
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
     struct lk_pam_opts opts;
+    struct lk_priv_reply who;
     const char *user = NULL;
     lk_pam_parse_opts(pamh, flags, argc, argv, &opts);
     int rc = lk_pam_user(pamh, &user);
     if (rc != PAM_SUCCESS)
         return rc;
-    if (publickey_accepted(pamh)) {
-        if (opts.debug)
-            pam_syslog(pamh, LOG_DEBUG, "%s: public key already accepted by sshd", user);
-        return PAM_SUCCESS;
+    switch (lk_pam_identify(pamh, &opts, "auth", user, &who)) {
+    case LK_PAM_MINE:
+        break;
+    case LK_PAM_NOT_MINE:
+        return PAM_USER_UNKNOWN;
+    default:
+        return PAM_AUTHINFO_UNAVAIL;
     }
+    /* The module's prompt= wins over the daemon's configured one. */
+    const char *prompt = opts.prompt ? opts.prompt
+                         : who.prompt[0] ? who.prompt
+                                         : LK_PAM_DEFAULT_PROMPT;
 
     int status = LK_PRIV_NO_ANSWER;
     int asked_daemon = 0;
@@ -179,7 +178,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
                                   status == LK_STATUS_AUTH_FAILED);
     if (retry) {
         char *password = NULL;
-        rc = ask_password(pamh, &opts, &password);
+        rc = ask_password(pamh, &opts, prompt, &password);
         if (rc != PAM_SUCCESS)
             return rc;
         status = check_password(pamh, &opts, user, password);
@@ -210,6 +209,14 @@ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const c
     int rc = lk_pam_user(pamh, &user);
     if (rc != PAM_SUCCESS)
         return rc;
+    switch (lk_pam_identify(pamh, &opts, "account", user, &reply)) {
+    case LK_PAM_MINE:
+        break;
+    case LK_PAM_NOT_MINE:
+        return opts.unknown_deny ? PAM_USER_UNKNOWN : PAM_IGNORE;
+    default:
+        return PAM_AUTHINFO_UNAVAIL;
+    }
     int status = lk_priv_acct_mgmt(lk_priv_socket_dir(opts.socket_dir), user,
                                    lk_pam_item(pamh, PAM_SERVICE), lk_pam_item(pamh, PAM_RHOST),
                                    &reply);
@@ -238,19 +245,32 @@ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const c
 void lk_pam_log_failure(pam_handle_t *pamh, const char *phase, const char *user, int status,
                         const char *detail)
 {
-    if (status == LK_STATUS_UNAVAIL || status == LK_PRIV_NO_ANSWER)
-        pam_syslog(pamh, LOG_ERR, "%s for %s: latchkeyd %s", phase, user,
-                   status == LK_STATUS_UNAVAIL ? "cannot reach the user service" : "did not answer");
+    if (status == LK_STATUS_UNAVAIL)
+        pam_syslog(pamh, LOG_ERR, "%s for %s: latchkeyd cannot reach the user service", phase,
+                   user);
+    else if (status == LK_PRIV_NO_ANSWER)
+        pam_syslog(pamh, LOG_ERR, "%s for %s: no answer from latchkeyd: %s", phase, user,
+                   detail[0] ? detail : "unknown reason");
     else
         pam_syslog(pamh, LOG_ERR, "%s for %s refused by latchkeyd: %s %s", phase, user,
                    lk_priv_status_name(status), detail);
 }
 
+/* Only latchkey's users are refused (their password lives in the user service); everybody
+ * else is left to the rest of the password stack (pam_unix for local accounts). */
 PAM_EXTERN int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
     struct lk_pam_opts opts;
+    struct lk_priv_reply who;
+    const char *user = NULL;
     lk_pam_parse_opts(pamh, flags, argc, argv, &opts);
-    if (!(flags & PAM_PRELIM_CHECK))
+    if (lk_pam_user(pamh, &user) != PAM_SUCCESS)
+        return PAM_IGNORE; /* no user, nothing of ours to change */
+    enum lk_pam_owner owner = lk_pam_identify(pamh, &opts, "password", user, &who);
+    if (owner == LK_PAM_NOT_MINE)
+        return PAM_IGNORE;
+    /* Refused already in the PAM_PRELIM_CHECK pass: libpam then skips the update pass. */
+    if (owner == LK_PAM_MINE)
         lk_pam_tell(pamh, &opts, "Passwords are changed in the user service, not on this host.");
     return PAM_AUTHTOK_ERR;
 }

@@ -1,7 +1,7 @@
 /*
  * Session phase of pam_latchkey.so.
  *
- * open:  SESSION_OPEN makes latchkeyd create the home (first login) and record the session under
+ * open:  after the identity check (identity.c), SESSION_OPEN makes latchkeyd create the home (first login) and record the session under
  *        the pid of the calling process: for sshd that is the per-connection privileged process,
  *        which lives as long as the login, so `latchkeyctl sessions kill` can SIGTERM it. The
  *        module then sets the umask (umask= option, else the daemon's ega_dir_umask) and, when
@@ -15,8 +15,10 @@
  *        user's program in that same process tree without chrooting (e.g. a custom SFTP server);
  *        a chroot must be followed by chdir or the cwd still points outside (chroot(2)).
  *
- * close: SESSION_CLOSE by pid. A failure is logged but never fails the logout: the daemon drops
- *        sessions whose process is gone anyway.
+ * close: local accounts are ignored at once (no socket I/O); otherwise SESSION_CLOSE by pid
+ *        without the NSS and LOGIN_CHECK steps: the daemon closes only a session it recorded for
+ *        this pid (NOTFOUND otherwise). A failure is logged but never fails the
+ *        logout: the daemon drops sessions whose process is gone anyway.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -76,6 +78,14 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
     int rc = lk_pam_user(pamh, &user);
     if (rc != PAM_SUCCESS)
         return rc;
+    switch (lk_pam_identify(pamh, &opts, "session", user, &reply)) {
+    case LK_PAM_MINE:
+        break;
+    case LK_PAM_NOT_MINE:
+        return opts.unknown_deny ? PAM_USER_UNKNOWN : PAM_IGNORE;
+    default: /* pam_sm_open_session(3) has no "unavailable": a session error */
+        return PAM_SESSION_ERR;
+    }
     int status = lk_priv_session_open(lk_priv_socket_dir(opts.socket_dir), user,
                                       lk_pam_item(pamh, PAM_SERVICE),
                                       lk_pam_item(pamh, PAM_RHOST), lk_pam_item(pamh, PAM_TTY),
@@ -106,6 +116,8 @@ PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, con
     lk_pam_parse_opts(pamh, flags, argc, argv, &opts);
     if (lk_pam_user(pamh, &user) != PAM_SUCCESS)
         return PAM_SUCCESS;
+    if (lk_pam_is_local(pamh, &opts, "session close", user) == 1)
+        return PAM_IGNORE; /* a local account's logout never waits on latchkeyd */
     int status = lk_priv_session_close(lk_priv_socket_dir(opts.socket_dir), user,
                                        lk_pam_item(pamh, PAM_SERVICE), (uint32_t)getpid(), &reply);
     if (status == LK_STATUS_NOTFOUND)

@@ -107,12 +107,12 @@ int lk_key_line_ok(const char *p, size_t n)
     return 1;
 }
 
-int lk_keys_reply(const uint8_t *body, size_t len, lk_key_emit emit, void *ctx,
+int lk_keys_reply(const uint8_t *body, size_t len, uint16_t opcode, lk_key_emit emit, void *ctx,
                   unsigned *skipped)
 {
     struct lk_reply rep;
     *skipped = 0;
-    if (lk_reply_open(body, len, LK_OP_KEYS_BY_NAME, &rep) != 0)
+    if (lk_reply_open(body, len, opcode, &rep) != 0)
         return -1;
     if (rep.status != LK_STATUS_OK)
         return rep.status;

@@ -15,10 +15,11 @@ int lk_key_line_ok(const char *p, size_t n);
 
 typedef void (*lk_key_emit)(void *ctx, const char *key, size_t len);
 
-/* Decodes a KEYS_BY_NAME reply body. The whole reply is checked before anything is emitted;
- * then emit() gets each acceptable key and *skipped counts the others. Returns the reply's
- * lk_status, or -1 when the reply breaks the protocol (nothing emitted). */
-int lk_keys_reply(const uint8_t *body, size_t len, lk_key_emit emit, void *ctx,
+/* Decodes a reply body of `opcode` (KEYS_FOR_LOGIN or KEYS_BY_NAME: the same keys strlist).
+ * The whole reply is checked before anything is emitted; then emit() gets each acceptable key
+ * and *skipped counts the others. Returns the reply's lk_status, or -1 when the reply breaks
+ * the protocol (nothing emitted). */
+int lk_keys_reply(const uint8_t *body, size_t len, uint16_t opcode, lk_key_emit emit, void *ctx,
                   unsigned *skipped);
 
 #endif /* LK_KEYLINE_H */

@@ -65,8 +65,25 @@ const char *lk_io_text(int rc)
     case LK_IO_TIMEOUT: return "daemon did not answer in time";
     case LK_IO_PROTOCOL: return "daemon reply breaks the protocol";
     case LK_IO_SYSTEM: return "system error talking to the daemon";
+    case LK_IO_PEER: return LK_DAEMON_UID == 0 ? "daemon socket is not owned by root"
+                                               : "daemon socket is not owned by root or the daemon uid";
     default: return "unknown error";
     }
+}
+
+void lk_io_describe(int rc, uid_t peer_uid, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return;
+    if (rc == LK_IO_PEER)
+        snprintf(buf, cap, "%s (peer uid %lu)", lk_io_text(rc), (unsigned long)peer_uid);
+    else
+        snprintf(buf, cap, "%s", lk_io_text(rc));
+}
+
+int lk_peer_uid_ok(uid_t uid)
+{
+    return uid == 0 || uid == (uid_t)LK_DAEMON_UID;
 }
 
 static int64_t now_ms(void)
@@ -179,6 +196,19 @@ static int conn_open(struct lk_conn *c, const char *path, int64_t deadline)
         else
             rc = LK_IO_NO_DAEMON; /* ENOENT, ECONNREFUSED, EACCES, ENOTDIR, ... */
     }
+    /* Who listens? Checked before the first byte is sent (see lk_client.h). */
+    if (rc == LK_IO_OK) {
+        struct ucred cred;
+        socklen_t cl = sizeof cred;
+        memset(&cred, 0, sizeof cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0 || cl != sizeof cred) {
+            rc = LK_IO_SYSTEM;
+        } else {
+            c->peer_uid = cred.uid;
+            if (!lk_peer_uid_ok(cred.uid))
+                rc = LK_IO_PEER;
+        }
+    }
     /* From here on every read and write is non-blocking and waits in poll() on the deadline. */
     if (rc == LK_IO_OK) {
         int fl = fcntl(fd, F_GETFL);
@@ -289,15 +319,18 @@ int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, s
 }
 
 int lk_client_call(const char *sock_dir, const char *sock_name, const uint8_t *req,
-                   size_t req_len, uint32_t max_reply, uint8_t **body, size_t *body_len)
+                   size_t req_len, uint32_t max_reply, uint8_t **body, size_t *body_len,
+                   char *why, size_t why_cap)
 {
     char path[sizeof ((struct sockaddr_un *)0)->sun_path];
     struct lk_conn c = LK_CONN_INIT;
+    int rc = LK_IO_SYSTEM;
     *body = NULL;
     *body_len = 0;
-    if (lk_socket_path(path, sizeof path, sock_dir ? sock_dir : lk_socket_dir(), sock_name) != 0)
-        return LK_IO_SYSTEM;
-    int rc = lk_conn_call(&c, path, req, req_len, max_reply, lk_timeout_ms(), body, body_len);
+    if (lk_socket_path(path, sizeof path, sock_dir ? sock_dir : lk_socket_dir(), sock_name) == 0)
+        rc = lk_conn_call(&c, path, req, req_len, max_reply, lk_timeout_ms(), body, body_len);
     lk_conn_close(&c);
+    if (rc != LK_IO_OK && why)
+        lk_io_describe(rc, c.peer_uid, why, why_cap);
     return rc;
 }

@@ -7,6 +7,12 @@
  *     on the time left;
  *   - the reply length prefix is checked against the caller's maximum BEFORE anything is
  *     allocated or read, and a reply shorter than its header is refused;
+ *   - the daemon is checked before anything is sent: SO_PEERCRED on the connected socket must
+ *     name uid 0 or LK_DAEMON_UID, else the connection is closed unused (LK_IO_PEER). Whoever
+ *     binds the socket path while latchkeyd is down (a stale or writable socket dir) must not
+ *     receive a password or feed NSS answers. For a Unix stream socket the peer credentials
+ *     are the listener's at the time it called listen(2) (unix(7)), so an impostor cannot
+ *     borrow root's by letting root bind and listen for it and dropping privileges later;
  *   - nothing here logs, aborts or exits.
  *
  * Two ways to use it:
@@ -35,7 +41,15 @@ enum lk_io {
     LK_IO_TIMEOUT = -2,   /* no whole reply before the deadline */
     LK_IO_PROTOCOL = -3,  /* reply length above the maximum / below the header, or cut short */
     LK_IO_SYSTEM = -4,    /* out of fds or memory, socket path too long, bad arguments */
+    LK_IO_PEER = -5,      /* the socket's listener runs as another uid than the daemon's:
+                             closed before sending anything */
 };
+
+/* The uid latchkeyd runs as, besides root. 0 (root only) until the daemon drops privileges;
+ * a build for a privilege-separated daemon sets it with -DLK_DAEMON_UID=N. */
+#ifndef LK_DAEMON_UID
+#define LK_DAEMON_UID 0
+#endif
 
 #define LK_DEFAULT_SOCKET_DIR "/run/latchkey"
 #define LK_DEFAULT_TIMEOUT_MS 5000
@@ -53,6 +67,11 @@ int lk_socket_path(char *out, size_t cap, const char *dir, const char *name);
 int lk_reply_len_ok(uint32_t len, uint32_t max_reply);
 /* Short text for an enum lk_io value, for messages. */
 const char *lk_io_text(int rc);
+/* One line for a log or stderr: lk_io_text(rc), and for LK_IO_PEER the uid that was refused
+ * ("daemon socket is not owned by root (peer uid 65534)"). Always NUL-terminates (cap > 0). */
+void lk_io_describe(int rc, uid_t peer_uid, char *buf, size_t cap);
+/* 1 when a daemon socket's peer uid may be trusted (0 or LK_DAEMON_UID). */
+int lk_peer_uid_ok(uid_t uid);
 
 struct lk_conn {
     int fd;
@@ -60,8 +79,9 @@ struct lk_conn {
     dev_t dev; /* identity of the socket, to notice the fd number being reused */
     ino_t ino;
     char path[108]; /* the socket it is connected to: another path gets another connection */
+    uid_t peer_uid; /* the listener's uid seen by the last connect (for LK_IO_PEER messages) */
 };
-#define LK_CONN_INIT { -1, 0, 0, 0, { 0 } }
+#define LK_CONN_INIT { -1, 0, 0, 0, { 0 }, 0 }
 
 /* One request/reply on a kept connection (opened or re-opened as needed). `sock_path` is the
  * full socket path; `max_reply` bounds the reply body (LK_MAX_NSS_REPLY for nss.sock). After
@@ -72,8 +92,10 @@ int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, s
 void lk_conn_close(struct lk_conn *c);
 
 /* One-shot: connect to <sock_dir>/<sock_name> (sock_dir NULL = lk_socket_dir()), one
- * request/reply with lk_timeout_ms(), close. */
+ * request/reply with lk_timeout_ms(), close. On failure `why` (when not NULL) gets
+ * lk_io_describe()'s line, for the caller's log or stderr. */
 int lk_client_call(const char *sock_dir, const char *sock_name, const uint8_t *req,
-                   size_t req_len, uint32_t max_reply, uint8_t **body, size_t *body_len);
+                   size_t req_len, uint32_t max_reply, uint8_t **body, size_t *body_len,
+                   char *why, size_t why_cap);
 
 #endif /* LK_CLIENT_H */

@@ -8,6 +8,7 @@
 #include "lk_wire.h"
 #include "lk_client.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,12 +46,13 @@ static void get_str(struct lk_reader *r, char *dst, size_t cap, int must_fit)
 /* ---- transport ------------------------------------------------------------------------- */
 
 /* One request/reply over priv.sock with the shared client; on success *body (malloc'ed, the
- * caller frees) holds the reply after its length prefix. */
+ * caller frees) holds the reply after its length prefix. On failure `why` says what went wrong
+ * (no socket, timeout, an impostor listening on the socket path, ...). */
 static int lk_priv_exchange(const char *sock_dir, const struct lk_wbuf *w, uint8_t **body,
-                            size_t *body_len)
+                            size_t *body_len, char *why, size_t why_cap)
 {
-    return lk_client_call(sock_dir, "priv.sock", w->data, w->len, LK_MAX_REPLY, body, body_len) ==
-                   LK_IO_OK
+    return lk_client_call(sock_dir, "priv.sock", w->data, w->len, LK_MAX_REPLY, body, body_len,
+                          why, why_cap) == LK_IO_OK
                ? 0
                : -1;
 }
@@ -72,7 +74,7 @@ static int call(const char *sock_dir, struct lk_wbuf *w, uint16_t opcode, struct
     w->len = lk_wr_finish(&w->w);
     if (w->len == 0)
         return LK_PRIV_NO_ANSWER;
-    if (lk_priv_exchange(sock_dir, w, body, &len) != 0) {
+    if (lk_priv_exchange(sock_dir, w, body, &len, out->detail, sizeof out->detail) != 0) {
         *body = NULL;
         return LK_PRIV_NO_ANSWER;
     }
@@ -80,12 +82,16 @@ static int call(const char *sock_dir, struct lk_wbuf *w, uint16_t opcode, struct
     uint16_t version = lk_rd_u16(r);
     uint16_t op = lk_rd_u16(r);
     uint16_t status = lk_rd_u16(r);
-    if (r->bad || version != LK_PROTO_VERSION || op != opcode)
+    if (r->bad || version != LK_PROTO_VERSION || op != opcode) {
+        snprintf(out->detail, sizeof out->detail, "%s", lk_io_text(LK_IO_PROTOCOL));
         return LK_PRIV_NO_ANSWER;
+    }
     if (status != LK_STATUS_OK) {
         get_str(r, out->detail, sizeof out->detail, 0);
-        if (lk_rd_done(r) != 0)
+        if (lk_rd_done(r) != 0) {
+            snprintf(out->detail, sizeof out->detail, "%s", lk_io_text(LK_IO_PROTOCOL));
             return LK_PRIV_NO_ANSWER;
+        }
     }
     return status;
 }
@@ -151,6 +157,27 @@ int lk_priv_session_open(const char *sock_dir, const char *user, const char *ser
         out->umask = lk_rd_u32(&r);
         out->chroot = lk_rd_u8(&r);
         if (lk_rd_done(&r) != 0 || out->home[0] != '/')
+            status = LK_PRIV_NO_ANSWER;
+    }
+    free(body);
+    return status;
+}
+
+int lk_priv_login_check(const char *sock_dir, const char *user, uint32_t uid,
+                        struct lk_priv_reply *out)
+{
+    struct lk_wbuf w;
+    uint8_t *body;
+    struct lk_reader r;
+    reply_init(out);
+    begin_request(&w, LK_OP_LOGIN_CHECK);
+    lk_wr_cstr(&w.w, user);
+    lk_wr_u32(&w.w, uid);
+    int status = call(sock_dir, &w, LK_OP_LOGIN_CHECK, out, &body, &r);
+    if (status == LK_STATUS_OK) {
+        /* The prompt is the admin's text from latchkey.conf: cut short rather than refused. */
+        get_str(&r, out->prompt, sizeof out->prompt, 0);
+        if (lk_rd_done(&r) != 0)
             status = LK_PRIV_NO_ANSWER;
     }
     free(body);

@@ -104,7 +104,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     list_page(data, size, LK_OP_GR_LIST);
     initgroups_page(data, size, 0);
     initgroups_page(data, size, 2);
-    (void)lk_keys_reply(data, size, sink, &sum, &skipped);
+    (void)lk_keys_reply(data, size, LK_OP_KEYS_BY_NAME, sink, &sum, &skipped);
+    (void)lk_keys_reply(data, size, LK_OP_KEYS_FOR_LOGIN, sink, &sum, &skipped);
     /* the key line check on the raw bytes too (what a daemon could put in one str) */
     (void)lk_key_line_ok((const char *)data, size);
     return 0;

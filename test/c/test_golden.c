@@ -186,8 +186,8 @@ static int shim_agrees(unsigned opcode, const uint8_t *b, size_t n, unsigned sta
     }
     case LK_OP_KEYS_BY_NAME:
         if (bad)
-            return lk_keys_reply(b, n, count_key, &emitted, &skipped) == -1 && emitted == 0;
-        return lk_keys_reply(b, n, count_key, &emitted, &skipped) == (int)status && skipped == 0;
+            return lk_keys_reply(b, n, LK_OP_KEYS_BY_NAME, count_key, &emitted, &skipped) == -1 && emitted == 0;
+        return lk_keys_reply(b, n, LK_OP_KEYS_BY_NAME, count_key, &emitted, &skipped) == (int)status && skipped == 0;
     default:
         return 1; /* PING: no shim function */
     }

@@ -47,5 +47,7 @@ enum nss_status call_initgroups(const char *user, gid_t group, const gid_t *have
                                 long size, long limit, gid_t **groups, long *n, long *cap,
                                 int *err);
 void test_authorized_keys(struct fixture *fx);
+/* test_peer.c: a non-root listener on the socket path is refused before anything is sent. */
+void test_impostor(struct fixture *fx);
 
 #endif /* LK_TEST_NSS_H */

@@ -364,28 +364,20 @@ static int run_keys(const char *user, char *out, size_t cap)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* The helper acts only for names NSS resolves and the local passwd file does not list; this
+ * process's NSS has no latchkey source, so here it must stay silent without asking the daemon.
+ * Keys through real NSS: test/integration/keys.test.ts. */
 void test_authorized_keys(struct fixture *fx)
 {
     char out[4096];
-    lk_test_begin("latchkey-authorized-keys: valid keys only; unknown user exit 0; daemon down exit 1");
-    CHECK(run_keys("alice", out, sizeof out) == 0);
-    CHECK(strncmp(out, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C alice@demo\necdsa-sha2-nistp256 AAAAE2", 110) == 0);
-    CHECK(strstr(out, "command=") == NULL && strstr(out, "type-mismatch") == NULL);
-    CHECK(strlen(out) > 0 && out[strlen(out) - 1] == '\n');
-    int lines = 0;
-    for (char *c = out; *c; c++)
-        lines += *c == '\n';
-    CHECK(lines == 2);
-    CHECK(run_keys("mallory", out, sizeof out) == 0 && out[0] == '\0');
+    lk_test_begin("latchkey-authorized-keys: local, unknown-to-NSS and invalid names never reach the daemon");
     unsigned reqs = fake_requests(fx->fake);
+    CHECK(run_keys("root", out, sizeof out) == 0 && out[0] == '\0');
+    CHECK(run_keys("alice", out, sizeof out) == 0 && out[0] == '\0'); /* not in this NSS */
     CHECK(run_keys("Not A Name", out, sizeof out) == 0 && out[0] == '\0');
     CHECK(fake_requests(fx->fake) == reqs);
-    CHECK(run_keys("flaky", out, sizeof out) == 1 && out[0] == '\0');
-    fake_set_mode(fx->fake, FAKE_COUNT_OVERFLOW);
-    CHECK(run_keys("alice", out, sizeof out) == 1 && out[0] == '\0');
-    fake_set_mode(fx->fake, FAKE_NORMAL);
     CHECK(run_keys(NULL, out, sizeof out) == 2);
     setenv("LATCHKEY_SOCKET_DIR", fx->empty_dir, 1);
-    CHECK(run_keys("alice", out, sizeof out) == 1 && out[0] == '\0');
+    CHECK(run_keys("root", out, sizeof out) == 0 && out[0] == '\0'); /* daemon down: root unaffected */
     setenv("LATCHKEY_SOCKET_DIR", fx->dir, 1);
 }

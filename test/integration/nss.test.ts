@@ -120,14 +120,18 @@ test('ls -l names the owner of a file chowned to a latchkey uid', { skip }, asyn
   assert.match(r.stdout, / alice lega /);
 });
 
-test('latchkey-authorized-keys prints the user\'s key; nothing for an unknown user', { skip }, async () => {
+test('latchkey-authorized-keys prints the user\'s key; nothing for an unknown or local user', { skip }, async () => {
+  // The helper resolves the user through NSS first (the identity sshd uses), so it runs in the
+  // namespace whose nsswitch.conf has latchkey.
   const bin = join(ROOT, 'native/latchkey-authorized-keys');
-  const alice = await run(bin, ['alice']);
+  const alice = await ns(`${bin} alice`);
   assert.equal(alice.code, 0, alice.stderr);
   assert.match(alice.stdout, /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\S+ alice@latchkey-demo\n$/);
-  const nobody = await run(bin, ['nosuchuser']);
-  assert.equal(nobody.code, 0, nobody.stderr);
-  assert.equal(nobody.stdout, '');
+  for (const name of ['nosuchuser', 'root']) {
+    const r = await ns(`${bin} ${name}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '');
+  }
 });
 
 test('a user removed upstream disappears after the TTL', { skip }, async () => {

@@ -1,15 +1,16 @@
 // pam_latchkey.so under the real libpam, driven by pamtester in a private mount namespace whose
-// /etc/pam.d is a temp copy with our service files. Part 1 scripts priv.sock to check every
-// status → PAM code mapping and the module options; part 2 runs the real latchkeyd against the
-// example user service.
+// /etc/pam.d is a temp copy with our service files and whose NSS asks latchkey after `files`.
+// Part 1 scripts priv.sock and nss.sock to check the identity check (local passwd file, NSS,
+// LOGIN_CHECK), every status → PAM code mapping and the module options; part 2 runs the real
+// latchkeyd against the example user service.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, rmSync, statSync, existsSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, statSync, existsSync, chmodSync, symlinkSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcrypt';
-import { startEnv, exampleUsers, examplePasswords, type TestEnv, type CegaUser } from '../lib/harness.js';
-import { latchkeyStack, makePamDir, pamtester, startFakePriv, PamMsg, PAM_MODULE, type FakePriv, type NsResult } from '../lib/pam.js';
+import { startEnv, exampleUsers, examplePasswords, NSS_LIB_DIR, type TestEnv, type CegaUser } from '../lib/harness.js';
+import { latchkeyStack, makePamDir, pamtester, startFakePriv, PamMsg, PAM_MODULE, PASSWORD_CHANGE_MSG, type FakePriv, type FakeRequest, type NsResult } from '../lib/pam.js';
 import { ok, fail } from '../../src/server/dispatch.js';
 import { Status } from '../../src/protocol/generated.js';
 
@@ -25,26 +26,45 @@ test('the module is built', () => assert.ok(existsSync(PAM_MODULE), `${PAM_MODUL
 
 // ---- part 1: scripted daemon ------------------------------------------------------------------
 
-describe('pam_latchkey against a scripted priv.sock', () => {
+describe('pam_latchkey against a scripted daemon (priv.sock and nss.sock)', () => {
   let dir: string;
   let fake: FakePriv;
   let pamDir: string;
   let env: Record<string, string>;
+  /** A socket dir holding only nss.sock: NSS works, priv.sock is missing. */
+  let nssOnly: string;
+  let localPasswd: string;
+  // What the scripted daemon says to AUTH_PASSWORD / ACCT_MGMT / SESSION_* for each user. Every
+  // name here but `nouser` resolves through NSS (nss.sock PW_BY_NAME) with uid UIDS[name].
   const byUser: Record<string, number> = {
     good: Status.OK, nouser: Status.NOTFOUND, down: Status.UNAVAIL, wrong: Status.AUTH_FAILED,
     slow: Status.THROTTLED, gone: Status.EXPIRED, many: Status.LIMIT, broken: Status.INTERNAL,
+    vanished: Status.NOTFOUND, checkdown: Status.OK, skewed: Status.OK, nssdown: Status.OK,
   };
+  const UIDS: Record<string, number> = Object.fromEntries(Object.keys(byUser).map((u, i) => [u, 20000 + i]));
+  /** The uid the scripted daemon serves `skewed` with: not the one NSS hands out. */
+  const SKEWED_SERVED_UID = 29999;
+  const DAEMON_PROMPT = 'Scripted daemon prompt: ';
   let chrootHome = '';
   const answer = (user: string, okFields: Record<string, string | number> = {}) => {
     const s = byUser[user] ?? Status.NOTFOUND;
     return s === Status.OK ? ok(okFields) : fail(s, `scripted ${user}`);
   };
+  const allRequests = (): FakeRequest[] => [...fake.nssRequests, ...fake.requests];
+  const clear = (): void => { fake.requests.length = 0; fake.nssRequests.length = 0; };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'latchkey-pam-fake-'));
     chmodSync(dir, 0o755);
     chrootHome = join(dir, 'chroot-home');
     fake = await startFakePriv(dir, {
+      LOGIN_CHECK: (f) => {
+        const user = f.user as string;
+        if (user === 'checkdown') return fail(Status.UNAVAIL, 'scripted: user service down');
+        const served = user === 'skewed' ? SKEWED_SERVED_UID : UIDS[user];
+        if (user === 'nouser' || served !== f.uid) return fail(Status.NOTFOUND, `scripted: ${user} not served with uid ${String(f.uid)}`);
+        return ok({ prompt: DAEMON_PROMPT });
+      },
       AUTH_PASSWORD: (f) => {
         if (f.user === 'good') return f.password === 'right password' ? ok() : fail(Status.AUTH_FAILED);
         return answer(f.user as string);
@@ -54,86 +74,148 @@ describe('pam_latchkey against a scripted priv.sock', () => {
         session_id: 'sess-1', home: f.tty === 'chroot' ? chrootHome : '/nonexistent', umask: 0o027, chroot: f.tty === 'chroot' ? 1 : 0,
       }),
       SESSION_CLOSE: (f) => answer(f.user as string),
+    }, {
+      PW_BY_NAME: (f) => {
+        const name = f.name as string;
+        if (name === 'nssdown') return fail(Status.UNAVAIL, 'scripted: user service down');
+        const uid = UIDS[name];
+        if (uid === undefined || name === 'nouser') return fail(Status.NOTFOUND);
+        return ok({ entry: { name, uid, gid: 10000, gecos: 'scripted', dir: `/nonexistent/${name}`, shell: '/bin/sh' } });
+      },
     });
+    nssOnly = join(dir, 'nss-only');
+    mkdirSync(nssOnly);
+    symlinkSync(join(fake.dir, 'nss.sock'), join(nssOnly, 'nss.sock'));
+    localPasswd = join(dir, 'local-passwd');
+    writeFileSync(localPasswd, 'root:x:0:0:root:/root:/bin/bash\nlocaladmin:x:1500:1500:Local Admin:/home/localadmin:/bin/sh\n');
     pamDir = makePamDir(dir, {
       [SVC]: latchkeyStack(),
       'lk-unknown-deny': latchkeyStack('unknown=deny'),
       'lk-options': latchkeyStack('no_such_option umask=99 [prompt=Secret word: ]'),
       'lk-socket-opt': latchkeyStack(`socket_dir=${fake.dir}`),
+      'lk-local': latchkeyStack(`local_passwd=${localPasswd}`),
       'lk-first-pass': `auth optional ${PAM_MODULE}\nauth requisite ${PAM_MODULE} use_first_pass\naccount required pam_permit.so\n`,
       'lk-try-first': `auth optional ${PAM_MODULE}\nauth requisite ${PAM_MODULE} try_first_pass\naccount required pam_permit.so\n`,
     });
-    env = { LATCHKEY_SOCKET_DIR: fake.dir };
+    env = { LATCHKEY_SOCKET_DIR: fake.dir, LD_LIBRARY_PATH: NSS_LIB_DIR };
   });
   after(async () => {
     await fake.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('right password: prompts with the LocalEGA prompt and sends user, password, service, rhost', async () => {
-    fake.requests.length = 0;
+  test('right password: asks whose user it is, prompts with the daemon\'s prompt, sends user, password, service, rhost', async () => {
+    clear();
     const r = await pamtester(pamDir, env, SVC, 'good', ['authenticate'], { input: 'right password\n', items: { rhost: '127.0.0.1' } });
     succeeded(r);
-    assert.match(r.stdout, /Please, enter your EGA password: /);
-    assert.deepEqual(fake.requests, [{ op: 'AUTH_PASSWORD', fields: { user: 'good', password: 'right password', service: SVC, rhost: '127.0.0.1' } }]);
+    assert.ok(r.stdout.includes(DAEMON_PROMPT), r.stdout);
+    assert.ok(!r.stdout.includes('EGA password'), r.stdout);
+    assert.deepEqual(fake.nssRequests, [{ op: 'PW_BY_NAME', fields: { name: 'good' } }]);
+    assert.deepEqual(fake.requests, [
+      { op: 'LOGIN_CHECK', fields: { user: 'good', uid: UIDS.good } },
+      { op: 'AUTH_PASSWORD', fields: { user: 'good', password: 'right password', service: SVC, rhost: '127.0.0.1' } },
+    ]);
   });
 
   test('status mapping for authenticate', async () => {
     const cases: Array<[string, string]> = [
       ['wrong', PamMsg.AUTH_ERR], ['nouser', PamMsg.USER_UNKNOWN], ['slow', PamMsg.MAXTRIES],
-      ['down', PamMsg.AUTHINFO_UNAVAIL],
+      ['down', PamMsg.AUTHINFO_UNAVAIL], ['vanished', PamMsg.USER_UNKNOWN],
     ];
     for (const [user, msg] of cases) failedWith(await pamtester(pamDir, env, SVC, user, ['authenticate'], { input: 'pw\n' }), msg);
     failedWith(await pamtester(pamDir, env, SVC, 'good', ['authenticate'], { input: 'wrong\n' }), PamMsg.AUTH_ERR);
   });
 
-  test('no daemon (no socket) → PAM_AUTHINFO_UNAVAIL, quickly', async () => {
-    const r = await pamtester(pamDir, { LATCHKEY_SOCKET_DIR: join(dir, 'nowhere') }, SVC, 'good', ['authenticate'], { input: 'right password\n' });
-    failedWith(r, PamMsg.AUTHINFO_UNAVAIL);
-    assert.ok(r.ms < 5000, `took ${r.ms} ms`);
+  test('no daemon at all, or nss.sock but no priv.sock → PAM_AUTHINFO_UNAVAIL, quickly, without a prompt', async () => {
+    for (const socketDir of [join(dir, 'nowhere'), nssOnly]) {
+      const r = await pamtester(pamDir, { ...env, LATCHKEY_SOCKET_DIR: socketDir }, SVC, 'good', ['authenticate'], { input: 'right password\n' });
+      failedWith(r, PamMsg.AUTHINFO_UNAVAIL);
+      assert.ok(!r.stdout.includes(DAEMON_PROMPT), r.stdout);
+      assert.ok(r.ms < 5000, `took ${r.ms} ms`);
+    }
   });
 
-  test('socket_dir= option, custom prompt, unknown options and bad umask are not fatal', async () => {
-    succeeded(await pamtester(pamDir, {}, 'lk-socket-opt', 'good', ['authenticate'], { input: 'right password\n' }));
+  test('socket_dir= option; prompt= wins over the daemon\'s prompt; unknown options and bad umask are not fatal', async () => {
+    // NSS finds nss.sock through LATCHKEY_SOCKET_DIR (a dir without priv.sock); priv.sock only through socket_dir=.
+    succeeded(await pamtester(pamDir, { ...env, LATCHKEY_SOCKET_DIR: nssOnly }, 'lk-socket-opt', 'good', ['authenticate'], { input: 'right password\n' }));
     const r = await pamtester(pamDir, env, 'lk-options', 'good', ['authenticate'], { input: 'right password\n' });
     succeeded(r);
     assert.match(r.stdout, /Secret word: /);
+    assert.ok(!r.stdout.includes(DAEMON_PROMPT), r.stdout);
   });
 
-  test('a public key already accepted by sshd (SSH_AUTH_INFO_0) needs no password', async () => {
-    fake.requests.length = 0;
+  test('a public key accepted by sshd (SSH_AUTH_INFO_0) does not replace the password', async () => {
     const key = { SSH_AUTH_INFO_0: 'publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample\n' };
-    succeeded(await pamtester(pamDir, env, SVC, 'wrong', ['authenticate'], { pamEnv: key }));
-    assert.equal(fake.requests.length, 0);
-    const pwOnly = { SSH_AUTH_INFO_0: 'password\n' };
-    failedWith(await pamtester(pamDir, env, SVC, 'wrong', ['authenticate'], { pamEnv: pwOnly, input: 'x\n' }), PamMsg.AUTH_ERR);
+    clear();
+    const r = await pamtester(pamDir, env, SVC, 'good', ['authenticate'], { pamEnv: key, input: 'wrong\n' });
+    failedWith(r, PamMsg.AUTH_ERR);
+    assert.ok(r.stdout.includes(DAEMON_PROMPT), 'the password is asked for');
+    assert.deepEqual(fake.requests.map((q) => q.op), ['LOGIN_CHECK', 'AUTH_PASSWORD']);
+    failedWith(await pamtester(pamDir, env, SVC, 'wrong', ['authenticate'], { pamEnv: key, input: 'x\n' }), PamMsg.AUTH_ERR);
+    succeeded(await pamtester(pamDir, env, SVC, 'good', ['authenticate'], { pamEnv: key, input: 'right password\n' }));
+  });
+
+  test('local accounts (local passwd file) never reach the daemon nor NSS, in any phase', async () => {
+    clear();
+    const ops = ['authenticate'];
+    failedWith(await pamtester(pamDir, env, 'lk-local', 'localadmin', ops, { input: 'pw\n' }), PamMsg.USER_UNKNOWN);
+    failedWith(await pamtester(pamDir, env, SVC, 'root', ops, { input: 'pw\n' }), PamMsg.USER_UNKNOWN); // default /etc/passwd
+    // account, session and password answer PAM_IGNORE: the pam_permit fallthrough decides.
+    succeeded(await pamtester(pamDir, env, 'lk-local', 'localadmin', ['acct_mgmt', 'open_session', 'close_session', 'chauthtok'], { input: 'a\nb\nb\n' }));
+    succeeded(await pamtester(pamDir, env, SVC, 'root', ['acct_mgmt', 'open_session']));
+    failedWith(await pamtester(pamDir, env, 'lk-unknown-deny', 'root', ['acct_mgmt']), PamMsg.USER_UNKNOWN);
+    assert.deepEqual(allRequests(), []);
+    // ...and they do not wait for a daemon that is gone.
+    const r = await pamtester(pamDir, { ...env, LATCHKEY_SOCKET_DIR: join(dir, 'nowhere') }, 'lk-local', 'localadmin', ['acct_mgmt']);
+    succeeded(r);
+  });
+
+  test('latchkey serves another uid than NSS resolved → not latchkey\'s user: no password check, account ignored', async () => {
+    clear();
+    failedWith(await pamtester(pamDir, env, SVC, 'skewed', ['authenticate'], { input: 'pw\n' }), PamMsg.USER_UNKNOWN);
+    assert.deepEqual(fake.requests, [{ op: 'LOGIN_CHECK', fields: { user: 'skewed', uid: UIDS.skewed } }]);
+    succeeded(await pamtester(pamDir, env, SVC, 'skewed', ['acct_mgmt', 'open_session', 'chauthtok'], { input: 'a\nb\nb\n' }));
+    assert.deepEqual(fake.requests.map((q) => q.op), ['LOGIN_CHECK', 'LOGIN_CHECK', 'LOGIN_CHECK', 'LOGIN_CHECK', 'LOGIN_CHECK']);
+  });
+
+  test('cannot tell whose user (NSS or LOGIN_CHECK unavailable) → fail closed in every phase', async () => {
+    for (const user of ['nssdown', 'checkdown']) {
+      clear();
+      failedWith(await pamtester(pamDir, env, SVC, user, ['authenticate'], { input: 'pw\n' }), PamMsg.AUTHINFO_UNAVAIL);
+      failedWith(await pamtester(pamDir, env, SVC, user, ['acct_mgmt']), PamMsg.AUTHINFO_UNAVAIL);
+      failedWith(await pamtester(pamDir, env, SVC, user, ['open_session']), PamMsg.SESSION_ERR);
+      failedWith(await pamtester(pamDir, env, SVC, user, ['chauthtok'], { input: 'a\nb\nb\n' }), PamMsg.AUTHTOK_ERR);
+      assert.deepEqual(fake.requests.filter((q) => q.op !== 'LOGIN_CHECK'), [], user);
+    }
   });
 
   test('use_first_pass reuses the stored password; try_first_pass asks again after a failure', async () => {
-    fake.requests.length = 0;
+    clear();
     const r = await pamtester(pamDir, env, 'lk-first-pass', 'good', ['authenticate'], { input: 'right password\n' });
     succeeded(r);
-    assert.equal(fake.requests.length, 2);
-    assert.equal(fake.requests[1]!.fields.password, 'right password');
-    assert.equal(r.stdout.split('EGA password').length - 1, 1, 'asked once');
-    fake.requests.length = 0;
+    const passwords = (): unknown[] => fake.requests.filter((q) => q.op === 'AUTH_PASSWORD').map((q) => q.fields.password);
+    assert.deepEqual(passwords(), ['right password', 'right password']);
+    assert.equal(r.stdout.split(DAEMON_PROMPT).length - 1, 1, 'asked once');
+    clear();
     const t = await pamtester(pamDir, env, 'lk-try-first', 'good', ['authenticate'], { input: 'bad\nright password\n' });
     succeeded(t);
-    assert.deepEqual(fake.requests.map((q) => q.fields.password), ['bad', 'bad', 'right password']);
+    assert.deepEqual(passwords(), ['bad', 'bad', 'right password']);
   });
 
   test('account: OK, NOTFOUND → PAM_IGNORE (stack proceeds) or unknown=deny, EXPIRED, UNAVAIL', async () => {
     succeeded(await pamtester(pamDir, env, SVC, 'good', ['acct_mgmt']));
     succeeded(await pamtester(pamDir, env, SVC, 'nouser', ['acct_mgmt']));
+    succeeded(await pamtester(pamDir, env, SVC, 'vanished', ['acct_mgmt']));
     failedWith(await pamtester(pamDir, env, 'lk-unknown-deny', 'nouser', ['acct_mgmt']), PamMsg.USER_UNKNOWN);
     failedWith(await pamtester(pamDir, env, SVC, 'gone', ['acct_mgmt']), PamMsg.ACCT_EXPIRED);
     failedWith(await pamtester(pamDir, env, SVC, 'down', ['acct_mgmt']), PamMsg.AUTHINFO_UNAVAIL);
   });
 
   test('session: open/close carry the same pid; LIMIT → PERM_DENIED; daemon errors → SESSION_ERR', async () => {
-    fake.requests.length = 0;
+    clear();
     succeeded(await pamtester(pamDir, env, SVC, 'good', ['open_session', 'close_session'], { items: { tty: 'ssh', rhost: '127.0.0.1' } }));
-    const [open, close] = fake.requests;
+    const [check, open, close] = fake.requests;
+    assert.deepEqual(check, { op: 'LOGIN_CHECK', fields: { user: 'good', uid: UIDS.good } });
     assert.equal(open!.op, 'SESSION_OPEN');
     assert.deepEqual({ ...open!.fields, pid: 0 }, { user: 'good', service: SVC, rhost: '127.0.0.1', tty: 'ssh', pid: 0 });
     assert.ok((open!.fields.pid as number) > 1);
@@ -149,8 +231,13 @@ describe('pam_latchkey against a scripted priv.sock', () => {
     succeeded(await pamtester(pamDir, env, SVC, 'good', ['open_session'], { items: { tty: 'chroot' } }));
   });
 
-  test('password changes are refused', async () => {
-    failedWith(await pamtester(pamDir, env, SVC, 'good', ['chauthtok'], { input: 'a\nb\nb\n' }), PamMsg.AUTHTOK_ERR);
+  test('password changes: refused for latchkey users, left to the stack for everybody else', async () => {
+    const r = await pamtester(pamDir, env, SVC, 'good', ['chauthtok'], { input: 'a\nb\nb\n' });
+    failedWith(r, PamMsg.AUTHTOK_ERR);
+    assert.ok(r.stdout.includes(PASSWORD_CHANGE_MSG), r.stdout);
+    const other = await pamtester(pamDir, env, SVC, 'nouser', ['chauthtok'], { input: 'a\nb\nb\n' });
+    succeeded(other);
+    assert.ok(!other.stdout.includes(PASSWORD_CHANGE_MSG), other.stdout);
   });
 });
 
@@ -169,10 +256,25 @@ describe('pam_latchkey against latchkeyd and the example user service', () => {
   const users = exampleUsers();
   const passwords = examplePasswords();
   const timings: Record<string, number> = {};
+  const CONFIG_PROMPT = 'Latchkey test password:';
+  let emptyPasswd: string;
+  /** Requests latchkeyd has served so far (its debug log has one `request` line per request). */
+  const served = (): Array<{ sock?: string; op?: string }> => env.daemon.logs.flatMap((line) => {
+    try {
+      const e = JSON.parse(line) as { event?: string; sock?: string; op?: string };
+      return e.event === 'request' ? [e] : [];
+    } catch { return []; }
+  });
 
   before(async () => {
-    env = await startEnv({ cache: { ttl: '2s', negative_ttl: '1s', refresh_ahead: '0s' }, pam: { max_failures: 3 } }, users);
-    pamDir = makePamDir(env.dir, { [SVC]: latchkeyStack() });
+    env = await startEnv({ cache: { ttl: '2s', negative_ttl: '1s', refresh_ahead: '0s' }, pam: { max_failures: 3, prompt: CONFIG_PROMPT } }, users);
+    emptyPasswd = join(env.dir, 'empty-passwd');
+    writeFileSync(emptyPasswd, '');
+    pamDir = makePamDir(env.dir, {
+      [SVC]: latchkeyStack(),
+      'lk-unknown-deny': latchkeyStack('unknown=deny'),
+      'lk-no-local': latchkeyStack(`local_passwd=${emptyPasswd}`),
+    });
     shim = env.shimEnv;
     mkdirSync(join(env.dir, 'homes'), { recursive: true, mode: 0o755 });
   });
@@ -210,8 +312,33 @@ describe('pam_latchkey against latchkeyd and the example user service', () => {
     failedWith(await pamtester(pamDir, shim, SVC, nohash.username, ['authenticate'], { input: 'x\n', items: { rhost: '127.0.2.2' } }), PamMsg.AUTH_ERR);
   });
 
-  test('acct_mgmt for root (not managed) ignores, so the stack proceeds', async () => {
-    succeeded(await pamtester(pamDir, shim, SVC, 'root', ['acct_mgmt']));
+  test('the prompt configured in latchkey.conf reaches the user', async () => {
+    const u = users.find((x) => x.passwordHash && passwords[x.username])!;
+    const r = await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: `${passwords[u.username]}\n` });
+    succeeded(r);
+    assert.ok(r.stdout.includes(CONFIG_PROMPT), r.stdout);
+  });
+
+  test('root (a local account) never reaches latchkeyd: auth user unknown, account ignored', async () => {
+    const before = served().length;
+    failedWith(await pamtester(pamDir, shim, SVC, 'root', ['authenticate'], { input: 'x\n' }), PamMsg.USER_UNKNOWN);
+    succeeded(await pamtester(pamDir, shim, SVC, 'root', ['acct_mgmt', 'open_session', 'close_session']));
+    assert.deepEqual(served().slice(before), []);
+  });
+
+  test('NSS resolves a latchkey name to another uid (another source first): no password check, no home', async () => {
+    // /etc/passwd in the namespace gives alice uid 4242; the module's local file is empty, so
+    // only LOGIN_CHECK can tell that latchkey serves alice with another uid.
+    const u = users.find((x) => x.passwordHash && passwords[x.username])!;
+    const passwd = join(env.dir, 'passwd-other-uid');
+    writeFileSync(passwd, `${readFileSync('/etc/passwd', 'utf8')}${u.username}:x:4242:4242::/tmp:/bin/sh\n`);
+    const before = served().length;
+    const r = await pamtester(pamDir, shim, 'lk-no-local', u.username, ['authenticate'], { input: `${passwords[u.username]}\n`, passwd });
+    failedWith(r, PamMsg.USER_UNKNOWN);
+    assert.ok(!r.stdout.includes(CONFIG_PROMPT), 'no password asked');
+    succeeded(await pamtester(pamDir, shim, 'lk-no-local', u.username, ['acct_mgmt', 'open_session'], { passwd }));
+    assert.deepEqual(served().slice(before).map((e) => e.op), ['LOGIN_CHECK', 'LOGIN_CHECK', 'LOGIN_CHECK']);
+    assert.equal(existsSync(join(env.dir, 'homes', u.username)), false);
   });
 
   test('password changed upstream: after the TTL the new one works and the old one not', async () => {
@@ -242,12 +369,13 @@ describe('pam_latchkey against latchkeyd and the example user service', () => {
     assert.equal(statSync(home).ino, h.ino, 'not recreated');
   });
 
-  test('removed upstream: after the TTL acct_mgmt says expired', async () => {
-    const u = users.filter((x) => x.passwordHash).at(-1)!;
+  test('removed upstream: after the TTL the user is no longer latchkey\'s (no password check; unknown=deny refuses the account)', async () => {
+    const u = users.filter((x) => x.passwordHash && passwords[x.username]).at(-1)!;
     succeeded(await pamtester(pamDir, shim, SVC, u.username, ['acct_mgmt']));
     env.service.removeUser(u.username);
     await new Promise((r) => setTimeout(r, 2300));
-    failedWith(await pamtester(pamDir, shim, SVC, u.username, ['acct_mgmt']), PamMsg.ACCT_EXPIRED);
+    failedWith(await pamtester(pamDir, shim, SVC, u.username, ['authenticate'], { input: `${passwords[u.username]}\n` }), PamMsg.USER_UNKNOWN);
+    failedWith(await pamtester(pamDir, shim, 'lk-unknown-deny', u.username, ['acct_mgmt']), PamMsg.USER_UNKNOWN);
     env.service.setUsers(users);
   });
 
