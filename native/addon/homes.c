@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #endif
 #include "homes.h"
+#include "safedir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,8 +19,6 @@
 #include <unistd.h>
 
 #define DIR_OPEN_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-/* Ancestors deeper than this are not a real deployment; stop instead of looping. */
-#define MAX_ANCESTORS 64
 
 static void add_problem(struct home_report *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -31,12 +30,6 @@ static void add_problem(struct home_report *r, const char *fmt, ...) {
   vsnprintf(r->problems[r->nproblems], HOME_PROBLEM_LEN, fmt, ap);
   va_end(ap);
   r->nproblems++;
-}
-
-static void close_keep_errno(int fd) {
-  int saved = errno;
-  if (fd >= 0) close(fd);
-  errno = saved;
 }
 
 /* open(2): with O_DIRECTORY|O_NOFOLLOW a symlink fails with ENOTDIR, the same as a file. Only to
@@ -53,85 +46,19 @@ int home_name_is_valid(const char *name) {
   return strlen(name) < NAME_MAX;
 }
 
-/* sshd(8) ChrootDirectory: every component must be root-owned and not writable by group or
- * others. Ancestors may be sticky world-writable (like /tmp): in a sticky directory only the
- * owner (root) can rename or remove the entry, so the path to the base still cannot be swapped. */
-static int ancestors_are_safe(int base_fd, struct home_report *r) {
-  struct stat cur, up;
-  if (fstat(base_fd, &cur) != 0) return 0;
-  int fd = base_fd;
-  for (int depth = 0; depth < MAX_ANCESTORS; depth++) {
-    int parent = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd != base_fd) close(fd);
-    if (parent < 0) {
-      add_problem(r, "cannot open a parent of the base: %s", strerror(errno));
-      return 0;
-    }
-    if (fstat(parent, &up) != 0) {
-      close_keep_errno(parent);
-      add_problem(r, "cannot stat a parent of the base: %s", strerror(errno));
-      return 0;
-    }
-    if (up.st_dev == cur.st_dev && up.st_ino == cur.st_ino) { /* reached / */
-      close(parent);
-      return 1;
-    }
-    int writable = (up.st_mode & (S_IWGRP | S_IWOTH)) != 0;
-    if (up.st_uid != 0 || (writable && !(up.st_mode & S_ISVTX))) {
-      add_problem(r, "a parent of the base (inode %lu) is owned by uid %u with mode %04o; "
-                  "every parent must be root-owned and not group/world-writable",
-                  (unsigned long)up.st_ino, (unsigned)up.st_uid, (unsigned)(up.st_mode & 07777));
-      close(parent);
-      return 0;
-    }
-    cur = up;
-    fd = parent;
-  }
-  if (fd != base_fd) close(fd);
-  add_problem(r, "the base is nested deeper than %d directories", MAX_ANCESTORS);
-  return 0;
-}
-
-/* Returns an fd on the base directory, or -1 with the reason in the report. */
+/* Returns an fd on the base directory, or -1 with the reason in the report. The base is opened
+ * component by component from "/" without following any symlink, and every component must meet
+ * sshd(8)'s ChrootDirectory rule (root-owned, not group/world-writable; a sticky parent like /tmp
+ * is accepted since only root could then rename the root-owned entry below it): safedir.c. */
 static int open_base(const char *base, struct home_report *r) {
-  char path[PATH_MAX];
-  size_t len = strlen(base);
-  if (len == 0 || base[0] != '/' || len >= sizeof path) {
-    add_problem(r, "the home base \"%s\" must be an absolute path", base);
-    return -1;
-  }
-  memcpy(path, base, len + 1);
-  /* "dir/" would make the kernel follow a symlink at the last component despite O_NOFOLLOW. */
-  while (len > 1 && path[len - 1] == '/') path[--len] = '\0';
-
-  int fd = open(path, DIR_OPEN_FLAGS);
-  if (fd < 0) {
-    int e = errno;
-    if (e == ELOOP || (e == ENOTDIR && is_symlink_at(AT_FDCWD, path)))
-      add_problem(r, "the home base %s is a symbolic link; configure the real directory", path);
-    else if (e == ENOENT)
-      add_problem(r, "the home base %s does not exist; create it root:root 0755", path);
-    else
-      add_problem(r, "cannot open the home base %s: %s", path, strerror(e));
-    return -1;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    add_problem(r, "cannot stat the home base %s: %s", path, strerror(errno));
-    close(fd);
-    return -1;
-  }
-  if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    add_problem(r, "the home base %s is owned by uid %u with mode %04o; it must be root-owned and "
-                "not group/world-writable (chown root:root, chmod 0755)",
-                path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-    close(fd);
-    return -1;
-  }
-  if (!ancestors_are_safe(fd, r)) {
-    close(fd);
-    return -1;
-  }
+  struct safe_dir_request req = {
+      .path = base, .trusted_uid = (uid_t)-1, .create = 0, .mode = 0755,
+      .what = "home base", .parent_of = "base",
+  };
+  char why[HOME_PROBLEM_LEN];
+  int missing = 0;
+  int fd = safe_dir_open(&req, why, sizeof why, &missing);
+  if (fd < 0) add_problem(r, "%s", why);
   return fd;
 }
 

@@ -1,6 +1,10 @@
 // latchkeyctl check-config [FILE]: offline validation with the daemon's own loader, so the CLI
-// and latchkeyd can never disagree about what a config file means.
+// and latchkeyd can never disagree about what a config file means; then the cross-checks
+// against sshd_config and the installed systemd unit (src/sshdconf) that latchkeyd also runs at
+// start, plus sshd's own verdict on its file (`sshd -T`).
 import { loadConfig } from '../config/load.js';
+import { checkDeployment, formatFinding, type Finding } from '../sshdconf/checks.js';
+import { readDeployment, sshdOwnCheck } from '../sshdconf/deploy.js';
 import { redactConfig, formatConfigIni } from '../config/format.js';
 import type { Config } from '../config/types.js';
 import { type CommandDef, EXIT_FAIL, EXIT_OK } from './command.js';
@@ -26,13 +30,18 @@ export const checkConfig: CommandDef = {
       ctx.err(`latchkeyctl: ${text}\n`);
       return EXIT_FAIL;
     }
+    const findings: Finding[] = checkDeployment(readDeployment(cfg, { unit: true })).findings;
+    const own = sshdOwnCheck(cfg.daemon.sshdConfig);
+    if (own) findings.push(own);
+    const errors = findings.filter((f) => f.severity === 'error').length;
     if (ctx.mode === 'json') {
-      ctx.out(renderJson({ ok: true, file, config: redactConfig(cfg) }));
+      ctx.out(renderJson({ ok: errors === 0, file, config: redactConfig(cfg), findings }));
     } else {
       // formatConfigIni never shows a secret (keys.ts: `secret` keys have no `show`).
-      ctx.err(`${file}: ok\n`);
+      for (const f of findings) ctx.err(`${formatFinding(f)}\n`);
+      ctx.err(errors === 0 ? `${file}: ok\n` : `${file}: ${errors} error(s) between latchkey, sshd and systemd; see above\n`);
       ctx.out(formatConfigIni(cfg));
     }
-    return EXIT_OK;
+    return errors === 0 ? EXIT_OK : EXIT_FAIL;
   },
 };

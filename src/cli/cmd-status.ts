@@ -42,6 +42,10 @@ export function statusPairs(r: Record<string, unknown>, ctx: Pick<Ctx, 'mode' | 
     ['hit ratio', machine ? (num(cache.hit_ratio) === null ? '-' : String(num(cache.hit_ratio))) : formatRatio(num(cache.hit_ratio))],
     ['open sessions', str(obj(r.sessions).open)],
   ];
+  // Weakened settings (insecure_http, insecure_tls) are shown every time, never only in a log
+  // an admin may not read; no line at all when there are none.
+  const insecure = Array.isArray(r.insecure) ? r.insecure.map(str) : [];
+  if (insecure.length > 0) pairs.push(['insecure', insecure.join(machine ? '\t' : '; ')]);
   // The summary line already carries version and pid on a terminal.
   return machine ? pairs.filter(([k]) => k !== 'daemon') : pairs.filter(([k]) => k !== 'version' && k !== 'pid');
 }

@@ -17,6 +17,9 @@ commands:
   sessions kill ID | --user NAME
                                end sessions (SIGTERM to the session's process)
   stats                        counters and latency histograms
+  throttle                     login lockouts and failure counters, per user and per remote host
+  throttle reset USER | --host RHOST | --all
+                               lift lockouts: clear the failures recorded
   check-config [FILE]          validate a config file offline, print it with secrets redacted
   auth-test NAME               prompt for a password and verify it as PAM would
   help [COMMAND]               this text, or one command's
@@ -178,7 +181,41 @@ examples:
   verify {by_kind {KIND {ok, failed, avg_ms}}, unknown_user, throttled}
     KIND: bcrypt, md5crypt, sha256crypt, sha512crypt, yescrypt, des, none, unknown
   throttle {trackedUsers, trackedHosts, lockedUsers [{user, retryAfterSec}],
-            lockedHosts [{rhost, retryAfterSec}], failures, lockouts, refused, evictions}
+            lockedHosts [{rhost, retryAfterSec}], failures, lockouts, refused, evictions, inFlight}
+`,
+  throttle: `usage: latchkeyctl throttle [--json] [--utc]
+       latchkeyctl throttle reset USER | --host RHOST | --all [--json]
+
+Lists the login throttle's counters: per user, and per remote host over all users. A password
+attempt takes a slot in both budgets before it is checked; a wrong password turns the slot into
+a failure, anything else gives it back (a right password does not clear earlier failures).
+When failures reach the limit ([pam] max_failures per user, host_max_failures per host) within
+throttle_window, logins are refused unchecked until the lockout (throttle_lockout) ends.
+Locked entries come first, then the most failures; at most 1000 are listed.
+
+"reset" clears the failures and lockout of one user (the name as the client sent it), of one
+remote host (as PAM_RHOST names it), or of all; attempts still being checked stay counted.
+Each reset is logged (admin.throttle_reset). Exit 1 when nothing was recorded for USER/RHOST.
+
+columns: SCOPE KEY FAILURES LIMIT PENDING WINDOW LOCKED_UNTIL REFUSED
+  SCOPE         user or host
+  PENDING       attempts being checked now (their slots count towards the limit)
+  WINDOW        when the window's first failure was counted
+  LOCKED_UNTIL  end of the lockout, "-" when not locked
+  REFUSED       attempts refused during this lockout
+
+examples:
+  sudo latchkeyctl throttle
+  sudo latchkeyctl throttle reset alice
+  sudo latchkeyctl throttle reset --host 192.0.2.7
+  sudo latchkeyctl throttle --json | jq '.entries[] | select(.locked_until)'
+
+--json fields:
+  now, max_failures, host_max_failures, window_s, lockout_s,
+  entries [{scope, key, failures, limit, in_flight, window_started_at, locked_until, retry_after_s, refused}],
+  total, truncated,
+  counters {tracked_users, tracked_hosts, in_flight, failures, lockouts, refused, evictions}
+  reset: users, hosts (counters cleared)
 `,
   'check-config': `usage: latchkeyctl check-config [FILE] [--json]
 

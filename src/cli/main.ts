@@ -9,13 +9,14 @@ import { MAIN_HELP, helpFor } from './help.js';
 import { status, stats } from './cmd-status.js';
 import { users, show, lookup, invalidate, flush, describeLookupFailure } from './cmd-users.js';
 import { sessions } from './cmd-sessions.js';
+import { throttle } from './cmd-throttle.js';
 import { authTest } from './cmd-auth.js';
 import { checkConfig } from './cmd-config.js';
 import { DAEMON_VERSION } from '../daemon/public-handlers.js';
 
 const COMMANDS: Record<string, CommandDef> = {
   status, users, show, lookup, invalidate, flush, sessions, stats,
-  'check-config': checkConfig, 'auth-test': authTest,
+  'check-config': checkConfig, 'auth-test': authTest, throttle,
 };
 
 /** Daemon error codes (admin.ts) → exit codes. */

@@ -237,8 +237,10 @@ export const KEYS: readonly KeySpec[] = [
   ]),
   ...section('daemon', [
     { key: 'socket_dir', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.daemon.socketDir = v; }, get: (c) => c.daemon.socketDir },
-    { key: 'max_connections', parse: (r) => parseInteger(r, 1, 65_536),
+    { key: 'max_connections', parse: (r) => parseInteger(r, 0, 65_536),
       set: (d, v: number) => { d.cfg.daemon.maxConnections = v; }, get: (c) => c.daemon.maxConnections },
+    { key: 'max_connections_per_uid', parse: (r) => parseInteger(r, 0, 65_536),
+      set: (d, v: number) => { d.cfg.daemon.maxConnectionsPerUid = v; }, get: (c) => c.daemon.maxConnectionsPerUid },
     { key: 'idle_timeout', parse: (r) => parseDurationMs(r, 100, 3_600_000),
       set: (d, v: number) => { d.cfg.daemon.idleTimeoutMs = v; }, get: (c) => c.daemon.idleTimeoutMs, fmt: formatDuration },
     { key: 'log_level', parse: (r) => parseChoice(r, ['debug', 'info', 'warn', 'error'] as const),

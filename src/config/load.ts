@@ -9,9 +9,11 @@ import {
 } from './keys.js';
 import { closest, decodeValues, hasGluedCommentChar, scanIni, type Entry, type Header } from './scan.js';
 import { ValueProblem } from './values.js';
+import { checkTrustedMode, checkTrustedOwner, checkTrustedPath, credentialsOverHttp, plainHttpOrigins, UntrustedPath } from './safety.js';
 
 export { redactConfig, formatConfigIni, REDACTED } from './format.js';
 export { RESERVED_IDS } from './keys.js';
+export { insecureSettings } from './safety.js';
 
 /** The default user name rule (DESIGN.md, security rules). */
 export const DEFAULT_NAME_REGEX = /^[a-z_][a-z0-9_.-]{0,31}$/;
@@ -42,7 +44,7 @@ export function defaultConfig(overrides: Overrides = {}): Config {
       throttleWindowSec: 300, throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0,
       maxBcryptCost: 13, maxShaRounds: 1_000_000, maxYescryptMemory: 64 * 1024 * 1024,
     },
-    daemon: { socketDir: '/run/latchkey', maxConnections: 256, idleTimeoutMs: 30000, logLevel: 'info', sshdConfig: '/etc/ssh/sshd_config' },
+    daemon: { socketDir: '/run/latchkey', maxConnections: 0, maxConnectionsPerUid: 0, idleTimeoutMs: 30000, logLevel: 'info', sshdConfig: '/etc/ssh/sshd_config' },
   };
   for (const [sec, values] of Object.entries(overrides)) {
     if (sec === 'source') cfg.source = values as string;
@@ -58,22 +60,30 @@ export function parseConfig(text: string, file: string): Config {
   return finish(state);
 }
 
-/** Reads and checks a config file (and its secrets_file), returning the Config with `source = file`. */
+/**
+ * Reads and checks a config file (and its secrets_file), returning the Config with `source = file`.
+ * Every file read here, and the TLS files it names, must be one only root can change
+ * (src/config/safety.ts); a file holding secrets must also be unreadable by others.
+ */
 export function loadConfig(file: string): Config {
   const state = newState(file);
   const main = readChecked(file);
-  if (main.stats.mode & 0o002) {
-    throw new ConfigError(file, 0, '', `is world-writable, so anyone could redirect logins; fix: chmod o-w ${file}`);
-  }
   const secretsIn = applyFile(state, main.text, file, 'config');
-  if (secretsIn.length > 0) requirePrivate(file, main.stats, secretsIn);
+  requireMode(file, main.stats, secretsIn);
   if (state.draft.secretsFile !== null) {
     const sf = state.draft.secretsFile;
     const secrets = readChecked(sf);
-    requirePrivate(sf, secrets.stats, ['secrets_file']);
+    requireMode(sf, secrets.stats, ['secrets_file']);
     applyFile(state, secrets.text, sf, 'secrets');
   }
   const cfg = finish(state);
+  // The CA file decides which server may answer for the user service, and the client key is a
+  // credential: the same rule as the config. The client reads them (src/upstream/client.ts).
+  for (const [key, path] of [['cacertfile', cfg.upstream.caFile], ['certfile', cfg.upstream.certFile], ['keyfile', cfg.upstream.keyFile]] as const) {
+    if (path === null) continue;
+    const tls = readChecked(path, `upstream.${key}`);
+    requireMode(path, tls.stats, [], `upstream.${key}`);
+  }
   cfg.source = file;
   return cfg;
 }
@@ -190,6 +200,28 @@ function finish(state: State): Config {
     const u = at('upstream.password');
     fail(b, `conflicts with basic credentials (${u.key} at ${u.file}:${u.line}); use one or the other`);
   }
+  // Plain http:// would show the credentials to anyone on the path on every request (basic auth
+  // is only base64), and without certificate checks anyone on the path can answer as the user
+  // service with any password hash: both only when the admin says so (insecure_http/_tls),
+  // and then the daemon says so at every start and reload and in `latchkeyctl status`.
+  if (!c.upstream.insecureHttp && credentialsOverHttp(c).length > 0) {
+    const key = /^http:/i.test(c.upstream.byNameUrl.trim()) ? 'upstream.by_name_url' : 'upstream.by_uid_url';
+    fail(at(key), `would send the upstream ${c.upstream.basicAuth ? 'username and password (basic auth is only base64)' : 'bearer token'} `
+      + 'in clear text over http:// with every request; use https://, or, for a private link such as loopback, '
+      + 'accept it with insecure_http = yes ([upstream], or a top-level line in a LocalEGA auth.conf)');
+  }
+  // Without credentials http:// is no better: anyone on the path can answer for the user service
+  // with a password hash and keys of their choosing, which is a login.
+  if (!c.upstream.insecureHttp && plainHttpOrigins(c).length > 0) {
+    const key = /^http:/i.test(c.upstream.byNameUrl.trim()) ? 'upstream.by_name_url' : 'upstream.by_uid_url';
+    fail(at(key), 'uses plain http://, so anyone on the network path can answer as the user service with any password hash or key; '
+      + 'use https://, or, for a private link such as loopback, accept it with insecure_http = yes ([upstream], or a top-level line in a LocalEGA auth.conf)');
+  }
+  for (const [key, on] of [['upstream.verify_peer', c.upstream.verifyPeer], ['upstream.verify_hostname', c.upstream.verifyHostname]] as const) {
+    if (on || c.upstream.insecureTls) continue;
+    fail(at(key), `is "no", which lets anyone on the network path pose as the user service and answer with any password hash; `
+      + 'remove it (for a private CA set cacertfile), or accept the risk with insecure_tls = yes ([upstream], or a top-level line in a LocalEGA auth.conf)');
+  }
   if ((c.upstream.certFile === null) !== (c.upstream.keyFile === null)) {
     fail(at(c.upstream.certFile ? 'upstream.certfile' : 'upstream.keyfile'), 'a client certificate needs both certfile and keyfile');
   }
@@ -220,32 +252,52 @@ function headerLine(state: State, section: string): number {
   return state.headers.find((h) => h.name === section)?.line ?? 0;
 }
 
-function readChecked(file: string): { text: string; stats: Stats } {
+/**
+ * Reads a file through one descriptor and checks that descriptor (fstat), so the file checked is
+ * the file read; then walks the path it was found by and insists it ends at that same file.
+ */
+function readChecked(file: string, key = ''): { text: string; stats: Stats } {
   let fd: number;
   try {
     fd = openSync(file, 'r');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new ConfigError(file, 0, '', `cannot be read (${err.code ?? err.message}); check the path and that latchkeyd runs as root`);
+    throw new ConfigError(file, 0, key, `cannot be read (${err.code ?? err.message}); check the path and that latchkeyd runs as root`);
   }
   try {
-    // fstat the descriptor we read from, so the checked file is the file read (no swap in between).
     const stats = fstatSync(fd);
-    if (!stats.isFile()) throw new ConfigError(file, 0, '', 'is not a regular file');
+    if (!stats.isFile()) throw new ConfigError(file, 0, key, 'is not a regular file');
+    const euid = process.geteuid?.() ?? 0;
+    try {
+      checkTrustedOwner(file, stats, euid);
+      const walked = checkTrustedPath(file, euid);
+      if (walked.dev !== stats.dev || walked.ino !== stats.ino) {
+        throw new UntrustedPath('was replaced while it was being checked; try again, and find out who is changing it');
+      }
+    } catch (e) {
+      if (e instanceof UntrustedPath) throw new ConfigError(file, 0, key, e.message);
+      throw e;
+    }
     return { text: readFileSync(fd, 'utf8'), stats };
   } finally {
     closeSync(fd);
   }
 }
 
-/** Secrets may sit only in a file nobody else can read or change. */
-function requirePrivate(file: string, st: Stats, what: string[]): void {
-  const euid = process.geteuid?.() ?? 0;
-  if ((st.mode & 0o077) !== 0) {
-    throw new ConfigError(file, 0, '',
-      `holds secrets (${what.join(', ')}) but its mode is ${(st.mode & 0o777).toString(8).padStart(4, '0')}; fix: chmod 600 ${file}`);
+/**
+ * The mode half of the file rule, checked once the file is parsed so that the fix can fit what it
+ * holds: secrets may sit only in a file nobody else can read (chmod 600), any other config file
+ * may be read by all but written by no one else (chmod go-w).
+ */
+function requireMode(file: string, st: Stats, secrets: string[], key = ''): void {
+  if (secrets.length > 0 && (st.mode & 0o077) !== 0) {
+    throw new ConfigError(file, 0, key,
+      `holds secrets (${secrets.join(', ')}) but its mode is ${(st.mode & 0o777).toString(8).padStart(4, '0')}; fix: chmod 600 ${file}`);
   }
-  if (st.uid !== 0 && st.uid !== euid) {
-    throw new ConfigError(file, 0, '', `holds secrets (${what.join(', ')}) but is owned by uid ${st.uid}; fix: chown root ${file}`);
+  try {
+    checkTrustedMode(file, st);
+  } catch (e) {
+    if (e instanceof UntrustedPath) throw new ConfigError(file, 0, key, e.message);
+    throw e;
   }
 }

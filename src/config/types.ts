@@ -99,7 +99,10 @@ export interface PamConfig {
 export interface DaemonConfig {
   /** where nss.sock and priv.sock live */
   socketDir: string;
+  /** nss.sock connections in all; 0 = from the open-file limit (thousands) */
   maxConnections: number;
+  /** nss.sock connections one peer uid may hold; 0 = an eighth of the total */
+  maxConnectionsPerUid: number;
   idleTimeoutMs: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** sshd's main config, read for the cross-checks (ChrootDirectory vs chroot_sessions, Match Group) */

@@ -28,7 +28,8 @@
 //                               last_error {message, at}|null},
 //                     cache {file, size_bytes, ttl_s, negative_ttl_s, stale_grace_s,
 //                            entries {fresh, stale, expired, negative, total}, hit_ratio: 0..1|null},
-//                     sessions {open}}
+//                     sessions {open},
+//                     insecure [TEXT]}   weakened settings in effect (insecure_http/_tls), [] when none
 //               The upstream probe asks for a name that should not exist (PROBE_NAME) straight
 //               from the source, bypassing the cache; "found" or "not found" both mean reachable.
 // users         {stale?: bool, negative?: bool} → {now, users [UserSummary], negative [{key, kind, fetched_at, expires_at}]}
@@ -50,8 +51,20 @@
 //                     upstream_latency {count, mean_ms, p50_ms, p99_ms, max_ms, buckets {le_1ms … le_5000ms, +inf}},
 //                     verify {by_kind {KIND {ok, failed, avg_ms}}, unknown_user, throttled},
 //                     throttle {trackedUsers, trackedHosts, lockedUsers [{user, retryAfterSec}],
-//                               lockedHosts [{rhost, retryAfterSec}], failures, lockouts, refused, evictions}}
+//                               lockedHosts [{rhost, retryAfterSec}], failures, lockouts, refused, evictions,
+//                               inFlight}}
 //               (lookups/upstream come from src/cache/stats.ts, throttle from src/verify/throttle.ts)
+// throttle      {} → {now, max_failures, host_max_failures, window_s, lockout_s,
+//                     entries [{scope: "user"|"host", key, failures, limit, in_flight,
+//                               window_started_at|null, locked_until|null, retry_after_s, refused}],
+//                     total, truncated,
+//                     counters {tracked_users, tracked_hosts, in_flight, failures, lockouts, refused, evictions}}
+//               entries: counters holding failures, reservations in flight or a lockout; locked
+//               first, then most failures; at most THROTTLE_LIST_MAX (total counts them all).
+//               refused: attempts refused during the current lockout.
+// throttle-reset {user: NAME} | {host: RHOST} | {all: true} → {users, hosts}
+//               clears failures and lockouts (counts of the counters that held any);
+//               not_found when the named user or host has nothing recorded. Logged (admin.throttle_reset).
 // auth-test     {user: NAME, password} → {user, authenticated, result: "ok"|"wrong_password"|
 //                     "no_password"|"unknown_user"|"throttled"|"unavailable", reason,
 //                     hash {kind, cost, cost_name}|null, source, ms}
@@ -63,6 +76,7 @@ import { performance } from 'node:perf_hooks';
 import { ok, type HandlerTable, type Peer } from '../server/dispatch.js';
 import type { Fields } from '../protocol/codec.js';
 import type { Config } from '../config/types.js';
+import { insecureSettings } from '../config/safety.js';
 import type { CachedUser } from '../types.js';
 import type { Lookup } from '../cache/types.js';
 import { classify, type FreshnessConfig } from '../cache/policy.js';
@@ -91,6 +105,16 @@ export interface AdminContext {
   sessions: SessionRegistry;
   throttle: Throttle;
   authStats: AuthStats;
+}
+
+/** Most entries one `throttle` reply lists (the maps may hold 100 000 keys each). */
+export const THROTTLE_LIST_MAX = 1000;
+
+/** A throttle key as PAM sent it: any non-empty string up to the throttle's key length. */
+function throttleKey(v: unknown, field: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (typeof v === 'string' && v.length > 0 && v.length <= 256 && !/[\u0000-\u001f\u007f]/.test(v)) return v;
+  throw badRequest(`"${field}" must be a non-empty string of at most 256 printable characters`);
 }
 
 /** Asked for by `status` to see whether the upstream answers; a 404 is the expected reply. */
@@ -219,6 +243,7 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
           hit_ratio: typeof snap.hit_ratio === 'number' ? snap.hit_ratio : null,
         },
         sessions: { open: ctx.sessions.countOpen() },
+        insecure: insecureSettings(c),
       };
     },
 
@@ -322,6 +347,46 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
         verify: { by_kind: byKind, unknown_user: ctx.authStats.unknownUser, throttled: ctx.authStats.throttled },
         throttle: ctx.throttle.snapshot(),
       };
+    },
+
+    throttle() {
+      const c = cfg();
+      const { entries, total } = ctx.throttle.list(THROTTLE_LIST_MAX);
+      const snap = ctx.throttle.snapshot();
+      return {
+        now: now(),
+        max_failures: c.pam.maxFailures, host_max_failures: c.pam.hostMaxFailures,
+        window_s: c.pam.throttleWindowSec, lockout_s: c.pam.throttleLockoutSec,
+        entries: entries.map((e) => ({
+          scope: e.scope, key: e.key, failures: e.failures, limit: e.limit, in_flight: e.inFlight,
+          window_started_at: e.windowStartedAt, locked_until: e.lockedUntil, retry_after_s: e.retryAfterSec, refused: e.refused,
+        })),
+        total, truncated: total > entries.length,
+        counters: {
+          tracked_users: snap.trackedUsers, tracked_hosts: snap.trackedHosts, in_flight: snap.inFlight,
+          failures: snap.failures, lockouts: snap.lockouts, refused: snap.refused, evictions: snap.evictions,
+        },
+      };
+    },
+
+    'throttle-reset'(args, peer) {
+      const given = ['user', 'host', 'all'].filter((k) => args[k] !== undefined && args[k] !== null);
+      if (given.length !== 1) throw badRequest('give exactly one of "user", "host" or "all": true');
+      let target: { user: string } | { host: string } | { all: true };
+      if (args.all !== undefined && args.all !== null) {
+        if (args.all !== true) throw badRequest('"all" must be true');
+        target = { all: true };
+      } else if (args.user !== undefined && args.user !== null) {
+        target = { user: throttleKey(args.user, 'user') };
+      } else {
+        target = { host: throttleKey(args.host, 'host') };
+      }
+      const r = ctx.throttle.reset(target);
+      // An audit line: who lifted which lockout.
+      log('info', 'admin.throttle_reset', { ...target, users: r.users, hosts: r.hosts, peer_pid: peer.pid });
+      if ('user' in target && r.users === 0) throw new AdminFailure('not_found', `no failures recorded for user ${target.user}`);
+      if ('host' in target && r.hosts === 0) throw new AdminFailure('not_found', `no failures recorded from host ${target.host}`);
+      return { users: r.users, hosts: r.hosts };
     },
 
     async 'auth-test'(args, peer) {

@@ -1,6 +1,7 @@
 // latchkeyd entry point: loads the config, wires cache, upstream, verification and sockets,
 // reloads on SIGHUP and shuts down cleanly on SIGTERM/SIGINT.
-import { loadConfig } from '../config/load.js';
+import { insecureSettings, loadConfig } from '../config/load.js';
+import { checkHomeBase } from '../homes/base.js';
 import type { Config } from '../config/types.js';
 import { UserCache } from '../cache/db.js';
 import { Resolver } from '../cache/resolver.js';
@@ -15,6 +16,9 @@ import { authHandlers, AuthStats } from './auth-handlers.js';
 import { SwappableSource } from './swappable-source.js';
 import { sessionHandlers, SessionRegistry } from '../sessions/registry.js';
 import { adminHandlers } from './admin.js';
+import { sshdFactsForDaemon } from '../sshdconf/deploy.js';
+import type { SshdFacts } from '../sshdconf/checks.js';
+import { loginHandlers } from './login-handlers.js';
 
 const USAGE = `usage: latchkeyd [--config FILE] [--check]
   --config FILE  configuration (default /etc/latchkey/latchkey.conf; a LocalEGA auth.conf works too)
@@ -48,6 +52,9 @@ function parseArgs(argv: string[]): { config: string; check: boolean } {
 export async function startDaemon(configFile: string): Promise<Daemon> {
   let cfg = loadConfig(configFile);
   setLogLevel(cfg.daemon.logLevel);
+  checkHomeBase(cfg);
+  // sshd_config vs latchkey.conf (src/sshdconf): errors refuse the start, the facts steer the chroot.
+  let sshd = sshdFactsForDaemon(cfg);
   const startedAt = Date.now();
   const cache = UserCache.open(cfg.cache.dbPath);
   const source = new SwappableSource(new RestUserSource(cfg.upstream, cfg.users));
@@ -56,12 +63,12 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   const authStats = new AuthStats();
   const sessions = new SessionRegistry(cache.db, () => cfg);
 
-  const nss: HandlerTable = publicHandlers(resolver, () => cfg);
+  const nss: HandlerTable = { ...publicHandlers(resolver, () => cfg, () => cache.generation), ...loginHandlers(resolver, () => cfg) };
   let listening: Listening | null = null;
   const priv: HandlerTable = {
     ...nss,
     ...authHandlers(resolver, cache, throttle, authStats),
-    ...sessionHandlers(sessions, resolver, () => cfg),
+    ...sessionHandlers(sessions, resolver, () => cfg, undefined, () => sshd),
     ...adminHandlers({
       version: DAEMON_VERSION, startedAt, config: () => cfg, configFile,
       socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats,
@@ -71,6 +78,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   listening = await listenAll({
     dir: cfg.daemon.socketDir,
     maxConnections: () => cfg.daemon.maxConnections,
+    maxConnectionsPerUid: () => cfg.daemon.maxConnectionsPerUid,
     idleTimeoutMs: () => cfg.daemon.idleTimeoutMs,
     nssHandlers: () => nss,
     privHandlers: () => priv,
@@ -86,8 +94,11 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   const reload = (): void => {
     let next: Config;
     let client: RestUserSource;
+    let nextSshd: SshdFacts;
     try {
       next = loadConfig(configFile);
+      nextSshd = sshdFactsForDaemon(next);
+      checkHomeBase(next);
       // Review fix: the client constructor reads cacertfile/certfile/keyfile and throws a
       // ConfigError when one is unreadable. Outside this try that throw escaped the SIGHUP
       // listener as an uncaughtException and killed the daemon; now the old config is kept.
@@ -105,9 +116,11 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     // before it is closed: closing it now would fail every lookup running during the reload.
     source.swap(client, cfg.upstream.requestTimeoutMs + 1000);
     cfg = next;
+    sshd = nextSshd;
     setLogLevel(cfg.daemon.logLevel);
     listening!.setMaxConnections(cfg.daemon.maxConnections);
     log('info', 'config.reloaded', { file: configFile });
+    logInsecure(cfg, configFile);
   };
   process.on('SIGHUP', reload);
 
@@ -115,6 +128,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     version: DAEMON_VERSION, pid: process.pid, config: configFile,
     nss_socket: listening.paths.nss, priv_socket: listening.paths.priv, cache: cfg.cache.dbPath,
   });
+  logInsecure(cfg, configFile);
 
   return {
     config: () => cfg,
@@ -130,16 +144,24 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   };
 }
 
+/** Weakened settings (insecure_http, insecure_tls) are said at every start and reload, not once. */
+function logInsecure(cfg: Config, configFile: string): void {
+  const settings = insecureSettings(cfg);
+  if (settings.length > 0) log('warn', 'config.insecure', { file: configFile, settings });
+}
+
 export async function main(argv: string[]): Promise<void> {
   // The daemon must never resolve users through its own NSS module (it would ask itself and
   // deadlock its event loop): libnss_latchkey answers UNAVAIL at once when this is set.
   process.env.LATCHKEY_NSS_DISABLE = '1';
   const args = parseArgs(argv);
   if (args.check) {
-    try { loadConfig(args.config); } catch (e) {
+    let checked: Config;
+    try { checked = loadConfig(args.config); } catch (e) {
       process.stderr.write(`latchkeyd: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(EX_CONFIG);
     }
+    for (const s of insecureSettings(checked)) process.stderr.write(`latchkeyd: warning: ${s}\n`);
     process.stdout.write(`${args.config}: ok\n`);
     return;
   }

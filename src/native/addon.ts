@@ -32,6 +32,28 @@ export interface CreateHomeResult {
   problems: string[];
 }
 
+export interface CheckDirOptions {
+  /** absolute path of the directory */
+  path: string;
+  /** names it in messages: "the <what> /x is ..." and "/w, a parent of the <parentOf> /x, ..." */
+  what: string;
+  parentOf: string;
+  /** make missing components and set the target's mode (through its fd) */
+  create: boolean;
+  /** only root may own the path (sshd's ChrootDirectory rule); else root or the daemon's euid */
+  rootOnly: boolean;
+  /** mode of the target when create is set (never group/world-writable) */
+  mode: number;
+}
+
+export interface CheckDirResult {
+  ok: boolean;
+  /** the only problem is that the directory (or a parent) does not exist */
+  missing: boolean;
+  /** why it is unsafe, naming the path and the chown/chmod fix; null when ok */
+  problem: string | null;
+}
+
 export interface LatchkeyAddon {
   /** SO_PEERCRED of a connected Unix socket; throws an Error with the errno text */
   peerCred(fd: number): PeerCred;
@@ -39,6 +61,9 @@ export interface LatchkeyAddon {
   crypt(password: string, setting: string): Promise<string | null>;
   /** race-free home creation on the threadpool (native/addon/homes.c) */
   createHome(opts: CreateHomeOptions): Promise<CreateHomeResult>;
+  /** opens a directory from "/" without following any symlink, checking every component
+   *  (native/addon/safedir.c); synchronous */
+  checkDir(opts: CheckDirOptions): CheckDirResult;
 }
 
 const RELATIVE_PATH = join('native', 'addon', 'build', 'Release', 'latchkey.node');
@@ -98,4 +123,8 @@ export function crypt(password: string, setting: string): Promise<string | null>
 
 export function createHome(opts: CreateHomeOptions): Promise<CreateHomeResult> {
   return loadAddon().createHome(opts);
+}
+
+export function checkDir(opts: CheckDirOptions): CheckDirResult {
+  return loadAddon().checkDir(opts);
 }

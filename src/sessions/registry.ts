@@ -13,6 +13,7 @@ import type { Lookup } from '../cache/types.js';
 import { ok, fail, type HandlerTable } from '../server/dispatch.js';
 import { Status } from '../protocol/generated.js';
 import { ensureHome as realEnsureHome } from '../homes/ensure.js';
+import { sessionChroot, NO_SSHD_FACTS, type SshdFacts } from '../sshdconf/checks.js';
 import { log } from '../log.js';
 
 /** An open session as latchkeyctl shows it. */
@@ -220,9 +221,13 @@ export interface UserLookup { byName(name: string): Promise<Lookup> }
 export type EnsureHome = (cfg: HomesConfig, user: { name: string; uid: number; gid: number })
   => Promise<{ path: string; created: boolean; problems: string[] }>;
 
-/** SESSION_OPEN and SESSION_CLOSE for priv.sock. `ensureHome` is replaceable for tests. */
+/**
+ * SESSION_OPEN and SESSION_CLOSE for priv.sock. `ensureHome` is replaceable for tests; `sshd`
+ * gives what latchkeyd read from sshd_config at start/reload (src/sshdconf), used for the chroot.
+ */
 export function sessionHandlers(
   sessions: SessionRegistry, resolver: UserLookup, config: () => Config, ensureHome: EnsureHome = realEnsureHome,
+  sshd: () => SshdFacts = () => NO_SSHD_FACTS,
 ): HandlerTable {
   return {
     SESSION_OPEN: async (f) => {
@@ -250,7 +255,10 @@ export function sessionHandlers(
         return fail(Status.LIMIT, `${user} already has ${r.open} open sessions (max ${r.max})`);
       }
       log('info', 'session.open', { id: r.id, user, service, rhost, pid });
-      return ok({ session_id: r.id, home: home.path, umask: cfg.homes.umask, chroot: cfg.pam.chrootSessions ? 1 : 0 });
+      // chroot_sessions, except for sshd sessions that sshd's own ChrootDirectory confines
+      // (checks.ts sessionChroot: chrooting them here would make sshd refuse the login).
+      const chroot = sessionChroot(cfg, sshd(), service);
+      return ok({ session_id: r.id, home: home.path, umask: cfg.homes.umask, chroot: chroot ? 1 : 0 });
     },
 
     SESSION_CLOSE: (f) => {

@@ -210,6 +210,7 @@ by_name_url = ${url}/username/
 by_uid_url = ${url}/user-id/
 username = ${AUTH.user}
 password = ${AUTH.password}
+insecure_http = yes
 json_prefix = response.result
 connect_timeout = 2s
 request_timeout = 10s

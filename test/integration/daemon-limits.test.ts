@@ -28,13 +28,16 @@ test('an idle connection is closed after idle_timeout', async () => {
   assert.ok(ms >= 900 && ms < 5000, `closed after ${ms} ms`);
 });
 
-test('connections beyond max_connections are closed at once; the daemon keeps serving', async () => {
+test('a connection beyond max_connections makes the oldest idle one close; the daemon keeps serving', async () => {
   const nss = join(env.socketDir, 'nss.sock');
-  const held = await Promise.all(Array.from({ length: 4 }, () => open(nss)));
+  const held = [];
+  for (let i = 0; i < 4; i++) { held.push(await open(nss)); await new Promise((r) => setTimeout(r, 5)); }
   const extra = await open(nss);
-  const ms = await Promise.race([extra.closed, new Promise<number>((r) => setTimeout(() => r(-1), 800))]);
-  assert.ok(ms >= 0, 'the fifth connection should have been closed by the daemon');
-  for (const h of held) h.sock.destroy();
+  const first = await Promise.race([held[0]!.closed, new Promise<number>((r) => setTimeout(() => r(-1), 800))]);
+  assert.ok(first >= 0, 'the oldest idle connection should have been closed to make room');
+  const late = await Promise.race([extra.closed, new Promise<number>((r) => setTimeout(() => r(-1), 300))]);
+  assert.equal(late, -1, 'the new connection is served');
+  for (const h of [...held, extra]) h.sock.destroy();
   await new Promise((r) => setTimeout(r, 100));
   assert.equal((await request(nss, 'PING', {})).status, Status.OK);
 });

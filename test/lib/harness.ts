@@ -33,13 +33,17 @@ export function writeConfig(dir: string, serviceUrl: string, over: ConfigOverrid
       by_name_url: `${serviceUrl}/username/`,
       by_uid_url: `${serviceUrl}/user-id/`,
       username: 'lega', password: 'testpass',
+      // The example service listens on plain http on loopback; credentials over http:// are
+      // refused unless the config says so (src/config/safety.ts).
+      insecure_http: 'yes',
       json_prefix: 'response.result',
       connect_timeout: '1s', request_timeout: '2s',
     },
     cache: { db_path: join(dir, 'cache.db'), ttl: '1h', negative_ttl: '60s' },
     users: { uid_shift: 10000, gid: 10000, group_name: 'lega' },
     homes: { base: join(dir, 'homes') },
-    daemon: { socket_dir: join(dir, 'run'), log_level: 'debug' },
+    // The host's own sshd_config must not decide whether a test daemon starts: no file, no checks.
+    daemon: { socket_dir: join(dir, 'run'), log_level: 'debug', sshd_config: join(dir, 'no-sshd_config') },
   };
   for (const [sec, kv] of Object.entries(over)) base[sec] = { ...(base[sec] ?? {}), ...kv };
   const text = Object.entries(base)

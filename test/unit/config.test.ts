@@ -60,7 +60,7 @@ test('etc/latchkey.conf parses, and its "#key = value" lines are exactly the def
   const c = parseConfig(text, 'latchkey.conf');
   const uncommented = parseConfig(text.replace(/^#([a-z_]+ =)/gm, '$1'), 'latchkey.conf');
   assert.deepEqual(uncommented, c);
-  assert.equal(text.match(/^#[a-z_]+ =/gm)!.length, 45);
+  assert.equal(text.match(/^#[a-z_]+ =/gm)!.length, 46);
   assert.deepEqual(c, withUrls({ upstream: {
     byNameUrl: 'https://users.example.org/users/%s?idType=username',
     byUidUrl: 'https://users.example.org/users/%u?idType=uid',
@@ -76,8 +76,9 @@ const KEY_CASES: [string, string, string, (c: Config) => unknown, unknown][] = [
   ['upstream', 'max_concurrent', '4', (c) => c.upstream.maxConcurrent, 4],
   ['upstream', 'cacertfile', '/etc/ca.pem', (c) => c.upstream.caFile, '/etc/ca.pem'],
   ['upstream', 'cacertfile', '', (c) => c.upstream.caFile, null],
-  ['upstream', 'verify_peer', 'OFF', (c) => c.upstream.verifyPeer, false],
-  ['upstream', 'verify_hostname', 'no', (c) => c.upstream.verifyHostname, false],
+  // verify_peer/verify_hostname = no need insecure_tls = yes: test/unit/config-safety.test.ts
+  ['upstream', 'insecure_tls', 'yes', (c) => c.upstream.insecureTls, true],
+  ['upstream', 'insecure_http', 'On', (c) => c.upstream.insecureHttp, true],
   ['upstream', 'bearer_token', 'tok.en-1', (c) => c.upstream.bearerToken, 'tok.en-1'],
   ['cache', 'db_path', '/tmp/c.db', (c) => c.cache.dbPath, '/tmp/c.db'],
   ['cache', 'db_path', ':memory:', (c) => c.cache.dbPath, ':memory:'],
@@ -117,7 +118,7 @@ for (const [section, key, raw, get, want] of KEY_CASES) {
 
 test('by_uid_url, basic credentials and client certificates', () => {
   const c = parseConfig(`[upstream]\nby_name_url = http://h:8080/n/%s?t=name\nby_uid_url = https://h/u/%u\nusername = lega\npassword = p=w:d\n`
-    + 'certfile = /c.pem\nkeyfile = /k.pem\n', 'x.conf');
+    + 'certfile = /c.pem\nkeyfile = /k.pem\ninsecure_http = yes\n', 'x.conf');
   assert.equal(c.upstream.byNameUrl, 'http://h:8080/n/%s?t=name');
   assert.equal(c.upstream.byUidUrl, 'https://h/u/%u');
   assert.deepEqual(c.upstream.basicAuth, { user: 'lega', password: 'p=w:d' });
@@ -161,6 +162,7 @@ test('every LocalEGA key, flat or above the first [section], including trailing 
     'ega_uid_shift = 1000', 'ega_gid = 997', 'chroot_sessions = yes', 'ega_dir = /ega/inbox', 'ega_dir_attrs = 2750 # rwxr-s---',
     'ega_dir_umask = 027 # world-denied', 'prompt = Knock Knock:', 'ega_shell = /bin/aspshell-r', 'cacertfile = /etc/ega/CA.cert',
     'certfile = /etc/ega/ssl.cert', 'keyfile = /etc/ega/ssl.key', 'verify_peer = yes', 'verify_hostname = no',
+    'insecure_http = yes', 'insecure_tls = yes',
   ].join('\n');
   for (const text of [flat, flat + '\n[daemon]\nlog_level = warn\n']) {
     const c = parseConfig(text, 'auth.conf');
@@ -283,7 +285,7 @@ test('loadConfig: files without secrets may be world-readable, never world-writa
   const file = tmp('latchkey.conf', URLS, 0o644);
   assert.deepEqual(loadConfig(file), { ...withUrls(), source: file });
   chmodSync(file, 0o646);
-  rejects(() => loadConfig(file), file, '', 'chmod o-w');
+  rejects(() => loadConfig(file), file, '', `chmod go-w ${file}`);
   rejects(() => loadConfig(file + '.missing'), file + '.missing', '', 'ENOENT');
 });
 
@@ -319,7 +321,7 @@ test('loadConfig: secrets_file supplies credentials and must be 0600', () => {
 test('redactConfig and formatConfigIni never contain a secret', () => {
   const basic = parseConfig(`${URLS}username = lega\npassword = Top-Secret-1\n`, 'x.conf');
   const bearer = parseConfig(`${URLS}bearer_token = Top-Secret-2\n`, 'x.conf');
-  const legacy = parseConfig('cega_endpoint_username = http://h/\ncega_endpoint_uid = http://h/\ncega_creds = lega:Top-Secret-3\n', 'x.conf');
+  const legacy = parseConfig('cega_endpoint_username = http://h/\ncega_endpoint_uid = http://h/\ncega_creds = lega:Top-Secret-3\ninsecure_http = yes\n', 'x.conf');
   for (const c of [basic, bearer, legacy]) {
     const out = JSON.stringify(redactConfig(c)) + formatConfigIni(c);
     assert.ok(!out.includes('Top-Secret'), out);

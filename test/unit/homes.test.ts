@@ -221,15 +221,18 @@ test('race: a loop swapping symlinks for the home never gets anything outside th
     const fs = require('node:fs');
     const [home, c1, c2] = process.argv.slice(1);
     const end = Date.now() + 20000;
+    process.stdout.write('ready\\n');
     for (let i = 0; Date.now() < end; i++) {
       try { fs.rmSync(home, { recursive: true, force: true }); } catch {}
       try { fs.symlinkSync(i % 2 ? c1 : c2, home); } catch {}
       try { fs.rmSync(home, { force: true }); } catch {}
       if (i % 3 === 0) { try { fs.mkdirSync(home); fs.symlinkSync(c1, home + '/inbox'); } catch {} }
-    }`, f.home, f.canary, canary2], { stdio: 'ignore' });
+    }`, f.home, f.canary, canary2], { stdio: ['ignore', 'pipe', 'ignore'] });
   const outcomes = { created: 0, existing: 0, refused: 0 };
   try {
-    await new Promise((r) => setTimeout(r, 50));
+    // Start racing only once the swapper runs: a node start-up on a loaded host can take longer
+    // than the 400 calls below, and then nothing would have been raced at all.
+    await new Promise((r) => { swapper.stdout!.once('data', r); swapper.once('exit', r); });
     for (let i = 0; i < 400; i++) {
       try {
         const r = await ensureHome(f.cfg, USER);

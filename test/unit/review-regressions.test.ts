@@ -101,7 +101,7 @@ test('SIGHUP with an unreadable cacertfile keeps the old config instead of crash
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-review-'));
   const file = join(dir, 'latchkey.conf');
   const write = (extra: string): void => {
-    writeFileSync(file, `[upstream]\nby_name_url = http://127.0.0.1:9/username/\nby_uid_url = http://127.0.0.1:9/user-id/\n${extra}`
+    writeFileSync(file, `[upstream]\nby_name_url = http://127.0.0.1:9/username/\nby_uid_url = http://127.0.0.1:9/user-id/\ninsecure_http = yes\n${extra}`
       + `[cache]\ndb_path = ${join(dir, 'cache.db')}\n[homes]\nbase = ${join(dir, 'homes')}\n[daemon]\nsocket_dir = ${join(dir, 'run')}\n`);
     chmodSync(file, 0o600);
   };
