@@ -224,12 +224,20 @@ Validates a configuration file offline (no daemon needed; FILE defaults to
 configuration, defaults included, with credentials redacted. A problem is reported as
 FILE:LINE: key: what is wrong, with exit 1.
 
+It also reads sshd's configuration ([daemon] sshd_config, with its Include files and Match
+blocks; \`sshd -T\` checks its syntax) and cross-checks it, naming the sshd file:line and the fix:
+a Match Group that misses [users] group_name, ChrootDirectory against chroot_sessions and the
+homes layout, UsePAM, AllowGroups/DenyGroups, and db_path / homes base against the installed
+systemd unit. Errors exit 1 (latchkeyd refuses to start on them); warnings and notices do not.
+Settings allowed by an insecure_* key are listed every time.
+
 examples:
   latchkeyctl check-config
   latchkeyctl check-config /etc/ega/auth.conf
 
 --json fields:
-  ok, file, config {upstream {…}, cache {…}, users {…}, homes {…}, pam {…}, daemon {…}}
+  ok, file, config {upstream {…}, cache {…}, users {…}, homes {…}, pam {…}, daemon {…}},
+  findings [{severity, check, message, fix, at}]
   (on error: {"ok": false, "file", "error"})
 `,
   'auth-test': `usage: latchkeyctl auth-test NAME [--json]
