@@ -320,9 +320,10 @@ export class Resolver {
       this.logOnce(`collide-name:${u.username}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: local, fix: 'the upstream record uses a name the host keeps for itself; it is never served' });
       throw new Error(`upstream user name ${u.username} is a ${local === 'deny list' ? 'denied name ([users] deny_names)' : 'local account'}; refused`);
     }
-    if (this.local.uidIsLocal(u.uid)) {
-      this.logOnce(`collide-uid:${u.uid}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: 'local account uid', fix: 'check ega_uid_shift / min_uid: shifted upstream uids must not reach local uids' });
-      throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, which a local account has; refused`);
+    const owner = this.local.uidOwner(u.uid);
+    if (owner !== null) {
+      this.logOnce(`collide-uid:${u.uid}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: 'local account uid', local_account: owner, fix: 'check ega_uid_shift / min_uid: shifted upstream uids must not reach local uids' });
+      throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, which the local account ${owner} has; refused`);
     }
   }
 

@@ -12,7 +12,8 @@ import { log } from '../log.js';
 /** How often the files are stat()ed at most; a lookup never waits longer than one stat. */
 export const RECHECK_MS = 500;
 
-export interface LocalIds { names: Set<string>; ids: Set<number> }
+/** names, and each id with the first name holding it (for log lines naming both sides) */
+export interface LocalIds { names: Set<string>; ids: Map<number, string> }
 
 /**
  * Names and ids of a passwd(5) or group(5) file: field 1 and field 3. Comment lines, blank lines
@@ -21,20 +22,20 @@ export interface LocalIds { names: Set<string>; ids: Set<number> }
  */
 export function parseIdFile(text: string): LocalIds {
   const names = new Set<string>();
-  const ids = new Set<number>();
+  const ids = new Map<number, string>();
   for (const line of text.split('\n')) {
     if (line === '' || line.startsWith('#') || line.startsWith('+') || line.startsWith('-')) continue;
     const f = line.split(':');
     if (f.length < 3 || f[0] === '') continue;
     names.add(f[0]!);
-    if (/^\d+$/.test(f[2]!)) ids.add(Number(f[2]));
+    if (/^\d+$/.test(f[2]!) && !ids.has(Number(f[2]))) ids.set(Number(f[2]), f[0]!);
   }
   return { names, ids };
 }
 
 /** One watched file; an unreadable file counts as empty and is reported once per failure kind. */
 class WatchedIdFile {
-  private ids: LocalIds = { names: new Set(), ids: new Set() };
+  private ids: LocalIds = { names: new Set(), ids: new Map() };
   private sig = '';
   private checkedAt = -Infinity;
   private lastError = '';
@@ -108,6 +109,11 @@ export class LocalAccounts {
   /** True when a local account has this uid. */
   uidIsLocal(uid: number): boolean {
     return this.fileFor('passwd').current().ids.has(uid);
+  }
+
+  /** The local account holding this uid, or null. */
+  uidOwner(uid: number): string | null {
+    return this.fileFor('passwd').current().ids.get(uid) ?? null;
   }
 
   /** True when the host's group file has this group name or gid: `files` answers for it. */

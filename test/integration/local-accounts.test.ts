@@ -77,6 +77,7 @@ test('a local uid is never served by uid, and an upstream uid that lands on one 
   assert.notEqual(r.status, 0, 'squatter was served with a local uid');
   const c = events('upstream.collision').filter((e) => e.name === 'squatter');
   assert.equal(c.length, 1);
+  assert.equal(c[0]!.local_account, 'svc', 'both names in the log line');
   await nss('PW_BY_NAME', { name: 'squatter' });
   assert.equal(events('upstream.collision').filter((e) => e.name === 'squatter').length, 1, 'logged once');
 });

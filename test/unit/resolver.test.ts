@@ -418,7 +418,7 @@ test('sweep writes last_used for the users served, in one batch', async () => {
 test('parseIdFile: names and ids of passwd/group lines; comments, NIS compat and broken lines add nothing', () => {
   const ids = parseIdFile('root:x:0:0:root:/root:/bin/bash\n# comment\n+@nisgroup::::::\n-baduser\n\nsvc:x:1500:1500::/:/bin/false\nbroken\n:x:7:7::/:\nodd:x:notanumber:1::/:\n');
   assert.deepEqual([...ids.names].sort(), ['odd', 'root', 'svc']);
-  assert.deepEqual([...ids.ids].sort((a, b) => a - b), [0, 1500]);
+  assert.deepEqual([...ids.ids].sort((a, b) => a[0] - b[0]), [[0, 'root'], [1500, 'svc']]);
 });
 
 test('local names, local uids and deny-list names are refused by rule, never asked upstream', async () => {
