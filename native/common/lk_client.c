@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,7 @@ _Static_assert(sizeof ((struct lk_conn *)0)->path == sizeof ((struct sockaddr_un
 const char *lk_socket_dir(void)
 {
     const char *env = secure_getenv("LATCHKEY_SOCKET_DIR");
-    if (env && env[0] == '/')
-        return env;
-    return LK_DEFAULT_SOCKET_DIR;
+    return env && env[0] == '/' ? env : LK_DEFAULT_SOCKET_DIR;
 }
 
 int lk_timeout_ms(void)
@@ -35,10 +34,11 @@ int lk_timeout_ms(void)
         char *end = NULL;
         errno = 0;
         long v = strtol(env, &end, 10);
+        /* Only ever longer than the daemon's answer deadline: see lk_client.h. */
         if (errno == 0 && end && *end == '\0' && v >= 1 && v <= 600000)
-            return (int)v;
+            return v < (long)LK_TIMEOUT_FLOOR_MS ? (int)LK_TIMEOUT_FLOOR_MS : (int)v;
     }
-    return LK_DEFAULT_TIMEOUT_MS;
+    return (int)LK_CLIENT_TIMEOUT_MS;
 }
 
 int lk_socket_path(char *out, size_t cap, const char *dir, const char *name)
@@ -67,6 +67,8 @@ const char *lk_io_text(int rc)
     case LK_IO_SYSTEM: return "system error talking to the daemon";
     case LK_IO_PEER: return LK_DAEMON_UID == 0 ? "daemon socket is not owned by root"
                                                : "daemon socket is not owned by root or the daemon uid";
+    case LK_IO_DROPPED: return "daemon closed the connection without answering (busy or restarting)";
+    case LK_IO_BACKOFF: return "daemon did not answer a recent request in time; not asked again yet";
     default: return "unknown error";
     }
 }
@@ -86,7 +88,7 @@ int lk_peer_uid_ok(uid_t uid)
     return uid == 0 || uid == (uid_t)LK_DAEMON_UID;
 }
 
-static int64_t now_ms(void)
+int64_t lk_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -96,7 +98,7 @@ static int64_t now_ms(void)
 /* Milliseconds left before the deadline, 0 when it passed. */
 static int left_ms(int64_t deadline)
 {
-    int64_t d = deadline - now_ms();
+    int64_t d = deadline - lk_mono_ms();
     return d > 0 ? (int)d : 0;
 }
 
@@ -224,6 +226,7 @@ static int conn_open(struct lk_conn *c, const char *path, int64_t deadline)
     c->pid = getpid();
     c->dev = st.st_dev;
     c->ino = st.st_ino;
+    c->used = lk_mono_ms();
     return LK_IO_OK;
 }
 
@@ -249,15 +252,55 @@ void lk_conn_close(struct lk_conn *c)
     c->pid = 0;
 }
 
-/* A kept connection is reusable when it is ours and nothing is waiting on it: an idle
- * connection with something readable means the daemon closed it (EOF) or sent junk. */
+void lk_conn_expire(struct lk_conn *c, int64_t now)
+{
+    if (c->fd >= 0 && (c->pid != getpid() || now - c->used > LK_CLIENT_IDLE_MS))
+        lk_conn_close(c);
+}
+
+/* A kept connection is reusable when it is ours, recently used, and nothing is waiting on it:
+ * an idle connection with something readable means the daemon closed it (EOF: idle timeout,
+ * evicted by its connection budget, restart) or sent junk. */
 static int conn_reusable(const struct lk_conn *c, const char *path)
 {
-    if (!conn_is_ours(c) || !path || strcmp(c->path, path) != 0)
+    if (!conn_is_ours(c) || !path || strcmp(c->path, path) != 0 ||
+        lk_mono_ms() - c->used > LK_CLIENT_IDLE_MS)
         return 0;
     struct pollfd p = { .fd = c->fd, .events = POLLIN, .revents = 0 };
-    int n = poll(&p, 1, 0);
-    return n == 0;
+    return poll(&p, 1, 0) == 0;
+}
+
+/* ---- the breaker (see lk_client.h) ---------------------------------------------------------
+ * breaker_until: 0 while closed; else the lk_mono_ms() before which calls fail fast. Past it,
+ * the one caller whose compare-and-swap moves it forward by its own timeout is the probe: the
+ * others keep failing fast meanwhile, and if the probe's thread never reports (cancelled in
+ * poll(), or gone across fork()), the lease runs out and the next caller probes. 64-bit
+ * monotonic milliseconds never wrap. */
+static atomic_llong breaker_until;
+
+enum { ADMIT_CALL, ADMIT_PROBE, ADMIT_REFUSED };
+
+static int breaker_admit(int timeout_ms)
+{
+    long long until = atomic_load(&breaker_until);
+    if (until == 0)
+        return ADMIT_CALL;
+    int64_t now = lk_mono_ms();
+    return now >= until && atomic_compare_exchange_strong(&breaker_until, &until,
+                                                          (long long)(now + timeout_ms + 1))
+               ? ADMIT_PROBE
+               : ADMIT_REFUSED;
+}
+
+/* Only a timeout opens the breaker: the other failures are quick (no daemon, refused, a bad
+ * reply) and cost the caller nothing to repeat. Any of them answers a probe, though: the daemon
+ * reacted within the deadline, so it is not stuck. */
+static void breaker_report(int admitted, int rc)
+{
+    if (rc == LK_IO_TIMEOUT)
+        atomic_store(&breaker_until, (long long)(lk_mono_ms() + LK_BREAKER_MS));
+    else if (admitted == ADMIT_PROBE)
+        atomic_store(&breaker_until, 0);
 }
 
 static int exchange(int fd, const uint8_t *req, size_t req_len, uint32_t max_reply,
@@ -287,14 +330,10 @@ static int exchange(int fd, const uint8_t *req, size_t req_len, uint32_t max_rep
     return LK_IO_OK;
 }
 
-int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, size_t req_len,
-                 uint32_t max_reply, int timeout_ms, uint8_t **body, size_t *body_len)
+/* One request/reply without the breaker: reuse or open, exchange, reconnect once if stale. */
+static int conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, size_t req_len,
+                     uint32_t max_reply, int64_t deadline, uint8_t **body, size_t *body_len)
 {
-    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : LK_DEFAULT_TIMEOUT_MS);
-    *body = NULL;
-    *body_len = 0;
-    if (!req || req_len == 0)
-        return LK_IO_SYSTEM;
     int reused = conn_reusable(c, sock_path);
     if (!reused) {
         lk_conn_close(c);
@@ -304,15 +343,37 @@ int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, s
     }
     int rc = exchange(c->fd, req, req_len, max_reply, deadline, body, body_len);
     if (rc == LK_IO_STALE && reused) {
-        /* The daemon restarted (or dropped an idle connection) since our last request:
-         * reconnect once and retry; lookups are idempotent. */
+        /* The daemon restarted or evicted this connection since our last request (after the
+         * check above): reconnect once and retry; lookups are idempotent. */
         lk_conn_close(c);
         rc = conn_open(c, sock_path, deadline);
         if (rc == LK_IO_OK)
             rc = exchange(c->fd, req, req_len, max_reply, deadline, body, body_len);
     }
+    /* A fresh connection closed before any reply: the daemon is there but would not serve it
+     * (connection budget full, or shutting down). Busy, so the caller must say "try again". */
     if (rc == LK_IO_STALE)
-        rc = LK_IO_NO_DAEMON;
+        rc = LK_IO_DROPPED;
+    if (rc == LK_IO_OK)
+        c->used = lk_mono_ms();
+    return rc;
+}
+
+int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, size_t req_len,
+                 uint32_t max_reply, int timeout_ms, uint8_t **body, size_t *body_len)
+{
+    if (timeout_ms <= 0)
+        timeout_ms = (int)LK_CLIENT_TIMEOUT_MS;
+    *body = NULL;
+    *body_len = 0;
+    if (!req || req_len == 0)
+        return LK_IO_SYSTEM;
+    int admitted = breaker_admit(timeout_ms);
+    if (admitted == ADMIT_REFUSED)
+        return LK_IO_BACKOFF;
+    int rc = conn_call(c, sock_path, req, req_len, max_reply, lk_mono_ms() + timeout_ms, body,
+                       body_len);
+    breaker_report(admitted, rc);
     if (rc != LK_IO_OK)
         lk_conn_close(c);
     return rc;

@@ -17,12 +17,20 @@
  *
  * Two ways to use it:
  *   lk_client_call()   one connection per call (PAM, authorized-keys);
- *   lk_conn_call()     a long-lived connection the caller keeps (the NSS module keeps one per
- *                      thread). It is never used by another process (a fork child gets a new
- *                      one: the opener's pid is recorded), never used if the fd number now names
- *                      something else (the host may have closed and reused it: dev/ino are
- *                      recorded, as SSSD's client does), and when the daemon restarted (EPIPE,
- *                      ECONNRESET or EOF before the reply) it reconnects once and retries.
+ *   lk_conn_call()     a connection the caller keeps between calls (the NSS module keeps a small
+ *                      pool, nss_call.c). It is never used by another process (a fork child gets
+ *                      a new one: the opener's pid is recorded), never used if the fd number now
+ *                      names something else (the host may have closed and reused it: dev/ino are
+ *                      recorded, as SSSD's client does), never reused after LK_CLIENT_IDLE_MS
+ *                      without a request (closed and reopened instead), and when the daemon
+ *                      restarted or evicted it (EPIPE, ECONNRESET or EOF before the reply) it
+ *                      reconnects once and retries.
+ * Both go through one process-local breaker: after a call timed out, every call in this process
+ * (this copy of the client: the NSS module and the PAM module each link their own) fails at once
+ * with LK_IO_BACKOFF for LK_BREAKER_MS; then one call is let through as a probe, and any answer
+ * to it (anything but another timeout) closes the breaker. A stuck daemon (SIGSTOP, a hung
+ * event loop) then costs a process one timeout, not one per lookup: `ls -l` over four homes
+ * waited 4 x 5 s before. The state is one atomic (no lock: nothing a fork can leave held).
  * Both return LK_IO_OK and a malloc'ed reply body (the bytes after the length prefix: version,
  * opcode, status, payload) that the caller frees, or a negative enum lk_io and *body == NULL.
  */
@@ -37,12 +45,15 @@
 
 enum lk_io {
     LK_IO_OK = 0,
-    LK_IO_NO_DAEMON = -1, /* socket missing, connection refused or closed by the daemon */
+    LK_IO_NO_DAEMON = -1, /* socket missing or connection refused: nobody listens */
     LK_IO_TIMEOUT = -2,   /* no whole reply before the deadline */
     LK_IO_PROTOCOL = -3,  /* reply length above the maximum / below the header, or cut short */
     LK_IO_SYSTEM = -4,    /* out of fds or memory, socket path too long, bad arguments */
     LK_IO_PEER = -5,      /* the socket's listener runs as another uid than the daemon's:
                              closed before sending anything */
+    LK_IO_DROPPED = -6,   /* the daemon closed the connection without answering: its connection
+                             budget refused or evicted it, or it is restarting. Busy, not absent */
+    LK_IO_BACKOFF = -7,   /* not asked: a recent call timed out, the breaker is open */
 };
 
 /* The uid latchkeyd runs as, besides root. 0 (root only) until the daemon drops privileges;
@@ -52,14 +63,39 @@ enum lk_io {
 #endif
 
 #define LK_DEFAULT_SOCKET_DIR "/run/latchkey"
-#define LK_DEFAULT_TIMEOUT_MS 5000
+
+/* The shim waits longer than the daemon's own answer deadline (both from the protocol spec), so
+ * a slow upstream reaches the caller as the daemon's UNAVAIL reply rather than as a timeout here
+ * (which would also open the breaker). The margin covers writing, scheduling and reading that
+ * reply on a loaded host. */
+#define LK_DEADLINE_MARGIN_MS 250u
+_Static_assert(LK_CLIENT_TIMEOUT_MS >= LK_ANSWER_DEADLINE_MS + LK_DEADLINE_MARGIN_MS,
+               "the shim timeout must exceed the daemon's answer deadline");
+/* The shortest timeout LATCHKEY_NSS_TIMEOUT_MS may set. The C unit tests build lk_client.c with
+ * a lower floor (native/Makefile) so that their timeouts cost milliseconds. */
+#ifndef LK_TIMEOUT_FLOOR_MS
+#define LK_TIMEOUT_FLOOR_MS LK_CLIENT_TIMEOUT_MS
+#endif
+/* A kept connection unused this long is closed and reopened rather than reused, so a process
+ * that looked names up once does not hold daemon connections (the daemon's limit is 30 s). */
+#ifndef LK_CLIENT_IDLE_MS
+#define LK_CLIENT_IDLE_MS 1500
+#endif
+/* How long calls fail fast after a timeout before one probe is let through. */
+#ifndef LK_BREAKER_MS
+#define LK_BREAKER_MS 3000
+#endif
 
 /* $LATCHKEY_SOCKET_DIR when set to an absolute path, else /run/latchkey. Read with
  * secure_getenv: a set-uid program ignores it, so a user cannot point it at a fake daemon. */
 const char *lk_socket_dir(void);
-/* $LATCHKEY_NSS_TIMEOUT_MS (secure_getenv, 1..600000), else LK_DEFAULT_TIMEOUT_MS: longer than
- * the daemon's own upstream timeout, so a slow upstream yields the daemon's UNAVAIL reply. */
+/* LK_CLIENT_TIMEOUT_MS, or $LATCHKEY_NSS_TIMEOUT_MS (secure_getenv, 1..600000) when that is
+ * longer: a shorter value is raised to LK_TIMEOUT_FLOOR_MS, since a shim that gives up before the
+ * daemon's answer deadline turns every slow upstream into its own timeout (and an open breaker)
+ * instead of the daemon's UNAVAIL. */
 int lk_timeout_ms(void);
+/* CLOCK_MONOTONIC in milliseconds (the clock of every deadline here). */
+int64_t lk_mono_ms(void);
 /* "<dir>/<name>" into out; 0, or -1 when it does not fit a sockaddr_un. */
 int lk_socket_path(char *out, size_t cap, const char *dir, const char *name);
 /* 1 when a reply length prefix is acceptable: at least the reply header, at most max_reply.
@@ -80,8 +116,9 @@ struct lk_conn {
     ino_t ino;
     char path[108]; /* the socket it is connected to: another path gets another connection */
     uid_t peer_uid; /* the listener's uid seen by the last connect (for LK_IO_PEER messages) */
+    int64_t used;   /* lk_mono_ms() of the last request (or the connect) */
 };
-#define LK_CONN_INIT { -1, 0, 0, 0, { 0 }, 0 }
+#define LK_CONN_INIT { -1, 0, 0, 0, { 0 }, 0, 0 }
 
 /* One request/reply on a kept connection (opened or re-opened as needed). `sock_path` is the
  * full socket path; `max_reply` bounds the reply body (LK_MAX_NSS_REPLY for nss.sock). After
@@ -90,6 +127,9 @@ int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, s
                  uint32_t max_reply, int timeout_ms, uint8_t **body, size_t *body_len);
 /* Closes the connection if this process opened it and the fd is still ours; forgets it always. */
 void lk_conn_close(struct lk_conn *c);
+/* lk_conn_close() when the connection may not be reused any more: idle longer than
+ * LK_CLIENT_IDLE_MS at `now`, or opened by another process (fork). For a pool's housekeeping. */
+void lk_conn_expire(struct lk_conn *c, int64_t now);
 
 /* One-shot: connect to <sock_dir>/<sock_name> (sock_dir NULL = lk_socket_dir()), one
  * request/reply with lk_timeout_ms(), close. On failure `why` (when not NULL) gets

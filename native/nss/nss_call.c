@@ -4,9 +4,11 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "lk_client.h"
 
@@ -15,36 +17,77 @@
  * ask the daemon again: it would wait on itself until the timeout. */
 static __thread int tls_depth;
 
-/* One connection per thread: no lock on the hot path, and replies can never be interleaved.
- * A pthread key destructor closes it when the thread exits (SSSD's sss_cli does the same), so
- * programs that start many short threads do not leak descriptors. */
-static __thread struct lk_conn tls_conn = LK_CONN_INIT;
-static __thread int tls_conn_registered;
-static pthread_key_t conn_key;
-static pthread_once_t conn_key_once = PTHREAD_ONCE_INIT;
-static int conn_key_ok;
+/* The pool: at most LK_NSS_POOL kept nss.sock connections per process, however many threads it
+ * runs (one per thread let a program with 300 threads hold 300 daemon connections for as long
+ * as its threads slept). A thread claims a slot, uses its connection alone (replies can never
+ * interleave), and releases it; when every slot is in use it makes a one-shot connection and
+ * closes it. Whoever claims slots also closes their connections idle longer than
+ * LK_CLIENT_IDLE_MS (lk_conn_expire), so a process that went quiet holds at most LK_NSS_POOL
+ * connections, and none once it looks a name up after the idle time.
+ *
+ * A slot's owner is the pid of the process whose thread claimed it, 0 when free, changed only
+ * by compare-and-swap: no lock a fork() could leave held. A fork child sees the slots its
+ * parent's other threads had claimed marked with the parent's pid; no thread of the child can
+ * be using them (fork copies only the calling thread, which is not inside this module), so a
+ * claim by another pid counts as free, and lk_conn_call replaces the parent's connection. */
 
-static void conn_key_destroy(void *p)
+struct slot {
+    atomic_int owner; /* pid of the claiming process, 0 = free */
+    struct lk_conn conn;
+};
+
+static struct slot pool[LK_NSS_POOL] = {
+    [0 ... LK_NSS_POOL - 1] = { 0, LK_CONN_INIT },
+};
+static __thread unsigned tls_hint; /* the slot this thread used last: try it first */
+
+static int slot_claim(struct slot *s, int me)
 {
-    lk_conn_close(p);
-    /* Runs in the exiting thread, after its value was cleared: a lookup from a later
-     * thread-exit destructor (another library's) reopens tls_conn and must register it
-     * again, or that descriptor leaks for the life of the process. */
-    tls_conn_registered = 0;
+    int v = atomic_load(&s->owner);
+    return v != me && atomic_compare_exchange_strong(&s->owner, &v, me);
 }
 
-static void conn_key_create(void)
+static void slot_release(struct slot *s)
 {
-    conn_key_ok = pthread_key_create(&conn_key, conn_key_destroy) == 0;
+    atomic_store(&s->owner, 0);
 }
 
-/* When the module is unloaded (glibc's __libc_freeres under valgrind, or dlclose), the key
- * destructor would point into unmapped code: delete the key first. */
+/* Claims the best free slot: one with a live connection, else an empty one; NULL when all are
+ * in use. Every slot it manages to claim on the way has its expired connection closed. */
+static struct slot *pool_claim(void)
+{
+    int me = (int)getpid();
+    int64_t now = lk_mono_ms();
+    struct slot *best = NULL;
+    for (unsigned i = 0; i < LK_NSS_POOL; i++) {
+        unsigned k = (tls_hint + i) % LK_NSS_POOL;
+        struct slot *s = &pool[k];
+        if (!slot_claim(s, me))
+            continue;
+        lk_conn_expire(&s->conn, now);
+        if (!best || (best->conn.fd < 0 && s->conn.fd >= 0)) {
+            if (best)
+                slot_release(best);
+            best = s;
+            tls_hint = k;
+        } else {
+            slot_release(s);
+        }
+    }
+    return best;
+}
+
+/* At unload (dlclose, or glibc's __libc_freeres under valgrind): close the free slots'
+ * connections; a slot in use belongs to a thread that is still working with it. */
 __attribute__((destructor)) static void lk_nss_unload(void)
 {
-    lk_conn_close(&tls_conn);
-    if (conn_key_ok)
-        pthread_key_delete(conn_key);
+    int me = (int)getpid();
+    for (unsigned i = 0; i < LK_NSS_POOL; i++) {
+        if (slot_claim(&pool[i], me)) {
+            lk_conn_close(&pool[i].conn);
+            slot_release(&pool[i]);
+        }
+    }
 }
 
 int lk_nss_enter(void)
@@ -63,15 +106,6 @@ int lk_nss_enter(void)
 void lk_nss_leave(void)
 {
     tls_depth--;
-}
-
-static void register_conn(void)
-{
-    if (tls_conn_registered)
-        return;
-    pthread_once(&conn_key_once, conn_key_create);
-    if (conn_key_ok && pthread_setspecific(conn_key, &tls_conn) == 0)
-        tls_conn_registered = 1;
 }
 
 size_t lk_nss_request(uint8_t *buf, size_t cap, uint16_t opcode, const char *name, uint32_t id)
@@ -96,14 +130,26 @@ enum nss_status lk_nss_ask(const uint8_t *req, size_t req_len, uint8_t **body, s
         *errnop = ENOENT;
         return NSS_STATUS_UNAVAIL;
     }
-    register_conn();
-    int rc = lk_conn_call(&tls_conn, path, req, req_len, LK_MAX_NSS_REPLY, lk_timeout_ms(), body,
-                          body_len);
+    /* getpwnam(3) may be a cancellation point, and poll() is one: a thread cancelled while it
+     * holds a slot would take the slot with it. The call is bounded by the timeout anyway. */
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    struct slot *s = pool_claim();
+    struct lk_conn one_shot = LK_CONN_INIT;
+    int rc = lk_conn_call(s ? &s->conn : &one_shot, path, req, req_len, LK_MAX_NSS_REPLY,
+                          lk_timeout_ms(), body, body_len);
+    if (s)
+        slot_release(s);
+    else
+        lk_conn_close(&one_shot);
+    pthread_setcancelstate(cancel_state, NULL);
     if (rc == LK_IO_OK)
         return NSS_STATUS_SUCCESS;
     /* glibc manual, "NSS Modules Interface": UNAVAIL+ENOENT when a necessary input (here the
-     * socket) is missing; for a daemon that is there but failed, EAGAIN tells a caller that
-     * sees it (latchkey last in the list) to try later rather than "no such user". */
+     * socket) is missing. For a daemon that is there but failed, timed out, closed the
+     * connection unanswered (its connection budget), or that the breaker does not ask now,
+     * EAGAIN: getpwnam(3) lists ENOENT among the "not found" errnos, and a busy daemon must
+     * never read as "no such user". */
     *errnop = rc == LK_IO_NO_DAEMON ? ENOENT : EAGAIN;
     return NSS_STATUS_UNAVAIL;
 }

@@ -1,6 +1,6 @@
 /*
- * nss_call: what passwd.c and group.c share: the recursion guard, the per-thread nss.sock
- * connection, the mapping of daemon statuses to nss_status, and enumeration pages.
+ * nss_call: what passwd.c and group.c share: the recursion guard, the process's small pool of
+ * nss.sock connections, the mapping of daemon statuses to nss_status, and enumeration pages.
  * Everything here has hidden visibility; the version script exports only _nss_latchkey_*.
  */
 #ifndef LK_NSS_CALL_H
@@ -23,8 +23,16 @@ void lk_nss_leave(void);
  * module sends is built here; the golden test compares it with the TS codec's bytes. */
 size_t lk_nss_request(uint8_t *buf, size_t cap, uint16_t opcode, const char *name, uint32_t id);
 
-/* One request/reply on this thread's nss.sock connection. SUCCESS with a malloc'ed body the
- * caller frees, or UNAVAIL with *errnop set. */
+/* Kept nss.sock connections per process, whatever its number of threads (nss_call.c). Threads
+ * beyond it pay a connect per lookup: with 4, eight busy threads got half the lookups/s of one
+ * connection each; with 8 they lose nothing, and the daemon's per-uid share (64 at least) still
+ * fits several busy processes of one user. */
+#define LK_NSS_POOL 8
+
+/* One request/reply on a pooled nss.sock connection (or a one-shot one when every pooled
+ * connection is in use). SUCCESS with a malloc'ed body the caller frees, or UNAVAIL with
+ * *errnop ENOENT (no daemon socket) or EAGAIN (the daemon failed, timed out, dropped the
+ * connection unanswered, or the breaker holds calls back: "try again", never "not found"). */
 enum nss_status lk_nss_ask(const uint8_t *req, size_t req_len, uint8_t **body, size_t *body_len,
                            int *errnop);
 

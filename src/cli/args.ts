@@ -14,6 +14,19 @@ export interface GlobalOptions {
   utc: boolean;
   help: boolean;
   socketDir: string | undefined;
+  /** how long to wait for the daemon's answer, ms */
+  timeoutMs: number;
+}
+
+/** A stuck daemon must not hang a script: a few seconds by default, --timeout to change. */
+export const DEFAULT_CLI_TIMEOUT_MS = 5000;
+
+/** `5`, `5s`, `500ms`, `2m`: 0.1 s .. 1 h. */
+function parseTimeout(v: string | undefined): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v ?? '');
+  const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : NaN;
+  if (!(ms >= 100 && ms <= 3_600_000)) throw new UsageError('--timeout needs a duration from 100ms to 1h, e.g. 5, 10s, 500ms');
+  return ms;
 }
 
 export interface FlagSpec {
@@ -34,7 +47,7 @@ const GLOBAL_BOOL: Record<string, keyof GlobalOptions> = { '--json': 'json', '--
 
 /** Splits argv into the command word and the rest, taking global options from anywhere. */
 export function parseGlobal(argv: readonly string[]): { global: GlobalOptions; command: string; rest: string[] } {
-  const global: GlobalOptions = { json: false, utc: false, help: false, socketDir: undefined };
+  const global: GlobalOptions = { json: false, utc: false, help: false, socketDir: undefined, timeoutMs: DEFAULT_CLI_TIMEOUT_MS };
   const rest: string[] = [];
   let command = '';
   let dashdash = false;
@@ -50,6 +63,8 @@ export function parseGlobal(argv: readonly string[]): { global: GlobalOptions; c
       global.socketDir = v;
       continue;
     }
+    if (a === '--timeout') { global.timeoutMs = parseTimeout(argv[++i]); continue; }
+    if (a.startsWith('--timeout=')) { global.timeoutMs = parseTimeout(a.slice('--timeout='.length)); continue; }
     if (a.startsWith('--socket-dir=')) {
       const v = a.slice('--socket-dir='.length);
       if (!v) throw new UsageError('--socket-dir needs a directory');

@@ -26,6 +26,7 @@ commands:
 
 global options:
   --socket-dir DIR  where priv.sock lives (default $LATCHKEY_SOCKET_DIR, else /run/latchkey)
+  --timeout DUR     how long to wait for latchkeyd (default 5s; e.g. 30s, 500ms); exit 3 after
   --json            JSON on stdout (field names are stable; see each command's --help)
   --utc             exact times (2024-05-01T12:00:00Z) instead of "in 42m" / "3h ago"
   -h, --help        help; "latchkeyctl COMMAND --help" for one command

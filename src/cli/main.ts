@@ -68,7 +68,7 @@ export async function run(argv: readonly string[], io: IO = processIO()): Promis
       global: g.global,
       mode: chooseMode(g.global.json, io.stdoutIsTTY),
       time: { now: Date.now(), utc: g.global.utc },
-      call: (c) => adminCall({ socketDir }, c),
+      call: (c) => adminCall({ socketDir, timeoutMs: g.global.timeoutMs }, c),
       out: io.out,
       err: io.err,
       stdin: io.stdin,

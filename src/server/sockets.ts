@@ -103,7 +103,7 @@ export async function listenAll(opts: ListenOptions): Promise<Listening> {
   await clearStale(paths.nss);
   await clearStale(paths.priv);
 
-  // Shims keep a connection per thread open for reuse; close() must end those too.
+  // Shims keep a few pooled connections per process open for reuse; close() must end those too.
   const open = new Set<Socket>();
   const track = (sock: Socket): void => { open.add(sock); sock.once('close', () => open.delete(sock)); };
   // Separate budgets: priv.sock (root: PAM, CLI) keeps room however busy nss.sock is.

@@ -1,5 +1,4 @@
-/* fake_daemon: see fake_daemon.h. Replies are built with the shared writer (lk_wire); the
- * golden vectors check that writer's format against the TypeScript codec independently. */
+/* fake_daemon: see fake_daemon.h. The sockets and threads; the replies are in fake_replies.c. */
 #define _GNU_SOURCE
 #include "fake_daemon.h"
 
@@ -15,12 +14,19 @@
 #include "latchkey_proto.h"
 #include "lk_wire.h"
 
+/* Connections open at once. A slot is reused once its client hung up and its thread was joined:
+ * the NSS module's one-shot connections (a busy pool) come and go by the thousand. */
 #define MAX_CONNS 256
+#define MAX_PIDS 64
+
+enum conn_state { CONN_FREE, CONN_OPEN, CONN_DONE /* thread ended, join pending */ };
 
 struct conn {
     struct fake_daemon *f;
     int fd;
     pid_t peer;
+    enum conn_state state;
+    unsigned requests; /* on this connection (FAKE_DROP_OLD) */
     pthread_t thread;
     uint8_t *out; /* reply buffer; kept here so a fork child's leak check sees it reachable */
 };
@@ -31,169 +37,13 @@ struct fake_daemon {
     pthread_t acceptor;
     pthread_mutex_t lock;
     enum fake_mode mode;
-    unsigned nconns, nrequests;
+    unsigned naccepted, nrequests;
     struct conn conns[MAX_CONNS];
-    unsigned per_conn_requests[MAX_CONNS];
+    struct {
+        pid_t pid;
+        unsigned requests;
+    } by_pid[MAX_PIDS]; /* requests per client process (SO_PEERCRED), for fake_requests_from */
 };
-
-static char big_gecos[2001];
-
-static void put_passwd(struct lk_writer *w, const char *name, unsigned uid, const char *gecos)
-{
-    char dir[128];
-    snprintf(dir, sizeof dir, "/lega/homes/%s", name);
-    lk_wr_cstr(w, name);
-    lk_wr_u32(w, uid);
-    lk_wr_u32(w, 10000);
-    lk_wr_cstr(w, gecos);
-    lk_wr_cstr(w, dir);
-    lk_wr_cstr(w, "/bin/bash");
-}
-
-/* The enumeration order of the fake's users: index -> name/uid. */
-static void user_at(unsigned i, char *name, size_t cap, unsigned *uid)
-{
-    if (i == 0)
-        snprintf(name, cap, "alice");
-    else if (i == 1)
-        snprintf(name, cap, "biggecos");
-    else
-        snprintf(name, cap, "user%02u", i - 2);
-    *uid = i == 0 ? 11001 : i == 1 ? 11002 : 12000 + (i - 2);
-}
-
-static int find_user(const struct lk_str *name, unsigned uid, unsigned *idx)
-{
-    for (unsigned i = 0; i < FAKE_USERS; i++) {
-        char n[32];
-        unsigned u;
-        user_at(i, n, sizeof n, &u);
-        if (name ? lk_str_eq(*name, n) : u == uid) {
-            *idx = i;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static void put_user(struct lk_writer *w, unsigned i)
-{
-    char n[32];
-    unsigned u;
-    user_at(i, n, sizeof n, &u);
-    put_passwd(w, n, u, i == 1 ? big_gecos : "Fake User");
-}
-
-static void put_group(struct lk_writer *w, int crowd)
-{
-    lk_wr_cstr(w, crowd ? "crowd" : "lega");
-    lk_wr_u32(w, crowd ? 10001 : 10000);
-    lk_wr_u16(w, crowd ? 300 : 2);
-    for (unsigned i = 0; i < (crowd ? 300u : 2u); i++) {
-        char m[32];
-        if (crowd && i == 150)
-            snprintf(m, sizeof m, "alice"); /* alice is in both groups (initgroups tests) */
-        else
-            snprintf(m, sizeof m, crowd ? "member%03u" : (i ? "biggecos" : "alice"), i);
-        lk_wr_cstr(w, m);
-    }
-}
-
-static void reply_head(struct lk_writer *w, unsigned version, unsigned op, unsigned status)
-{
-    lk_wr_u32(w, 0);
-    lk_wr_u16(w, (uint16_t)version);
-    lk_wr_u16(w, (uint16_t)op);
-    lk_wr_u16(w, (uint16_t)status);
-}
-
-static void status_only(struct lk_writer *w, unsigned op, unsigned status, const char *detail)
-{
-    w->len = 0;
-    reply_head(w, LK_PROTO_VERSION, op, status);
-    lk_wr_cstr(w, detail);
-}
-
-/* Builds the normal answer to one request into w (length patched by the caller). */
-static void answer(struct lk_writer *w, unsigned op, struct lk_reader *req, enum fake_mode mode)
-{
-    unsigned idx = 0;
-    unsigned version = mode == FAKE_WRONG_VERSION ? 2 : LK_PROTO_VERSION;
-    unsigned rop = mode == FAKE_WRONG_OPCODE ? (op == LK_OP_PING ? LK_OP_PW_BY_NAME : LK_OP_PING) : op;
-    reply_head(w, version, rop, LK_STATUS_OK);
-    if (op == LK_OP_PW_BY_NAME || op == LK_OP_PW_BY_UID || op == LK_OP_KEYS_BY_NAME) {
-        struct lk_str name = { "", 0 };
-        unsigned uid = 0;
-        if (op == LK_OP_PW_BY_UID)
-            uid = lk_rd_u32(req);
-        else
-            name = lk_rd_str(req);
-        if (op != LK_OP_PW_BY_UID && lk_str_eq(name, "flaky")) {
-            status_only(w, op, LK_STATUS_UNAVAIL, "user service unavailable");
-        } else if (!find_user(op == LK_OP_PW_BY_UID ? NULL : &name, uid, &idx)) {
-            status_only(w, op, LK_STATUS_NOTFOUND, "no such user");
-        } else if (op == LK_OP_KEYS_BY_NAME) {
-            lk_wr_u16(w, mode == FAKE_COUNT_OVERFLOW ? 60000 : 4);
-            lk_wr_cstr(w, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C alice@demo");
-            lk_wr_cstr(w, "command=\"/bin/sh\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C");
-            lk_wr_cstr(w, "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C type-mismatch");
-            lk_wr_cstr(w, "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBKYG/pcrNaQCzfFMwfnVcM1HLnWhwh/guMXPUQNdOmamDQbS9NAQOf1muMRMYg1R4/yOf08cW6yd2VY1KH+ZM0= heidi");
-        } else {
-            char n[32];
-            unsigned u;
-            if (mode == FAKE_WRONG_ENTRY)
-                idx = idx == 0 ? 2 : 0;
-            user_at(idx, n, sizeof n, &u);
-            put_passwd(w, n, mode == FAKE_ROOT ? 0 : u, idx == 1 ? big_gecos : "Fake User");
-        }
-    } else if (op == LK_OP_PW_LIST) {
-        unsigned start = lk_rd_u32(req), first = FAKE_USERS, count = 0, next = start;
-        for (unsigned i = 0; i < FAKE_USERS && first == FAKE_USERS; i++) {
-            char n[32];
-            unsigned u;
-            user_at(i, n, sizeof n, &u);
-            if (u >= start)
-                first = i;
-        }
-        count = FAKE_USERS - first < FAKE_PAGE ? FAKE_USERS - first : FAKE_PAGE;
-        if (count) {
-            char n[32];
-            user_at(first + count - 1, n, sizeof n, &next);
-            next++;
-        }
-        lk_wr_u32(w, next);
-        lk_wr_u16(w, mode == FAKE_COUNT_OVERFLOW ? 65535 : (uint16_t)count);
-        for (unsigned i = 0; i < count; i++)
-            put_user(w, first + i);
-    } else if (op == LK_OP_GR_BY_NAME || op == LK_OP_GR_BY_GID) {
-        struct lk_str name = { "", 0 };
-        unsigned gid = 0;
-        if (op == LK_OP_GR_BY_GID)
-            gid = lk_rd_u32(req);
-        else
-            name = lk_rd_str(req);
-        int lega = op == LK_OP_GR_BY_GID ? gid == 10000 : lk_str_eq(name, "lega");
-        int crowd = op == LK_OP_GR_BY_GID ? gid == 10001 : lk_str_eq(name, "crowd");
-        if (!lega && !crowd)
-            status_only(w, op, LK_STATUS_NOTFOUND, "");
-        else if (mode == FAKE_COUNT_OVERFLOW) {
-            lk_wr_cstr(w, "lega");
-            lk_wr_u32(w, 10000);
-            lk_wr_u16(w, 9999);
-        } else
-            put_group(w, crowd);
-    } else if (op == LK_OP_GR_LIST) {
-        unsigned start = lk_rd_u32(req);
-        lk_wr_u32(w, start <= 10000 ? 10001 : start <= 10001 ? 10002 : 0);
-        lk_wr_u16(w, start <= 10001 ? 1 : 0);
-        if (start <= 10001)
-            put_group(w, start > 10000);
-    } else if (op == LK_OP_PING) {
-        lk_wr_cstr(w, "fake");
-    } else {
-        status_only(w, op, LK_STATUS_UNKNOWN_OPCODE, "");
-    }
-}
 
 static int read_full(int fd, uint8_t *p, size_t n)
 {
@@ -229,6 +79,25 @@ static void put_len(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+/* Counts one request of connection c; returns the mode to answer it in and its number on c. */
+static enum fake_mode count_request(struct conn *c, unsigned *seen)
+{
+    struct fake_daemon *f = c->f;
+    pthread_mutex_lock(&f->lock);
+    enum fake_mode mode = f->mode;
+    f->nrequests++;
+    *seen = ++c->requests;
+    for (unsigned i = 0; i < MAX_PIDS; i++) {
+        if (f->by_pid[i].pid == c->peer || f->by_pid[i].pid == 0) {
+            f->by_pid[i].pid = c->peer;
+            f->by_pid[i].requests++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return mode;
+}
+
 static void *serve(void *arg)
 {
     struct conn *c = arg;
@@ -241,11 +110,8 @@ static void *serve(void *arg)
         uint32_t len = ((uint32_t)head[0] << 24) | ((uint32_t)head[1] << 16) | ((uint32_t)head[2] << 8) | head[3];
         if (len < 4 || len > sizeof body || read_full(c->fd, body, len) != 0)
             break;
-        pthread_mutex_lock(&f->lock);
-        enum fake_mode mode = f->mode;
-        f->nrequests++;
-        unsigned seen = ++f->per_conn_requests[c - f->conns];
-        pthread_mutex_unlock(&f->lock);
+        unsigned seen;
+        enum fake_mode mode = count_request(c, &seen);
         struct lk_reader req;
         lk_rd_init(&req, body, len);
         (void)lk_rd_u16(&req);
@@ -254,9 +120,11 @@ static void *serve(void *arg)
             continue;
         if (mode == FAKE_HANGUP || (mode == FAKE_DROP_OLD && seen > 1))
             break;
+        if (mode == FAKE_SLOW)
+            usleep(FAKE_SLOW_MS * 1000);
         struct lk_writer w;
         lk_wr_init(&w, out, LK_MAX_NSS_REPLY);
-        answer(&w, op, &req, mode);
+        fake_answer(&w, op, &req, mode);
         if (mode == FAKE_TRAILING)
             lk_wr_u16(&w, 0);
         size_t n = w.len;
@@ -272,9 +140,35 @@ static void *serve(void *arg)
         if (mode == FAKE_TRUNCATED)
             break;
     }
-    c->out = NULL;
-    free(out);
     shutdown(c->fd, SHUT_RDWR);
+    pthread_mutex_lock(&f->lock);
+    c->out = NULL;
+    c->state = CONN_DONE;
+    pthread_mutex_unlock(&f->lock);
+    free(out);
+    return NULL;
+}
+
+/* Joins a finished connection's thread and frees its slot. Called with f->lock held: the
+ * thread set CONN_DONE as the last thing it did under the lock, so the join cannot wait on it. */
+static void reap(struct conn *c)
+{
+    pthread_join(c->thread, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->state = CONN_FREE;
+}
+
+/* A free slot (reaping finished ones as needed), or NULL; f->lock held. */
+static struct conn *free_slot(struct fake_daemon *f)
+{
+    for (unsigned i = 0; i < MAX_CONNS; i++) {
+        struct conn *c = &f->conns[i];
+        if (c->state == CONN_DONE)
+            reap(c);
+        if (c->state == CONN_FREE)
+            return c;
+    }
     return NULL;
 }
 
@@ -293,18 +187,18 @@ static void *accept_loop(void *arg)
         memset(&cred, 0, sizeof cred);
         getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
         pthread_mutex_lock(&f->lock);
-        if (f->nconns >= MAX_CONNS) {
+        f->naccepted++;
+        struct conn *c = f->mode == FAKE_REFUSE ? NULL : free_slot(f);
+        if (!c) {
             pthread_mutex_unlock(&f->lock);
             close(fd);
             continue;
         }
-        struct conn *c = &f->conns[f->nconns++];
-        c->f = f;
-        c->fd = fd;
-        c->peer = cred.pid;
+        *c = (struct conn){ .f = f, .fd = fd, .peer = cred.pid, .state = CONN_OPEN };
         if (pthread_create(&c->thread, NULL, serve, c) != 0) {
             close(fd);
             c->fd = -1;
+            c->state = CONN_FREE;
         }
         pthread_mutex_unlock(&f->lock);
     }
@@ -317,8 +211,10 @@ struct fake_daemon *fake_start(const char *dir)
     struct sockaddr_un sa;
     if (!f)
         return NULL;
-    memset(big_gecos, 'g', sizeof big_gecos - 1);
+    fake_replies_init();
     pthread_mutex_init(&f->lock, NULL);
+    for (unsigned i = 0; i < MAX_CONNS; i++)
+        f->conns[i].fd = -1;
     snprintf(f->path, sizeof f->path, "%s/nss.sock", dir);
     unlink(f->path);
     memset(&sa, 0, sizeof sa);
@@ -344,15 +240,30 @@ void fake_stop(struct fake_daemon *f)
     pthread_join(f->acceptor, NULL);
     close(f->listen_fd);
     unlink(f->path);
-    for (unsigned i = 0; i < f->nconns; i++) {
-        if (f->conns[i].fd < 0)
-            continue;
-        shutdown(f->conns[i].fd, SHUT_RDWR);
-        pthread_join(f->conns[i].thread, NULL);
-        close(f->conns[i].fd);
+    fake_drop_all(f);
+    pthread_mutex_lock(&f->lock);
+    for (unsigned i = 0; i < MAX_CONNS; i++) {
+        struct conn *c = &f->conns[i];
+        while (c->state == CONN_OPEN) { /* its thread is on its way out (fake_drop_all) */
+            pthread_mutex_unlock(&f->lock);
+            usleep(1000);
+            pthread_mutex_lock(&f->lock);
+        }
+        if (c->state == CONN_DONE)
+            reap(c);
     }
+    pthread_mutex_unlock(&f->lock);
     pthread_mutex_destroy(&f->lock);
     free(f);
+}
+
+void fake_drop_all(struct fake_daemon *f)
+{
+    pthread_mutex_lock(&f->lock);
+    for (unsigned i = 0; i < MAX_CONNS; i++)
+        if (f->conns[i].state == CONN_OPEN)
+            shutdown(f->conns[i].fd, SHUT_RDWR);
+    pthread_mutex_unlock(&f->lock);
 }
 
 void fake_set_mode(struct fake_daemon *f, enum fake_mode mode)
@@ -365,7 +276,17 @@ void fake_set_mode(struct fake_daemon *f, enum fake_mode mode)
 unsigned fake_connections(struct fake_daemon *f)
 {
     pthread_mutex_lock(&f->lock);
-    unsigned n = f->nconns;
+    unsigned n = f->naccepted;
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+unsigned fake_open_connections(struct fake_daemon *f)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&f->lock);
+    for (unsigned i = 0; i < MAX_CONNS; i++)
+        n += f->conns[i].state == CONN_OPEN;
     pthread_mutex_unlock(&f->lock);
     return n;
 }
@@ -382,9 +303,9 @@ unsigned fake_requests_from(struct fake_daemon *f, pid_t pid)
 {
     unsigned n = 0;
     pthread_mutex_lock(&f->lock);
-    for (unsigned i = 0; i < f->nconns; i++)
-        if (f->conns[i].peer == pid)
-            n += f->per_conn_requests[i];
+    for (unsigned i = 0; i < MAX_PIDS; i++)
+        if (f->by_pid[i].pid == pid)
+            n += f->by_pid[i].requests;
     pthread_mutex_unlock(&f->lock);
     return n;
 }

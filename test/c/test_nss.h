@@ -33,6 +33,8 @@ struct fixture {
 
 /* getpwnam_r alice with a roomy buffer; SUCCESS and the right uid, or a failure. */
 int lookup_alice(void);
+/* Client-side connections to a daemon socket open in this process (test_nss_more.c). */
+int count_client_sockets(void);
 
 void test_threads(struct fixture *fx);
 void test_thread_exit_destructors(void);
@@ -49,5 +51,11 @@ enum nss_status call_initgroups(const char *user, gid_t group, const gid_t *have
 void test_authorized_keys(struct fixture *fx);
 /* test_peer.c: a non-root listener on the socket path is refused before anything is sent. */
 void test_impostor(struct fixture *fx);
+/* test_pool.c: the connection pool, idle expiry, the breaker, dropped connections. */
+void test_pool_bound(struct fixture *fx);
+void test_idle(struct fixture *fx);
+void test_breaker(struct fixture *fx);
+void test_dropped(struct fixture *fx);
+void test_fork_busy_pool(struct fixture *fx);
 
 #endif /* LK_TEST_NSS_H */

@@ -394,3 +394,23 @@ test('usage errors exit 2; --help works for every command', async () => {
     assert.equal((await ctl(['help', cmd])).stdout, h.stdout);
   }
 });
+
+test('a stopped daemon: latchkeyctl gives up after --timeout (default 5 s) with exit 3', async () => {
+  process.kill(env.daemon.pid, 'SIGSTOP');
+  try {
+    const t0 = Date.now();
+    const r = await ctl(['status', '--timeout', '700ms']);
+    const ms = Date.now() - t0;
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /did not answer/);
+    assert.ok(ms < 4000, `took ${ms} ms with --timeout 700ms`);
+    const d0 = Date.now();
+    const d = await ctl(['users']);
+    assert.equal(d.code, 3);
+    const dms = Date.now() - d0;
+    assert.ok(dms >= 4500 && dms < 12_000, `default timeout took ${dms} ms`);
+  } finally {
+    process.kill(env.daemon.pid, 'SIGCONT');
+  }
+  assert.equal((await ctl(['status'])).code, 0);
+});

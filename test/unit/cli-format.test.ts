@@ -232,8 +232,12 @@ test('parseGlobal: global options anywhere, command word, rest kept in order', (
   const g = parseGlobal(['--json', 'users', '--stale', '--socket-dir', '/tmp/x', '--utc']);
   assert.equal(g.command, 'users');
   assert.deepEqual(g.rest, ['--stale']);
-  assert.deepEqual(g.global, { json: true, utc: true, help: false, socketDir: '/tmp/x' });
+  assert.deepEqual(g.global, { json: true, utc: true, help: false, socketDir: '/tmp/x', timeoutMs: 5000 });
   assert.equal(parseGlobal(['--socket-dir=/a', 'status']).global.socketDir, '/a');
+  assert.equal(parseGlobal(['status', '--timeout', '30s']).global.timeoutMs, 30_000);
+  assert.equal(parseGlobal(['--timeout=500ms', 'status']).global.timeoutMs, 500);
+  assert.equal(parseGlobal(['--timeout', '2', 'status']).global.timeoutMs, 2000);
+  assert.throws(() => parseGlobal(['--timeout', 'soon', 'status']), /--timeout needs a duration/);
   assert.equal(parseGlobal(['show', '-h']).global.help, true);
   assert.throws(() => parseGlobal(['--socket-dir']), UsageError);
   assert.throws(() => parseGlobal(['--bogus', 'status']), UsageError);
