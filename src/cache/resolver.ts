@@ -101,7 +101,7 @@ export class Resolver {
     if (nameProblem(name, this.cfg().users) !== null) return this.refused();
     const local = this.local.nameReason(name);
     if (local !== null) {
-      this.logOnce(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : `in ${this.cfg().users.localPasswdFile}` });
+      this.logOnce(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : local === 'local group member' ? `a member of a group in ${this.cfg().users.localGroupFile}` : `in ${this.cfg().users.localPasswdFile}` });
       return this.refused();
     }
     return this.lookup(`name:${name}`, this.usable(this.cache.getByName(name)), peerUid);
@@ -267,6 +267,14 @@ export class Resolver {
         };
         this.checkFetched(user, byUid ? { uid: Number(value) } : { name: value });
         if (!byUid) await this.checkUidOwner(user);
+        else {
+          // The by-uid endpoint is the authority on a uid: a different cached name for it is
+          // replaced (a rename upstream), and said so.
+          const prev = this.cache.getByUid(user.uid);
+          if (prev && prev.username !== user.username) {
+            log('warn', 'user.uid_reassigned', { uid: user.uid, from: prev.username, to: user.username, detail: 'the by-uid endpoint names another user for this uid (a rename upstream); the old name no longer resolves' });
+          }
+        }
         this.cache.put(user);
         this.stats.upstream.found++;
         outcome = { kind: 'found', user };
@@ -294,7 +302,9 @@ export class Resolver {
     }
     const ms = performance.now() - t0;
     this.stats.upstreamLatency.record(ms);
-    log(outcome.kind === 'error' ? 'warn' : 'info', 'resolver.fetch', {
+    // "no such user" at debug: never-seen names are what any local user can send by the thousand
+    // (rate-limited per uid, still up to 20 a second); a found user or an error is worth a line.
+    log(outcome.kind === 'error' ? 'warn' : outcome.kind === 'found' ? 'info' : 'debug', 'resolver.fetch', {
       key, outcome: outcome.kind, ms: Math.round(ms * 100) / 100,
       ...(outcome.kind === 'found' ? { uid: outcome.user.uid } : {}),
       ...(outcome.kind === 'error' ? { error_kind: errorKind, error: outcome.reason } : {}),
@@ -318,7 +328,7 @@ export class Resolver {
     const local = this.local.nameReason(u.username);
     if (local !== null) {
       this.logOnce(`collide-name:${u.username}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: local, fix: 'the upstream record uses a name the host keeps for itself; it is never served' });
-      throw new Error(`upstream user name ${u.username} is a ${local === 'deny list' ? 'denied name ([users] deny_names)' : 'local account'}; refused`);
+      throw new Error(`upstream user name ${u.username} is a ${local === 'deny list' ? 'denied name ([users] deny_names)' : local}; refused`);
     }
     const owner = this.local.uidOwner(u.uid);
     if (owner !== null) {

@@ -5,8 +5,8 @@ import { Status } from '../protocol/generated.js';
 import type { Resolver } from '../cache/resolver.js';
 import type { UserCache } from '../cache/db.js';
 import { checkPassword } from '../verify/login.js';
-import type { Throttle } from '../verify/throttle.js';
-import { log } from '../log.js';
+import { hostKey, type Throttle } from '../verify/throttle.js';
+import { log, logLimited } from '../log.js';
 
 /** Per hash kind: verifications that succeeded and failed, for `latchkeyctl stats`. */
 export class AuthStats {
@@ -20,14 +20,34 @@ export class AuthStats {
   }
 }
 
+/** Password checks one remote address may have running at once (sshd's MaxStartups lets one
+ *  address hold 10 unauthenticated connections; a person logs in once at a time). */
+export const MAX_CHECKS_IN_FLIGHT_PER_HOST = 4;
+
 export function authHandlers(resolver: Resolver, cache: UserCache, throttle: Throttle, stats: AuthStats): HandlerTable {
+  const inFlight = new Map<string, number>();
   return {
     AUTH_PASSWORD: async (f) => {
       const user = f.user as string;
       const rhost = f.rhost as string;
       const service = f.service as string;
       const started = Date.now();
-      const o = await checkPassword(resolver, throttle, { user, password: f.password as string, rhost }, 'login');
+      // Red-team fix: one source may have only a few password checks in flight; the hash slots
+      // are shared by everyone, and a burst from one address must not hold them all.
+      const source = hostKey(rhost);
+      const busy = inFlight.get(source) ?? 0;
+      if (busy >= MAX_CHECKS_IN_FLIGHT_PER_HOST) {
+        logLimited(`auth.host_busy:${source}`, 'warn', 'auth.host_busy', { rhost, user, service, in_flight: busy, limit: MAX_CHECKS_IN_FLIGHT_PER_HOST, detail: 'password checks from this address are already running; answered unavailable' });
+        return fail(Status.UNAVAIL, 'too many password checks from this address at once; try again');
+      }
+      inFlight.set(source, busy + 1);
+      let o: Awaited<ReturnType<typeof checkPassword>>;
+      try {
+        o = await checkPassword(resolver, throttle, { user, password: f.password as string, rhost }, 'login');
+      } finally {
+        const n = (inFlight.get(source) ?? 1) - 1;
+        if (n <= 0) inFlight.delete(source); else inFlight.set(source, n);
+      }
       const ms = Date.now() - started;
       const fields = { user, rhost, service, result: o.result, ...(o.kind ? { kind: o.kind } : {}), ms };
       // One line per lockout start, after the failure that started it: which budget (a user, or

@@ -156,7 +156,9 @@ export class RestUserSource implements UserSource {
         await drain(body);
         throw new UpstreamError('http', httpMessage(status));
       }
-      log('info', 'upstream.request', { kind, key, status, outcome: result.kind, ms: elapsed(started) });
+      // debug: the resolver logs each fetch's outcome once (resolver.fetch); any local user can
+      // make these happen by the thousand with never-seen names.
+      log('debug', 'upstream.request', { kind, key, status, outcome: result.kind, ms: elapsed(started) });
       return result;
     } catch (e) {
       const err = this.classify(e, timedOut);

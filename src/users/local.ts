@@ -13,7 +13,7 @@ import { log } from '../log.js';
 export const RECHECK_MS = 500;
 
 /** names, and each id with the first name holding it (for log lines naming both sides) */
-export interface LocalIds { names: Set<string>; ids: Map<number, string> }
+export interface LocalIds { names: Set<string>; ids: Map<number, string>; members: Set<string> }
 
 /**
  * Names and ids of a passwd(5) or group(5) file: field 1 and field 3. Comment lines, blank lines
@@ -23,19 +23,24 @@ export interface LocalIds { names: Set<string>; ids: Map<number, string> }
 export function parseIdFile(text: string): LocalIds {
   const names = new Set<string>();
   const ids = new Map<number, string>();
+  // group(5) field 4: member names. A name listed there belongs to the host whether or not
+  // passwd has it (a leftover of a removed account, or provisioning that adds the name to
+  // `sudo` before creating the user): an upstream user of that name would get the group.
+  const members = new Set<string>();
   for (const line of text.split('\n')) {
     if (line === '' || line.startsWith('#') || line.startsWith('+') || line.startsWith('-')) continue;
     const f = line.split(':');
     if (f.length < 3 || f[0] === '') continue;
     names.add(f[0]!);
     if (/^\d+$/.test(f[2]!) && !ids.has(Number(f[2]))) ids.set(Number(f[2]), f[0]!);
+    if (f.length >= 4) for (const m of f[3]!.split(',')) if (m.trim() !== '') members.add(m.trim());
   }
-  return { names, ids };
+  return { names, ids, members };
 }
 
 /** One watched file; an unreadable file counts as empty and is reported once per failure kind. */
 class WatchedIdFile {
-  private ids: LocalIds = { names: new Set(), ids: new Map() };
+  private ids: LocalIds = { names: new Set(), ids: new Map(), members: new Set() };
   private sig = '';
   private checkedAt = -Infinity;
   private lastError = '';
@@ -74,7 +79,7 @@ class WatchedIdFile {
   }
 }
 
-export type LocalReason = 'local account' | 'deny list';
+export type LocalReason = 'local account' | 'local group member' | 'deny list';
 
 export class LocalAccounts {
   private passwd: WatchedIdFile;
@@ -103,7 +108,8 @@ export class LocalAccounts {
   /** Why latchkey must not serve this user name, or null. */
   nameReason(name: string): LocalReason | null {
     if (this.files().denyNames.includes(name)) return 'deny list';
-    return this.fileFor('passwd').current().names.has(name) ? 'local account' : null;
+    if (this.fileFor('passwd').current().names.has(name)) return 'local account';
+    return this.fileFor('group').current().members.has(name) ? 'local group member' : null;
   }
 
   /** True when a local account has this uid. */

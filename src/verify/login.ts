@@ -8,7 +8,7 @@ import type { Resolver } from '../cache/resolver.js';
 import type { CachedUser } from '../types.js';
 import type { Lockout, Refusal, Throttle } from './throttle.js';
 import { hashKind, type HashKind } from './hash.js';
-import { dummyVerify, verifyPassword } from './password.js';
+import { dummyVerify, verifyPassword, HashBusy } from './password.js';
 
 export type LoginResult = 'ok' | 'wrong_password' | 'no_password' | 'unknown_user' | 'throttled' | 'unavailable';
 
@@ -66,7 +66,7 @@ export async function checkPassword(
       return out('unavailable', `the user service is unavailable (${l.reason}) and nothing usable is cached`);
     }
     if (l.status === 'notfound') {
-      await dummyVerify(throttle.cfg());
+      await dummyVerify(throttle.cfg(), Buffer.byteLength(login.password, 'utf8'));
       return out('unknown_user', `the user service does not know ${login.user}`, { source: l.source, lockouts: ticket.fail() });
     }
     // verifyPassword pays a dummy verification itself when there is no usable hash.
@@ -75,6 +75,10 @@ export async function checkPassword(
     const o = judge(l.user, l.source, good, out);
     if (!good) o.lockouts = ticket.fail();
     return o;
+  } catch (e) {
+    // No hash slot within the answer deadline: "unavailable" (try again), not a failure.
+    if (e instanceof HashBusy) return out('unavailable', e.message);
+    throw e;
   } finally {
     ticket.release(); // no-op after fail(); gives the slot back on every other path, throws included
   }

@@ -20,13 +20,40 @@ export type { HashCeilings } from './hash.js';
  * 100 concurrent logins; 0.2 ms with one slot). Leave one core to the event loop.
  */
 const hashSlots = new Semaphore(Math.max(1, availableParallelism() - 1));
+
+/**
+ * Red-team fix (issue 12): the slots are few and any remote client can queue hashes (unknown names
+ * pay the dummy). An unbounded queue let a burst of wrong passwords from many sources make a right
+ * password wait past the PAM module's deadline. A verification now waits at most HASH_WAIT_MS
+ * for a slot (the answer deadline minus the time of a hash at the ceilings); past it the caller
+ * is told "busy" (PAM: unavailable, try again), logged, and no work is queued for a client that
+ * has given up.
+ */
+export const HASH_WAIT_MS = 3000;
+
+/** The hash slots are saturated; the login is answered "unavailable", never counted as a failure. */
+export class HashBusy extends Error {
+  constructor(readonly waiting: number) {
+    super(`password checks are saturated (${waiting} waiting for a hash slot); try again`);
+  }
+}
+
 async function onHashSlot<T>(work: () => Promise<T>): Promise<T> {
-  const release = await hashSlots.acquire();
+  let release: () => void;
+  try {
+    release = await hashSlots.acquire(AbortSignal.timeout(HASH_WAIT_MS));
+  } catch {
+    throw new HashBusy(hashSlots.queued);
+  }
   try { return await work(); } finally { release(); }
 }
 
-/** sha*crypt cost grows with the password length; a password this long is an attack, not a user. */
-const MAX_PASSWORD_LENGTH = 1024;
+/**
+ * sha*crypt cost grows with the password length (0.35 s at 5 bytes, 2.5 s at 511 bytes for 1M
+ * rounds, measured): longer passwords are refused before any work, with a dummy of the same
+ * length. No passphrase a person types is near 256 bytes (UTF-8).
+ */
+export const MAX_PASSWORD_BYTES = 256;
 
 /** The ceilings a caller gets when it passes none: the shipped defaults of [pam]. The daemon passes
  *  its live config so an admin's change applies to the next login. */
@@ -100,20 +127,25 @@ function currentDummy(ceilings: HashCeilings): ParsedHash {
 }
 
 /** The work of one verification of the current dummy setting, result ignored. */
-export async function dummyVerify(ceilings: HashCeilings = DEFAULT_CEILINGS): Promise<void> {
+export async function dummyVerify(ceilings: HashCeilings = DEFAULT_CEILINGS, passwordBytes = DUMMY_PASSWORD.length): Promise<void> {
   const dummy = currentDummy(ceilings);
   const setting = dummy.setting!;
   try {
     const cached = dummyHashes.get(setting);
     if (cached !== undefined) {
-      await computeLike(DUMMY_PASSWORD, cached);
+      // As long as the attempt: sha*crypt's cost grows with the password length.
+      const len = Math.min(MAX_PASSWORD_BYTES, Math.max(1, passwordBytes));
+      await computeLike(len === DUMMY_PASSWORD.length ? DUMMY_PASSWORD : DUMMY_PASSWORD.padEnd(len, 'x').slice(0, len), cached);
       return;
     }
     const made = await computeLike(randomBytes(16).toString('base64'), await withFreshSalt(dummy));
     if (made === null) return;
     dummyHashes.set(setting, made);
     if (dummyHashes.size > DUMMY_CACHE_MAX) dummyHashes.delete(dummyHashes.keys().next().value!);
-  } catch { /* the cost is the point, not the result */ }
+  } catch (e) {
+    if (e instanceof HashBusy) throw e;
+    /* the cost is the point, not the result */
+  }
 }
 
 /** The setting followed by a random salt in the form its algorithm requires. */
@@ -149,6 +181,13 @@ async function computeLike(password: string, hash: string): Promise<string | nul
  * hash), costs the dummy, and never verifies.
  */
 export async function verifyPassword(password: string, hash: string | null, ceilings: HashCeilings = DEFAULT_CEILINGS): Promise<boolean> {
+  const bytes = Buffer.byteLength(password, 'utf8');
+  // Before anything else, whatever the user: the check costs the same for every name.
+  if (bytes > MAX_PASSWORD_BYTES || password.includes('\0')) {
+    // crypt(3) and bcrypt stop at the first NUL, so "secret\0junk" would pass as "secret".
+    await dummyVerify(ceilings, MAX_PASSWORD_BYTES);
+    return false;
+  }
   const parsed = parseHash(hash);
   const { kind } = parsed;
   const problem = costProblem(parsed, ceilings);
@@ -160,19 +199,14 @@ export async function verifyPassword(password: string, hash: string | null, ceil
         ? `${problem.why}; the hash must be remade upstream with standard parameters`
         : `raise [pam] ${problem.key} to accept it, or have the hash remade upstream with a lower cost`,
     });
-    await dummyVerify(ceilings);
+    await dummyVerify(ceilings, bytes);
     return false;
   }
   if (hash === null || kind === 'none' || kind === 'unknown') {
-    await dummyVerify(ceilings);
+    await dummyVerify(ceilings, bytes);
     return false;
   }
   noteServedHash(hash, ceilings);
-  // crypt(3) and bcrypt stop at the first NUL, so "secret\0junk" would pass as "secret".
-  if (password.includes('\0') || password.length > MAX_PASSWORD_LENGTH) {
-    await dummyVerify(ceilings);
-    return false;
-  }
   try {
     const verifyReal = async (): Promise<boolean> =>
       kind === 'des' ? verifyDes(password, hash) : equal(await computeLike(password, hash), normalized(hash));
@@ -182,10 +216,12 @@ export async function verifyPassword(password: string, hash: string | null, ceil
     if (parsed.setting === currentDummy(ceilings).setting) return await verifyReal();
     // Review fix: allSettled, not all — with Promise.all a crypt that throws (addon error)
     // returned before the dummy finished, making that outcome measurably faster.
-    const [good] = await Promise.allSettled([verifyReal(), dummyVerify(ceilings)]);
+    const [good, pad] = await Promise.allSettled([verifyReal(), dummyVerify(ceilings, bytes)]);
     if (good.status === 'rejected') throw good.reason;
+    if (pad.status === 'rejected') throw pad.reason;
     return good.value;
   } catch (e) {
+    if (e instanceof HashBusy) throw e;
     log('warn', 'verify.error', { kind, error: e instanceof Error ? e.message : String(e) });
     return false;
   }

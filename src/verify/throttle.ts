@@ -19,6 +19,7 @@
 // Memory is bounded: an attacker cycling through names or addresses evicts the oldest entries
 // instead of growing the daemon. An entry with slots in flight or attempts waiting on it is
 // never evicted (that would forget the reservations); there are at most as many as connections.
+import { isIPv6 } from 'node:net';
 import type { PamConfig } from '../config/types.js';
 
 export type Scope = 'user' | 'host';
@@ -101,6 +102,24 @@ export interface ThrottleSnapshot {
 const MAX_KEY_LENGTH = 256;
 const keyOf = (k: string): string => (k.length > MAX_KEY_LENGTH ? k.slice(0, MAX_KEY_LENGTH) : k);
 
+/**
+ * The budget key of a remote address. Red-team fix: one IPv6 client owns a whole /64 (SLAAC,
+ * privacy addresses) and can rotate through it, getting a fresh budget per address; so IPv6
+ * addresses count per /64. IPv4 (and IPv4-mapped IPv6) addresses and host names count as given.
+ */
+export function hostKey(rhost: string): string {
+  if (isIPv6(rhost)) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(rhost);
+    if (mapped) return mapped[1]!;
+    const [head, tail = ''] = rhost.toLowerCase().split('::');
+    const h = head ? head.split(':') : [];
+    const t = tail ? tail.split(':') : [];
+    const groups = rhost.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+    return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+  }
+  return keyOf(rhost);
+}
+
 /** At most this many locked entries are listed in a snapshot; the counts stay exact. */
 const SNAPSHOT_LIST_MAX = 100;
 
@@ -158,7 +177,7 @@ export class Throttle {
    * checked. Waits (up to maxWaitMs) while a budget has room only once slots in flight settle.
    */
   async admit(user: string, rhost: string): Promise<Admission> {
-    user = keyOf(user); rhost = keyOf(rhost);
+    user = keyOf(user); rhost = hostKey(rhost);
     const deadline = Date.now() + this.maxWaitMs;
     for (;;) {
       const r = this.tryAdmit(user, rhost);
@@ -195,7 +214,7 @@ export class Throttle {
       return had;
     };
     if ('user' in target) return { users: clear(this.users, keyOf(target.user)), hosts: 0 };
-    if ('host' in target) return { users: 0, hosts: clear(this.hosts, keyOf(target.host)) };
+    if ('host' in target) return { users: 0, hosts: clear(this.hosts, hostKey(target.host)) };
     let users = 0;
     let hosts = 0;
     for (const k of [...this.users.keys()]) users += clear(this.users, k);

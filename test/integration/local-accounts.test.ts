@@ -25,6 +25,7 @@ const hostile: CegaUser[] = [
   { username: 'root', uid: 5, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'fake root' },
   { username: 'localadmin', uid: 6, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'fake admin' },
   { username: 'newlocal', uid: 7, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'becomes local' },
+  { username: 'ghost', uid: 9, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'leftover group member' },
   { username: 'denied', uid: 8, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'deny list' },
   // shifted uid 11500 is the local service account's uid
   { username: 'squatter', uid: 1500, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'uid squatter' },
@@ -40,7 +41,9 @@ before(async () => {
   passwdFile = join(files, 'passwd');
   groupFile = join(files, 'group');
   writeFileSync(passwdFile, readFileSync('/etc/passwd', 'utf8') + 'localadmin:x:1500:1500:Local Admin:/home/localadmin:/bin/bash\nsvc:x:11500:1500::/nonexistent:/usr/sbin/nologin\n');
-  writeFileSync(groupFile, readFileSync('/etc/group', 'utf8'));
+  // a leftover member name: no such account in passwd, but `sudo` lists it
+  writeFileSync(groupFile, readFileSync('/etc/group', 'utf8').replace(/^sudo:x:27:(.*)$/m, (_l, m: string) => `sudo:x:27:${m ? m + ',' : ''}ghost`)
+    + (/^sudo:/m.test(readFileSync('/etc/group', 'utf8')) ? '' : 'sudo:x:27:ghost\n'));
   env = await startEnv({
     users: { deny_names: 'root, denied', local_passwd: passwdFile, local_group: groupFile },
     cache: { negative_ttl: '0' },
@@ -49,10 +52,10 @@ before(async () => {
 after(async () => { await env?.stop(); });
 
 test('local and denied names are refused before any upstream request, on every opcode', async () => {
-  for (const name of ['root', 'localadmin', 'denied']) {
+  for (const name of ['root', 'localadmin', 'denied', 'ghost']) {
     assert.equal((await nss('PW_BY_NAME', { name })).status, 1, `${name}: PW_BY_NAME`);
     assert.equal((await nss('KEYS_BY_NAME', { name })).status, 1, `${name}: KEYS_BY_NAME`);
-    assert.equal((await nss('KEYS_FOR_LOGIN', { name, uid: 10000 + (name === 'root' ? 5 : 6) })).status, 1, `${name}: KEYS_FOR_LOGIN`);
+    assert.equal((await nss('KEYS_FOR_LOGIN', { name, uid: 10000 + ({ root: 5, localadmin: 6, denied: 8, ghost: 9 } as Record<string, number>)[name]! })).status, 1, `${name}: KEYS_FOR_LOGIN`);
     assert.equal((await priv('LOGIN_CHECK', { user: name, uid: 0 })).status, 1, `${name}: LOGIN_CHECK`);
     const auth = await priv('AUTH_PASSWORD', { user: name, password: 'whatever', service: 'sshd', rhost: '192.0.2.1' });
     assert.equal(auth.status, 1, `${name}: AUTH_PASSWORD must be NOTFOUND`);
@@ -68,6 +71,7 @@ test('local and denied names are refused before any upstream request, on every o
   const refusals = events('lookup.local_refused').filter((e) => e.name === 'root');
   assert.equal(refusals.length, 1);
   assert.equal(refusals[0]!.reason, 'deny list');
+  assert.equal(events('lookup.local_refused').find((e) => e.name === 'ghost')?.reason, 'local group member');
 });
 
 test('a local uid is never served by uid, and an upstream uid that lands on one is refused', async () => {

@@ -11,6 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startEnv, examplePasswords, ROOT, type TestEnv } from '../lib/harness.js';
 import { latchkeyStack, makePamDir, pamtester, PamMsg, type NsResult } from '../lib/pam.js';
+import { MAX_CHECKS_IN_FLIGHT_PER_HOST } from '../../src/daemon/auth-handlers.js';
 
 const SVC = 'latchkey-throttle';
 const CTL = join(ROOT, 'bin/latchkeyctl');
@@ -35,6 +36,8 @@ function outcome(r: NsResult): Outcome {
   if (r.code === 0) return 'ok';
   if (r.stdout.includes(PamMsg.MAXTRIES)) return 'MAXTRIES';
   if (r.stdout.includes(PamMsg.AUTH_ERR)) return 'AUTH_ERR';
+  // more than MAX_CHECKS_IN_FLIGHT_PER_HOST at once from one address: "try again"
+  if (r.stdout.includes(PamMsg.AUTHINFO_UNAVAIL)) return 'UNAVAIL';
   return `other: ${r.stdout}${r.stderr}`;
 }
 
@@ -84,7 +87,7 @@ test('40 parallel attempts for one user: at most max_failures are checked; a rig
   assert.ok(checked <= MAX_FAILURES, `latchkeyd checked ${checked} wrong passwords, max_failures is ${MAX_FAILURES}`);
   assert.equal(checked, MAX_FAILURES, 'the budget is used, then the user is locked');
   assert.equal(tally.AUTH_ERR, checked, JSON.stringify(tally));
-  assert.equal((tally.MAXTRIES ?? 0) + (tally.AUTH_ERR ?? 0) + (tally.ok ?? 0), N, JSON.stringify(seen));
+  assert.equal((tally.MAXTRIES ?? 0) + (tally.AUTH_ERR ?? 0) + (tally.ok ?? 0) + (tally.UNAVAIL ?? 0), N, JSON.stringify(seen));
   // One lockout line, one refusal line (the rest are counted for the next summary).
   const lockouts = logLines((e) => e.event === 'auth.lockout' && e.key === 'alice');
   assert.deepEqual(lockouts.map((e) => [e.scope, e.failures]), [['user', MAX_FAILURES]]);
@@ -143,10 +146,27 @@ test('latchkeyctl throttle lists the lockout; throttle reset USER lifts it and t
   assert.equal((await ctl(['throttle', 'reset', 'alice', '--all'])).code, 2);
 });
 
+test('one address gets at most MAX_CHECKS_IN_FLIGHT_PER_HOST password checks at once; the rest "try again", logged once', { timeout: 60_000 }, async () => {
+  const rhost = '203.0.113.77';
+  const runs = await Promise.all(Array.from({ length: 16 }, (_, i) => login('ivan', `burst ${i}`, rhost)));
+  const seen = runs.map(outcome);
+  const unavail = seen.filter((o) => o === 'UNAVAIL').length;
+  assert.ok(unavail >= 16 - 2 * MAX_CHECKS_IN_FLIGHT_PER_HOST, JSON.stringify(seen));
+  assert.ok(checkedWrong({ rhost }) <= MAX_FAILURES);
+  assert.equal(logLines((e) => e.event === 'auth.host_busy' && e.rhost === rhost).length, 1, 'rate-limited');
+  await ctl(['throttle', 'reset', '--all']);
+});
+
 test('per source address: a separate budget; its lockout refuses other users, says so in the log, and reset --host lifts it', { timeout: 120_000 }, async () => {
   const rhost = '203.0.113.9';
   const attacked = ['bob', 'carol', 'erin', 'frank', 'grace', 'heidi'];
-  const runs = await Promise.all(attacked.flatMap((u) => Array.from({ length: 5 }, (_, i) => login(u, `guess ${u} ${i}`, rhost))));
+  // In waves of MAX_CHECKS_IN_FLIGHT_PER_HOST: more at once from one address are answered
+  // "try again" before the throttle (tested below).
+  const attempts = attacked.flatMap((u) => Array.from({ length: 5 }, (_, i) => [u, `guess ${u} ${i}`] as const));
+  const runs: NsResult[] = [];
+  for (let i = 0; i < attempts.length; i += MAX_CHECKS_IN_FLIGHT_PER_HOST) {
+    runs.push(...await Promise.all(attempts.slice(i, i + MAX_CHECKS_IN_FLIGHT_PER_HOST).map(([u, p]) => login(u, p, rhost))));
+  }
   const checked = checkedWrong({ rhost });
   process.stdout.write(`# 30 parallel wrong passwords from one address over 6 users: ${checked} checked (host_max_failures ${HOST_MAX_FAILURES})\n`);
   assert.ok(checked <= HOST_MAX_FAILURES, `latchkeyd checked ${checked} wrong passwords from ${rhost}`);
