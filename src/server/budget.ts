@@ -91,3 +91,34 @@ export function openFileLimit(): number {
   } catch { /* not Linux /proc */ }
   return 1024;
 }
+
+/**
+ * Requests per second one peer uid may send on nss.sock (root is never paced: sshd, login and
+ * the admin resolve through it). A uid over its rate is not refused: its connections wait for
+ * their turn, which costs the daemon nothing, so one user's loop cannot take the event loop
+ * from everybody else's lookups. The rate is far above what any program needs (glibc does not
+ * cache, but `ls -l` over a big tree asks once per owner).
+ */
+export const REQUESTS_PER_UID_PER_SEC = 2000;
+const PACED_UIDS_MAX = 10_000;
+
+export class RequestPacer {
+  private readonly buckets = new Map<number, { tokens: number; at: number }>();
+  constructor(private readonly rate = REQUESTS_PER_UID_PER_SEC, private readonly now: () => number = Date.now) {}
+
+  /** Milliseconds `uid` must wait before its next request is served (0: at once); takes the token. */
+  delay(uid: number): number {
+    if (uid === 0) return 0;
+    const t = this.now();
+    let b = this.buckets.get(uid);
+    if (!b) {
+      if (this.buckets.size >= PACED_UIDS_MAX) this.buckets.clear();
+      b = { tokens: this.rate, at: t };
+      this.buckets.set(uid, b);
+    }
+    b.tokens = Math.min(this.rate, b.tokens + ((t - b.at) / 1000) * this.rate);
+    b.at = t;
+    b.tokens -= 1; // may go negative: the debt is the wait
+    return b.tokens >= 0 ? 0 : Math.ceil((-b.tokens / this.rate) * 1000);
+  }
+}

@@ -7,7 +7,12 @@ import { ProtocolError } from '../errors.js';
 import { logLimited } from '../log.js';
 import { dispatch, type HandlerTable, type Peer } from './dispatch.js';
 
-export interface ConnectionOptions { idleTimeoutMs: number; handlers: () => HandlerTable }
+export interface ConnectionOptions {
+  idleTimeoutMs: number;
+  handlers: () => HandlerTable;
+  /** ms this peer's next request must wait (per-uid request rate, budget.ts RequestPacer) */
+  pace?: (uid: number) => number;
+}
 
 /**
  * A request's bytes must all arrive within this long of its first byte. A shim writes a whole
@@ -47,6 +52,14 @@ export function serveConnection(sock: Socket, peer: Peer, opts: ConnectionOption
     busy = true;
     try {
       while (queue.length && !closed) {
+        const wait = opts.pace?.(peer.uid) ?? 0;
+        if (wait > 0) {
+          // Over its rate: this connection waits (reading paused), nobody else does.
+          sock.pause();
+          await new Promise((r) => setTimeout(r, wait));
+          if (closed) break;
+          sock.resume();
+        }
         const body = queue.shift()!;
         const reply = await dispatch(body, peer, opts.handlers());
         if (!closed && !sock.write(reply)) {

@@ -7,7 +7,7 @@ import { checkDir, peerCred } from '../native/addon.js';
 import { log } from '../log.js';
 import { LatchkeyError } from '../errors.js';
 import { serveConnection, type ConnectionHandle } from './connection.js';
-import { ConnectionBudget, nssBudgetFromFdLimit, type BudgetLimits } from './budget.js';
+import { ConnectionBudget, RequestPacer, nssBudgetFromFdLimit, type BudgetLimits } from './budget.js';
 import { logLimited } from '../log.js';
 import type { HandlerTable, Peer } from './dispatch.js';
 
@@ -114,6 +114,7 @@ export async function listenAll(opts: ListenOptions): Promise<Listening> {
     return { total, perUid };
   };
   const nssBudget = new ConnectionBudget(nssLimits);
+  const pacer = new RequestPacer();
   const privBudget = new ConnectionBudget(() => ({ total: PRIV_MAX_CONNECTIONS, perUid: PRIV_MAX_CONNECTIONS }));
   const admitted = (budget: ConnectionBudget, sock: Socket, peer: Peer, serve: () => ConnectionHandle): void => {
     const a = budget.admit(peer.uid);
@@ -135,7 +136,7 @@ export async function listenAll(opts: ListenOptions): Promise<Listening> {
   const onNss = (sock: Socket): void => {
     track(sock);
     const peer = peerOf(sock, 'nss') ?? { socket: 'nss' as const, uid: -1, pid: -1 };
-    admitted(nssBudget, sock, peer, () => serveConnection(sock, peer, { idleTimeoutMs: opts.idleTimeoutMs(), handlers: opts.nssHandlers }));
+    admitted(nssBudget, sock, peer, () => serveConnection(sock, peer, { idleTimeoutMs: opts.idleTimeoutMs(), handlers: opts.nssHandlers, pace: (uid) => pacer.delay(uid) }));
   };
   const onPriv = (sock: Socket): void => {
     track(sock);

@@ -2,7 +2,7 @@
 // connection, a total from the fd limit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConnectionBudget, nssBudgetFromFdLimit } from '../../src/server/budget.js';
+import { ConnectionBudget, RequestPacer, nssBudgetFromFdLimit } from '../../src/server/budget.js';
 import type { ConnectionHandle } from '../../src/server/connection.js';
 
 let clock = 0;
@@ -55,4 +55,16 @@ test('the total follows the fd limit: thousands, not 256, and one uid gets an ei
   assert.deepEqual(nssBudgetFromFdLimit(1024), { total: 576, perUid: 72 });
   assert.deepEqual(nssBudgetFromFdLimit(524288), { total: 16384, perUid: 2048 });
   assert.ok(nssBudgetFromFdLimit(100).total >= 64);
+});
+
+test('requests over the per-uid rate wait their turn; root and other uids are not paced', () => {
+  const t = { now: 0 };
+  const p = new RequestPacer(100, () => t.now);
+  for (let i = 0; i < 100; i++) assert.equal(p.delay(1000), 0);
+  assert.equal(p.delay(1000), 10, 'one request over: one token interval');
+  assert.equal(p.delay(1000), 20);
+  assert.equal(p.delay(0), 0);
+  assert.equal(p.delay(1001), 0);
+  t.now += 1000; // refilled, minus the debt
+  assert.equal(p.delay(1000), 0);
 });
