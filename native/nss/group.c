@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lk_local.h"
 #include "lk_records.h"
 #include "nss_call.h"
 #include "nss_maps.h"
@@ -219,8 +220,11 @@ LK_EXPORT enum nss_status _nss_latchkey_initgroups_dyn(const char *user, gid_t g
                                                        gid_t **groupsp, long int limit,
                                                        int *errnop)
 {
-    /* A member name is a name the daemon hands out: a name no rule admits is in no group. */
-    if (!lk_name_ok(user)) {
+    /* A member name is a name the daemon hands out: a name no rule admits is in no group, and
+     * neither is a local account (the daemon never serves those). Answering them here, before
+     * any socket I/O, keeps a local admin's login (initgroups at every sshd/su/login) from
+     * waiting on a hung latchkeyd: nss_files answers for that user, latchkey never can. */
+    if (!lk_name_ok(user) || lk_local_listed(NULL, user) == 1) {
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }

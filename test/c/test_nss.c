@@ -339,6 +339,16 @@ static void test_initgroups_unavail(struct fixture *fx)
     free(g);
     lk_nss_leave();
     CHECK(fake_requests(fx->fake) == reqs);
+
+    lk_test_begin("initgroups_dyn: a local account (root) is answered NOTFOUND without asking the daemon");
+    setenv("LATCHKEY_SOCKET_DIR", fx->empty_dir, 1);
+    CHECK(call_initgroups("root", none, NULL, 0, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
+    CHECK(n == 0 && err == ENOENT);
+    free(g);
+    setenv("LATCHKEY_SOCKET_DIR", fx->dir, 1);
+    CHECK(call_initgroups("root", none, NULL, 0, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
+    free(g);
+    CHECK(fake_requests(fx->fake) == reqs);
 }
 
 int main(int argc, char **argv)
