@@ -122,7 +122,11 @@ static int flat_reply(struct out *o, unsigned opcode, struct lk_reader *r)
             lk_page_consume(&pg, opcode == LK_OP_GR_LIST);
         }
         return 0; /* lk_page_open checked the end of the payload */
-    case LK_OP_KEYS_BY_NAME: {
+    case LK_OP_LOGIN_CHECK:
+        emit_str(o, "prompt", lk_rd_str(r));
+        break;
+    case LK_OP_KEYS_BY_NAME:
+    case LK_OP_KEYS_FOR_LOGIN: {
         struct lk_reader c = *r;
         unsigned n = lk_rd_skip_strlist(&c);
         if (c.bad)
@@ -185,9 +189,10 @@ static int shim_agrees(unsigned opcode, const uint8_t *b, size_t n, unsigned sta
         return st == want || (want == NSS_STATUS_SUCCESS && st == NSS_STATUS_NOTFOUND);
     }
     case LK_OP_KEYS_BY_NAME:
+    case LK_OP_KEYS_FOR_LOGIN:
         if (bad)
-            return lk_keys_reply(b, n, LK_OP_KEYS_BY_NAME, count_key, &emitted, &skipped) == -1 && emitted == 0;
-        return lk_keys_reply(b, n, LK_OP_KEYS_BY_NAME, count_key, &emitted, &skipped) == (int)status && skipped == 0;
+            return lk_keys_reply(b, n, (uint16_t)opcode, count_key, &emitted, &skipped) == -1 && emitted == 0;
+        return lk_keys_reply(b, n, (uint16_t)opcode, count_key, &emitted, &skipped) == (int)status && skipped == 0;
     default:
         return 1; /* PING: no shim function */
     }

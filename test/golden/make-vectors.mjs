@@ -58,6 +58,10 @@ request('gr_list request', 'GR_LIST', { start_gid: 10000 });
 reply('gr_list reply with 1 group', 'GR_LIST', Status.OK, { next_gid: 10001, entries: [{ name: 'lega', gid: 10000, members: ['alice'] }] });
 request('keys_by_name request', 'KEYS_BY_NAME', { name: 'alice' });
 reply('keys_by_name reply with 2 keys', 'KEYS_BY_NAME', Status.OK, { keys: [keyAlice, keyHeidi] });
+reply('keys_for_login reply with 1 key', 'KEYS_FOR_LOGIN', Status.OK, { keys: [keyAlice] });
+reply('keys_for_login notfound: not served with that uid', 'KEYS_FOR_LOGIN', Status.NOTFOUND, null, 'latchkey does not serve root with uid 0');
+reply('login_check reply with the prompt', 'LOGIN_CHECK', Status.OK, { prompt: 'Please, enter your EGA password: ' });
+reply('login_check unavail reply', 'LOGIN_CHECK', Status.UNAVAIL, null, 'user service unavailable');
 
 bad('truncated string', 'PW_BY_NAME', 'payload', 'name says 5 bytes, 3 follow',
   frame(Buffer.concat([head('PW_BY_NAME'), u16(5), Buffer.from('ali')])));
@@ -76,6 +80,8 @@ bad('member count larger than the data', 'GR_BY_GID', 'payload', 'members count 
   frame(Buffer.concat([head('GR_BY_GID'), str('lega'), u32(10000), u16(2), str('alice')])));
 bad('string containing NUL', 'PW_BY_NAME', 'payload', 'str bytes must not contain NUL',
   frame(Buffer.concat([head('PW_BY_NAME'), str('al\0ce'), u32(11001), u32(10000), str(''), str('/h/a'), str('/bin/sh')])));
+bad('login_check prompt cut short', 'LOGIN_CHECK', 'payload', 'prompt says 40 bytes, 6 follow',
+  frame(Buffer.concat([head('LOGIN_CHECK'), u16(40), Buffer.from('Passwo')])));
 bad('empty body', 'PING', 'payload', 'length 0: no version, opcode or status', frame(Buffer.alloc(0)));
 
 // ---- decoded form, from the TS decoder (so the JSON states what the daemon side reads) ------
