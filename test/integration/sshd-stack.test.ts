@@ -171,6 +171,18 @@ describe('sshd with the shipped PAM stack: local accounts, nologin, key+password
     }
   });
 
+  test('20 parallel wrong passwords through sshd: at most max_failures are ever checked, then the right one is refused', { timeout: 90_000 }, async () => {
+    const runs = await Promise.all(Array.from({ length: 20 }, (_, i) => sftp(sshd.port, 'carol', 'pwd\n', { password: `guess ${i}` }, work)));
+    assert.ok(runs.every((r) => r.code !== 0), 'a wrong password logged in');
+    const checked = env.daemon.logs.filter((l) => l.includes('"event":"auth.result"') && l.includes('"user":"carol"') && l.includes('"result":"wrong_password"')).length;
+    process.stdout.write(`# 20 parallel wrong sftp passwords for carol: ${checked} checked by latchkeyd (max_failures 5)\n`);
+    assert.ok(checked >= 1 && checked <= 5, `latchkeyd checked ${checked} wrong passwords`);
+    if (checked === 5) {
+      const right = await sftp(sshd.port, 'carol', 'pwd\n', { password: passwords.carol! }, work);
+      assert.notEqual(right.code, 0, 'locked out: even the right password is refused for the lockout time');
+    }
+  });
+
   // Last: it stops latchkeyd. A stopped daemon (its sockets gone) must not lock the admins out.
   test('with latchkeyd stopped, the local account still logs in by password, at once', async () => {
     await env.daemon.stop();
