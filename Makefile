@@ -10,7 +10,7 @@ TS_STAMP := dist/.stamp
 NODEDIR ?= $(shell d=$$(npm config get nodedir 2>/dev/null); [ -n "$$d" ] && [ "$$d" != undefined ] && echo $$d || { [ -f /usr/include/node/node_api.h ] && echo /usr; })
 TS_SOURCES := $(shell find src test scripts -name '*.ts' -not -path '*/node_modules/*' 2>/dev/null)
 
-.PHONY: all build bootstrap deps test test-unit test-c test-integration demo bench fuzz install clean
+.PHONY: all build bootstrap deps test test-unit test-c test-integration demo bench soak fuzz install clean
 
 all: build
 
@@ -45,6 +45,10 @@ demo: bootstrap build
 
 bench: bootstrap build
 	@scripts/bench $(BENCH_ARGS)
+
+# SOAK_SECONDS (default 600) long; SOAK_ARGS=--sweep for the "how much does it take" table.
+soak: bootstrap build
+	@SOAK_SECONDS=$${SOAK_SECONDS:-600} scripts/soak $(SOAK_ARGS)
 
 fuzz: bootstrap build
 	@$(MAKE) -s -C native fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-60}
