@@ -26,28 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define BUFSZ 16384
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct(const double *t, size_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    size_t i = (size_t)((double)n * p);
-    return t[i >= n ? n - 1 : i];
-}
 
 /* Sorts t and prints the common statistics fields (no braces). */
 static void print_stats(double *t, size_t n)
@@ -55,7 +36,7 @@ static void print_stats(double *t, size_t n)
     double sum = 0;
     for (size_t i = 0; i < n; i++)
         sum += t[i];
-    qsort(t, n, sizeof *t, cmp);
+    qsort(t, n, sizeof *t, cmp_double);
     printf("\"n\":%zu,\"min_us\":%.2f,\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,\"max_us\":%.2f,"
            "\"mean_us\":%.2f",
            n, n ? t[0] : 0, pct(t, n, 0.5), pct(t, n, 0.9), pct(t, n, 0.99), n ? t[n - 1] : 0,
@@ -74,43 +55,6 @@ static int lookup(const char *key, char *buf)
     if (rc != 0)
         return -1;
     return res ? 1 : 0;
-}
-
-struct keys {
-    char **v;
-    size_t n;
-};
-
-static int read_keys(const char *path, struct keys *k)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        perror(path);
-        return -1;
-    }
-    size_t cap = 1024;
-    k->v = malloc(cap * sizeof *k->v);
-    k->n = 0;
-    char line[512];
-    while (k->v && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (!line[0])
-            continue;
-        if (k->n == cap) {
-            cap *= 2;
-            char **nv = realloc(k->v, cap * sizeof *k->v);
-            if (!nv)
-                break;
-            k->v = nv;
-        }
-        k->v[k->n++] = strdup(line);
-    }
-    fclose(f);
-    if (!k->v || k->n == 0) {
-        fprintf(stderr, "lkbench: %s: no keys\n", path);
-        return -1;
-    }
-    return 0;
 }
 
 static int mode_lat(const char *kind, const char *key, long n, double max_secs)
@@ -239,7 +183,7 @@ static int run_workers(struct keys *k, int threads, double secs, int tput)
 static int mode_each(const char *file, int threads)
 {
     struct keys k;
-    if (read_keys(file, &k) != 0)
+    if (read_keys(file, &k, "lkbench") != 0)
         return 1;
     if (threads > 1)
         return run_workers(&k, threads, 0, 0);
@@ -264,7 +208,7 @@ static int mode_each(const char *file, int threads)
 static int mode_tput(const char *file, int threads, double secs)
 {
     struct keys k;
-    if (read_keys(file, &k) != 0 || threads < 1 || secs <= 0)
+    if (read_keys(file, &k, "lkbench") != 0 || threads < 1 || secs <= 0)
         return 1;
     return run_workers(&k, threads, secs, 1);
 }
@@ -284,7 +228,7 @@ static void *stdin_watch(void *arg)
 static int mode_paced(const char *file, long interval_us)
 {
     struct keys k;
-    if (read_keys(file, &k) != 0)
+    if (read_keys(file, &k, "lkbench") != 0)
         return 1;
     pthread_t th;
     pthread_create(&th, NULL, stdin_watch, NULL);

@@ -31,14 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BUFSZ 16384
+#include "bench_util.h"
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
+#define BUFSZ 16384
 
 static void sleep_until(double t_us)
 {
@@ -47,57 +42,6 @@ static void sleep_until(double t_us)
         return;
     struct timespec ts = { (time_t)(d / 1e6), (long)((d - (double)(long)(d / 1e6) * 1e6) * 1e3) };
     nanosleep(&ts, NULL);
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct(const double *t, size_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    size_t i = (size_t)((double)n * p);
-    return t[i >= n ? n - 1 : i];
-}
-
-struct keys {
-    char **v;
-    size_t n;
-};
-
-static int read_keys(const char *path, struct keys *k)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        perror(path);
-        return -1;
-    }
-    size_t cap = 64;
-    k->v = malloc(cap * sizeof *k->v);
-    k->n = 0;
-    char line[512];
-    while (k->v && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (!line[0])
-            continue;
-        if (k->n == cap) {
-            cap *= 2;
-            char **nv = realloc(k->v, cap * sizeof *k->v);
-            if (!nv)
-                break;
-            k->v = nv;
-        }
-        k->v[k->n++] = strdup(line);
-    }
-    fclose(f);
-    if (!k->v || k->n == 0) {
-        fprintf(stderr, "lkload: %s: no names\n", path);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- rate mode ---------------------------------------------------------------------------- */
@@ -178,7 +122,7 @@ static void close_phase(const char *label)
     pthread_mutex_lock(&phase.mu);
     double wall = now_us() - phase.started;
     size_t n = phase.n;
-    qsort(phase.t, n, sizeof *phase.t, cmp);
+    qsort(phase.t, n, sizeof *phase.t, cmp_double);
     printf("{\"phase\":\"%s\",\"n\":%zu,\"found\":%ld,\"notfound\":%ld,\"errors\":%ld,\"last_errno\":%ld,"
            "\"errors_under_1ms\":%ld,\"errors_over_1s\":%ld,\"rate\":%.0f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f}\n",
            label, n, phase.found, phase.notfound, phase.errors, phase.last_errno, phase.errors_fast,
@@ -196,7 +140,7 @@ static void close_phase(const char *label)
 static int mode_rate(const char *file, double rate, int threads)
 {
     struct keys k;
-    if (read_keys(file, &k) != 0)
+    if (read_keys(file, &k, "lkload") != 0)
         return 1;
     if (rate <= 0 || threads < 1 || threads > 256) {
         fprintf(stderr, "lkload rate: RATE > 0, 1 <= THREADS <= 256\n");
