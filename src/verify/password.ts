@@ -29,7 +29,7 @@ const hashSlots = new Semaphore(Math.max(1, availableParallelism() - 1));
  * is told "busy" (PAM: unavailable, try again), logged, and no work is queued for a client that
  * has given up.
  */
-export const HASH_WAIT_MS = 3000;
+export const HASH_WAIT_MS = 2500;
 
 /** The hash slots are saturated; the login is answered "unavailable", never counted as a failure. */
 export class HashBusy extends Error {

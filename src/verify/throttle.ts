@@ -128,10 +128,12 @@ export const REPORT_EVERY_MS = 60_000;
 
 /**
  * Longest an attempt waits for in-flight slots to settle. Slots are held for one upstream lookup
- * and one verification (both bounded), so this is only reached when hash work is badly backed
- * up; long enough for a storm of right passwords from one address to get through.
+ * and one verification (both bounded). The whole answer must reach the PAM module within its
+ * deadline (ANSWER_DEADLINE_MS 4.5 s < CLIENT_TIMEOUT_MS 5 s): this wait (1 s), the wait for a
+ * hash slot (HASH_WAIT_MS, 2.5 s) and one hash at the ceilings fit in it; past it the attempt is
+ * answered "busy" (try again), never left running for a client that has given up.
  */
-export const MAX_WAIT_MS = 30_000;
+export const MAX_WAIT_MS = 1000;
 
 /** A reservation: settle it once, with `fail()` (wrong password) or `release()` (anything else). */
 export class Ticket {
