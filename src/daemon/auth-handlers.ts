@@ -86,9 +86,13 @@ export function authHandlers(resolver: Resolver, cache: UserCache, throttle: Thr
           }
           return fail(Status.THROTTLED, `too many failures; retry in ${o.retryAfterSec}s`);
         }
-        case 'unavailable':
-          log('warn', 'auth.unavailable', { user, rhost, service, reason: o.reason });
-          return fail(Status.UNAVAIL, 'user service unavailable');
+        case 'unavailable': {
+          // A burst can make hundreds of these in a second: one line per cause per minute, with
+          // the count of those left out. The detail names the cause for the PAM module's log.
+          const busy = o.reason.startsWith('password checks are saturated');
+          logLimited(`auth.unavailable:${busy ? 'busy' : 'upstream'}`, 'warn', 'auth.unavailable', { user, rhost, service, reason: o.reason });
+          return fail(Status.UNAVAIL, busy ? o.reason : 'user service unavailable');
+        }
       }
     },
 
