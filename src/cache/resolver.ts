@@ -101,7 +101,7 @@ export class Resolver {
     if (nameProblem(name, this.cfg().users) !== null) return this.refused();
     const local = this.local.nameReason(name);
     if (local !== null) {
-      this.logOnce(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : local === 'local group member' ? `a member of a group in ${this.cfg().users.localGroupFile}` : `in ${this.cfg().users.localPasswdFile}` });
+      this.logOnce(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : local === 'local group member' ? `a member of a group in ${this.cfg().users.localGroupFile}` : local === 'local group' ? `a group name in ${this.cfg().users.localGroupFile}` : `in ${this.cfg().users.localPasswdFile}` });
       return this.refused();
     }
     return this.lookup(`name:${name}`, this.usable(this.cache.getByName(name)), peerUid);

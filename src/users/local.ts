@@ -79,7 +79,7 @@ class WatchedIdFile {
   }
 }
 
-export type LocalReason = 'local account' | 'local group member' | 'deny list';
+export type LocalReason = 'local account' | 'local group' | 'local group member' | 'deny list';
 
 export class LocalAccounts {
   private passwd: WatchedIdFile;
@@ -109,7 +109,11 @@ export class LocalAccounts {
   nameReason(name: string): LocalReason | null {
     if (this.files().denyNames.includes(name)) return 'deny list';
     if (this.fileFor('passwd').current().names.has(name)) return 'local account';
-    return this.fileFor('group').current().members.has(name) ? 'local group member' : null;
+    // A user named like a local group (`sudo`, `adm`) would read as that group in logs, sshd's
+    // Match blocks and `ls -l`; DESIGN.md keeps every name of the host's files for the host.
+    const g = this.fileFor('group').current();
+    if (g.names.has(name)) return 'local group';
+    return g.members.has(name) ? 'local group member' : null;
   }
 
   /** True when a local account has this uid. */

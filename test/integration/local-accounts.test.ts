@@ -25,6 +25,7 @@ const hostile: CegaUser[] = [
   { username: 'root', uid: 5, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'fake root' },
   { username: 'localadmin', uid: 6, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'fake admin' },
   { username: 'newlocal', uid: 7, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'becomes local' },
+  { username: 'lkstaff', uid: 10, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'named like a local group' },
   { username: 'ghost', uid: 9, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'leftover group member' },
   { username: 'denied', uid: 8, passwordHash: null, sshPublicKeys: [ATTACKER_KEY], gecos: 'deny list' },
   // shifted uid 11500 is the local service account's uid
@@ -43,7 +44,7 @@ before(async () => {
   writeFileSync(passwdFile, readFileSync('/etc/passwd', 'utf8') + 'localadmin:x:1500:1500:Local Admin:/home/localadmin:/bin/bash\nsvc:x:11500:1500::/nonexistent:/usr/sbin/nologin\n');
   // a leftover member name: no such account in passwd, but `sudo` lists it
   writeFileSync(groupFile, readFileSync('/etc/group', 'utf8').replace(/^sudo:x:27:(.*)$/m, (_l, m: string) => `sudo:x:27:${m ? m + ',' : ''}ghost`)
-    + (/^sudo:/m.test(readFileSync('/etc/group', 'utf8')) ? '' : 'sudo:x:27:ghost\n'));
+    + (/^sudo:/m.test(readFileSync('/etc/group', 'utf8')) ? '' : 'sudo:x:27:ghost\n') + 'lkstaff:x:4343:\n');
   env = await startEnv({
     users: { deny_names: 'root, denied', local_passwd: passwdFile, local_group: groupFile },
     cache: { negative_ttl: '0' },
@@ -52,10 +53,10 @@ before(async () => {
 after(async () => { await env?.stop(); });
 
 test('local and denied names are refused before any upstream request, on every opcode', async () => {
-  for (const name of ['root', 'localadmin', 'denied', 'ghost']) {
+  for (const name of ['root', 'localadmin', 'denied', 'ghost', 'lkstaff']) {
     assert.equal((await nss('PW_BY_NAME', { name })).status, 1, `${name}: PW_BY_NAME`);
     assert.equal((await nss('KEYS_BY_NAME', { name })).status, 1, `${name}: KEYS_BY_NAME`);
-    assert.equal((await nss('KEYS_FOR_LOGIN', { name, uid: 10000 + ({ root: 5, localadmin: 6, denied: 8, ghost: 9 } as Record<string, number>)[name]! })).status, 1, `${name}: KEYS_FOR_LOGIN`);
+    assert.equal((await nss('KEYS_FOR_LOGIN', { name, uid: 10000 + ({ root: 5, localadmin: 6, denied: 8, ghost: 9, lkstaff: 10 } as Record<string, number>)[name]! })).status, 1, `${name}: KEYS_FOR_LOGIN`);
     assert.equal((await priv('LOGIN_CHECK', { user: name, uid: 0 })).status, 1, `${name}: LOGIN_CHECK`);
     const auth = await priv('AUTH_PASSWORD', { user: name, password: 'whatever', service: 'sshd', rhost: '192.0.2.1' });
     assert.equal(auth.status, 1, `${name}: AUTH_PASSWORD must be NOTFOUND`);
@@ -72,6 +73,7 @@ test('local and denied names are refused before any upstream request, on every o
   assert.equal(refusals.length, 1);
   assert.equal(refusals[0]!.reason, 'deny list');
   assert.equal(events('lookup.local_refused').find((e) => e.name === 'ghost')?.reason, 'local group member');
+  assert.equal(events('lookup.local_refused').find((e) => e.name === 'lkstaff')?.reason, 'local group');
 });
 
 test('a local uid is never served by uid, and an upstream uid that lands on one is refused', async () => {
