@@ -19,6 +19,7 @@ import bcrypt from 'bcrypt';
 import { request as httpRequest, Agent } from 'undici';
 import { request } from '../lib/harness.js';
 import { ROOT } from '../lib/paths.js';
+import { startServiceProc, stopChild, type ServiceProc } from '../lib/service-proc.js';
 import { ROW_IDS, type RowId } from './rows.js';
 
 // ---- options --------------------------------------------------------------------------------
@@ -64,7 +65,6 @@ const P = QUICK
 
 const BIN_DRIVER = join(ROOT, 'test/bench/build/lkbench');
 const LATCHKEYD = join(ROOT, 'bin/latchkeyd');
-const SERVICE_JS = join(ROOT, 'dist/src/example/userservice.js');
 const NSS_DIR = join(ROOT, 'native/nss');
 const UID_BASE = 100_000; // upstream uid of user 0; local uid = + uid_shift
 const UID_SHIFT = 10_000;
@@ -168,41 +168,7 @@ function writePasswd(path: string, n: number): void {
   writeFileSync(path, lines.join('\n') + '\n');
 }
 
-interface Service { url: string; pid: number; proc: ChildProcess; control(body: Json): Promise<void>; stop(): Promise<void> }
-
-async function startService(usersFile: string): Promise<Service> {
-  const proc = spawn(process.execPath, [SERVICE_JS, '--listen', '127.0.0.1:0', '--users', usersFile, '--auth', `${AUTH.user}:${AUTH.password}`, '--quiet'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  started.push(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const deadline = Date.now() + 60_000;
-  while (!/^listening (\S+)/m.test(out)) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`user service did not start: ${err}`);
-    await sleep(20);
-  }
-  const url = /^listening (\S+)/m.exec(out)![1]!;
-  return {
-    url, pid: proc.pid!, proc,
-    async control(body) {
-      const r = await httpRequest(`${url}/_control`, { method: 'POST', body: JSON.stringify(body) });
-      await r.body.text();
-      if (r.statusCode !== 200) throw new Error(`/_control: ${r.statusCode}`);
-    },
-    stop: () => stopProc(proc),
-  };
-}
-
-async function stopProc(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null || !p.pid) return;
-  const done = new Promise((r) => p.once('exit', r));
-  process.kill(p.pid, 'SIGTERM');
-  const t = setTimeout(() => { if (p.exitCode === null && p.pid) process.kill(p.pid, 'SIGKILL'); }, 10_000);
-  await done;
-  clearTimeout(t);
-}
+const startService = (usersFile: string): Promise<ServiceProc> => startServiceProc(usersFile, AUTH, (p) => started.push(p));
 
 function writeConfig(dir: string, url: string, dbPath: string): string {
   const text = `[upstream]
@@ -257,7 +223,7 @@ async function startDaemon(config: string, profileDir: string | null): Promise<D
     if (Date.now() > deadline) throw new Error(`latchkeyd did not start:\n${readFileSync(log, 'utf8')}`);
     await sleep(50);
   }
-  return { pid: proc.pid!, proc, log, stop: () => stopProc(proc) };
+  return { pid: proc.pid!, proc, log, stop: () => stopChild(proc) };
 }
 
 interface Mem { rss_kb: number; hwm_kb: number; anon_kb: number; file_kb: number; shmem_kb: number }

@@ -5,9 +5,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { request as httpRequest } from 'undici';
 import { request } from '../lib/harness.js';
 import { ROOT } from '../lib/paths.js';
+import { startServiceProc, type ServiceProc } from '../lib/service-proc.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 export const say = (s: string): void => { process.stderr.write(`soak: ${s}\n`); };
@@ -15,7 +15,6 @@ export const say = (s: string): void => { process.stderr.write(`soak: ${s}\n`); 
 export const FLOOD_JS = join(ROOT, 'dist/test/soak/flood.js');
 export const LKLOAD = join(ROOT, 'test/bench/build/lkload');
 export const LKBENCH = join(ROOT, 'test/bench/build/lkbench');
-const SERVICE_JS = join(ROOT, 'dist/src/example/userservice.js');
 
 const started = new Set<ChildProcess>();
 
@@ -93,29 +92,10 @@ export class JsonChild {
 
 // ---- the example user service and the daemon ------------------------------------------------------
 
-export interface Service { url: string; control(body: Json): Promise<void> }
+export type Service = ServiceProc;
 
-export async function startService(usersFile: string, auth: { user: string; password: string }): Promise<Service> {
-  const proc = track(spawn(process.execPath, [SERVICE_JS, '--listen', '127.0.0.1:0', '--users', usersFile, '--auth', `${auth.user}:${auth.password}`, '--quiet'],
-    { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const deadline = Date.now() + 60_000;
-  while (!/^listening (\S+)/m.test(out)) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`user service did not start: ${err}`);
-    await sleep(20);
-  }
-  const url = /^listening (\S+)/m.exec(out)![1]!;
-  return {
-    url,
-    async control(body) {
-      const r = await httpRequest(`${url}/_control`, { method: 'POST', body: JSON.stringify(body) });
-      await r.body.text();
-      if (r.statusCode !== 200) throw new Error(`/_control: ${r.statusCode}`);
-    },
-  };
+export function startService(usersFile: string, auth: { user: string; password: string }): Promise<Service> {
+  return startServiceProc(usersFile, auth, (p) => { track(p); });
 }
 
 export interface Daemon {
