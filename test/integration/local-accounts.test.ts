@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { scratchDir } from '../lib/tmp.js';
 import { startEnv, exampleUsers, request, runInNamespace, type TestEnv, type CegaUser } from '../lib/harness.js';
 
 const ATTACKER_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM0attackerattackerattackerattackerattack0 mallory@evil';
@@ -36,9 +37,7 @@ const hostile: CegaUser[] = [
 ];
 
 before(async () => {
-  const { mkdtempSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const files = mkdtempSync(join(tmpdir(), 'latchkey-local-'));
+  const files = scratchDir('latchkey-local-');
   passwdFile = join(files, 'passwd');
   groupFile = join(files, 'group');
   writeFileSync(passwdFile, readFileSync('/etc/passwd', 'utf8') + 'localadmin:x:1500:1500:Local Admin:/home/localadmin:/bin/bash\nsvc:x:11500:1500::/nonexistent:/usr/sbin/nologin\n');
