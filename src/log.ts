@@ -42,3 +42,19 @@ export function logLimited(key: string, level: LogLevel, event: string, fields: 
   limited.set(key, { at: now, suppressed: 0 });
   log(level, event, { ...fields, ...(prev && prev.suppressed > 0 ? { suppressed_since_last: prev.suppressed } : {}) });
 }
+
+/**
+ * One line per key for the life of the instance (a refusal that only changes when the data
+ * does: a local namesake, a uid collision). The key set is bounded: when full it starts over,
+ * so a flood of distinct keys costs memory of at most `max` keys and a repeat line per `max`.
+ */
+export class LogOnce {
+  private readonly seen = new Set<string>();
+  constructor(private readonly max = 4096) {}
+  log(key: string, level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
+    if (this.seen.has(key)) return;
+    if (this.seen.size >= this.max) this.seen.clear();
+    this.seen.add(key);
+    log(level, event, fields);
+  }
+}

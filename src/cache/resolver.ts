@@ -23,7 +23,7 @@ import { homePath } from '../homes/home.js';
 import { UpstreamError } from '../errors.js';
 import { UpstreamScheduler, SchedulerBusy, type Lane, type SchedulerLimits } from '../upstream/scheduler.js';
 import { ANSWER_DEADLINE_MS } from '../protocol/generated.js';
-import { log, logLimited } from '../log.js';
+import { log, logLimited, LogOnce } from '../log.js';
 
 type Outcome = { kind: 'found'; user: CachedUser } | { kind: 'notfound' } | { kind: 'error'; reason: string };
 
@@ -51,13 +51,12 @@ export const UNREACHABLE_HOLDOFF_MS = 2_000;
 /** A failed background refresh is not retried for this long, however often the entry is hit. */
 export const REFRESH_RETRY_MS = 5_000;
 
-/** Refusals logged once per key; the set is bounded so a name flood cannot grow it. */
-const LOGGED_ONCE_MAX = 4096;
 
 export class Resolver {
   readonly stats = new ResolverStats();
   readonly local: LocalAccounts;
-  private readonly loggedOnce = new Set<string>();
+  /** refusals an unprivileged user can repeat at will: one line per key */
+  private readonly once = new LogOnce();
   private readonly flights = new SingleFlight<NegativeKey, Outcome>();
   private unreachableUntil = 0;
   private consecutiveFailures = 0;
@@ -101,29 +100,22 @@ export class Resolver {
     if (nameProblem(name, this.cfg().users) !== null) return this.refused();
     const local = this.local.nameReason(name);
     if (local !== null) {
-      this.logOnce(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : local === 'local group member' ? `a member of a group in ${this.cfg().users.localGroupFile}` : local === 'local group' ? `a group name in ${this.cfg().users.localGroupFile}` : `in ${this.cfg().users.localPasswdFile}` });
+      this.once.log(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : local === 'local group member' ? `a member of a group in ${this.cfg().users.localGroupFile}` : local === 'local group' ? `a group name in ${this.cfg().users.localGroupFile}` : `in ${this.cfg().users.localPasswdFile}` });
       return this.refused();
     }
-    return this.lookup(`name:${name}`, this.usable(this.cache.getByName(name)), peerUid);
+    return this.lookup(`name:${name}`, this.usable(this.cache.getByName(name), true), peerUid);
   }
 
   /** `uid` is the local uid; upstream is asked for uid - uidShift. */
   async byUid(uid: number, peerUid = 0): Promise<Lookup> {
     if (!localUidAllowed(uid, this.cfg().users)) return this.refused();
     if (this.local.uidIsLocal(uid)) {
-      this.logOnce(`uid:${uid}`, 'info', 'lookup.local_refused', { uid, reason: 'local account', detail: `uid in ${this.cfg().users.localPasswdFile}` });
+      this.once.log(`uid:${uid}`, 'info', 'lookup.local_refused', { uid, reason: 'local account', detail: `uid in ${this.cfg().users.localPasswdFile}` });
       return this.refused();
     }
     return this.lookup(`uid:${uid}`, this.usable(this.cache.getByUid(uid)), peerUid);
   }
 
-  /** One log line per key (bounded memory): refusals an unprivileged user can repeat at will. */
-  private logOnce(key: string, level: 'info' | 'warn', event: string, fields: Record<string, unknown>): void {
-    if (this.loggedOnce.has(key)) return;
-    if (this.loggedOnce.size >= LOGGED_ONCE_MAX) this.loggedOnce.clear();
-    this.loggedOnce.add(key);
-    log(level, event, fields);
-  }
 
   /**
    * Asks upstream now, whatever the cache holds (PAM account phase, `latchkeyctl lookup --refresh`).
@@ -132,7 +124,7 @@ export class Resolver {
   async refreshByName(name: string): Promise<Lookup> {
     if (!this.nameAllowed(name)) return this.refused();
     const key: NegativeKey = `name:${name}`;
-    const cached = this.usable(this.cache.getByName(name));
+    const cached = this.usable(this.cache.getByName(name), true);
     const outcome = await this.fetch(key, cached ? 'known' : 'new', 0);
     return this.answer(outcome, cached);
   }
@@ -143,12 +135,15 @@ export class Resolver {
   }
 
   /** A cached entry counts only if it still passes the rules: the config may have been reloaded. */
-  private usable(u: CachedUser | null): CachedUser | null {
-    return u && this.uidAllowed(u.uid) && this.nameAllowed(u.username) ? u : null;
+  private usable(u: CachedUser | null, nameChecked = false): CachedUser | null {
+    // A row found by name carries that name, which byName/refreshByName checked already: the
+    // hot path (a cache hit) runs the name rule and the local-name check once, not twice.
+    return u && this.uidAllowed(u.uid) && (nameChecked || this.nameAllowed(u.username)) ? u : null;
   }
 
   private async lookup(key: NegativeKey, cached: CachedUser | null, peerUid: number): Promise<Lookup> {
     const now = this.now();
+    let negative: number | null = null;
     if (cached) {
       const state = classify(cached.expiresAt, now, this.cfg().cache);
       if (servableWithoutFetch(state)) {
@@ -157,7 +152,7 @@ export class Resolver {
         if (state === 'refresh-ahead') this.refreshInBackground(key, now);
         return { status: 'found', user: cached, source: 'cache' };
       }
-    } else if (negativeHolds(this.cache.getNegative(key), now)) {
+    } else if (negativeHolds(negative = this.cache.getNegative(key), now)) {
       this.stats.lookups.negative++;
       return { status: 'notfound', source: 'cache' };
     }
@@ -165,7 +160,7 @@ export class Resolver {
       return this.answer({ kind: 'error', reason: 'user service unreachable (recent timeout or refused connection)' }, cached);
     }
     // A name or uid we have (or had: a negative entry) is known; anything else is never-seen.
-    const lane: Lane = cached || this.cache.getNegative(key) ? 'known' : 'new';
+    const lane: Lane = cached || negative !== null ? 'known' : 'new';
     return this.answer(await this.fetch(key, lane, peerUid), cached);
   }
 
@@ -327,12 +322,12 @@ export class Resolver {
     if (!localUidAllowed(u.uid, this.cfg().users)) throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, outside the allowed uid range`);
     const local = this.local.nameReason(u.username);
     if (local !== null) {
-      this.logOnce(`collide-name:${u.username}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: local, fix: 'the upstream record uses a name the host keeps for itself; it is never served' });
+      this.once.log(`collide-name:${u.username}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: local, fix: 'the upstream record uses a name the host keeps for itself; it is never served' });
       throw new Error(`upstream user name ${u.username} is a ${local === 'deny list' ? 'denied name ([users] deny_names)' : local}; refused`);
     }
     const owner = this.local.uidOwner(u.uid);
     if (owner !== null) {
-      this.logOnce(`collide-uid:${u.uid}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: 'local account uid', local_account: owner, fix: 'check ega_uid_shift / min_uid: shifted upstream uids must not reach local uids' });
+      this.once.log(`collide-uid:${u.uid}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: 'local account uid', local_account: owner, fix: 'check ega_uid_shift / min_uid: shifted upstream uids must not reach local uids' });
       throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, which the local account ${owner} has; refused`);
     }
   }
@@ -352,7 +347,7 @@ export class Resolver {
       log('warn', 'user.uid_reassigned', { uid: u.uid, from: holder.username, to: u.username, detail: 'the by-uid endpoint names the new user (a rename upstream); the old name no longer resolves' });
       return;
     }
-    this.logOnce(`collide-pair:${holder.username}:${u.username}`, 'warn', 'upstream.uid_collision', {
+    this.once.log(`collide-pair:${holder.username}:${u.username}`, 'warn', 'upstream.uid_collision', {
       uid: u.uid, cached: holder.username, refused: u.username, uid_owner_upstream: ownerName,
       fix: 'two upstream users share one uid; fix the user service, then `latchkeyctl invalidate` both names',
     });

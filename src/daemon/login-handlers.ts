@@ -8,23 +8,16 @@ import { Status } from '../protocol/generated.js';
 import type { Config } from '../config/types.js';
 import type { Resolver } from '../cache/resolver.js';
 import type { CachedUser } from '../types.js';
-import { log } from '../log.js';
-
-/** Mismatches logged once per (name, uid) pair; bounded, an unprivileged caller picks both. */
-const LOGGED_MAX = 4096;
+import { LogOnce } from '../log.js';
 
 export function loginHandlers(resolver: Resolver, cfg: () => Config): HandlerTable {
-  const logged = new Set<string>();
+  // once per (name, uid) pair: an unprivileged caller picks both
+  const once = new LogOnce();
   const mismatch = (name: string, nssUid: number, served: number, via: string): HandlerResult => {
-    const key = `${name}:${nssUid}`;
-    if (!logged.has(key)) {
-      if (logged.size >= LOGGED_MAX) logged.clear();
-      logged.add(key);
-      log('warn', 'login.identity_mismatch', {
-        user: name, nss_uid: nssUid, served_uid: served, via,
-        detail: 'NSS resolves this name to another uid than latchkey serves (another NSS source answers first); latchkey does not act for it',
-      });
-    }
+    once.log(`${name}:${nssUid}`, 'warn', 'login.identity_mismatch', {
+      user: name, nss_uid: nssUid, served_uid: served, via,
+      detail: 'NSS resolves this name to another uid than latchkey serves (another NSS source answers first); latchkey does not act for it',
+    });
     return fail(Status.NOTFOUND, `latchkey does not serve ${name} with uid ${nssUid}`);
   };
 
