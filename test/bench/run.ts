@@ -19,7 +19,7 @@ import bcrypt from 'bcrypt';
 import { request as httpRequest, Agent } from 'undici';
 import { request } from '../lib/harness.js';
 import { ROOT } from '../lib/paths.js';
-import { startServiceProc, stopChild, type ServiceProc } from '../lib/service-proc.js';
+import { startServiceProc, stopChild, waitForDaemon, type ServiceProc } from '../lib/service-proc.js';
 import { ROW_IDS, type RowId } from './rows.js';
 
 // ---- options --------------------------------------------------------------------------------
@@ -216,13 +216,7 @@ async function startDaemon(config: string, profileDir: string | null): Promise<D
   });
   closeSync(fd);
   started.push(proc);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`latchkeyd exited ${proc.exitCode}:\n${readFileSync(log, 'utf8')}`);
-    try { if ((await request(join(SOCKDIR, 'nss.sock'), 'PING', {}, 1000)).status === 0) break; } catch { /* not up yet */ }
-    if (Date.now() > deadline) throw new Error(`latchkeyd did not start:\n${readFileSync(log, 'utf8')}`);
-    await sleep(50);
-  }
+  await waitForDaemon(proc, SOCKDIR, () => readFileSync(log, 'utf8'));
   return { pid: proc.pid!, proc, log, stop: () => stopChild(proc) };
 }
 

@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { request as httpRequest } from 'undici';
 import { ROOT } from './paths.js';
+import { request } from './harness.js';
 
 const SERVICE_JS = join(ROOT, 'dist/src/example/userservice.js');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -52,4 +53,16 @@ export async function stopChild(p: ChildProcess): Promise<void> {
   const t = setTimeout(() => { if (p.exitCode === null && p.pid) process.kill(p.pid, 'SIGKILL'); }, 10_000);
   await done;
   clearTimeout(t);
+}
+
+/** Waits until the daemon `proc` answers PING on `socketDir`/nss.sock; throws with its log
+ *  (`logText()`) when it exits first or `timeoutMs` passes. */
+export async function waitForDaemon(proc: ChildProcess, socketDir: string, logText: () => string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`latchkeyd exited ${proc.exitCode}:\n${logText()}`);
+    try { if ((await request(join(socketDir, 'nss.sock'), 'PING', {}, 1000)).status === 0) return; } catch { /* not up yet */ }
+    if (Date.now() > deadline) throw new Error(`latchkeyd did not start:\n${logText()}`);
+    await sleep(50);
+  }
 }

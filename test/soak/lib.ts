@@ -5,9 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { request } from '../lib/harness.js';
 import { ROOT } from '../lib/paths.js';
-import { startServiceProc, type ServiceProc } from '../lib/service-proc.js';
+import { startServiceProc, waitForDaemon, type ServiceProc } from '../lib/service-proc.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 export const say = (s: string): void => { process.stderr.write(`soak: ${s}\n`); };
@@ -115,13 +114,7 @@ export async function startDaemon(buildRoot: string, config: string, sockDir: st
     stdio: ['ignore', fd, fd], env: { ...process.env, LATCHKEY_NSS_DISABLE: '1' },
   }));
   closeSync(fd);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`latchkeyd exited ${proc.exitCode}:\n${readFileSync(log, 'utf8')}`);
-    try { if ((await request(join(sockDir, 'nss.sock'), 'PING', {}, 1000)).status === 0) break; } catch { /* not up yet */ }
-    if (Date.now() > deadline) throw new Error(`latchkeyd did not start:\n${readFileSync(log, 'utf8')}`);
-    await sleep(50);
-  }
+  await waitForDaemon(proc, sockDir, () => readFileSync(log, 'utf8'));
   return {
     pid: proc.pid!, log,
     logSize: () => statSync(log).size,
