@@ -1,5 +1,5 @@
 // latchkeyctl --help texts: one per command, each with examples and the --json field names.
-// The field names are the daemon's admin API (src/daemon/admin.ts) and are stable.
+// The field names are the daemon's admin API (src/answers/admin.ts) and are stable.
 
 export const MAIN_HELP = `usage: latchkeyctl [--socket-dir DIR] [--json] [--utc] COMMAND [ARGS]
 

@@ -12,7 +12,7 @@ import { sessions } from './cmd-sessions.js';
 import { throttle } from './cmd-throttle.js';
 import { authTest } from './cmd-auth.js';
 import { checkConfig } from './cmd-config.js';
-import { DAEMON_VERSION } from '../daemon/public-handlers.js';
+import { DAEMON_VERSION } from '../answers/nss.js';
 
 const COMMANDS: Record<string, CommandDef> = {
   status, users, show, lookup, invalidate, flush, sessions, stats,

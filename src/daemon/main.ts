@@ -4,21 +4,21 @@ import { insecureSettings, loadConfig } from '../config/load.js';
 import { checkHomeBase } from '../homes/base.js';
 import type { Config } from '../config/types.js';
 import { UserCache } from '../cache/db.js';
-import { Resolver } from '../cache/resolver.js';
+import { Resolver } from '../directory/resolver.js';
 import { RestUserSource } from '../upstream/client.js';
 import { Throttle } from '../verify/throttle.js';
 import { listenAll, type Listening } from '../server/sockets.js';
 import type { HandlerTable } from '../server/dispatch.js';
 import { log, setLogLevel } from '../log.js';
 import { LatchkeyError } from '../errors.js';
-import { publicHandlers, DAEMON_VERSION } from './public-handlers.js';
-import { authHandlers, AuthStats } from './auth-handlers.js';
+import { publicHandlers, DAEMON_VERSION } from '../answers/nss.js';
+import { authHandlers, AuthStats } from '../answers/auth.js';
 import { SwappableSource } from './swappable-source.js';
 import { sessionHandlers, SessionRegistry } from '../sessions/registry.js';
-import { adminHandlers } from './admin.js';
+import { adminHandlers } from '../answers/admin.js';
 import { sshdFactsForDaemon } from '../sshdconf/deploy.js';
 import type { SshdFacts } from '../sshdconf/checks.js';
-import { loginHandlers } from './login-handlers.js';
+import { loginHandlers } from '../answers/login.js';
 
 const USAGE = `usage: latchkeyd [--config FILE] [--check]
   --config FILE  configuration (default /etc/latchkey/latchkey.conf; a LocalEGA auth.conf works too)

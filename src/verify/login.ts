@@ -4,7 +4,7 @@
 // gate), pays a dummy verification when there is nothing to verify (unknown user), so every
 // outcome costs the same, and settles the slot in every path; a dry run (auth-test) changes no
 // state.
-import type { Resolver } from '../cache/resolver.js';
+import type { Resolver } from '../directory/resolver.js';
 import type { CachedUser } from '../types.js';
 import type { Lockout, Refusal, Throttle } from './throttle.js';
 import { hashKind, type HashKind } from './hash.js';

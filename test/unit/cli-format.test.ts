@@ -12,7 +12,7 @@ import { userColumns, showPairs } from '../../src/cli/cmd-users.js';
 import { readFirstLine } from '../../src/cli/cmd-auth.js';
 import { MAIN_HELP, COMMAND_HELP } from '../../src/cli/help.js';
 import { Readable } from 'node:stream';
-import { publicUrl, keyInfo, entryState } from '../../src/daemon/admin.js';
+import { publicUrl, keyInfo, entryState } from '../../src/answers/admin.js';
 
 const NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
 const S = 1000;

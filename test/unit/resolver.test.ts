@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UserCache } from '../../src/cache/db.js';
-import { Resolver, REFRESH_RETRY_MS, UNREACHABLE_HOLDOFF_MS, DOWN_AFTER_FAILURES } from '../../src/cache/resolver.js';
+import { Resolver, REFRESH_RETRY_MS, UNREACHABLE_HOLDOFF_MS, DOWN_AFTER_FAILURES } from '../../src/directory/resolver.js';
 import { UpstreamError } from '../../src/errors.js';
 import { parseIdFile } from '../../src/users/local.js';
 import { setLogSink } from '../../src/log.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import bcrypt from 'bcrypt';
 import { Throttle, REPORT_EVERY_MS, type Admission, type Lockout, type Ticket } from '../../src/verify/throttle.js';
 import { checkPassword, type LoginOutcome } from '../../src/verify/login.js';
-import type { Resolver } from '../../src/cache/resolver.js';
+import type { Resolver } from '../../src/directory/resolver.js';
 import type { Lookup } from '../../src/cache/types.js';
 import type { CachedUser } from '../../src/types.js';
 import type { PamConfig } from '../../src/config/types.js';

@@ -2,7 +2,7 @@
 // verify/login.ts, shared with `latchkeyctl auth-test`) and the account check.
 import { ok, fail, type HandlerTable } from '../server/dispatch.js';
 import { Status } from '../protocol/generated.js';
-import type { Resolver } from '../cache/resolver.js';
+import type { Resolver } from '../directory/resolver.js';
 import type { UserCache } from '../cache/db.js';
 import { checkPassword } from '../verify/login.js';
 import { hostKey, type Throttle } from '../verify/throttle.js';

@@ -81,14 +81,14 @@ import type { CachedUser } from '../types.js';
 import type { Lookup } from '../cache/types.js';
 import { classify, type FreshnessConfig } from '../cache/policy.js';
 import type { UserCache } from '../cache/db.js';
-import type { Resolver } from '../cache/resolver.js';
+import type { Resolver } from '../directory/resolver.js';
 import type { UserSource } from '../upstream/types.js';
 import type { SessionRecord, SessionRegistry } from '../sessions/registry.js';
 import type { Throttle } from '../verify/throttle.js';
 import { hashInfo } from '../verify/hash.js';
 import { checkPassword } from '../verify/login.js';
 import { homePath } from '../homes/home.js';
-import type { AuthStats } from './auth-handlers.js';
+import type { AuthStats } from './auth.js';
 import { log } from '../log.js';
 
 /** Everything the admin commands read or operate; built by main.ts. */

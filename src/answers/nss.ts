@@ -4,7 +4,7 @@ import { Status, Op, LIST_BATCH_BYTES } from '../protocol/generated.js';
 import { encodeReply, type Fields } from '../protocol/codec.js';
 import type { Config } from '../config/types.js';
 import type { Lookup } from '../cache/types.js';
-import type { Resolver } from '../cache/resolver.js';
+import type { Resolver } from '../directory/resolver.js';
 import type { CachedUser, GroupEntry, PasswdEntry } from '../types.js';
 
 export const DAEMON_VERSION = '0.1.0';

@@ -9,14 +9,14 @@
 //   missing/expired      → one upstream request per key at a time; found → store; 404 → negative
 //   upstream failing     → the cached entry if still within the grace period ('stale'), else
 //                          "unavailable" — never "not found", which makes sshd reject a real user
-import type { UserCache, NegativeKey } from './db.js';
+import type { UserCache, NegativeKey } from '../cache/db.js';
 import type { UserSource } from '../upstream/types.js';
 import type { Config } from '../config/types.js';
 import type { CachedUser, GroupEntry, PasswdEntry } from '../types.js';
-import type { Lookup } from './types.js';
-import { classify, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from './policy.js';
-import { SingleFlight } from './singleflight.js';
-import { ResolverStats } from './stats.js';
+import type { Lookup } from '../cache/types.js';
+import { classify, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from '../cache/policy.js';
+import { SingleFlight } from '../cache/singleflight.js';
+import { ResolverStats } from '../cache/stats.js';
 import { nameProblem, localUidAllowed } from '../users/rules.js';
 import { LocalAccounts } from '../users/local.js';
 import { homePath } from '../homes/home.js';

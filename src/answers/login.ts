@@ -6,7 +6,7 @@
 import { ok, fail, type HandlerResult, type HandlerTable } from '../server/dispatch.js';
 import { Status } from '../protocol/generated.js';
 import type { Config } from '../config/types.js';
-import type { Resolver } from '../cache/resolver.js';
+import type { Resolver } from '../directory/resolver.js';
 import type { CachedUser } from '../types.js';
 import { LogOnce } from '../log.js';
 
