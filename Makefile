@@ -10,7 +10,7 @@ TS_STAMP := dist/.stamp
 NODEDIR ?= $(shell d=$$(npm config get nodedir 2>/dev/null); [ -n "$$d" ] && [ "$$d" != undefined ] && echo $$d || { [ -f /usr/include/node/node_api.h ] && echo /usr; })
 TS_SOURCES := $(shell find src test scripts -name '*.ts' -not -path '*/node_modules/*' 2>/dev/null)
 
-.PHONY: all build bootstrap deps test test-unit test-c test-integration demo bench soak fuzz install clean
+.PHONY: all build bootstrap deps lint test test-unit test-c test-integration demo bench soak fuzz install clean
 
 all: build
 
@@ -35,7 +35,16 @@ $(ADDON): $(NODE_DEPS) $(wildcard native/addon/*.c native/addon/*.cc native/addo
 
 build: $(TS_STAMP) $(ADDON) native/common/latchkey_proto.h
 	@$(MAKE) -s -C native
+	@$(MAKE) -s -C native/rootd
 	@$(MAKE) -s -C pam
+
+# Static checks, a few seconds; scripts/run-tests runs them first. tsc strict without emitting,
+# biome's lint rules (biome.json: src/, test/, scripts/*.mjs; no formatter), and clang-format
+# (.clang-format) over every C file.
+lint: $(NODE_DEPS) src/protocol/generated.ts
+	@node_modules/.bin/tsc -p tsconfig.json --noEmit
+	@node_modules/.bin/biome lint --no-errors-on-unmatched
+	@$(MAKE) -s -C native format-check
 
 test: bootstrap build
 	@scripts/run-tests
@@ -60,3 +69,4 @@ clean:
 	rm -rf dist native/addon/build
 	@$(MAKE) -s -C native clean
 	@$(MAKE) -s -C pam clean
+	@$(MAKE) -s -C native/rootd clean

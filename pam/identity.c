@@ -22,6 +22,7 @@
 #include <security/pam_modules.h>
 #include <security/pam_ext.h>
 
+#include "lk_client.h"
 #include "lk_local.h"
 #include "lk_priv.h"
 #include "module.h"
@@ -35,14 +36,13 @@ int lk_pam_is_local(pam_handle_t *pamh, const struct lk_pam_opts *opts, const ch
         pam_syslog(pamh, LOG_ERR, "%s for %s: cannot read %s: %s", phase, user, local,
                    strerror(errno));
     else if (listed && opts->debug)
-        pam_syslog(pamh, LOG_DEBUG, "%s: %s is a local account (%s); not latchkey's", phase,
-                   user, local);
+        pam_syslog(pamh, LOG_DEBUG, "%s: %s is a local account (%s); not latchkey's", phase, user,
+                   local);
     return listed;
 }
 
 enum lk_pam_owner lk_pam_identify(pam_handle_t *pamh, const struct lk_pam_opts *opts,
-                                  const char *phase, const char *user,
-                                  struct lk_priv_reply *reply)
+                                  const char *phase, const char *user, struct lk_priv_reply *reply)
 {
     uid_t uid = 0;
     memset(reply, 0, sizeof *reply);
@@ -55,8 +55,8 @@ enum lk_pam_owner lk_pam_identify(pam_handle_t *pamh, const struct lk_pam_opts *
     if (found < 0) {
         pam_syslog(pamh, LOG_ERR,
                    "%s for %s: NSS could not say whether the user exists (getpwnam_r: %s); "
-                   "is latchkeyd running?",
-                   phase, user, strerror(errno));
+                   "is latchkeyd answering on %s/nss.sock?",
+                   phase, user, strerror(errno), lk_socket_dir());
         return LK_PAM_CANNOT_TELL;
     }
     if (!found) {
@@ -65,11 +65,11 @@ enum lk_pam_owner lk_pam_identify(pam_handle_t *pamh, const struct lk_pam_opts *
         return LK_PAM_NOT_MINE;
     }
 
-    int status = lk_priv_login_check(lk_priv_socket_dir(opts->socket_dir), user, (uint32_t)uid,
-                                     reply);
+    int status =
+        lk_priv_login_check(lk_priv_socket_dir(opts->socket_dir), user, (uint32_t)uid, reply);
     if (opts->debug)
-        pam_syslog(pamh, LOG_DEBUG, "LOGIN_CHECK user=%s uid=%lu: %s %s", user,
-                   (unsigned long)uid, lk_priv_status_name(status), reply->detail);
+        pam_syslog(pamh, LOG_DEBUG, "LOGIN_CHECK user=%s uid=%lu: %s %s", user, (unsigned long)uid,
+                   lk_priv_status_name(status), reply->detail);
     switch (status) {
     case LK_STATUS_OK:
         return LK_PAM_MINE;
@@ -79,12 +79,12 @@ enum lk_pam_owner lk_pam_identify(pam_handle_t *pamh, const struct lk_pam_opts *
                  (unsigned long)uid);
         /* the daemon's detail only when it adds something (it usually says the same) */
         int same = reply->detail[0] == '\0' || strcmp(reply->detail, why) == 0;
-        pam_syslog(pamh, LOG_NOTICE, "%s: %s%s%s%s", phase, why, same ? "" : " (latchkeyd: ",
-                   same ? "" : reply->detail, same ? "" : ")");
+        pam_syslog(pamh, LOG_NOTICE, "%s: %s%s%s%s", phase, why,
+                   same ? "" : " (latchkeyd: ", same ? "" : reply->detail, same ? "" : ")");
         return LK_PAM_NOT_MINE;
     }
     default: /* UNAVAIL, no answer, or a daemon that does not know LOGIN_CHECK */
-        lk_pam_log_failure(pamh, phase, user, status, reply->detail);
+        lk_pam_log_failure(pamh, phase, user, status, reply);
         return LK_PAM_CANNOT_TELL;
     }
 }

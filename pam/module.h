@@ -12,10 +12,11 @@ const char *lk_pam_item(pam_handle_t *pamh, int item);
 int lk_pam_user(pam_handle_t *pamh, const char **user);
 /* An error message to the user unless silent. */
 void lk_pam_tell(pam_handle_t *pamh, const struct lk_pam_opts *opts, const char *text);
-/* Logs an answer the phase cannot use: `phase` names it ("account", "session"). Unreachable
- * daemon or user service and unexpected statuses read the same in every phase's log. */
+/* Logs an answer the phase cannot use: `phase` names it ("account", "session"). Every line
+ * names the priv.sock path and the cause (no daemon, timeout, protocol error, system error) or
+ * the daemon's status and detail (lk_priv_describe), the same in every phase's log. */
 void lk_pam_log_failure(pam_handle_t *pamh, const char *phase, const char *user, int status,
-                        const char *detail);
+                        const struct lk_priv_reply *reply);
 
 enum lk_pam_owner {
     LK_PAM_MINE,        /* latchkey serves this user with the uid NSS resolved */
@@ -29,7 +30,6 @@ int lk_pam_is_local(pam_handle_t *pamh, const struct lk_pam_opts *opts, const ch
 /* identity.c: local passwd file, then NSS, then LOGIN_CHECK (see there). For LK_PAM_MINE
  * reply->prompt holds the daemon's password prompt. Logs every answer but MINE. */
 enum lk_pam_owner lk_pam_identify(pam_handle_t *pamh, const struct lk_pam_opts *opts,
-                                  const char *phase, const char *user,
-                                  struct lk_priv_reply *reply);
+                                  const char *phase, const char *user, struct lk_priv_reply *reply);
 
 #endif /* LK_PAM_MODULE_H */

@@ -83,19 +83,20 @@ static int map_auth_status(int status)
     }
 }
 
-/* Asks the daemon about one password; returns the lk status. */
+/* Asks the daemon about one password; returns the lk status, *reply says more. */
 static int check_password(pam_handle_t *pamh, const struct lk_pam_opts *opts, const char *user,
-                          const char *password)
+                          const char *password, struct lk_priv_reply *reply)
 {
-    struct lk_priv_reply reply;
-    if (strlen(password) > LK_PAM_MAX_PASSWORD)
+    if (strlen(password) > LK_PAM_MAX_PASSWORD) {
+        memset(reply, 0, sizeof *reply);
         return LK_STATUS_AUTH_FAILED;
-    int status = lk_priv_auth_password(lk_priv_socket_dir(opts->socket_dir), user, password,
-                                       lk_pam_item(pamh, PAM_SERVICE),
-                                       lk_pam_item(pamh, PAM_RHOST), &reply);
+    }
+    int status =
+        lk_priv_auth_password(lk_priv_socket_dir(opts->socket_dir), user, password,
+                              lk_pam_item(pamh, PAM_SERVICE), lk_pam_item(pamh, PAM_RHOST), reply);
     if (opts->debug)
         pam_syslog(pamh, LOG_DEBUG, "AUTH_PASSWORD user=%s rhost=%s: %s %s", user,
-                   lk_pam_item(pamh, PAM_RHOST), lk_priv_status_name(status), reply.detail);
+                   lk_pam_item(pamh, PAM_RHOST), lk_priv_status_name(status), reply->detail);
     return status;
 }
 
@@ -129,18 +130,30 @@ static int ask_password(pam_handle_t *pamh, const struct lk_pam_opts *opts, cons
     return PAM_SUCCESS;
 }
 
-static void log_result(pam_handle_t *pamh, const char *user, int status)
+/* One line per authentication. A password verdict (OK, AUTH_FAILED, NOTFOUND) needs no more;
+ * anything else says who answered what, or why nobody did, so the admin knows where to look. */
+static void log_result(pam_handle_t *pamh, const char *user, int status,
+                       const struct lk_priv_reply *reply)
 {
-    int prio = status == LK_STATUS_OK ? LOG_INFO : LOG_NOTICE;
-    pam_syslog(pamh, prio, "authentication %s for %s from %s",
+    char why[512] = "";
+    int verdict =
+        status == LK_STATUS_OK || status == LK_STATUS_AUTH_FAILED || status == LK_STATUS_NOTFOUND;
+    if (!verdict) {
+        why[0] = ':';
+        why[1] = ' ';
+        lk_priv_describe(status, reply, why + 2, sizeof why - 2);
+    }
+    int prio = status == LK_STATUS_OK ? LOG_INFO : verdict ? LOG_NOTICE : LOG_ERR;
+    pam_syslog(pamh, prio, "authentication %s for %s from %s%s",
                status == LK_STATUS_OK ? "succeeded" : lk_priv_status_name(status), user,
-               lk_pam_item(pamh, PAM_RHOST)[0] ? lk_pam_item(pamh, PAM_RHOST) : "local");
+               lk_pam_item(pamh, PAM_RHOST)[0] ? lk_pam_item(pamh, PAM_RHOST) : "local", why);
 }
 
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
     struct lk_pam_opts opts;
     struct lk_priv_reply who;
+    struct lk_priv_reply reply = { 0 };
     const char *user = NULL;
     lk_pam_parse_opts(pamh, flags, argc, argv, &opts);
     int rc = lk_pam_user(pamh, &user);
@@ -155,7 +168,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
         return PAM_AUTHINFO_UNAVAIL;
     }
     /* The module's prompt= wins over the daemon's configured one. */
-    const char *prompt = opts.prompt ? opts.prompt
+    const char *prompt = opts.prompt     ? opts.prompt
                          : who.prompt[0] ? who.prompt
                                          : LK_PAM_DEFAULT_PROMPT;
 
@@ -167,25 +180,25 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
         if (pam_get_item(pamh, PAM_AUTHTOK, &item) == PAM_SUCCESS)
             stored = item;
         if (stored != NULL) {
-            status = check_password(pamh, &opts, user, stored);
+            status = check_password(pamh, &opts, user, stored, &reply);
             asked_daemon = 1;
         } else if (opts.use_first_pass) {
             pam_syslog(pamh, LOG_NOTICE, "use_first_pass: no password from an earlier module");
             return PAM_AUTH_ERR;
         }
     }
-    int retry = !asked_daemon || (opts.try_first_pass && !opts.use_first_pass &&
-                                  status == LK_STATUS_AUTH_FAILED);
+    int retry = !asked_daemon ||
+                (opts.try_first_pass && !opts.use_first_pass && status == LK_STATUS_AUTH_FAILED);
     if (retry) {
         char *password = NULL;
         rc = ask_password(pamh, &opts, prompt, &password);
         if (rc != PAM_SUCCESS)
             return rc;
-        status = check_password(pamh, &opts, user, password);
+        status = check_password(pamh, &opts, user, password, &reply);
         explicit_bzero(password, strlen(password));
         free(password);
     }
-    log_result(pamh, user, status);
+    log_result(pamh, user, status, &reply);
     if (status == LK_STATUS_THROTTLED)
         lk_pam_tell(pamh, &opts, "Too many failed logins; try again later.");
     return map_auth_status(status);
@@ -217,9 +230,9 @@ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const c
     default:
         return PAM_AUTHINFO_UNAVAIL;
     }
-    int status = lk_priv_acct_mgmt(lk_priv_socket_dir(opts.socket_dir), user,
-                                   lk_pam_item(pamh, PAM_SERVICE), lk_pam_item(pamh, PAM_RHOST),
-                                   &reply);
+    int status =
+        lk_priv_acct_mgmt(lk_priv_socket_dir(opts.socket_dir), user, lk_pam_item(pamh, PAM_SERVICE),
+                          lk_pam_item(pamh, PAM_RHOST), &reply);
     if (opts.debug)
         pam_syslog(pamh, LOG_DEBUG, "ACCT_MGMT user=%s: %s %s", user, lk_priv_status_name(status),
                    reply.detail);
@@ -234,26 +247,23 @@ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const c
         return PAM_ACCT_EXPIRED;
     case LK_STATUS_UNAVAIL:
     case LK_PRIV_NO_ANSWER:
-        lk_pam_log_failure(pamh, "account", user, status, reply.detail);
+        lk_pam_log_failure(pamh, "account", user, status, &reply);
         return PAM_AUTHINFO_UNAVAIL;
     default:
-        lk_pam_log_failure(pamh, "account", user, status, reply.detail);
+        lk_pam_log_failure(pamh, "account", user, status, &reply);
         return PAM_PERM_DENIED;
     }
 }
 
 void lk_pam_log_failure(pam_handle_t *pamh, const char *phase, const char *user, int status,
-                        const char *detail)
+                        const struct lk_priv_reply *reply)
 {
-    if (status == LK_STATUS_UNAVAIL)
-        pam_syslog(pamh, LOG_ERR, "%s for %s: latchkeyd cannot reach the user service", phase,
-                   user);
-    else if (status == LK_PRIV_NO_ANSWER)
-        pam_syslog(pamh, LOG_ERR, "%s for %s: no answer from latchkeyd: %s", phase, user,
-                   detail[0] ? detail : "unknown reason");
+    char why[512];
+    lk_priv_describe(status, reply, why, sizeof why);
+    if (status == LK_STATUS_UNAVAIL || status == LK_PRIV_NO_ANSWER)
+        pam_syslog(pamh, LOG_ERR, "%s for %s: %s", phase, user, why);
     else
-        pam_syslog(pamh, LOG_ERR, "%s for %s refused by latchkeyd: %s %s", phase, user,
-                   lk_priv_status_name(status), detail);
+        pam_syslog(pamh, LOG_ERR, "%s for %s refused: %s", phase, user, why);
 }
 
 /* Only latchkey's users are refused (their password lives in the user service); everybody

@@ -87,9 +87,8 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
         return PAM_SESSION_ERR;
     }
     int status = lk_priv_session_open(lk_priv_socket_dir(opts.socket_dir), user,
-                                      lk_pam_item(pamh, PAM_SERVICE),
-                                      lk_pam_item(pamh, PAM_RHOST), lk_pam_item(pamh, PAM_TTY),
-                                      (uint32_t)getpid(), &reply);
+                                      lk_pam_item(pamh, PAM_SERVICE), lk_pam_item(pamh, PAM_RHOST),
+                                      lk_pam_item(pamh, PAM_TTY), (uint32_t)getpid(), &reply);
     if (opts.debug)
         pam_syslog(pamh, LOG_DEBUG, "SESSION_OPEN user=%s pid=%ld: %s %s", user, (long)getpid(),
                    lk_priv_status_name(status), reply.detail);
@@ -103,7 +102,7 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
         lk_pam_tell(pamh, &opts, "Too many open sessions.");
         return PAM_PERM_DENIED;
     default: /* UNAVAIL, no answer, or a status this phase cannot use */
-        lk_pam_log_failure(pamh, "session", user, status, reply.detail);
+        lk_pam_log_failure(pamh, "session", user, status, &reply);
         return PAM_SESSION_ERR;
     }
 }
@@ -122,10 +121,11 @@ PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, con
                                        lk_pam_item(pamh, PAM_SERVICE), (uint32_t)getpid(), &reply);
     if (status == LK_STATUS_NOTFOUND)
         return PAM_IGNORE;
-    if (status != LK_STATUS_OK)
-        pam_syslog(pamh, LOG_WARNING, "session close for %s: latchkeyd %s %s", user,
-                   lk_priv_status_name(status), reply.detail);
-    else if (opts.debug)
+    if (status != LK_STATUS_OK) {
+        char why[512];
+        lk_priv_describe(status, &reply, why, sizeof why);
+        pam_syslog(pamh, LOG_WARNING, "session close for %s: %s", user, why);
+    } else if (opts.debug)
         pam_syslog(pamh, LOG_DEBUG, "SESSION_CLOSE user=%s pid=%ld: OK", user, (long)getpid());
     return PAM_SUCCESS;
 }

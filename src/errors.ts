@@ -21,7 +21,12 @@ export class UpstreamError extends LatchkeyError {
   }
 }
 
-/** A frame on a socket broke the protocol; the connection is closed. */
+/**
+ * Bytes that break the wire protocol: a length prefix over the frame limit (the connection
+ * is closed, server/connection.ts), a malformed request body (answered BAD_REQUEST on a
+ * connection that stays open, server/dispatch.ts), a reply the client cannot decode, or a value
+ * a frame cannot carry (a NUL, a string over 65535 bytes) when encoding.
+ */
 export class ProtocolError extends LatchkeyError {
   constructor(message: string) { super('E_PROTOCOL', message); }
 }

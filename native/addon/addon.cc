@@ -1,12 +1,13 @@
 // latchkey.node: what Node cannot do itself (DESIGN.md, "Parts and names").
 #include "addon.h"
 
-static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
-  exports.Set("crypt", Napi::Function::New(env, Crypt, "crypt"));
-  exports.Set("createHome", Napi::Function::New(env, CreateHome, "createHome"));
-  exports.Set("checkDir", Napi::Function::New(env, CheckDir, "checkDir"));
-  return exports;
+static Napi::Object Init(Napi::Env env, Napi::Object exports)
+{
+    exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
+    exports.Set("crypt", Napi::Function::New(env, Crypt, "crypt"));
+    exports.Set("createHome", Napi::Function::New(env, CreateHome, "createHome"));
+    exports.Set("checkDir", Napi::Function::New(env, CheckDir, "checkDir"));
+    return exports;
 }
 
 NODE_API_MODULE(NODE_GYP_MODULE_NAME, Init)

@@ -4,9 +4,9 @@
 
 #include <napi.h>
 
-Napi::Value PeerCred(const Napi::CallbackInfo& info);
-Napi::Value Crypt(const Napi::CallbackInfo& info);
-Napi::Value CreateHome(const Napi::CallbackInfo& info);
-Napi::Value CheckDir(const Napi::CallbackInfo& info);
+Napi::Value PeerCred(const Napi::CallbackInfo &info);
+Napi::Value Crypt(const Napi::CallbackInfo &info);
+Napi::Value CreateHome(const Napi::CallbackInfo &info);
+Napi::Value CheckDir(const Napi::CallbackInfo &info);
 
 #endif

@@ -13,32 +13,32 @@ extern "C" {
 #endif
 
 enum home_layout {
-  /* base/name root:root 0755 (sshd ChrootDirectory), base/name/upload uid:gid `mode` */
-  HOME_LAYOUT_CHROOT = 0,
-  /* base/name uid:gid `mode` */
-  HOME_LAYOUT_PLAIN = 1
+    /* base/name root:root 0755 (sshd ChrootDirectory), base/name/upload uid:gid `mode` */
+    HOME_LAYOUT_CHROOT = 0,
+    /* base/name uid:gid `mode` */
+    HOME_LAYOUT_PLAIN = 1
 };
 
 struct home_request {
-  const char *base;
-  const char *name;
-  const char *upload_dir; /* chroot layout only */
-  uid_t uid;
-  gid_t gid;
-  enum home_layout layout;
-  mode_t mode;
+    const char *base;
+    const char *name;
+    const char *upload_dir; /* chroot layout only */
+    uid_t uid;
+    gid_t gid;
+    enum home_layout layout;
+    mode_t mode;
 };
 
 #define HOME_MAX_PROBLEMS 8
 #define HOME_PROBLEM_LEN 512
 
 struct home_report {
-  /* 1 when this call made the home (or, in the chroot layout, its upload dir) */
-  int created;
-  /* 1 when something unsafe was found and the home must not be used; problems say why */
-  int refused;
-  int nproblems;
-  char problems[HOME_MAX_PROBLEMS][HOME_PROBLEM_LEN];
+    /* 1 when this call made the home (or, in the chroot layout, its upload dir) */
+    int created;
+    /* 1 when something unsafe was found and the home must not be used; problems say why */
+    int refused;
+    int nproblems;
+    char problems[HOME_MAX_PROBLEMS][HOME_PROBLEM_LEN];
 };
 
 /* A single path component we will create: non-empty, no '/', not "." or "..", < NAME_MAX. */

@@ -19,15 +19,15 @@ extern "C" {
 #endif
 
 struct safe_dir_request {
-  const char *path;
-  /* owners accepted besides root; (uid_t)-1 for root only */
-  uid_t trusted_uid;
-  /* 1: make missing components (mkdir -p) and bring the target's mode to `mode` through its fd */
-  int create;
-  mode_t mode;
-  /* names the directory in messages: "the <what> /x is ...", "/w (a parent of the <parent_of>)" */
-  const char *what;
-  const char *parent_of;
+    const char *path;
+    /* owners accepted besides root; (uid_t)-1 for root only */
+    uid_t trusted_uid;
+    /* 1: make missing components (mkdir -p) and bring the target's mode to `mode` through its fd */
+    int create;
+    mode_t mode;
+    /* names the directory in messages: "the <what> /x is ...", "/w (a parent of the <parent_of>)" */
+    const char *what;
+    const char *parent_of;
 };
 
 /* Returns an O_RDONLY|O_DIRECTORY|O_CLOEXEC fd on the checked directory, or -1 with the reason

@@ -5,18 +5,8 @@
 #include <string.h>
 
 #include "latchkey_proto.h"
-#include "lk_records.h"
+#include "lk_msgs.h"
 #include "lk_wire.h"
-
-static const char *const key_types[] = {
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-};
 
 static int b64_value(unsigned char c)
 {
@@ -75,8 +65,8 @@ static int blob_type_matches(const char *b64, size_t n, const char *type)
         return 0;
     if (b64_prefix(b64, n, head, 4 + tlen) != 4 + tlen)
         return 0;
-    uint32_t len = ((uint32_t)head[0] << 24) | ((uint32_t)head[1] << 16) |
-                   ((uint32_t)head[2] << 8) | head[3];
+    uint32_t len =
+        ((uint32_t)head[0] << 24) | ((uint32_t)head[1] << 16) | ((uint32_t)head[2] << 8) | head[3];
     return len == tlen && memcmp(head + 4, type, tlen) == 0;
 }
 
@@ -87,9 +77,11 @@ int lk_key_line_ok(const char *p, size_t n)
         return 0;
     size_t tlen = (size_t)(sp - p);
     const char *type = NULL;
-    for (size_t i = 0; i < sizeof key_types / sizeof key_types[0]; i++)
-        if (strlen(key_types[i]) == tlen && memcmp(p, key_types[i], tlen) == 0)
-            type = key_types[i];
+    /* The one list of the spec (src/protocol/spec.json ssh_key_types), also what the daemon's
+     * upstream validation accepts: a key it cached is never dropped here as malformed. */
+    for (size_t i = 0; i < LK_SSH_KEY_TYPE_COUNT; i++)
+        if (strlen(lk_ssh_key_types[i]) == tlen && memcmp(p, lk_ssh_key_types[i], tlen) == 0)
+            type = lk_ssh_key_types[i];
     if (!type)
         return 0;
     const char *b64 = sp + 1;
@@ -116,14 +108,21 @@ int lk_keys_reply(const uint8_t *body, size_t len, uint16_t opcode, lk_key_emit 
         return -1;
     if (rep.status != LK_STATUS_OK)
         return rep.status;
-    struct lk_reader check = rep.payload;
-    (void)lk_rd_skip_strlist(&check);
-    if (lk_rd_done(&check) != 0)
-        return -1;
-    struct lk_reader r = rep.payload;
-    uint16_t count = lk_rd_u16(&r);
-    for (uint16_t i = 0; i < count; i++) {
-        struct lk_str key = lk_rd_str(&r);
+    /* KEYS_BY_NAME and KEYS_FOR_LOGIN carry the same keys strlist. */
+    struct lk_msg_keys_for_login_reply login;
+    struct lk_msg_keys_by_name_reply by_name;
+    struct lk_seq keys;
+    if (opcode == LK_OP_KEYS_FOR_LOGIN) {
+        if (lk_msg_keys_for_login_read_reply(&rep.payload, &login) != 0)
+            return -1;
+        keys = login.keys;
+    } else {
+        if (lk_msg_keys_by_name_read_reply(&rep.payload, &by_name) != 0)
+            return -1;
+        keys = by_name.keys;
+    }
+    for (uint16_t i = 0; i < keys.count; i++) {
+        struct lk_str key = lk_rd_str(&keys.items);
         if (lk_key_line_ok(key.p, key.len))
             emit(ctx, key.p, key.len);
         else

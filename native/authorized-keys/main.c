@@ -25,6 +25,7 @@
 #include "latchkey_proto.h"
 #include "lk_client.h"
 #include "lk_local.h"
+#include "lk_msgs.h"
 #include "lk_records.h"
 #include "lk_wire.h"
 
@@ -70,18 +71,13 @@ int main(int argc, char **argv)
         return mine < 0 ? 1 : 0;
 
     uint8_t req[LK_REQ_HEADER + 2u + LK_MAX_NAME + 4u];
-    struct lk_writer w;
-    lk_wr_init(&w, req, sizeof req);
-    lk_wr_request(&w, LK_OP_KEYS_FOR_LOGIN);
-    lk_wr_cstr(&w, user);
-    lk_wr_u32(&w, (uint32_t)uid);
-    size_t n = lk_wr_finish(&w);
+    size_t n = lk_msg_keys_for_login_request(req, sizeof req, user, (uint32_t)uid);
     uint8_t *body = NULL;
     size_t len = 0;
     char why[160] = "cannot encode the request";
-    int rc = n ? lk_client_call(NULL, "nss.sock", req, n, LK_MAX_NSS_REPLY, &body, &len, why,
-                                sizeof why)
-               : LK_IO_SYSTEM;
+    int rc =
+        n ? lk_client_call(NULL, "nss.sock", req, n, LK_MAX_NSS_REPLY, &body, &len, why, sizeof why)
+          : LK_IO_SYSTEM;
     if (rc != LK_IO_OK) {
         fprintf(stderr, PROG ": %s (socket dir %s)\n", why, lk_socket_dir());
         return 1;
@@ -93,8 +89,7 @@ int main(int argc, char **argv)
         return 0;
     if (status != LK_STATUS_OK) {
         fprintf(stderr, PROG ": %s for %s\n",
-                status < 0 ? "daemon reply breaks the protocol" : "daemon could not answer",
-                user);
+                status < 0 ? "daemon reply breaks the protocol" : "daemon could not answer", user);
         return 1;
     }
     if (skipped)

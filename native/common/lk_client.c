@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-_Static_assert(sizeof ((struct lk_conn *)0)->path == sizeof ((struct sockaddr_un *)0)->sun_path,
+_Static_assert(sizeof((struct lk_conn *)0)->path == sizeof((struct sockaddr_un *)0)->sun_path,
                "lk_conn.path holds exactly a sun_path");
 
 /* Internal only: the kept connection turned out dead before any reply byte arrived. */
@@ -29,7 +29,10 @@ const char *lk_socket_dir(void)
 
 int lk_timeout_ms(void)
 {
-    const char *env = secure_getenv("LATCHKEY_NSS_TIMEOUT_MS");
+    /* LATCHKEY_NSS_TIMEOUT_MS is the older name, from when only the NSS module read it. */
+    const char *env = secure_getenv("LATCHKEY_CLIENT_TIMEOUT_MS");
+    if (!env || !env[0])
+        env = secure_getenv("LATCHKEY_NSS_TIMEOUT_MS");
     if (env && env[0]) {
         char *end = NULL;
         errno = 0;
@@ -55,32 +58,6 @@ int lk_socket_path(char *out, size_t cap, const char *dir, const char *name)
 int lk_reply_len_ok(uint32_t len, uint32_t max_reply)
 {
     return len >= LK_REPLY_HEADER - 4u && len <= max_reply;
-}
-
-const char *lk_io_text(int rc)
-{
-    switch (rc) {
-    case LK_IO_OK: return "ok";
-    case LK_IO_NO_DAEMON: return "daemon not running (socket missing or refused)";
-    case LK_IO_TIMEOUT: return "daemon did not answer in time";
-    case LK_IO_PROTOCOL: return "daemon reply breaks the protocol";
-    case LK_IO_SYSTEM: return "system error talking to the daemon";
-    case LK_IO_PEER: return LK_DAEMON_UID == 0 ? "daemon socket is not owned by root"
-                                               : "daemon socket is not owned by root or the daemon uid";
-    case LK_IO_DROPPED: return "daemon closed the connection without answering (busy or restarting)";
-    case LK_IO_BACKOFF: return "daemon did not answer a recent request in time; not asked again yet";
-    default: return "unknown error";
-    }
-}
-
-void lk_io_describe(int rc, uid_t peer_uid, char *buf, size_t cap)
-{
-    if (cap == 0)
-        return;
-    if (rc == LK_IO_PEER)
-        snprintf(buf, cap, "%s (peer uid %lu)", lk_io_text(rc), (unsigned long)peer_uid);
-    else
-        snprintf(buf, cap, "%s", lk_io_text(rc));
 }
 
 int lk_peer_uid_ok(uid_t uid)
@@ -278,7 +255,11 @@ static int conn_reusable(const struct lk_conn *c, const char *path)
  * monotonic milliseconds never wrap. */
 static atomic_llong breaker_until;
 
-enum { ADMIT_CALL, ADMIT_PROBE, ADMIT_REFUSED };
+enum {
+    ADMIT_CALL,
+    ADMIT_PROBE,
+    ADMIT_REFUSED
+};
 
 static int breaker_admit(int timeout_ms)
 {
@@ -312,8 +293,8 @@ static int exchange(int fd, const uint8_t *req, size_t req_len, uint32_t max_rep
         rc = recv_all(fd, head, sizeof head, 1, deadline);
     if (rc != LK_IO_OK)
         return rc;
-    uint32_t len = ((uint32_t)head[0] << 24) | ((uint32_t)head[1] << 16) |
-                   ((uint32_t)head[2] << 8) | head[3];
+    uint32_t len =
+        ((uint32_t)head[0] << 24) | ((uint32_t)head[1] << 16) | ((uint32_t)head[2] << 8) | head[3];
     /* Refuse before allocating: the length comes from the socket. */
     if (!lk_reply_len_ok(len, max_reply))
         return LK_IO_PROTOCOL;
@@ -371,19 +352,18 @@ int lk_conn_call(struct lk_conn *c, const char *sock_path, const uint8_t *req, s
     int admitted = breaker_admit(timeout_ms);
     if (admitted == ADMIT_REFUSED)
         return LK_IO_BACKOFF;
-    int rc = conn_call(c, sock_path, req, req_len, max_reply, lk_mono_ms() + timeout_ms, body,
-                       body_len);
+    int rc =
+        conn_call(c, sock_path, req, req_len, max_reply, lk_mono_ms() + timeout_ms, body, body_len);
     breaker_report(admitted, rc);
     if (rc != LK_IO_OK)
         lk_conn_close(c);
     return rc;
 }
 
-int lk_client_call(const char *sock_dir, const char *sock_name, const uint8_t *req,
-                   size_t req_len, uint32_t max_reply, uint8_t **body, size_t *body_len,
-                   char *why, size_t why_cap)
+int lk_client_call(const char *sock_dir, const char *sock_name, const uint8_t *req, size_t req_len,
+                   uint32_t max_reply, uint8_t **body, size_t *body_len, char *why, size_t why_cap)
 {
-    char path[sizeof ((struct sockaddr_un *)0)->sun_path];
+    char path[sizeof((struct sockaddr_un *)0)->sun_path];
     struct lk_conn c = LK_CONN_INIT;
     int rc = LK_IO_SYSTEM;
     *body = NULL;

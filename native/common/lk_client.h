@@ -71,7 +71,7 @@ enum lk_io {
 #define LK_DEADLINE_MARGIN_MS 250u
 _Static_assert(LK_CLIENT_TIMEOUT_MS >= LK_ANSWER_DEADLINE_MS + LK_DEADLINE_MARGIN_MS,
                "the shim timeout must exceed the daemon's answer deadline");
-/* The shortest timeout LATCHKEY_NSS_TIMEOUT_MS may set. The C unit tests build lk_client.c with
+/* The shortest timeout LATCHKEY_CLIENT_TIMEOUT_MS may set. The C unit tests build lk_client.c with
  * a lower floor (native/Makefile) so that their timeouts cost milliseconds. */
 #ifndef LK_TIMEOUT_FLOOR_MS
 #define LK_TIMEOUT_FLOOR_MS LK_CLIENT_TIMEOUT_MS
@@ -89,10 +89,11 @@ _Static_assert(LK_CLIENT_TIMEOUT_MS >= LK_ANSWER_DEADLINE_MS + LK_DEADLINE_MARGI
 /* $LATCHKEY_SOCKET_DIR when set to an absolute path, else /run/latchkey. Read with
  * secure_getenv: a set-uid program ignores it, so a user cannot point it at a fake daemon. */
 const char *lk_socket_dir(void);
-/* LK_CLIENT_TIMEOUT_MS, or $LATCHKEY_NSS_TIMEOUT_MS (secure_getenv, 1..600000) when that is
- * longer: a shorter value is raised to LK_TIMEOUT_FLOOR_MS, since a shim that gives up before the
- * daemon's answer deadline turns every slow upstream into its own timeout (and an open breaker)
- * instead of the daemon's UNAVAIL. */
+/* LK_CLIENT_TIMEOUT_MS, or $LATCHKEY_CLIENT_TIMEOUT_MS (secure_getenv, 1..600000; when unset,
+ * its older name $LATCHKEY_NSS_TIMEOUT_MS) when that is longer, for every shim alike (NSS, PAM,
+ * latchkey-authorized-keys): a shorter value is raised to LK_TIMEOUT_FLOOR_MS, since a shim
+ * that gives up before the daemon's answer deadline turns every slow upstream into its own
+ * timeout (and an open breaker) instead of the daemon's UNAVAIL. */
 int lk_timeout_ms(void);
 /* CLOCK_MONOTONIC in milliseconds (the clock of every deadline here). */
 int64_t lk_mono_ms(void);
@@ -101,8 +102,14 @@ int lk_socket_path(char *out, size_t cap, const char *dir, const char *name);
 /* 1 when a reply length prefix is acceptable: at least the reply header, at most max_reply.
  * Checked before anything is allocated or read (the golden test applies it to its vectors). */
 int lk_reply_len_ok(uint32_t len, uint32_t max_reply);
-/* Short text for an enum lk_io value, for messages. */
+/* lk_io.c: short text for an enum lk_io value, for messages. */
 const char *lk_io_text(int rc);
+/* lk_io.c: the cause an admin acts on, for log lines: "no daemon" (socket missing, connection
+ * refused: start latchkeyd, check the socket dir), "timeout" (a hung or overloaded daemon,
+ * the breaker included), "protocol error" (a reply that breaks the framing, or a listener that
+ * is not the daemon), "busy" (closed unanswered: connection budget, restart), "system error"
+ * (fds, memory, a socket path too long). */
+const char *lk_io_cause(int rc);
 /* One line for a log or stderr: lk_io_text(rc), and for LK_IO_PEER the uid that was refused
  * ("daemon socket is not owned by root (peer uid 65534)"). Always NUL-terminates (cap > 0). */
 void lk_io_describe(int rc, uid_t peer_uid, char *buf, size_t cap);
@@ -118,7 +125,10 @@ struct lk_conn {
     uid_t peer_uid; /* the listener's uid seen by the last connect (for LK_IO_PEER messages) */
     int64_t used;   /* lk_mono_ms() of the last request (or the connect) */
 };
-#define LK_CONN_INIT { -1, 0, 0, 0, { 0 }, 0, 0 }
+#define LK_CONN_INIT                                                                               \
+    {                                                                                              \
+        -1, 0, 0, 0, { 0 }, 0, 0                                                                   \
+    }
 
 /* One request/reply on a kept connection (opened or re-opened as needed). `sock_path` is the
  * full socket path; `max_reply` bounds the reply body (LK_MAX_NSS_REPLY for nss.sock). After
@@ -134,8 +144,7 @@ void lk_conn_expire(struct lk_conn *c, int64_t now);
 /* One-shot: connect to <sock_dir>/<sock_name> (sock_dir NULL = lk_socket_dir()), one
  * request/reply with lk_timeout_ms(), close. On failure `why` (when not NULL) gets
  * lk_io_describe()'s line, for the caller's log or stderr. */
-int lk_client_call(const char *sock_dir, const char *sock_name, const uint8_t *req,
-                   size_t req_len, uint32_t max_reply, uint8_t **body, size_t *body_len,
-                   char *why, size_t why_cap);
+int lk_client_call(const char *sock_dir, const char *sock_name, const uint8_t *req, size_t req_len,
+                   uint32_t max_reply, uint8_t **body, size_t *body_len, char *why, size_t why_cap);
 
 #endif /* LK_CLIENT_H */

@@ -6,25 +6,6 @@
 #include <stdalign.h>
 #include <string.h>
 
-int lk_reply_open(const uint8_t *body, size_t len, uint16_t opcode, struct lk_reply *out)
-{
-    struct lk_reader r;
-    memset(out, 0, sizeof *out);
-    out->detail.p = "";
-    lk_rd_init(&r, body, len);
-    uint16_t version = lk_rd_u16(&r);
-    uint16_t op = lk_rd_u16(&r);
-    out->status = lk_rd_u16(&r);
-    if (r.bad || version != LK_PROTO_VERSION || op != opcode)
-        return -1;
-    if (out->status != LK_STATUS_OK) {
-        out->detail = lk_rd_str(&r);
-        return lk_rd_done(&r);
-    }
-    out->payload = r;
-    return 0;
-}
-
 /* A field that ends up in a colon-separated passwd/group line (getent, /etc/passwd-style tools)
  * must not hold ':' or a newline, or it would forge extra fields or lines (DESIGN.md rule). */
 static int field_ok(struct lk_str s)
@@ -45,36 +26,23 @@ static int name_field_ok(struct lk_str s)
 
 static int passwd_sane(const struct lk_passwd_rec *p)
 {
-    return name_field_ok(p->name) && p->uid != 0 && p->gid != 0 &&
-           p->dir.len > 0 && p->dir.p[0] == '/' && field_ok(p->gecos) &&
-           field_ok(p->dir) && field_ok(p->shell);
+    return name_field_ok(p->name) && p->uid != 0 && p->gid != 0 && p->dir.len > 0 &&
+           p->dir.p[0] == '/' && field_ok(p->gecos) && field_ok(p->dir) && field_ok(p->shell);
 }
 
 int lk_rd_passwd(struct lk_reader *r, struct lk_passwd_rec *out)
 {
-    out->name = lk_rd_str(r);
-    out->uid = lk_rd_u32(r);
-    out->gid = lk_rd_u32(r);
-    out->gecos = lk_rd_str(r);
-    out->dir = lk_rd_str(r);
-    out->shell = lk_rd_str(r);
-    return (!r->bad && passwd_sane(out)) ? 0 : -1;
+    return (lk_msg_passwd_read(r, out) == 0 && passwd_sane(out)) ? 0 : -1;
 }
 
 int lk_rd_group(struct lk_reader *r, struct lk_group_rec *out)
 {
-    out->name = lk_rd_str(r);
-    out->gid = lk_rd_u32(r);
-    struct lk_reader at_count = *r;
-    out->nmembers = lk_rd_skip_strlist(r);
-    if (r->bad || !name_field_ok(out->name) || out->gid == 0)
+    if (lk_msg_group_read(r, out) != 0 || !name_field_ok(out->name) || out->gid == 0)
         return -1;
-    out->members = at_count;
-    (void)lk_rd_u16(&out->members);
     /* Members are joined with ',' in a group line: an empty one or one holding ',' or ':'
      * would change the member list a reader sees. */
-    struct lk_reader m = out->members;
-    for (uint16_t i = 0; i < out->nmembers; i++) {
+    struct lk_reader m = out->members.items;
+    for (uint16_t i = 0; i < out->members.count; i++) {
         struct lk_str s = lk_rd_str(&m);
         if (!name_field_ok(s) || memchr(s.p, ',', s.len) != NULL)
             return -1;
@@ -84,19 +52,26 @@ int lk_rd_group(struct lk_reader *r, struct lk_group_rec *out)
 
 int lk_page_open(struct lk_reader *payload, int is_group, struct lk_page *out)
 {
+    struct lk_msg_pw_list_reply pw;
+    struct lk_msg_gr_list_reply gr;
     memset(out, 0, sizeof *out);
-    out->next = lk_rd_u32(payload);
-    out->left = lk_rd_u16(payload);
-    out->cursor = *payload;
-    /* Walk the whole page once: a bad entry or trailing bytes reject the page up front. */
-    for (uint16_t i = 0; i < out->left && !payload->bad; i++) {
+    int rc = is_group ? lk_msg_gr_list_read_reply(payload, &gr)
+                      : lk_msg_pw_list_read_reply(payload, &pw);
+    if (rc != 0)
+        return -1;
+    struct lk_seq entries = is_group ? gr.entries : pw.entries;
+    /* Check every entry once: one bad entry rejects the page up front. */
+    struct lk_reader walk = entries.items;
+    for (uint16_t i = 0; i < entries.count; i++) {
         struct lk_passwd_rec p;
         struct lk_group_rec g;
-        int rc = is_group ? lk_rd_group(payload, &g) : lk_rd_passwd(payload, &p);
-        if (rc != 0)
-            payload->bad = 1;
+        if ((is_group ? lk_rd_group(&walk, &g) : lk_rd_passwd(&walk, &p)) != 0)
+            return -1;
     }
-    return lk_rd_done(payload);
+    out->next = is_group ? gr.next_gid : pw.next_uid;
+    out->left = entries.count;
+    out->cursor = entries.items;
+    return 0;
 }
 
 int lk_page_peek_passwd(const struct lk_page *pg, struct lk_passwd_rec *rec)
@@ -131,13 +106,12 @@ void lk_page_consume(struct lk_page *pg, int is_group)
 int lk_name_ok(const char *name)
 {
     /* What the daemon refuses whatever its configured rule ([users] name_regex) says (see
-     * src/cache/resolver.ts nameAllowed, src/config/values.ts parseNameRegex): empty, more than
-     * MAX_NAME bytes, ':' '/' CR LF, "." and "..". This used to apply the DEFAULT regex here,
-     * so with a site rule that allows e.g. upper case or '@', getpwnam("John") was a false
-     * NOTFOUND (sshd: "Invalid user") although the daemon serves John by uid and to PAM, and
-     * DESIGN.md forbids a false not-found; the configured rule is the daemon's to check.
-     * Bytes outside printable ASCII stay refused here: invalid UTF-8 would get BAD_REQUEST,
-     * i.e. a false UNAVAIL, and no sane name rule admits spaces or control characters. */
+     * src/directory/resolver.ts nameAllowed, src/config/values.ts parseNameRegex): empty, more
+     * than MAX_NAME bytes, ':' '/' CR LF, "." and "..". The configured rule itself is the
+     * daemon's: a shim applying a default regex here would turn a name a site rule allows
+     * (upper case, '@') into a false NOTFOUND, which DESIGN.md forbids. Bytes outside
+     * printable ASCII stay refused here: invalid UTF-8 would get BAD_REQUEST, i.e. a false
+     * UNAVAIL, and no sane name rule admits spaces or control characters. */
     if (!name)
         return 0;
     size_t n = strnlen(name, LK_MAX_NAME + 1u);
@@ -193,7 +167,7 @@ int lk_fill_group(const struct lk_group_rec *rec, struct group *gr, char *buf, s
 {
     /* gr_mem is a NULL-terminated pointer array that lives in buf: align it first. */
     size_t pad = (alignof(char *) - ((uintptr_t)buf % alignof(char *))) % alignof(char *);
-    size_t ptrs = ((size_t)rec->nmembers + 1u) * sizeof(char *);
+    size_t ptrs = ((size_t)rec->members.count + 1u) * sizeof(char *);
     if (!buf || pad > buflen || ptrs > buflen - pad)
         return ERANGE;
     char **mem = (char **)(void *)(buf + pad);
@@ -202,14 +176,14 @@ int lk_fill_group(const struct lk_group_rec *rec, struct group *gr, char *buf, s
     char *passwd = arena_str(&a, "x", 1);
     if (!name || !passwd)
         return ERANGE;
-    struct lk_reader m = rec->members;
-    for (uint16_t i = 0; i < rec->nmembers; i++) {
+    struct lk_reader m = rec->members.items;
+    for (uint16_t i = 0; i < rec->members.count; i++) {
         struct lk_str s = lk_rd_str(&m);
         mem[i] = arena_str(&a, s.p, s.len);
         if (!mem[i])
             return ERANGE;
     }
-    mem[rec->nmembers] = NULL;
+    mem[rec->members.count] = NULL;
     gr->gr_name = name;
     gr->gr_passwd = passwd;
     gr->gr_gid = (gid_t)rec->gid;

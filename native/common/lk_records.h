@@ -1,8 +1,10 @@
 /*
- * lk_records: pure decoders for latchkey replies (header, passwd, group, list pages, strlist),
- * the record sanity checks every shim applies, the default name rule, and the copy of a record
- * into the caller's struct passwd / struct group + buffer (the glibc getpwnam_r contract).
- * No I/O, no allocation: the fuzzer (test/c/fuzz_reply.c) calls these directly.
+ * lk_records: what the NSS module and the keys helper require of the records a reply carries
+ * (the layout is read by the generated lk_msgs.c; the rules here are policy: no uid/gid 0, no
+ * ':' or newline in a field, names without '/', absolute homes), the name rule a shim checks
+ * before any round trip, and the copy of a record into the caller's struct passwd / struct
+ * group + buffer (the glibc getpwnam_r contract). No I/O, no allocation: the fuzzer
+ * (test/c/fuzz_reply.c) calls these directly.
  *
  * Typical use, after lk_conn_call / lk_client_call returned a reply body:
  *     struct lk_reply rep;
@@ -20,30 +22,8 @@
 #include <stdint.h>
 
 #include "latchkey_proto.h"
+#include "lk_msgs.h"
 #include "lk_wire.h"
-
-struct lk_reply {
-    uint16_t status;          /* enum lk_status */
-    struct lk_str detail;     /* non-OK only: the human-readable detail */
-    struct lk_reader payload; /* OK only: the reply payload, for the caller to decode */
-};
-
-/* Parses a reply body (the bytes after the length prefix). 0 when the version is ours, the
- * opcode is `opcode`, and a non-OK status carries exactly one detail str; -1 otherwise.
- * For OK the payload is left in out->payload; the caller checks lk_rd_done after decoding. */
-int lk_reply_open(const uint8_t *body, size_t len, uint16_t opcode, struct lk_reply *out);
-
-struct lk_passwd_rec {
-    struct lk_str name, gecos, dir, shell;
-    uint32_t uid, gid;
-};
-
-struct lk_group_rec {
-    struct lk_str name;
-    uint32_t gid;
-    uint16_t nmembers;
-    struct lk_reader members; /* positioned at the first member str, already validated */
-};
 
 /* Decode one record and check it is sane (see lk_records.c); 0 or -1. */
 int lk_rd_passwd(struct lk_reader *r, struct lk_passwd_rec *out);

@@ -63,16 +63,30 @@ struct lk_str lk_rd_str(struct lk_reader *r)
     return s;
 }
 
-uint16_t lk_rd_skip_strlist(struct lk_reader *r)
+struct lk_blob lk_rd_blob(struct lk_reader *r)
 {
-    uint16_t count = lk_rd_u16(r);
+    struct lk_blob b = { NULL, 0 };
+    uint32_t n = lk_rd_u32(r);
+    const uint8_t *at = take(r, n);
+    if (at) {
+        b.p = at;
+        b.len = n;
+    }
+    return b;
+}
+
+void lk_rd_strlist(struct lk_reader *r, struct lk_seq *out)
+{
+    out->count = lk_rd_u16(r);
+    out->items = *r;
     /* Each element needs at least its 2-byte count: reject an impossible count up front
      * instead of looping 65535 times over an empty buffer. */
-    if (!r->bad && (size_t)count * 2u > r->left)
+    if (!r->bad && (size_t)out->count * 2u > r->left)
         r->bad = 1;
-    for (uint16_t i = 0; i < count && !r->bad; i++)
+    for (uint16_t i = 0; i < out->count && !r->bad; i++)
         (void)lk_rd_str(r);
-    return r->bad ? 0 : count;
+    if (r->bad)
+        out->count = 0;
 }
 
 int lk_rd_done(const struct lk_reader *r)
@@ -99,6 +113,11 @@ static void put(struct lk_writer *w, const void *p, size_t n)
     w->len += n;
 }
 
+void lk_wr_u8(struct lk_writer *w, uint8_t v)
+{
+    put(w, &v, 1);
+}
+
 void lk_wr_u16(struct lk_writer *w, uint16_t v)
 {
     uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
@@ -120,6 +139,12 @@ void lk_wr_cstr(struct lk_writer *w, const char *s)
     }
     lk_wr_u16(w, (uint16_t)n);
     put(w, s, n);
+}
+
+void lk_wr_blob(struct lk_writer *w, const uint8_t *p, uint32_t len)
+{
+    lk_wr_u32(w, len);
+    put(w, p, len);
 }
 
 void lk_wr_request(struct lk_writer *w, uint16_t opcode)
@@ -147,4 +172,23 @@ int lk_str_eq(struct lk_str s, const char *c)
 {
     size_t n = strlen(c);
     return n == s.len && memcmp(s.p, c, n) == 0;
+}
+
+int lk_reply_open(const uint8_t *body, size_t len, uint16_t opcode, struct lk_reply *out)
+{
+    struct lk_reader r;
+    memset(out, 0, sizeof *out);
+    out->detail.p = "";
+    lk_rd_init(&r, body, len);
+    uint16_t version = lk_rd_u16(&r);
+    uint16_t op = lk_rd_u16(&r);
+    out->status = lk_rd_u16(&r);
+    if (r.bad || version != LK_PROTO_VERSION || op != opcode)
+        return -1;
+    if (out->status != LK_STATUS_OK) {
+        out->detail = lk_rd_str(&r);
+        return lk_rd_done(&r);
+    }
+    out->payload = r;
+    return 0;
 }

@@ -25,6 +25,26 @@ struct lk_reader {
     int bad;
 };
 
+/* A blob inside a received frame: len bytes at p, valid only while the frame buffer lives. */
+struct lk_blob {
+    const uint8_t *p;
+    uint32_t len;
+};
+
+/* A strlist or TYPE[] inside a received frame whose layout was checked when it was read:
+ * `items` is positioned at the first element, read them with lk_rd_str / lk_msg_TYPE_read. */
+struct lk_seq {
+    uint16_t count;
+    struct lk_reader items;
+};
+
+/* A reply body's header: status, and the detail str of a non-OK status. */
+struct lk_reply {
+    uint16_t status;          /* enum lk_status */
+    struct lk_str detail;     /* non-OK only: the human-readable detail */
+    struct lk_reader payload; /* OK only: the reply payload, for a lk_msg_*_read_reply */
+};
+
 struct lk_writer {
     uint8_t *data;
     size_t cap;
@@ -38,16 +58,21 @@ uint16_t lk_rd_u16(struct lk_reader *r);
 uint32_t lk_rd_u32(struct lk_reader *r);
 /* Reads a str; marks the reader bad if the count exceeds the bytes left or the bytes hold NUL. */
 struct lk_str lk_rd_str(struct lk_reader *r);
-/* Skips a strlist, checking every element like lk_rd_str; returns the element count. */
-uint16_t lk_rd_skip_strlist(struct lk_reader *r);
+/* Reads a blob (u32 count, then the bytes). */
+struct lk_blob lk_rd_blob(struct lk_reader *r);
+/* Reads a strlist, checking every element like lk_rd_str; out->items is at the first one. */
+void lk_rd_strlist(struct lk_reader *r, struct lk_seq *out);
 /* 0 when every read fitted and no byte is left over (the spec makes trailing bytes an error). */
 int lk_rd_done(const struct lk_reader *r);
 
 void lk_wr_init(struct lk_writer *w, uint8_t *buf, size_t cap);
+void lk_wr_u8(struct lk_writer *w, uint8_t v);
 void lk_wr_u16(struct lk_writer *w, uint16_t v);
 void lk_wr_u32(struct lk_writer *w, uint32_t v);
 /* Writes a str from a NUL-terminated C string (NULL is the empty string). */
 void lk_wr_cstr(struct lk_writer *w, const char *s);
+/* Writes a blob (u32 count, then the bytes). */
+void lk_wr_blob(struct lk_writer *w, const uint8_t *p, uint32_t len);
 
 /* Starts a request frame: length placeholder, protocol version, opcode. */
 void lk_wr_request(struct lk_writer *w, uint16_t opcode);
@@ -57,5 +82,10 @@ size_t lk_wr_finish(struct lk_writer *w);
 
 /* Compares a received str with a C string. */
 int lk_str_eq(struct lk_str s, const char *c);
+
+/* Parses a reply body (the bytes after the length prefix). 0 when the version is ours, the
+ * opcode is `opcode`, and a non-OK status carries exactly one detail str; -1 otherwise.
+ * For OK the payload is left in out->payload for the message's lk_msg_*_read_reply. */
+int lk_reply_open(const uint8_t *body, size_t len, uint16_t opcode, struct lk_reply *out);
 
 #endif /* LK_WIRE_H */

@@ -53,7 +53,8 @@ static enum nss_status lookup(uint16_t opcode, const char *name, uint32_t gid, s
     uint8_t req[LK_REQ_HEADER + 2u + LK_MAX_NAME];
     uint8_t *body;
     size_t len;
-    size_t n = lk_nss_request(req, sizeof req, opcode, name, gid);
+    size_t n = name ? lk_msg_gr_by_name_request(req, sizeof req, name)
+                    : lk_msg_gr_by_gid_request(req, sizeof req, gid);
     if (n == 0)
         return lk_nss_protocol_error(errnop);
     enum nss_status st = lk_nss_ask(req, n, &body, &len, errnop);
@@ -101,8 +102,8 @@ LK_EXPORT enum nss_status _nss_latchkey_getgrgid_r(gid_t gid, struct group *gr, 
 static pthread_mutex_t grent_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lk_nss_ent grent;
 
-enum nss_status lk_nss_group_next(struct lk_nss_ent *e, struct group *gr, char *buf,
-                                  size_t buflen, int *errnop)
+enum nss_status lk_nss_group_next(struct lk_nss_ent *e, struct group *gr, char *buf, size_t buflen,
+                                  int *errnop)
 {
     struct lk_group_rec rec;
     if (lk_page_peek_group(&e->page, &rec) != 0)
@@ -186,9 +187,9 @@ enum nss_status lk_nss_initgroups_page(struct lk_page *pg, const char *user, gid
             return lk_nss_protocol_error(errnop);
         if ((gid_t)rec.gid == skip)
             continue;
-        struct lk_reader m = rec.members;
+        struct lk_reader m = rec.members.items;
         int member = 0;
-        for (uint16_t i = 0; i < rec.nmembers && !member; i++)
+        for (uint16_t i = 0; i < rec.members.count && !member; i++)
             member = lk_str_eq(lk_rd_str(&m), user);
         if (!member)
             continue;
@@ -217,8 +218,7 @@ enum nss_status lk_nss_initgroups_page(struct lk_page *pg, const char *user, gid
  * back: a walk cut short never hands out part of a membership list. */
 LK_EXPORT enum nss_status _nss_latchkey_initgroups_dyn(const char *user, gid_t group,
                                                        long int *start, long int *size,
-                                                       gid_t **groupsp, long int limit,
-                                                       int *errnop)
+                                                       gid_t **groupsp, long int limit, int *errnop)
 {
     /* A member name is a name the daemon hands out: a name no rule admits is in no group, and
      * neither is a local account (the daemon never serves those). Answering them here, before
@@ -239,8 +239,8 @@ LK_EXPORT enum nss_status _nss_latchkey_initgroups_dyn(const char *user, gid_t g
     do {
         st = lk_nss_ent_ensure(&walk, LK_OP_GR_LIST, errnop);
         if (st == NSS_STATUS_SUCCESS)
-            st = lk_nss_initgroups_page(&walk.page, user, group, start, size, groupsp, limit,
-                                        &full, errnop);
+            st = lk_nss_initgroups_page(&walk.page, user, group, start, size, groupsp, limit, &full,
+                                        errnop);
     } while (st == NSS_STATUS_SUCCESS && !full);
     lk_nss_ent_reset(&walk);
     lk_nss_leave();

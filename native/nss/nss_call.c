@@ -108,22 +108,10 @@ void lk_nss_leave(void)
     tls_depth--;
 }
 
-size_t lk_nss_request(uint8_t *buf, size_t cap, uint16_t opcode, const char *name, uint32_t id)
-{
-    struct lk_writer w;
-    lk_wr_init(&w, buf, cap);
-    lk_wr_request(&w, opcode);
-    if (name)
-        lk_wr_cstr(&w, name);
-    else if (opcode != LK_OP_PING)
-        lk_wr_u32(&w, id);
-    return lk_wr_finish(&w);
-}
-
 enum nss_status lk_nss_ask(const uint8_t *req, size_t req_len, uint8_t **body, size_t *body_len,
                            int *errnop)
 {
-    char path[sizeof ((struct sockaddr_un *)0)->sun_path];
+    char path[sizeof((struct sockaddr_un *)0)->sun_path];
     *body = NULL;
     *body_len = 0;
     if (lk_socket_path(path, sizeof path, lk_socket_dir(), "nss.sock") != 0) {
@@ -178,8 +166,8 @@ void lk_nss_ent_reset(struct lk_nss_ent *e)
     memset(e, 0, sizeof *e);
 }
 
-enum nss_status lk_nss_ent_accept(struct lk_nss_ent *e, uint8_t *body, size_t len,
-                                  uint16_t opcode, int *errnop)
+enum nss_status lk_nss_ent_accept(struct lk_nss_ent *e, uint8_t *body, size_t len, uint16_t opcode,
+                                  int *errnop)
 {
     struct lk_reply rep;
     struct lk_page page;
@@ -227,7 +215,8 @@ enum nss_status lk_nss_ent_ensure(struct lk_nss_ent *e, uint16_t opcode, int *er
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }
-    size_t n = lk_nss_request(req, sizeof req, opcode, NULL, e->cursor);
+    size_t n = opcode == LK_OP_GR_LIST ? lk_msg_gr_list_request(req, sizeof req, e->cursor)
+                                       : lk_msg_pw_list_request(req, sizeof req, e->cursor);
     if (n == 0)
         return lk_nss_protocol_error(errnop);
     enum nss_status st = lk_nss_ask(req, n, &body, &len, errnop);

@@ -18,11 +18,6 @@
 int lk_nss_enter(void);
 void lk_nss_leave(void);
 
-/* Encodes an nss.sock request into buf: `name` (str) when not NULL, else `id` (u32: a uid,
- * gid or list cursor). Returns the frame size, 0 when it does not fit. Every request the
- * module sends is built here; the golden test compares it with the TS codec's bytes. */
-size_t lk_nss_request(uint8_t *buf, size_t cap, uint16_t opcode, const char *name, uint32_t id);
-
 /* Kept nss.sock connections per process, whatever its number of threads (nss_call.c). Threads
  * beyond it pay a connect per lookup: with 4, eight busy threads got half the lookups/s of one
  * connection each; with 8 they lose nothing, and the daemon's per-uid share (64 at least) still
@@ -53,8 +48,8 @@ struct lk_nss_ent {
 void lk_nss_ent_reset(struct lk_nss_ent *e);
 /* Takes ownership of a PW_LIST / GR_LIST reply body and makes it the current page. Pure (no
  * I/O): the fuzzer calls it. SUCCESS, NOTFOUND (end of list) or UNAVAIL. */
-enum nss_status lk_nss_ent_accept(struct lk_nss_ent *e, uint8_t *body, size_t len,
-                                  uint16_t opcode, int *errnop);
+enum nss_status lk_nss_ent_accept(struct lk_nss_ent *e, uint8_t *body, size_t len, uint16_t opcode,
+                                  int *errnop);
 /* Makes sure the current page has an entry, asking the daemon for the next page when needed. */
 enum nss_status lk_nss_ent_ensure(struct lk_nss_ent *e, uint16_t opcode, int *errnop);
 

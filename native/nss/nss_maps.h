@@ -25,8 +25,8 @@ enum nss_status lk_nss_group_reply(const uint8_t *body, size_t len, uint16_t opc
 /* The next entry of an accepted page (lk_nss_ent_accept), consumed only on SUCCESS. */
 enum nss_status lk_nss_passwd_next(struct lk_nss_ent *e, struct passwd *pw, char *buf,
                                    size_t buflen, int *errnop);
-enum nss_status lk_nss_group_next(struct lk_nss_ent *e, struct group *gr, char *buf,
-                                  size_t buflen, int *errnop);
+enum nss_status lk_nss_group_next(struct lk_nss_ent *e, struct group *gr, char *buf, size_t buflen,
+                                  int *errnop);
 /* initgroups_dyn over one GR_LIST page (lk_nss_ent_accept): consumes the page, appending the
  * gid of every group listing `user` (gid != skip, not yet in [0, *start)) to *groupsp, grown
  * by glibc's rules. SUCCESS (*full = 1 when `limit` stopped it), TRYAGAIN + ENOMEM, or UNAVAIL. */

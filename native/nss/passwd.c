@@ -48,7 +48,8 @@ static enum nss_status lookup(uint16_t opcode, const char *name, uint32_t uid, s
     uint8_t req[LK_REQ_HEADER + 2u + LK_MAX_NAME];
     uint8_t *body;
     size_t len;
-    size_t n = lk_nss_request(req, sizeof req, opcode, name, uid);
+    size_t n = name ? lk_msg_pw_by_name_request(req, sizeof req, name)
+                    : lk_msg_pw_by_uid_request(req, sizeof req, uid);
     if (n == 0)
         return lk_nss_protocol_error(errnop);
     enum nss_status st = lk_nss_ask(req, n, &body, &len, errnop);

@@ -1,22 +1,20 @@
-// Handlers for nss.sock: public passwd/group data and public keys, nothing secret.
+// What nss.sock answers (every opcode the spec gives that socket): public passwd/group data and
+// public keys, nothing secret. priv.sock answers these too (daemon/main.ts). The decisions are
+// the directory's (src/directory); here they become reply frames.
 import { ok, fail, type HandlerResult, type HandlerTable } from '../server/dispatch.js';
-import { Status, Op, LIST_BATCH_BYTES } from '../protocol/generated.js';
+import { Status, Op, LIST_BATCH_BYTES, DAEMON_VERSION } from '../protocol/generated.js';
 import { encodeReply, type Fields } from '../protocol/codec.js';
 import type { Config } from '../config/types.js';
 import type { Lookup } from '../cache/types.js';
 import type { Resolver } from '../directory/resolver.js';
+import { groupEntry, passwdEntry } from '../directory/entries.js';
+import type { LoginIdentity } from '../directory/identity.js';
 import type { CachedUser, GroupEntry, PasswdEntry } from '../types.js';
-
-export const DAEMON_VERSION = '0.1.0';
+import { identityFailure, lookupFailure } from './replies.js';
 
 /** Rough wire size of a passwd record, to fill list pages without encoding twice. */
 function passwdSize(p: PasswdEntry): number {
   return 4 + 4 + 2 * 4 + Buffer.byteLength(p.name) + Buffer.byteLength(p.gecos) + Buffer.byteLength(p.dir) + Buffer.byteLength(p.shell);
-}
-
-function lookupFailure(l: Exclude<Lookup, { status: 'found' }>): HandlerResult {
-  if (l.status === 'notfound') return fail(Status.NOTFOUND);
-  return fail(Status.UNAVAIL, 'user service unavailable');
 }
 
 /** The encoded PW_BY_NAME/PW_BY_UID reply frames of one cached user, for the config they were built with. */
@@ -26,7 +24,7 @@ interface EncodedPasswd { cfg: Config; byOp: Map<number, Buffer> }
 const PAGE_TTL_MS = 1000;
 const MAX_CACHED_PAGES = 1024;
 
-export function publicHandlers(resolver: Resolver, cfg: () => Config, cacheGeneration: () => number = () => NaN): HandlerTable {
+export function nssHandlers(resolver: Resolver, identity: LoginIdentity, cfg: () => Config, cacheGeneration: () => number = () => NaN): HandlerTable {
   // The cache hands out the same object for a user until it changes, so the reply frame can be
   // encoded once and written as it is: a warm hit is then a Map lookup and a write. A new object
   // (refetch) or a reloaded config (home base, shell, gid) makes a new frame.
@@ -38,7 +36,7 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config, cacheGener
     if (!e || e.cfg !== current) { e = { cfg: current, byOp: new Map() }; frames.set(l.user, e); }
     let frame = e.byOp.get(op);
     if (!frame) {
-      frame = encodeReply(op, Status.OK, { entry: resolver.toPasswd(l.user) as unknown as Fields });
+      frame = encodeReply(op, Status.OK, { entry: passwdEntry(current, l.user) as unknown as Fields });
       e.byOp.set(op, frame);
     }
     return { status: Status.OK, frame };
@@ -48,12 +46,13 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config, cacheGener
   // empty page. next_uid is always one past the last uid sent, so paging never repeats.
   const listPage = (startUid: number): Fields => {
     let next = startUid;
+    const current = cfg();
     const entries: PasswdEntry[] = [];
     let size = 16;
     for (;;) {
       const batch = resolver.list(next, 256);
       for (const u of batch) {
-        const p = resolver.toPasswd(u);
+        const p = passwdEntry(current, u);
         const s = passwdSize(p);
         if (size + s > LIST_BATCH_BYTES && entries.length > 0) return { next_uid: next, entries: entries as unknown as Fields[] };
         entries.push(p);
@@ -97,15 +96,15 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config, cacheGener
     },
     // The group reply is a constant of the config (no member list): encoded once per config.
     GR_BY_NAME: (f) => {
-      const g = resolver.group();
+      const g = groupEntry(cfg().users, resolver.local);
       return g && f.name === g.name ? groupReply(Op.GR_BY_NAME, g) : fail(Status.NOTFOUND);
     },
     GR_BY_GID: (f) => {
-      const g = resolver.group();
+      const g = groupEntry(cfg().users, resolver.local);
       return g && f.gid === g.gid ? groupReply(Op.GR_BY_GID, g) : fail(Status.NOTFOUND);
     },
     GR_LIST: (f) => {
-      const g = resolver.group();
+      const g = groupEntry(cfg().users, resolver.local);
       if (!g || (f.start_gid as number) > g.gid) return ok({ next_gid: 0, entries: [] });
       return ok({ next_gid: (g.gid + 1) >>> 0, entries: [{ ...g }] });
     },
@@ -113,6 +112,12 @@ export function publicHandlers(resolver: Resolver, cfg: () => Config, cacheGener
       const l = await resolver.byName(f.name as string, peer.uid);
       if (l.status !== 'found') return lookupFailure(l);
       return ok({ keys: l.user.sshPublicKeys });
+    },
+    // latchkey-authorized-keys: keys only when latchkey serves exactly this name with the uid
+    // NSS resolved (directory/identity.ts).
+    KEYS_FOR_LOGIN: async (f, peer) => {
+      const id = await identity.check(f.name as string, f.uid as number, 'authorized-keys', peer.uid);
+      return id.kind === 'served' ? ok({ keys: id.user.sshPublicKeys }) : identityFailure(id);
     },
   };
 }

@@ -1,6 +1,6 @@
 // Counters and a fixed-bucket latency histogram for `latchkeyctl stats`: constant memory,
 // O(1) per sample, no allocation on the hot path. The snapshot shape is documented in
-// src/answers/admin.ts (stats) and src/cli/help.ts, and drawn by src/cli/cmd-status.ts.
+// src/protocol/admin.ts (stats) and src/cli/help.ts, and drawn by src/cli/cmd-status.ts.
 
 const BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, Infinity];
 

@@ -1,10 +1,15 @@
-// The one way latchkeyctl talks to latchkeyd: an ADMIN frame on priv.sock, a JSON object back.
-// Every failure to get an answer becomes a DaemonUnavailable with a message that says what to
-// do; an answer with {"ok": false} becomes an AdminError carrying the daemon's stable code.
+// The one way latchkeyctl talks to latchkeyd: an ADMIN frame on priv.sock, a JSON object back,
+// checked against the admin protocol (src/protocol/admin.ts) before any command reads it.
+// Every failure to get an answer, or an answer of the wrong shape, becomes a DaemonUnavailable
+// with a message that says what to do or which field was wrong; an answer with {"ok": false}
+// becomes an AdminError carrying the daemon's stable code.
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { encodeRequest, decodeReply, FrameReader } from '../protocol/codec.js';
-import { MAX_REPLY, Status, StatusName } from '../protocol/generated.js';
+import { MAX_REPLY, Op, Status, StatusName } from '../protocol/generated.js';
+import {
+  type AdminCommand, type AdminErrorReply, type AdminOkReply, type AdminRequest, ShapeError, checkAdminReply,
+} from '../protocol/admin.js';
 
 export const DEFAULT_SOCKET_DIR = '/run/latchkey';
 /** Long enough for `lookup --refresh` against a slow upstream and a costly bcrypt in auth-test. */
@@ -18,11 +23,19 @@ export class DaemonUnavailable extends Error {
   }
 }
 
-/** The daemon answered {"ok": false, "code": ..., "error": ...}. */
-export class AdminError extends Error {
-  constructor(readonly code: string, message: string, readonly reply: Record<string, unknown>) {
+/**
+ * The daemon answered {"ok": false, "code": ..., "error": ...} to `cmd` (reply), or refused the
+ * ADMIN frame itself with a frame status (reply null, code the status name in lower case).
+ */
+export class AdminError<C extends AdminCommand = AdminCommand> extends Error {
+  constructor(readonly cmd: C, readonly code: string, message: string, readonly reply: AdminErrorReply<C> | null) {
     super(message);
     this.name = 'AdminError';
+  }
+
+  /** Narrows to the error of one command, whose reply may carry that command's extra fields. */
+  isFor<K extends AdminCommand>(cmd: K): this is AdminError<K> {
+    return (this.cmd as AdminCommand) === cmd;
   }
 }
 
@@ -37,8 +50,6 @@ export function privSocketPath(dir: string): string {
   return join(dir, 'priv.sock');
 }
 
-export type AdminReply = Record<string, unknown> & { ok: boolean };
-
 export interface ClientOptions {
   socketDir: string;
   timeoutMs?: number;
@@ -46,8 +57,8 @@ export interface ClientOptions {
   uid?: number;
 }
 
-/** Sends one ADMIN command and returns the daemon's JSON reply (ok: true), or throws. */
-export async function adminCall(opts: ClientOptions, command: Record<string, unknown>): Promise<AdminReply> {
+/** Sends one ADMIN command and returns the daemon's checked JSON reply (ok: true), or throws. */
+export async function adminCall<C extends AdminCommand>(opts: ClientOptions, command: AdminRequest<C>): Promise<AdminOkReply<C>> {
   const uid = opts.uid ?? process.getuid?.() ?? 0;
   // priv.sock is mode 0600 and the daemon also checks SO_PEERCRED; say so before trying,
   // rather than reporting a bare EACCES.
@@ -60,13 +71,17 @@ export async function adminCall(opts: ClientOptions, command: Record<string, unk
   } catch (e) {
     throw new DaemonUnavailable(`latchkeyd sent a malformed reply on ${path}: ${(e as Error).message}`, 'protocol');
   }
+  // A reply for another request is not an answer to this one (and, OK, would carry other fields).
+  if (reply.opcode !== Op.ADMIN) {
+    throw new DaemonUnavailable(`latchkeyd sent a reply for opcode ${reply.opcode} to an ADMIN request on ${path}`, 'protocol');
+  }
   if (reply.status !== Status.OK) {
     const name = StatusName[reply.status] ?? String(reply.status);
     if (reply.status === Status.UNKNOWN_OPCODE || reply.status === Status.BAD_VERSION) {
       throw new DaemonUnavailable(`latchkeyd on ${path} does not support latchkeyctl (${name}: ${reply.detail}); upgrade latchkeyd`, 'protocol');
     }
     if (reply.status === Status.DENIED) throw new DaemonUnavailable(`latchkeyd refused the request: ${reply.detail || name}`, 'denied');
-    throw new AdminError(name.toLowerCase(), `latchkeyd: ${name}${reply.detail ? ': ' + reply.detail : ''}`, {});
+    throw new AdminError(command.cmd, name.toLowerCase(), `latchkeyd: ${name}${reply.detail ? ': ' + reply.detail : ''}`, null);
   }
   let parsed: unknown;
   try {
@@ -74,11 +89,19 @@ export async function adminCall(opts: ClientOptions, command: Record<string, unk
   } catch {
     throw new DaemonUnavailable(`latchkeyd sent a reply that is not JSON on ${path}`, 'protocol');
   }
-  if (parsed === null || typeof parsed !== 'object' || typeof (parsed as AdminReply).ok !== 'boolean') {
+  if (parsed === null || typeof parsed !== 'object' || typeof (parsed as { ok?: unknown }).ok !== 'boolean') {
     throw new DaemonUnavailable(`latchkeyd sent a reply without "ok" on ${path}`, 'protocol');
   }
-  const r = parsed as AdminReply;
-  if (!r.ok) throw new AdminError(String(r.code ?? 'error'), String(r.error ?? 'the daemon refused the command'), r);
+  let r: ReturnType<typeof checkAdminReply<C>>;
+  try {
+    r = checkAdminReply(command.cmd, parsed);
+  } catch (e) {
+    if (!(e instanceof ShapeError)) throw e;
+    // Printing what did arrive would show "undefined" or a wrong value as if it were the
+    // daemon's answer; a daemon of another version is the likely cause.
+    throw new DaemonUnavailable(`latchkeyd sent a malformed "${command.cmd}" reply on ${path}: ${e.message} (are latchkeyd and latchkeyctl the same version?)`, 'protocol');
+  }
+  if (!r.ok) throw new AdminError(command.cmd, r.code, r.error, r);
   return r;
 }
 

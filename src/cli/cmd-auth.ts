@@ -1,7 +1,8 @@
 // latchkeyctl auth-test NAME: reads a password (no echo on a terminal; first line of stdin
 // otherwise) and asks the daemon to verify it the way pam_latchkey would. The password goes
 // only into the ADMIN frame on priv.sock; it is never printed or kept.
-import { type CommandDef, EXIT_FAIL, EXIT_OK, num, obj, str } from './command.js';
+import { type CommandDef, EXIT_FAIL, EXIT_OK } from './command.js';
+import type { AdminReplyData } from '../protocol/admin.js';
 import { formatHash, formatMs, renderJson, renderPairs } from './format.js';
 import { UsageError, expectPositionals, userArg } from './args.js';
 
@@ -60,7 +61,7 @@ export function readHidden(stdin: NodeJS.ReadStream, prompt: string, write: (s: 
   });
 }
 
-const RESULT_TEXT: Record<string, string> = {
+const RESULT_TEXT: Record<AdminReplyData<'auth-test'>['result'], string> = {
   ok: 'password accepted',
   wrong_password: 'wrong password',
   no_password: 'the user has no password upstream (key login only)',
@@ -80,19 +81,17 @@ export const authTest: CommandDef = {
     if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) throw new UsageError(`password longer than ${MAX_PASSWORD_BYTES} bytes`, 'auth-test');
     const r = await ctx.call({ cmd: 'auth-test', user, password });
     const { ok: _ok, ...json } = r;
-    const result = str(r.result);
-    const hash = r.hash ? obj(r.hash) : null;
     if (ctx.mode === 'json') ctx.out(renderJson(json));
-    else if (ctx.mode === 'tsv') ctx.out(`${user}\t${result}\t${hash ? str(hash.kind) : '-'}\t${str(r.ms)}\n`);
+    else if (ctx.mode === 'tsv') ctx.out(`${user}\t${r.result}\t${r.hash ? r.hash.kind : '-'}\t${r.ms}\n`);
     else {
       ctx.out(renderPairs([
         ['user', user],
-        ['result', `${r.authenticated === true ? 'OK' : 'FAILED'}: ${str(r.reason) !== '-' ? str(r.reason) : RESULT_TEXT[result] ?? result}`],
-        ['hash', formatHash(hash)],
-        ['source', str(r.source)],
-        ['time', formatMs(num(r.ms))],
+        ['result', `${r.authenticated ? 'OK' : 'FAILED'}: ${r.reason || RESULT_TEXT[r.result]}`],
+        ['hash', formatHash(r.hash)],
+        ['source', r.source ?? '-'],
+        ['time', formatMs(r.ms)],
       ], 'table'));
     }
-    return r.authenticated === true ? EXIT_OK : EXIT_FAIL;
+    return r.authenticated ? EXIT_OK : EXIT_FAIL;
   },
 };

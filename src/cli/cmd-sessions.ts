@@ -1,20 +1,19 @@
 // latchkeyctl sessions [NAME] / sessions kill ID|--user NAME.
-import { type CommandDef, type Ctx, EXIT_FAIL, EXIT_OK, arr, num, str } from './command.js';
+import { type CommandDef, type Ctx, EXIT_FAIL, EXIT_OK } from './command.js';
 import { type Column, formatTime, isoUtc, renderJson, renderListing } from './format.js';
 import { UsageError, expectPositionals, userArg } from './args.js';
+import type { SessionInfo } from '../protocol/admin.js';
 
-type Row = Record<string, unknown>;
-
-export function sessionColumns(ctx: Pick<Ctx, 'time'>): Array<Column<Row> & { tsv?: (r: Row) => string }> {
+export function sessionColumns(ctx: Pick<Ctx, 'time'>): Array<Column<SessionInfo> & { tsv?: (r: SessionInfo) => string }> {
   return [
-    { header: 'ID', cell: (r) => str(r.id) },
-    { header: 'USER', cell: (r) => str(r.user) },
-    { header: 'UID', cell: (r) => str(r.uid), right: true },
-    { header: 'SERVICE', cell: (r) => str(r.service) },
-    { header: 'RHOST', cell: (r) => str(r.rhost) || '-' },
-    { header: 'TTY', cell: (r) => str(r.tty) || '-' },
-    { header: 'PID', cell: (r) => str(r.pid), right: true },
-    { header: 'STARTED', cell: (r) => formatTime(num(r.started_at), ctx.time), tsv: (r) => (num(r.started_at) === null ? '-' : isoUtc(num(r.started_at)!)) },
+    { header: 'ID', cell: (r) => r.id },
+    { header: 'USER', cell: (r) => r.user },
+    { header: 'UID', cell: (r) => String(r.uid), right: true },
+    { header: 'SERVICE', cell: (r) => r.service },
+    { header: 'RHOST', cell: (r) => r.rhost || '-' },
+    { header: 'TTY', cell: (r) => r.tty || '-' },
+    { header: 'PID', cell: (r) => String(r.pid), right: true },
+    { header: 'STARTED', cell: (r) => formatTime(r.started_at, ctx.time), tsv: (r) => isoUtc(r.started_at) },
   ];
 }
 
@@ -22,14 +21,14 @@ async function kill(ctx: Ctx, pos: string[], flags: Record<string, string | bool
   const user = typeof flags.user === 'string' ? flags.user : undefined;
   if (user !== undefined && pos.length > 0) throw new UsageError('sessions kill takes an ID or --user NAME, not both', 'sessions');
   if (user === undefined) expectPositionals('sessions kill', pos, 1, 1, 'a session ID or --user NAME');
-  const target = user !== undefined ? { user: userArg(user, 'sessions') } : { id: pos[0]! };
-  if (typeof (target as { user?: unknown }).user === 'number') throw new UsageError('--user takes a NAME', 'sessions');
-  const r = await ctx.call({ cmd: 'kill-session', ...target });
+  const name = user !== undefined ? userArg(user, 'sessions') : undefined;
+  if (typeof name === 'number') throw new UsageError('--user takes a NAME', 'sessions');
+  const r = await ctx.call(name !== undefined ? { cmd: 'kill-session', user: name } : { cmd: 'kill-session', id: pos[0]! });
   const { ok: _ok, ...json } = r;
   if (ctx.mode === 'json') ctx.out(renderJson(json));
-  else if (ctx.mode === 'tsv') ctx.out(`${str(r.ended)}\n`);
-  else ctx.out(`ended ${str(r.ended)} ${r.ended === 1 ? 'session' : 'sessions'}\n`);
-  return num(r.ended) ? EXIT_OK : EXIT_FAIL;
+  else if (ctx.mode === 'tsv') ctx.out(`${r.ended}\n`);
+  else ctx.out(`ended ${r.ended} ${r.ended === 1 ? 'session' : 'sessions'}\n`);
+  return r.ended ? EXIT_OK : EXIT_FAIL;
 }
 
 export const sessions: CommandDef = {
@@ -42,7 +41,7 @@ export const sessions: CommandDef = {
     if (typeof user === 'number') throw new UsageError('sessions lists by user NAME, not uid', 'sessions');
     const r = await ctx.call(user === undefined ? { cmd: 'sessions' } : { cmd: 'sessions', user });
     const { ok: _ok, ...json } = r;
-    ctx.out(renderListing(ctx.mode, arr(r.sessions), sessionColumns(ctx), json));
+    ctx.out(renderListing(ctx.mode, r.sessions, sessionColumns(ctx), json));
     return EXIT_OK;
   },
 };

@@ -1,6 +1,7 @@
 // latchkeyctl status and stats: the daemon's overview and its counters.
 import { DaemonUnavailable } from './client.js';
 import { type CommandDef, type Ctx, EXIT_OK, EXIT_UNAVAILABLE, num, obj, str } from './command.js';
+import type { AdminOkReply, AdminReplyData } from '../protocol/admin.js';
 import {
   bar, flatten, formatBytes, formatDuration, formatMs, formatRatio, formatTime, isoUtc, renderJson,
   renderPairs, renderTable, type TimeStyle,
@@ -10,42 +11,37 @@ import { expectPositionals } from './args.js';
 type Pair = readonly [string, string];
 
 /** Pairs shown for status; TSV gets machine values (bytes, epoch-free ISO times, plain numbers). */
-export function statusPairs(r: Record<string, unknown>, ctx: Pick<Ctx, 'mode' | 'time'>): Pair[] {
+export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' | 'time'>): Pair[] {
   const machine = ctx.mode === 'tsv';
-  const t = (at: unknown): string => (machine ? (num(at) === null ? '-' : isoUtc(num(at)!)) : formatTime(num(at), ctx.time));
-  const sockets = obj(r.sockets);
-  const up = obj(r.upstream);
-  const cache = obj(r.cache);
-  const entries = obj(cache.entries);
-  const lastErr = up.last_error ? obj(up.last_error) : null;
+  const t = (at: number | null): string => (machine ? (at === null ? '-' : isoUtc(at)) : formatTime(at, ctx.time));
+  const { sockets, upstream: up, cache } = r;
+  const { entries } = cache;
+  const lastErr = up.last_error;
   const reachable = up.reachable === true ? 'reachable' : up.reachable === false ? 'unreachable' : 'unknown';
-  const uptime = num(r.uptime_s) ?? 0;
-  const size = num(cache.size_bytes);
   const pairs: Pair[] = [
-    ['daemon', machine ? 'up' : `up (pid ${str(r.pid)}, version ${str(r.version)})`],
-    ['version', str(r.version)],
-    ['pid', str(r.pid)],
-    ['config', str(r.config_file)],
+    ['daemon', machine ? 'up' : `up (pid ${r.pid}, version ${r.version})`],
+    ['version', r.version],
+    ['pid', String(r.pid)],
+    ['config', r.config_file],
     ['started', t(r.started_at)],
-    ['uptime', machine ? String(uptime) : formatDuration(uptime)],
-    ['socket dir', str(sockets.dir)],
-    ['nss socket', str(sockets.nss)],
-    ['priv socket', str(sockets.priv)],
-    ['upstream', machine ? reachable : `${reachable}${num(up.probe_ms) !== null ? ` (probe ${formatMs(num(up.probe_ms))})` : ''}${up.probe_error ? `: ${str(up.probe_error)}` : ''}`],
-    ['upstream url', str(up.by_name_url)],
-    ['last upstream error', lastErr ? (machine ? `${t(lastErr.at)}\t${str(lastErr.message)}` : `${str(lastErr.message)} (${t(lastErr.at)})`) : '-'],
-    ['cache file', str(cache.file)],
-    ['cache size', machine ? str(size) : formatBytes(size)],
+    ['uptime', machine ? String(r.uptime_s) : formatDuration(r.uptime_s)],
+    ['socket dir', sockets.dir],
+    ['nss socket', sockets.nss],
+    ['priv socket', sockets.priv],
+    ['upstream', machine ? reachable : `${reachable}${up.probe_ms !== null ? ` (probe ${formatMs(up.probe_ms)})` : ''}${up.probe_error ? `: ${up.probe_error}` : ''}`],
+    ['upstream url', up.by_name_url],
+    ['last upstream error', lastErr ? (machine ? `${t(lastErr.at)}\t${lastErr.message}` : `${lastErr.message} (${t(lastErr.at)})`) : '-'],
+    ['cache file', cache.file],
+    ['cache size', machine ? String(cache.size_bytes) : formatBytes(cache.size_bytes)],
     ['entries', machine
-      ? `${str(entries.fresh)}\t${str(entries.stale)}\t${str(entries.expired)}\t${str(entries.negative)}`
-      : `${str(entries.fresh)} fresh, ${str(entries.stale)} stale, ${str(entries.expired)} expired, ${str(entries.negative)} negative`],
-    ['hit ratio', machine ? (num(cache.hit_ratio) === null ? '-' : String(num(cache.hit_ratio))) : formatRatio(num(cache.hit_ratio))],
-    ['open sessions', str(obj(r.sessions).open)],
+      ? `${entries.fresh}\t${entries.stale}\t${entries.expired}\t${entries.negative}`
+      : `${entries.fresh} fresh, ${entries.stale} stale, ${entries.expired} expired, ${entries.negative} negative`],
+    ['hit ratio', machine ? str(cache.hit_ratio) : formatRatio(cache.hit_ratio)],
+    ['open sessions', String(r.sessions.open)],
   ];
   // Weakened settings (insecure_http, insecure_tls) are shown every time, never only in a log
   // an admin may not read; no line at all when there are none.
-  const insecure = Array.isArray(r.insecure) ? r.insecure.map(str) : [];
-  if (insecure.length > 0) pairs.push(['insecure', insecure.join(machine ? '\t' : '; ')]);
+  if (r.insecure.length > 0) pairs.push(['insecure', r.insecure.join(machine ? '\t' : '; ')]);
   // The summary line already carries version and pid on a terminal.
   return machine ? pairs.filter(([k]) => k !== 'daemon') : pairs.filter(([k]) => k !== 'version' && k !== 'pid');
 }
@@ -53,7 +49,7 @@ export function statusPairs(r: Record<string, unknown>, ctx: Pick<Ctx, 'mode' | 
 export const status: CommandDef = {
   async run(ctx, pos) {
     expectPositionals('status', pos, 0, 0, 'no arguments');
-    let r: Record<string, unknown>;
+    let r: AdminOkReply<'status'>;
     try {
       r = await ctx.call({ cmd: 'status' });
     } catch (e) {
@@ -99,22 +95,29 @@ export function asHistogram(v: unknown): Histogram | null {
   };
 }
 
+/** Any JSON value as text: "-" for null or absent. */
+const cell = (v: unknown): string => (v === null || v === undefined ? '-' : String(v));
+
 /** One counter cell: fractions to two places, lists (e.g. locked users) as "a 120, b 30" or "-". */
 export function statValue(v: unknown): string {
   if (typeof v === 'number' && !Number.isInteger(v)) return v.toFixed(2);
   if (Array.isArray(v)) {
     if (v.length === 0) return '-';
-    return v.map((item) => (item !== null && typeof item === 'object' ? Object.values(item).map(str).join(' ') : str(item))).join(', ');
+    return v.map((item) => (item !== null && typeof item === 'object' ? Object.values(item).map(cell).join(' ') : cell(item))).join(', ');
   }
-  return str(v);
+  return cell(v);
 }
 
-/** Counter lines, with histograms drawn as bars underneath on a terminal. */
-export function renderStats(r: Record<string, unknown>, mode: 'table' | 'tsv', time: TimeStyle): string {
+/**
+ * Counter lines, with histograms drawn as bars underneath on a terminal. Apart from since and
+ * uptime_s it walks whatever counters the (already checked) reply holds, so a counter the daemon
+ * adds is shown without a change here.
+ */
+export function renderStats(r: { since?: number; uptime_s?: number; [counter: string]: unknown }, mode: 'table' | 'tsv', time: TimeStyle): string {
   const { ok: _ok, since, uptime_s: uptime, ...rest } = r;
   const counters: Array<[string, string]> = [];
-  if (since !== undefined) counters.push(['since', mode === 'tsv' ? (num(since) === null ? '-' : isoUtc(num(since)!)) : formatTime(num(since), time)]);
-  if (uptime !== undefined) counters.push(['uptime', mode === 'tsv' ? str(uptime) : formatDuration(num(uptime) ?? 0)]);
+  if (since !== undefined) counters.push(['since', mode === 'tsv' ? isoUtc(since) : formatTime(since, time)]);
+  if (uptime !== undefined) counters.push(['uptime', mode === 'tsv' ? String(uptime) : formatDuration(uptime)]);
   const histograms: Array<[string, Histogram]> = [];
   const walk = (v: unknown, key: string): void => {
     const h = asHistogram(v);

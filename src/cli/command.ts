@@ -1,7 +1,7 @@
 // What every latchkeyctl command gets: parsed options, output mode and time style, a way to
 // call the daemon, and stdout/stderr writers. Commands return an exit code and never exit.
 import type { GlobalOptions } from './args.js';
-import type { AdminReply } from './client.js';
+import type { AdminCommand, AdminOkReply, AdminRequest } from '../protocol/admin.js';
 import type { OutputMode, TimeStyle } from './format.js';
 
 export const EXIT_OK = 0;
@@ -15,8 +15,8 @@ export interface Ctx {
   global: GlobalOptions;
   mode: OutputMode;
   time: TimeStyle;
-  /** sends one admin command; throws DaemonUnavailable or AdminError */
-  call(command: Record<string, unknown>): Promise<AdminReply>;
+  /** sends one admin command, returns its checked reply; throws DaemonUnavailable or AdminError */
+  call<C extends AdminCommand>(command: AdminRequest<C>): Promise<AdminOkReply<C>>;
   out(text: string): void;
   err(text: string): void;
   /** stdin, for auth-test */
@@ -30,16 +30,15 @@ export interface CommandDef {
   run(ctx: Ctx, positionals: string[], flags: Record<string, string | boolean>): Promise<number>;
 }
 
-/** Narrowing helpers for the daemon's JSON: the reply is trusted in shape, but not blindly. */
+/** A value as a cell: "-" for null or absent (replies are checked, so nothing else is odd). */
+export function str(v: string | number | boolean | null | undefined): string {
+  return v === null || v === undefined ? '-' : String(v);
+}
+
+/** Helpers for the shape-agnostic counter walk of `stats` (cmd-status.ts), which reads JSON it does not name. */
 export function num(v: unknown): number | null {
   return typeof v === 'number' && Number.isFinite(v) ? v : null;
 }
-export function str(v: unknown): string {
-  return typeof v === 'string' ? v : v === null || v === undefined ? '-' : String(v);
-}
 export function obj(v: unknown): Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-}
-export function arr(v: unknown): Record<string, unknown>[] {
-  return Array.isArray(v) ? v.map(obj) : [];
 }

@@ -1,5 +1,5 @@
 // latchkeyctl --help texts: one per command, each with examples and the --json field names.
-// The field names are the daemon's admin API (src/answers/admin.ts) and are stable.
+// The field names are the daemon's admin API (typed in src/protocol/admin.ts) and are stable.
 
 export const MAIN_HELP = `usage: latchkeyctl [--socket-dir DIR] [--json] [--utc] COMMAND [ARGS]
 
@@ -62,7 +62,8 @@ examples:
   upstream {by_name_url, by_uid_url, reachable, probe_ms, probe_error, last_error {message, at} | null},
   cache {file, size_bytes, ttl_s, negative_ttl_s, stale_grace_s,
          entries {fresh, stale, expired, negative, total}, hit_ratio (0..1 or null)},
-  sessions {open}
+  sessions {open},
+  insecure [TEXT]   (weakened settings in effect, e.g. insecure_http; [] when none)
   (times are epoch milliseconds; when the daemon is down: {"daemon": "down", "error": "..."})
 `,
   users: `usage: latchkeyctl users [--stale] [--negative] [--json] [--utc]
@@ -81,6 +82,7 @@ examples:
   sudo latchkeyctl users | cut -f1          # names, one per line
 
 --json fields:
+  now,
   users [{name, uid, upstream_uid, gid, fetched_at, expires_at, state, keys, has_password,
           home, home_exists}]
   negative [{key, kind ("name"|"uid"), fetched_at, expires_at}]   (with --negative)
@@ -177,8 +179,10 @@ examples:
   lookups {hit, miss, stale, negative, rule, unavail, notfound}, hit_ratio (0..1 or null)
     hit: fresh from cache; negative: a cached "no such user"; miss: went upstream; stale: served
     an expired entry because upstream failed; rule: refused by the name/uid rule; unavail: no answer
-  upstream {found, notfound, error, background_refresh}
-  upstream_latency {count, mean_ms, p50_ms, p99_ms, max_ms, buckets {le_1ms, le_2ms, ... le_5000ms, +inf}}
+  upstream {found, notfound, error, background_refresh, busy, late}
+    busy: lookups refused an upstream slot (per-uid rate, queue); late: answered "unavailable" at
+    the answer deadline while the request went on
+  upstream_latency {count, sum_ms, mean_ms, p50_ms, p99_ms, max_ms, buckets {le_1ms, le_2ms, ... le_5000ms, +inf}}
   verify {by_kind {KIND {ok, failed, avg_ms}}, unknown_user, throttled}
     KIND: bcrypt, md5crypt, sha256crypt, sha512crypt, yescrypt, des, none, unknown
   throttle {trackedUsers, trackedHosts, lockedUsers [{user, retryAfterSec}],

@@ -12,14 +12,14 @@ import { sessions } from './cmd-sessions.js';
 import { throttle } from './cmd-throttle.js';
 import { authTest } from './cmd-auth.js';
 import { checkConfig } from './cmd-config.js';
-import { DAEMON_VERSION } from '../answers/nss.js';
+import { DAEMON_VERSION } from '../protocol/generated.js';
 
 const COMMANDS: Record<string, CommandDef> = {
   status, users, show, lookup, invalidate, flush, sessions, stats,
   'check-config': checkConfig, 'auth-test': authTest, throttle,
 };
 
-/** Daemon error codes (admin.ts) → exit codes. */
+/** Daemon error codes (src/protocol/admin.ts) → exit codes. */
 function exitForAdminCode(code: string): number {
   return code === 'bad_request' ? EXIT_USAGE : EXIT_FAIL;
 }
@@ -86,7 +86,7 @@ export async function run(argv: readonly string[], io: IO = processIO()): Promis
       return EXIT_UNAVAILABLE;
     }
     if (e instanceof AdminError) {
-      io.err(`latchkeyctl: ${command === 'lookup' ? describeLookupFailure(e) : e.message}\n`);
+      io.err(`latchkeyctl: ${e.isFor('lookup') ? describeLookupFailure(e) : e.message}\n`);
       return exitForAdminCode(e.code);
     }
     io.err(`latchkeyctl: unexpected error: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -49,6 +49,7 @@ interface Def<T> {
   fmt?(v: T): string | null;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: each entry has its own value type; section() only ever passes an entry's parse() result to the same entry's set().
 function section(name: Section, defs: Def<any>[]): KeySpec[] {
   return defs.map((d) => ({
     section: name,

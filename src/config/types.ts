@@ -30,7 +30,7 @@ export interface UpstreamConfig {
 }
 
 export interface CacheConfig {
-  /** SQLite file, on tmpfs/ramfs — db_path */
+  /** SQLite file, on tmpfs/ramfs — db_path. The sessions keep their own file, sessions.db, in the same directory (sessions/store.ts). */
   dbPath: string;
   /** seconds a positive entry is fresh — cache_ttl */
   ttlSec: number;

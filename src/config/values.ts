@@ -118,7 +118,7 @@ export function parseEndpoint(raw: string, placeholder: '%s' | '%u'): string {
     throw new ValueProblem('must not contain credentials; use [upstream] username/password or secrets_file');
   }
   if (url.hash) throw new ValueProblem('must not contain a #fragment');
-  // Review fix: a user name must only ever change the path or query. With the placeholder (or
+  // A user name must only ever change the path or query. With the placeholder (or
   // the append point) in the host part — `https://users.example.org` without a path, or
   // `https://%s.example.org/` — a name chosen by any local user (`getent passwd x.evil.net`)
   // would pick the host that receives the upstream credentials.

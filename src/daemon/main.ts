@@ -11,14 +11,17 @@ import { listenAll, type Listening } from '../server/sockets.js';
 import type { HandlerTable } from '../server/dispatch.js';
 import { log, setLogLevel } from '../log.js';
 import { LatchkeyError } from '../errors.js';
-import { publicHandlers, DAEMON_VERSION } from '../answers/nss.js';
-import { authHandlers, AuthStats } from '../answers/auth.js';
+import { nssHandlers } from '../answers/nss.js';
+import { DAEMON_VERSION } from '../protocol/generated.js';
+import { authHandlers, AuthStats } from '../answers/priv-auth.js';
+import { sessionHandlers } from '../answers/priv-session.js';
 import { SwappableSource } from './swappable-source.js';
-import { sessionHandlers, SessionRegistry } from '../sessions/registry.js';
-import { adminHandlers } from '../answers/admin.js';
+import { SessionRegistry } from '../sessions/registry.js';
+import { SessionStore, sessionStorePath } from '../sessions/store.js';
+import { LoginIdentity } from '../directory/identity.js';
+import { adminHandlers } from '../answers/admin/index.js';
 import { sshdFactsForDaemon } from '../sshdconf/deploy.js';
 import type { SshdFacts } from '../sshdconf/checks.js';
-import { loginHandlers } from '../answers/login.js';
 
 const USAGE = `usage: latchkeyd [--config FILE] [--check]
   --config FILE  configuration (default /etc/latchkey/latchkey.conf; a LocalEGA auth.conf works too)
@@ -61,13 +64,17 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   const resolver = new Resolver(cache, source, () => cfg);
   const throttle = new Throttle(() => cfg.pam);
   const authStats = new AuthStats();
-  const sessions = new SessionRegistry(cache.db, () => cfg);
+  // The sessions' own versioned file beside the cache; the first start after an upgrade takes
+  // over the open sessions the cache file held.
+  const sessionStore = SessionStore.open(sessionStorePath(cfg.cache.dbPath), { importFrom: cfg.cache.dbPath });
+  const sessions = new SessionRegistry(sessionStore, () => cfg);
+  const identity = new LoginIdentity(resolver);
 
-  const nss: HandlerTable = { ...publicHandlers(resolver, () => cfg, () => cache.generation), ...loginHandlers(resolver, () => cfg) };
+  const nss: HandlerTable = nssHandlers(resolver, identity, () => cfg, () => cache.generation);
   let listening: Listening | null = null;
   const priv: HandlerTable = {
     ...nss,
-    ...authHandlers(resolver, cache, throttle, authStats),
+    ...authHandlers(resolver, identity, throttle, authStats, () => cfg),
     ...sessionHandlers(sessions, resolver, () => cfg, undefined, () => sshd),
     ...adminHandlers({
       version: DAEMON_VERSION, startedAt, config: () => cfg, configFile,
@@ -83,8 +90,8 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     nssHandlers: () => nss,
     privHandlers: () => priv,
   });
-  // Review fix: an exception in a timer callback is an uncaughtException, which exits the
-  // daemon; a failing sweep (e.g. SQLITE_FULL on the tmpfs) must cost only that sweep.
+  // An exception in a timer callback is an uncaughtException, which exits the daemon; a
+  // failing sweep (e.g. SQLITE_FULL on the tmpfs) must cost only that sweep.
   const sweep = setInterval(() => {
     try { sessions.sweep(); } catch (e) { log('error', 'sessions.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
     try { resolver.sweep(); } catch (e) { log('error', 'cache.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
@@ -99,9 +106,9 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       next = loadConfig(configFile);
       nextSshd = sshdFactsForDaemon(next);
       checkHomeBase(next);
-      // Review fix: the client constructor reads cacertfile/certfile/keyfile and throws a
-      // ConfigError when one is unreadable. Outside this try that throw escaped the SIGHUP
-      // listener as an uncaughtException and killed the daemon; now the old config is kept.
+      // The client constructor reads cacertfile/certfile/keyfile and throws a ConfigError when
+      // one is unreadable: inside this try, so a bad reload keeps the old config instead of
+      // killing the daemon with an uncaughtException from the SIGHUP listener.
       client = new RestUserSource(next.upstream, next.users);
     } catch (e) {
       log('error', 'config.reload_failed', { file: configFile, error: e instanceof Error ? e.message : String(e), kept: 'previous config' });
@@ -138,6 +145,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       process.off('SIGHUP', reload);
       await listening!.close();
       await source.close();
+      sessionStore.close();
       cache.close();
       log('info', 'daemon.stopped', { pid: process.pid });
     },

@@ -7,11 +7,11 @@ export class SwappableSource implements UserSource {
   private readonly retiring = new Map<UserSource, NodeJS.Timeout>();
   constructor(private current: UserSource) {}
   /**
-   * Makes `next` the client for new requests. Review fix: the old client used to be closed at
-   * once by the caller, which aborts its in-flight requests: every lookup (and login) running
-   * during a SIGHUP failed, and the abort (an UpstreamError 'connect') also made the resolver
-   * stop asking upstream for UNREACHABLE_HOLDOFF_MS. Now the old client is closed only after
-   * `graceMs` (its request deadline: no request of its can still be running then).
+   * Makes `next` the client for new requests. The old client is closed only after `graceMs` (its
+   * request deadline: no request of its can still be running then): closing it at once would
+   * abort its in-flight requests, failing every lookup (and login) running during a SIGHUP, and
+   * the abort (an UpstreamError 'connect') would make the resolver stop asking upstream for
+   * UNREACHABLE_HOLDOFF_MS.
    */
   swap(next: UserSource, graceMs = 0): UserSource {
     const old = this.current;

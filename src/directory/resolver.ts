@@ -1,5 +1,6 @@
-// The one cache state machine: every lookup goes rules → cache → (single-flight) upstream → cache,
-// and every rule about what may be served lives here (freshness decisions in policy.ts).
+// The directory's core: the one cache state machine. Every lookup goes rules → cache →
+// (single-flight, scheduled) upstream → cache, and this file decides what may be served
+// (freshness decisions in cache/policy.ts, the entries built in entries.ts).
 //
 //   refused by the name/uid rules, or a local account / deny-list name / local uid
 //                        → notfound ('rule'), nothing asked upstream (users/local.ts)
@@ -12,15 +13,15 @@
 import type { UserCache, NegativeKey } from '../cache/db.js';
 import type { UserSource } from '../upstream/types.js';
 import type { Config } from '../config/types.js';
-import type { CachedUser, GroupEntry, PasswdEntry } from '../types.js';
+import type { CachedUser } from '../types.js';
 import type { Lookup } from '../cache/types.js';
 import { classify, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from '../cache/policy.js';
 import { SingleFlight } from '../cache/singleflight.js';
 import { ResolverStats } from '../cache/stats.js';
 import { nameProblem, localUidAllowed } from '../users/rules.js';
 import { LocalAccounts } from '../users/local.js';
-import { homePath } from '../homes/home.js';
 import { UpstreamError } from '../errors.js';
+import { checkAnswer } from '../upstream/validate.js';
 import { UpstreamScheduler, SchedulerBusy, type Lane, type SchedulerLimits } from '../upstream/scheduler.js';
 import { ANSWER_DEADLINE_MS } from '../protocol/generated.js';
 import { log, logLimited, LogOnce } from '../log.js';
@@ -95,7 +96,11 @@ export class Resolver {
     return localUidAllowed(uid, this.cfg().users) && !this.local.uidIsLocal(uid);
   }
 
-  /** `peerUid`: who asked (SO_PEERCRED), for the fairness of never-seen names; 0 for root and the daemon itself. */
+  /**
+   * `peerUid`: who asked (SO_PEERCRED), for the fairness of never-seen names; 0 for root and the
+   * daemon itself. The name rule and the host's own names are checked here, once: a name that
+   * passes is asked upstream as it is, and a reply must carry exactly it (upstream/validate.ts).
+   */
   async byName(name: string, peerUid = 0): Promise<Lookup> {
     if (nameProblem(name, this.cfg().users) !== null) return this.refused();
     const local = this.local.nameReason(name);
@@ -118,8 +123,9 @@ export class Resolver {
 
 
   /**
-   * Asks upstream now, whatever the cache holds (PAM account phase, `latchkeyctl lookup --refresh`).
-   * A request already in flight for the name is shared: it started no earlier than this call.
+   * Asks upstream, whatever the cache holds (`latchkeyctl lookup --refresh`). A request already in
+   * flight for the name is joined rather than a second one started, so the answer may come from a
+   * request sent shortly before this call (at most the answer deadline earlier).
    */
   async refreshByName(name: string): Promise<Lookup> {
     if (!this.nameAllowed(name)) return this.refused();
@@ -132,6 +138,11 @@ export class Resolver {
   private refused(): Lookup {
     this.stats.lookups.rule++;
     return { status: 'notfound', source: 'rule' };
+  }
+
+  /** Whether the cache holds a row for this name, servable or not (the account check's "known before"). */
+  isCached(name: string): boolean {
+    return this.cache.getByName(name) !== null;
   }
 
   /** A cached entry counts only if it still passes the rules: the config may have been reloaded. */
@@ -251,16 +262,19 @@ export class Resolver {
     let outcome: Outcome;
     let errorKind: string | undefined;
     try {
-      const r = byUid
-        ? await this.source.fetchByUid(Number(value) - cfg.users.uidShift)
-        : await this.source.fetchByName(value);
+      const upstreamUid = Number(value) - cfg.users.uidShift;
+      const r = byUid ? await this.source.fetchByUid(upstreamUid) : await this.source.fetchByName(value);
       const now = this.now();
       if (r.kind === 'found') {
+        // "The reply is for what was asked, within the name and uid rules" has one owner,
+        // upstream/validate.ts: the REST client ran it on the reply (validated); any other
+        // source's record goes through the same function here.
+        if (!r.validated) checkAnswer(r.user, byUid ? { upstreamUid } : { name: value }, cfg.users);
         const user: CachedUser = {
           ...r.user, uid: r.user.upstreamUid + cfg.users.uidShift,
           fetchedAt: now, expiresAt: now + cfg.cache.ttlSec * 1000,
         };
-        this.checkFetched(user, byUid ? { uid: Number(value) } : { name: value });
+        this.checkNotLocal(user, byUid);
         if (!byUid) await this.checkUidOwner(user);
         else {
           // The by-uid endpoint is the authority on a uid: a different cached name for it is
@@ -308,24 +322,17 @@ export class Resolver {
   }
 
   /**
-   * The upstream client validates records, but the cache must not depend on it: a record for
-   * another name or uid than asked would answer one user's lookup with another's identity.
+   * A fetched record must not be one of the host's own accounts. What was asked passed these
+   * checks before the request (byName: the name, byUid: the uid); what the reply adds is checked
+   * here: the uid of a record fetched by name, the name of a record fetched by uid.
    */
-  private checkFetched(u: CachedUser, asked: { name: string } | { uid: number }): void {
-    if ('name' in asked && u.username !== asked.name) {
-      throw new Error(`upstream answered ${JSON.stringify(u.username)} when asked for ${JSON.stringify(asked.name)}`);
-    }
-    if ('uid' in asked && u.uid !== asked.uid) {
-      throw new Error(`upstream answered uid ${u.uid - this.cfg().users.uidShift} when asked for ${asked.uid - this.cfg().users.uidShift}`);
-    }
-    if (nameProblem(u.username, this.cfg().users) !== null) throw new Error(`upstream user name ${JSON.stringify(u.username)} breaks the name rule`);
-    if (!localUidAllowed(u.uid, this.cfg().users)) throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, outside the allowed uid range`);
-    const local = this.local.nameReason(u.username);
+  private checkNotLocal(u: CachedUser, byUid: boolean): void {
+    const local = byUid ? this.local.nameReason(u.username) : null;
     if (local !== null) {
       this.once.log(`collide-name:${u.username}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: local, fix: 'the upstream record uses a name the host keeps for itself; it is never served' });
       throw new Error(`upstream user name ${u.username} is a ${local === 'deny list' ? 'denied name ([users] deny_names)' : local}; refused`);
     }
-    const owner = this.local.uidOwner(u.uid);
+    const owner = byUid ? null : this.local.uidOwner(u.uid);
     if (owner !== null) {
       this.once.log(`collide-uid:${u.uid}`, 'warn', 'upstream.collision', { name: u.username, uid: u.uid, with: 'local account uid', local_account: owner, fix: 'check ega_uid_shift / min_uid: shifted upstream uids must not reach local uids' });
       throw new Error(`upstream user ${u.username} maps to local uid ${u.uid}, which the local account ${owner} has; refused`);
@@ -386,29 +393,10 @@ export class Resolver {
     if (this.used.size > 0) {
       const names = [...this.used];
       this.used.clear();
-      // One transaction for the batch: a touch per hit would be a WAL write (~10 µs) per lookup.
-      this.cache.db.transaction(() => { for (const name of names) this.cache.touch(name, now); })();
+      this.cache.touchAll(names, now);
     }
     for (const [key, at] of this.refreshFailedAt) if (now - at >= REFRESH_RETRY_MS) this.refreshFailedAt.delete(key);
     // 'dead' in policy terms: expired at least staleGraceSec ago, never servable again.
     return this.cache.purgeNegatives(now) + this.cache.removeExpiredBefore(now - cfg.staleGraceSec * 1000);
-  }
-
-  /** Public passwd fields. Home and shell come from config, never from upstream. */
-  toPasswd(u: CachedUser): PasswdEntry {
-    const c = this.cfg();
-    return { name: u.username, uid: u.uid, gid: c.users.gid, gecos: u.gecos, dir: homePath(c.homes, u.username), shell: c.users.shell };
-  }
-
-  /**
-   * The one group, or null when the host's group file has its name or gid (then `files` answers
-   * for it and latchkey must not contradict it). No member list: every latchkey user has it as
-   * primary group, which getgrouplist(3) and sshd's Match Group see without one, while a listed
-   * name would also make a *local* account of that name a member (initgroups by name).
-   */
-  group(): GroupEntry | null {
-    const u = this.cfg().users;
-    if (this.local.groupIsLocal(u.groupName, u.gid)) return null;
-    return { name: u.groupName, gid: u.gid, members: [] };
   }
 }

@@ -2,6 +2,8 @@
 /* eslint-disable */
 
 export const PROTO_VERSION = 1;
+/** The release, from package.json "version": latchkeyd --version, latchkeyctl version, PING. */
+export const DAEMON_VERSION = '0.1.0';
 export const REQ_HEADER = 8;
 export const REPLY_HEADER = 10;
 /** largest request frame after the length field */
@@ -14,10 +16,12 @@ export const MAX_NSS_REPLY = 262144;
 export const MAX_NAME = 32;
 /** the daemon fills a PW_LIST/GR_LIST reply up to about this many bytes */
 export const LIST_BATCH_BYTES = 65536;
-/** how long a shim waits for a reply by default (LATCHKEY_NSS_TIMEOUT_MS may lengthen it); always longer than ANSWER_DEADLINE_MS */
+/** how long a shim waits for a reply by default (LATCHKEY_CLIENT_TIMEOUT_MS, or its older name LATCHKEY_NSS_TIMEOUT_MS, may lengthen it for the NSS module, the PAM module and latchkey-authorized-keys alike); always longer than ANSWER_DEADLINE_MS */
 export const CLIENT_TIMEOUT_MS = 5000;
 /** the daemon answers every lookup within this (or request_timeout, if shorter): UNAVAIL when the user service has not answered yet, so the caller sees the daemon's answer, not its own timeout; the fetch goes on and its result is cached */
 export const ANSWER_DEADLINE_MS = 4500;
+/** the only key types latchkey serves for sshd (upstream validation in TS, latchkey-authorized-keys in C); every other type, ssh-dss included (disabled in OpenSSH since 7.0), is refused at upstream validation and never cached. Certificate types are left out on purpose */
+export const SSH_KEY_TYPES: ReadonlyArray<string> = ['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'sk-ssh-ed25519@openssh.com', 'sk-ecdsa-sha2-nistp256@openssh.com'];
 
 export const Status = {
   /** success; the listed reply payload follows */
@@ -88,7 +92,7 @@ export const Op = {
   KEYS_BY_NAME: 48,
   /** latchkey-authorized-keys: the user's public keys, only when latchkey serves name with exactly uid (the identity sshd resolved through NSS); NOTFOUND for a name it does not serve with that uid (local account, deny list, unknown, uid mismatch) */
   KEYS_FOR_LOGIN: 49,
-  /** verify a password; OK, AUTH_FAILED (wrong or no password), NOTFOUND, THROTTLED or UNAVAIL, all in the same time */
+  /** verify a password; OK, AUTH_FAILED (wrong or no password), NOTFOUND, THROTTLED or UNAVAIL. OK, AUTH_FAILED and NOTFOUND each cost one password hash (a dummy one when there is no hash to check), so the hashing time does not tell them apart; the user lookup before it may wait on the user service. THROTTLED is answered before any lookup or hash, so it is fast; UNAVAIL comes when the user service or a hash slot did not answer within ANSWER_DEADLINE_MS, or at once when the caller's address already has too many checks running */
   AUTH_PASSWORD: 256,
   /** account check at login; refreshes an expired entry from upstream first. NOTFOUND means the user is not managed by latchkey */
   ACCT_MGMT: 257,
@@ -98,7 +102,7 @@ export const Op = {
   SESSION_CLOSE: 259,
   /** pam_latchkey, before any other request of a phase: OK when latchkey serves user with exactly uid (what NSS resolved, the identity the application will use), with the configured password prompt; NOTFOUND when it does not (local account, deny list, unknown upstream, uid mismatch): the module then leaves the user to the rest of the stack; UNAVAIL when it cannot tell */
   LOGIN_CHECK: 260,
-  /** latchkeyctl: a JSON command object in, a JSON result object out (see src/daemon/admin.ts) */
+  /** latchkeyctl: a JSON command object in, a JSON result object out; the commands and results are typed in src/protocol/admin.ts, shared by the daemon and the CLI */
   ADMIN: 512,
 } as const;
 export type OpName = keyof typeof Op;

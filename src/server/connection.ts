@@ -63,7 +63,7 @@ export function serveConnection(sock: Socket, peer: Peer, opts: ConnectionOption
         const body = queue.shift()!;
         const reply = await dispatch(body, peer, opts.handlers());
         if (!closed && !sock.write(reply)) {
-          // Review fix: a peer that sends requests but never reads its replies would otherwise
+          // A peer that sends requests but never reads its replies would otherwise
           // make the daemon buffer every reply (up to MAX_NSS_REPLY each for a few request bytes
           // on the world-connectable nss.sock) without bound. Stop reading its requests until the
           // replies already written have drained; the 64-frame queue cap then bounds the rest.

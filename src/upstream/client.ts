@@ -1,6 +1,8 @@
 // The REST client for the upstream user service (CentralEGA or anything speaking its format).
-// One keep-alive connection pool, a hard deadline per request, a capped body, a cap on requests
-// in flight, and errors sorted into kinds the cache can act on (serve stale vs. "not found").
+// One keep-alive connection pool of max_concurrent connections, a hard deadline per request, a
+// capped body, and errors sorted into kinds the cache can act on (serve stale vs. "not found").
+// Which lookup may send a request when is not decided here: the directory runs every fetch in a
+// slot of the UpstreamScheduler (upstream/scheduler.ts), the one limit on requests in flight.
 
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -11,7 +13,6 @@ import { ConfigError, UpstreamError } from '../errors.js';
 import { log } from '../log.js';
 import type { FetchResult, UserSource } from './types.js';
 import { parseUserReply } from './validate.js';
-import { Semaphore } from './semaphore.js';
 import { nameProblem, upstreamUidProblem } from '../users/rules.js';
 
 type LookupKind = 'name' | 'uid';
@@ -25,7 +26,6 @@ const USER_AGENT = 'latchkey/0.1';
 
 export class RestUserSource implements UserSource {
   private readonly agent: Agent;
-  private readonly slots: Semaphore;
   private readonly authHeader: string | null;
   private readonly secrets: string[];
   private last: { message: string; at: number } | null = null;
@@ -37,7 +37,6 @@ export class RestUserSource implements UserSource {
   constructor(private readonly cfg: UpstreamConfig, private readonly users: UsersConfig) {
     this.nameOrigin = checkUrl(cfg.byNameUrl, '%s', 'cega_endpoint_username');
     this.uidOrigin = checkUrl(cfg.byUidUrl, '%u', 'cega_endpoint_uid');
-    this.slots = new Semaphore(Math.max(1, cfg.maxConcurrent));
 
     if (cfg.basicAuth) {
       const token = Buffer.from(`${cfg.basicAuth.user}:${cfg.basicAuth.password}`, 'utf8').toString('base64');
@@ -77,8 +76,8 @@ export class RestUserSource implements UserSource {
       return { kind: 'notfound' };
     }
     const url = expandUrl(this.cfg.byNameUrl, '%s', encodeURIComponent(name));
-    // Review fix, defence in depth (the config parser refuses such URLs): a name must never
-    // decide which host gets the credentials.
+    // Defence in depth (the config parser refuses such URLs): a name must never decide which
+    // host gets the credentials.
     if (url.origin !== this.nameOrigin) {
       throw new UpstreamError('invalid', `lookup by name ${JSON.stringify(name)}: the expanded URL leaves ${this.nameOrigin}; put %s in the path of the endpoint URL`);
     }
@@ -104,8 +103,8 @@ export class RestUserSource implements UserSource {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.slots.rejectAll(new UpstreamError('connect', 'upstream client closed'));
-    // destroy, not close: a hung upstream must not hold up daemon shutdown.
+    // destroy, not close: a hung upstream must not hold up daemon shutdown. Requests still
+    // waiting for a connection fail with UND_ERR_DESTROYED ("upstream client closed").
     await this.agent.destroy();
   }
 
@@ -118,16 +117,14 @@ export class RestUserSource implements UserSource {
     const started = performance.now();
     const ac = new AbortController();
     let timedOut = false;
-    // One deadline covers waiting for a slot, connecting, headers and body.
+    // One deadline covers waiting for a pooled connection, connecting, headers and body.
     const timer = setTimeout(() => {
       timedOut = true;
       ac.abort(new UpstreamError('timeout', `no complete reply within ${this.cfg.requestTimeoutMs} ms`));
     }, this.cfg.requestTimeoutMs);
-    let release: (() => void) | undefined;
     let status: number | undefined;
     try {
       if (this.closed) throw new UpstreamError('connect', 'upstream client closed');
-      release = await this.slots.acquire(ac.signal);
       const headers: Record<string, string> = { accept: 'application/json', 'user-agent': USER_AGENT };
       if (this.authHeader) headers.authorization = this.authHeader;
       // undici's dispatcher API does not follow redirects, so credentials never leave this origin.
@@ -148,7 +145,7 @@ export class RestUserSource implements UserSource {
           throw tooLarge(this.cfg.maxBodyBytes, `declares ${declared} bytes`);
         }
         const bytes = await readCapped(body, this.cfg.maxBodyBytes);
-        result = { kind: 'found', user: parseUserReply(bytes, { jsonPrefix: this.cfg.jsonPrefix, users: this.users, ...ask }) };
+        result = { kind: 'found', user: parseUserReply(bytes, { jsonPrefix: this.cfg.jsonPrefix, users: this.users, ...ask }), validated: true };
       } else if (status === 404) {
         await drain(body);
         result = { kind: 'notfound' };
@@ -156,21 +153,20 @@ export class RestUserSource implements UserSource {
         await drain(body);
         throw new UpstreamError('http', httpMessage(status));
       }
-      // debug: the resolver logs each fetch's outcome once (resolver.fetch); any local user can
-      // make these happen by the thousand with never-seen names.
+      // debug, like the failure line below: the directory logs each fetch's outcome once
+      // (resolver.fetch, with this error message); these add the HTTP status for debugging.
       log('debug', 'upstream.request', { kind, key, status, outcome: result.kind, ms: elapsed(started) });
       return result;
     } catch (e) {
       const err = this.classify(e, timedOut);
       const message = this.redact(`lookup by ${kind} ${JSON.stringify(key)} at ${url.origin}${url.pathname}: ${err.message}`);
       this.last = { message, at: Date.now() };
-      log('warn', 'upstream.request', {
+      log('debug', 'upstream.request', {
         kind, key, status, outcome: err.kind, error: this.redact(err.message), ms: elapsed(started),
       });
       throw new UpstreamError(err.kind, message);
     } finally {
       clearTimeout(timer);
-      release?.();
     }
   }
 

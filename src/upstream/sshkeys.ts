@@ -3,18 +3,15 @@
 // A key with an embedded newline would inject a second line, and a leading option field
 // (`command="…"`, `from=…`) would change what the key is allowed to do, so only the plain
 // `TYPE BASE64 [comment]` form is accepted and the key is re-emitted in a normalised form.
+import { SSH_KEY_TYPES } from '../protocol/generated.js';
 
-/** Key types OpenSSH accepts in authorized_keys (PROTOCOL.certkeys types excluded on purpose). */
-export const KNOWN_KEY_TYPES: ReadonlySet<string> = new Set([
-  'ssh-ed25519',
-  'ssh-rsa',
-  'ecdsa-sha2-nistp256',
-  'ecdsa-sha2-nistp384',
-  'ecdsa-sha2-nistp521',
-  'sk-ssh-ed25519@openssh.com',
-  'sk-ecdsa-sha2-nistp256@openssh.com',
-  'ssh-dss',
-]);
+/**
+ * The key types latchkey serves: the one list of src/protocol/spec.json (ssh_key_types), which
+ * latchkey-authorized-keys (C) checks too, so a key cached here is never dropped there as
+ * malformed. ssh-dss is not in it (OpenSSH disabled it in 7.0): refused here like any other
+ * unsupported type. PROTOCOL.certkeys types are left out on purpose.
+ */
+export const KNOWN_KEY_TYPES: ReadonlySet<string> = new Set(SSH_KEY_TYPES);
 
 /** Far above a 16384-bit RSA key (~2.8 KB base64); anything larger is not a real key. */
 export const MAX_KEY_LENGTH = 16 * 1024;
@@ -42,7 +39,7 @@ export function checkSshPublicKey(line: unknown): KeyCheck {
   }
   if (!KNOWN_KEY_TYPES.has(type)) {
     // This is also what refuses option prefixes such as `command="…" ssh-ed25519 …`.
-    return { ok: false, reason: `unknown key type "${type.slice(0, 40)}"` };
+    return { ok: false, reason: `unsupported key type "${type.slice(0, 40)}"` };
   }
   if (blob.length % 4 !== 0 || !BASE64.test(blob)) {
     return { ok: false, reason: 'key data is not valid base64' };

@@ -1,7 +1,11 @@
 import type { UpstreamUser } from '../types.js';
 
-/** Result of asking the upstream service for one user. Failures throw UpstreamError instead. */
-export type FetchResult = { kind: 'found'; user: UpstreamUser } | { kind: 'notfound' };
+/**
+ * Result of asking the upstream service for one user. Failures throw UpstreamError instead.
+ * `validated`: the record went through upstream/validate.ts against what was asked (the REST
+ * client always does this); the directory runs the same check on a record without it.
+ */
+export type FetchResult = { kind: 'found'; user: UpstreamUser; validated?: true } | { kind: 'notfound' };
 
 /** Where users come from. The REST client implements it; unit tests may pass a fake. */
 export interface UserSource {

@@ -13,7 +13,11 @@ export interface ParseOptions {
   /** dotted path to the user object ('' = top level), e.g. `response.result` */
   jsonPrefix: string;
   users: UsersConfig;
-  /** the name that was asked for; the reply must carry exactly this name */
+  /**
+   * the name that was asked for; the reply must carry exactly this name. It passed the name rule
+   * before it was asked (the directory's lookup gate, the client's own guard), so a reply equal to
+   * it is not run through the rule again.
+   */
   askedName?: string;
   /** the upstream uid that was asked for; the reply must carry exactly this uid */
   askedUpstreamUid?: number;
@@ -138,13 +142,30 @@ function checkExpiry(expiresAt: unknown, enabled: unknown, ctx: string): number 
   throw invalid(`${ctx}: "expiresAt" is ${describe(expiresAt)}, expected an ISO 8601 date or epoch seconds`);
 }
 
+/** What a lookup asked upstream for; the reply must be for exactly this. */
+export type Asked = { name: string } | { upstreamUid: number };
+
+/**
+ * "The reply is for what was asked, within the name and uid rules", for a record that did not
+ * come through parseUserReply (FetchResult.validated unset: a source other than the REST client).
+ * The same checks parseUserReply applies, so the rule has one owner whatever the source.
+ */
+export function checkAnswer(user: UpstreamUser, asked: Asked, users: UsersConfig): void {
+  const opts: ParseOptions = { jsonPrefix: '', users, ...('name' in asked ? { askedName: asked.name } : { askedUpstreamUid: asked.upstreamUid }) };
+  const username = checkName(user.username, opts);
+  checkUid(user.upstreamUid, `user ${JSON.stringify(username)}`, opts);
+}
+
 function checkName(v: unknown, opts: ParseOptions): string {
   if (typeof v !== 'string') throw invalid(`"username" is ${describe(v)}, expected a string`);
+  if (opts.askedName !== undefined) {
+    if (v !== opts.askedName) {
+      throw invalid(`asked for ${quote(opts.askedName)} but the reply is for ${quote(v)}; the upstream endpoint URL is probably wrong`);
+    }
+    return v;
+  }
   const problem = nameProblem(v, opts.users);
   if (problem !== null) throw invalid(`"username" ${quote(v)} ${problem}`);
-  if (opts.askedName !== undefined && v !== opts.askedName) {
-    throw invalid(`asked for ${quote(opts.askedName)} but the reply is for ${quote(v)}; the upstream endpoint URL is probably wrong`);
-  }
   return v;
 }
 

@@ -10,7 +10,7 @@ import { crypt } from '../native/addon.js';
 import { costProblem, encodeYescryptSalt, parseHash, type HashCeilings, type ParsedHash } from './hash.js';
 import { defaultConfig } from '../config/load.js';
 import { log } from '../log.js';
-import { Semaphore } from '../upstream/semaphore.js';
+import { Semaphore } from './semaphore.js';
 
 export type { HashCeilings } from './hash.js';
 
@@ -22,7 +22,7 @@ export type { HashCeilings } from './hash.js';
 const hashSlots = new Semaphore(Math.max(1, availableParallelism() - 1));
 
 /**
- * Red-team fix (issue 12): the slots are few and any remote client can queue hashes (unknown names
+ * The slots are few and any remote client can queue hashes (unknown names
  * pay the dummy). An unbounded queue let a burst of wrong passwords from many sources make a right
  * password wait past the PAM module's deadline. A verification now waits at most HASH_WAIT_MS
  * for a slot (the answer deadline minus the time of a hash at the ceilings); past it the caller
@@ -174,7 +174,7 @@ async function computeLike(password: string, hash: string): Promise<string | nul
 }
 
 /**
- * Review fix (issue 11): a hash's cost parameters come from upstream. bcrypt cost 31 is ~40 h, a
+ * A hash's cost parameters come from upstream. bcrypt cost 31 is ~40 h, a
  * sha512crypt of 999999999 rounds hours, a yescrypt with a large r gigabytes of RSS: a handful of
  * attempts against such a user holds every hash slot. The parameters are checked against the
  * [pam] ceilings before any work; a refused hash is logged (what and which key raises it, never the
@@ -214,7 +214,7 @@ export async function verifyPassword(password: string, hash: string | null, ceil
     // always, a cheaper bcrypt or sha*crypt, a costlier minority) runs beside a dummy, so no user
     // answers faster than an unknown one.
     if (parsed.setting === currentDummy(ceilings).setting) return await verifyReal();
-    // Review fix: allSettled, not all — with Promise.all a crypt that throws (addon error)
+    // allSettled, not all — with Promise.all a crypt that throws (addon error)
     // returned before the dummy finished, making that outcome measurably faster.
     const [good, pad] = await Promise.allSettled([verifyReal(), dummyVerify(ceilings, bytes)]);
     if (good.status === 'rejected') throw good.reason;

@@ -93,19 +93,19 @@ export interface ThrottleSnapshot {
 }
 
 /**
- * Review fix: user and rhost arrive from the PAM client unchecked (the user is whatever name a
- * remote ssh client sent, up to the 8 KiB frame), and the maps hold up to maxKeys of each: with
- * full-length keys that is gigabytes. No valid name is near this long (32 bytes) nor is a host
- * (NI_MAXHOST 1025 is the C buffer, real ones are far shorter), so longer keys are cut; names
- * sharing a 256-character prefix share a counter, which only makes an attacker lock himself out.
+ * User and rhost arrive from the PAM client unchecked (the user is whatever name a remote ssh
+ * client sent, up to the 8 KiB frame), and the maps hold up to maxKeys of each: with full-length
+ * keys that is gigabytes. No valid name is near this long (32 bytes) nor is a host (NI_MAXHOST
+ * 1025 is the C buffer, real ones are far shorter), so longer keys are cut; names sharing a
+ * 256-character prefix share a counter, which only makes an attacker lock himself out.
  */
 const MAX_KEY_LENGTH = 256;
 const keyOf = (k: string): string => (k.length > MAX_KEY_LENGTH ? k.slice(0, MAX_KEY_LENGTH) : k);
 
 /**
- * The budget key of a remote address. Red-team fix: one IPv6 client owns a whole /64 (SLAAC,
- * privacy addresses) and can rotate through it, getting a fresh budget per address; so IPv6
- * addresses count per /64. IPv4 (and IPv4-mapped IPv6) addresses and host names count as given.
+ * The budget key of a remote address. One IPv6 client owns a whole /64 (SLAAC, privacy
+ * addresses) and can rotate through it, getting a fresh budget per address; so IPv6 addresses
+ * count per /64. IPv4 (and IPv4-mapped IPv6) addresses and host names count as given.
  */
 export function hostKey(rhost: string): string {
   if (isIPv6(rhost)) {
@@ -282,7 +282,6 @@ export class Throttle {
    */
   private tryAdmit(user: string, rhost: string): TryResult {
     const c = this.cfg();
-    if (c.maxFailures <= 0) return { allowed: true, ticket: new Ticket(() => [], () => {}) }; // throttling disabled
     const t = this.now();
     const wanted: Array<[Scope, string, Map<string, Budget>, number]> = [['user', user, this.users, c.maxFailures]];
     // No remote host (a local su, a console login) is not one shared source.

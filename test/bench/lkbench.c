@@ -37,10 +37,11 @@ static void print_stats(double *t, size_t n)
     for (size_t i = 0; i < n; i++)
         sum += t[i];
     qsort(t, n, sizeof *t, cmp_double);
-    printf("\"n\":%zu,\"min_us\":%.2f,\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,\"max_us\":%.2f,"
-           "\"mean_us\":%.2f",
-           n, n ? t[0] : 0, pct(t, n, 0.5), pct(t, n, 0.9), pct(t, n, 0.99), n ? t[n - 1] : 0,
-           n ? sum / (double)n : 0);
+    printf(
+        "\"n\":%zu,\"min_us\":%.2f,\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,\"max_us\":%.2f,"
+        "\"mean_us\":%.2f",
+        n, n ? t[0] : 0, pct(t, n, 0.5), pct(t, n, 0.9), pct(t, n, 0.99), n ? t[n - 1] : 0,
+        n ? sum / (double)n : 0);
 }
 
 /* One lookup: a key starting with '#' is a uid. Returns 1 found, 0 not found, -1 error. */
@@ -173,9 +174,10 @@ static int run_workers(struct keys *k, int threads, double secs, int tput)
         errors += w[i].errors;
     }
     double wall = now_us() - t0;
-    printf("{\"mode\":\"%s\",\"threads\":%d,\"ops\":%ld,\"found\":%ld,\"errors\":%ld,\"wall_us\":%.0f,"
-           "\"ops_per_s\":%.0f}\n",
-           tput ? "tput" : "each", threads, ops, found, errors, wall, (double)ops / (wall / 1e6));
+    printf(
+        "{\"mode\":\"%s\",\"threads\":%d,\"ops\":%ld,\"found\":%ld,\"errors\":%ld,\"wall_us\":%.0f,"
+        "\"ops_per_s\":%.0f}\n",
+        tput ? "tput" : "each", threads, ops, found, errors, wall, (double)ops / (wall / 1e6));
     free(w);
     return 0;
 }
@@ -257,7 +259,8 @@ static int mode_paced(const char *file, long interval_us)
         double now = now_us();
         if (next > now) {
             double d = next - now;
-            struct timespec ts = { (time_t)(d / 1e6), (long)((d - (double)(long)(d / 1e6) * 1e6) * 1e3) };
+            struct timespec ts = { (time_t)(d / 1e6),
+                                   (long)((d - (double)(long)(d / 1e6) * 1e6) * 1e3) };
             nanosleep(&ts, NULL);
         } else {
             next = now; /* fell behind (a slow lookup): do not burst to catch up */
@@ -298,7 +301,9 @@ int main(int argc, char **argv)
         return mode_paced(argv[2], strtol(argv[3], NULL, 10));
     if (argc >= 2 && strcmp(argv[1], "enum") == 0)
         return mode_enum();
-    fprintf(stderr, "usage: lkbench lat name|uid KEY N [SECS] | each FILE [THREADS] | tput FILE THREADS SECS"
-                    " | paced FILE INTERVAL_US | enum\n");
+    fprintf(
+        stderr,
+        "usage: lkbench lat name|uid KEY N [SECS] | each FILE [THREADS] | tput FILE THREADS SECS"
+        " | paced FILE INTERVAL_US | enum\n");
     return 2;
 }

@@ -123,12 +123,14 @@ static void close_phase(const char *label)
     double wall = now_us() - phase.started;
     size_t n = phase.n;
     qsort(phase.t, n, sizeof *phase.t, cmp_double);
-    printf("{\"phase\":\"%s\",\"n\":%zu,\"found\":%ld,\"notfound\":%ld,\"errors\":%ld,\"last_errno\":%ld,"
-           "\"errors_under_1ms\":%ld,\"errors_over_1s\":%ld,\"rate\":%.0f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f}\n",
+    printf("{\"phase\":\"%s\",\"n\":%zu,\"found\":%ld,\"notfound\":%ld,\"errors\":%ld,\"last_"
+           "errno\":%ld,"
+           "\"errors_under_1ms\":%ld,\"errors_over_1s\":%ld,\"rate\":%.0f,\"p50_us\":%.1f,\"p90_"
+           "us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f}\n",
            label, n, phase.found, phase.notfound, phase.errors, phase.last_errno, phase.errors_fast,
-           phase.errors_slow,
-           wall > 0 ? (double)n / (wall / 1e6) : 0, pct(phase.t, n, 0.5), pct(phase.t, n, 0.9),
-           pct(phase.t, n, 0.99), pct(phase.t, n, 0.999), n ? phase.t[n - 1] : 0);
+           phase.errors_slow, wall > 0 ? (double)n / (wall / 1e6) : 0, pct(phase.t, n, 0.5),
+           pct(phase.t, n, 0.9), pct(phase.t, n, 0.99), pct(phase.t, n, 0.999),
+           n ? phase.t[n - 1] : 0);
     fflush(stdout);
     phase.n = 0;
     phase.found = phase.notfound = phase.errors = phase.last_errno = 0;
@@ -191,18 +193,28 @@ typedef enum nss_status (*getpwnam_fn)(const char *, struct passwd *, char *, si
 static const char *status_name(enum nss_status s)
 {
     switch (s) {
-    case NSS_STATUS_TRYAGAIN: return "TRYAGAIN";
-    case NSS_STATUS_UNAVAIL: return "UNAVAIL";
-    case NSS_STATUS_NOTFOUND: return "NOTFOUND";
-    case NSS_STATUS_SUCCESS: return "SUCCESS";
-    case NSS_STATUS_RETURN: return "RETURN";
-    default: return "?";
+    case NSS_STATUS_TRYAGAIN:
+        return "TRYAGAIN";
+    case NSS_STATUS_UNAVAIL:
+        return "UNAVAIL";
+    case NSS_STATUS_NOTFOUND:
+        return "NOTFOUND";
+    case NSS_STATUS_SUCCESS:
+        return "SUCCESS";
+    case NSS_STATUS_RETURN:
+        return "RETURN";
+    default:
+        return "?";
     }
 }
 
 static const char *errno_name(int e)
 {
-    return e == 0 ? "" : e == EAGAIN ? "EAGAIN" : e == ENOENT ? "ENOENT" : e == ERANGE ? "ERANGE" : "other";
+    return e == 0        ? ""
+           : e == EAGAIN ? "EAGAIN"
+           : e == ENOENT ? "ENOENT"
+           : e == ERANGE ? "ERANGE"
+                         : "other";
 }
 
 static int mode_probe(const char *name)

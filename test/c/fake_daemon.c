@@ -19,7 +19,11 @@
 #define MAX_CONNS 256
 #define MAX_PIDS 64
 
-enum conn_state { CONN_FREE, CONN_OPEN, CONN_DONE /* thread ended, join pending */ };
+enum conn_state {
+    CONN_FREE,
+    CONN_OPEN,
+    CONN_DONE /* thread ended, join pending */
+};
 
 struct conn {
     struct fake_daemon *f;
@@ -107,7 +111,8 @@ static void *serve(void *arg)
     while (out) {
         if (read_full(c->fd, head, 4) != 0)
             break;
-        uint32_t len = ((uint32_t)head[0] << 24) | ((uint32_t)head[1] << 16) | ((uint32_t)head[2] << 8) | head[3];
+        uint32_t len = ((uint32_t)head[0] << 24) | ((uint32_t)head[1] << 16) |
+                       ((uint32_t)head[2] << 8) | head[3];
         if (len < 4 || len > sizeof body || read_full(c->fd, body, len) != 0)
             break;
         unsigned seen;

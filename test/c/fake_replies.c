@@ -98,7 +98,8 @@ void fake_answer(struct lk_writer *w, unsigned op, struct lk_reader *req, enum f
 {
     unsigned idx = 0;
     unsigned version = mode == FAKE_WRONG_VERSION ? 2 : LK_PROTO_VERSION;
-    unsigned rop = mode == FAKE_WRONG_OPCODE ? (op == LK_OP_PING ? LK_OP_PW_BY_NAME : LK_OP_PING) : op;
+    unsigned rop =
+        mode == FAKE_WRONG_OPCODE ? (op == LK_OP_PING ? LK_OP_PW_BY_NAME : LK_OP_PING) : op;
     reply_head(w, version, rop, LK_STATUS_OK);
     if (op == LK_OP_PW_BY_NAME || op == LK_OP_PW_BY_UID || op == LK_OP_KEYS_BY_NAME) {
         struct lk_str name = { "", 0 };
@@ -113,10 +114,19 @@ void fake_answer(struct lk_writer *w, unsigned op, struct lk_reader *req, enum f
             status_only(w, op, LK_STATUS_NOTFOUND, "no such user");
         } else if (op == LK_OP_KEYS_BY_NAME) {
             lk_wr_u16(w, mode == FAKE_COUNT_OVERFLOW ? 60000 : 4);
-            lk_wr_cstr(w, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C alice@demo");
-            lk_wr_cstr(w, "command=\"/bin/sh\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C");
-            lk_wr_cstr(w, "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C type-mismatch");
-            lk_wr_cstr(w, "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBKYG/pcrNaQCzfFMwfnVcM1HLnWhwh/guMXPUQNdOmamDQbS9NAQOf1muMRMYg1R4/yOf08cW6yd2VY1KH+ZM0= heidi");
+            lk_wr_cstr(
+                w,
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C "
+                "alice@demo");
+            lk_wr_cstr(w, "command=\"/bin/sh\" ssh-ed25519 "
+                          "AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C");
+            lk_wr_cstr(
+                w, "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C "
+                   "type-mismatch");
+            lk_wr_cstr(w, "ecdsa-sha2-nistp256 "
+                          "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBKYG/"
+                          "pcrNaQCzfFMwfnVcM1HLnWhwh/guMXPUQNdOmamDQbS9NAQOf1muMRMYg1R4/"
+                          "yOf08cW6yd2VY1KH+ZM0= heidi");
         } else {
             char n[32];
             unsigned u;

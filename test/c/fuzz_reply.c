@@ -13,6 +13,7 @@
 
 #include "keyline.h"
 #include "latchkey_proto.h"
+#include "lk_priv.h"
 #include "lk_records.h"
 #include "nss_maps.h"
 
@@ -35,11 +36,13 @@ static void by_key(const uint8_t *d, size_t n, uint16_t op)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (op == LK_OP_PW_BY_NAME || op == LK_OP_PW_BY_UID) {
             (void)lk_nss_passwd_reply(d, n, op, "alice", 0, &pw, buf, sizes[i], &err);
-            if (lk_nss_passwd_reply(d, n, op, NULL, 11001, &pw, buf, sizes[i], &err) == NSS_STATUS_SUCCESS)
+            if (lk_nss_passwd_reply(d, n, op, NULL, 11001, &pw, buf, sizes[i], &err) ==
+                NSS_STATUS_SUCCESS)
                 (void)strlen(pw.pw_name), (void)strlen(pw.pw_gecos), (void)strlen(pw.pw_shell);
         } else {
             (void)lk_nss_group_reply(d, n, op, "lega", 0, &gr, buf, sizes[i], &err);
-            if (lk_nss_group_reply(d, n, op, NULL, 10000, &gr, buf, sizes[i], &err) == NSS_STATUS_SUCCESS)
+            if (lk_nss_group_reply(d, n, op, NULL, 10000, &gr, buf, sizes[i], &err) ==
+                NSS_STATUS_SUCCESS)
                 for (char **m = gr.gr_mem; *m; m++)
                     (void)strlen(*m);
         }
@@ -108,5 +111,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)lk_keys_reply(data, size, LK_OP_KEYS_FOR_LOGIN, sink, &sum, &skipped);
     /* the key line check on the raw bytes too (what a daemon could put in one str) */
     (void)lk_key_line_ok((const char *)data, size);
+    static const uint16_t priv_ops[] = { LK_OP_LOGIN_CHECK, LK_OP_AUTH_PASSWORD, LK_OP_ACCT_MGMT,
+                                         LK_OP_SESSION_OPEN, LK_OP_SESSION_CLOSE };
+    static struct lk_priv_reply pr;
+    for (size_t i = 0; i < sizeof priv_ops / sizeof priv_ops[0]; i++)
+        if (lk_priv_decode(priv_ops[i], data, size, &pr) == LK_STATUS_OK)
+            sum += (unsigned)strlen(pr.prompt) + (unsigned)strlen(pr.home) + pr.detail[0];
     return 0;
 }

@@ -21,14 +21,14 @@ enum nss_status _nss_latchkey_getgrgid_r(gid_t, struct group *, char *, size_t, 
 enum nss_status _nss_latchkey_setgrent(int);
 enum nss_status _nss_latchkey_getgrent_r(struct group *, char *, size_t, int *);
 enum nss_status _nss_latchkey_endgrent(void);
-enum nss_status _nss_latchkey_initgroups_dyn(const char *, gid_t, long int *, long int *,
-                                             gid_t **, long int, int *);
+enum nss_status _nss_latchkey_initgroups_dyn(const char *, gid_t, long int *, long int *, gid_t **,
+                                             long int, int *);
 
 struct fixture {
     char dir[64];       /* socket dir of the fake daemon */
     char empty_dir[64]; /* a dir with no socket */
     struct fake_daemon *fake;
-    int iterations;     /* per thread in the thread test (LK_TEST_ITER) */
+    int iterations; /* per thread in the thread test (LK_TEST_ITER) */
 };
 
 /* getpwnam_r alice with a roomy buffer; SUCCESS and the right uid, or a failure. */
@@ -51,8 +51,9 @@ enum nss_status call_initgroups(const char *user, gid_t group, const gid_t *have
 void test_authorized_keys(struct fixture *fx);
 /* test_peer.c: a non-root listener on the socket path is refused before anything is sent. */
 void test_impostor(struct fixture *fx);
-/* test_pool.c: the connection pool, idle expiry, the breaker, dropped connections. */
+/* test_pool.c: the connection pool, idle expiry, timeouts, the breaker, dropped connections. */
 void test_pool_bound(struct fixture *fx);
+void test_timeout(struct fixture *fx);
 void test_idle(struct fixture *fx);
 void test_breaker(struct fixture *fx);
 void test_dropped(struct fixture *fx);

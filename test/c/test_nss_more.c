@@ -36,7 +36,8 @@ static void *hammer(void *p)
         int ok;
         switch (i % 3) {
         case 0:
-            ok = _nss_latchkey_getpwnam_r("alice", &pw, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS &&
+            ok = _nss_latchkey_getpwnam_r("alice", &pw, buf, sizeof buf, &err) ==
+                     NSS_STATUS_SUCCESS &&
                  pw.pw_uid == 11001;
             break;
         case 1:
@@ -44,8 +45,9 @@ static void *hammer(void *p)
                  pw.pw_uid == uid;
             break;
         default:
-            ok = _nss_latchkey_getgrgid_r(10000, &gr, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS &&
-                 strcmp(gr.gr_name, "lega") == 0;
+            ok =
+                _nss_latchkey_getgrgid_r(10000, &gr, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS &&
+                strcmp(gr.gr_name, "lega") == 0;
         }
         if (!ok)
             atomic_fetch_add(a->bad, 1);
@@ -66,7 +68,8 @@ int count_client_sockets(void)
         struct sockaddr_un sa;
         socklen_t len = sizeof sa;
         memset(&sa, 0, sizeof sa);
-        if (e->d_name[0] != '.' && getpeername(atoi(e->d_name), (struct sockaddr *)&sa, &len) == 0 &&
+        if (e->d_name[0] != '.' &&
+            getpeername(atoi(e->d_name), (struct sockaddr *)&sa, &len) == 0 &&
             sa.sun_family == AF_UNIX && sa.sun_path[0] != '\0')
             n++;
     }
@@ -98,7 +101,9 @@ static void *late_thread(void *p)
  * reopened a connection nobody closed. Threads now share the pool; nothing may pile up. */
 void test_thread_exit_destructors(void)
 {
-    enum { THREADS = 2 * LK_NSS_POOL };
+    enum {
+        THREADS = 2 * LK_NSS_POOL
+    };
     lk_test_begin("lookups from late thread-exit destructors leave no connection behind");
     CHECK(pthread_key_create(&late_key, late_lookup) == 0);
     for (int i = 0; i < THREADS; i++) {
@@ -113,11 +118,14 @@ void test_thread_exit_destructors(void)
 
 void test_threads(struct fixture *fx)
 {
-    enum { THREADS = 16 };
+    enum {
+        THREADS = 16
+    };
     pthread_t t[THREADS];
     struct thread_arg args[THREADS];
     atomic_int bad = 0;
-    lk_test_begin("16 threads x LK_TEST_ITER lookups at once over the pool (and one-shot connections)");
+    lk_test_begin(
+        "16 threads x LK_TEST_ITER lookups at once over the pool (and one-shot connections)");
     double t0 = lk_now_ms();
     for (int i = 0; i < THREADS; i++) {
         args[i] = (struct thread_arg){ fx->iterations, i, &bad };
@@ -249,7 +257,8 @@ void test_enumeration(struct fixture *fx)
     _nss_latchkey_setgrent(0);
     CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_SUCCESS &&
           strcmp(gr.gr_name, "lega") == 0);
-    CHECK(_nss_latchkey_getgrent_r(&gr, tiny, sizeof tiny, &err) == NSS_STATUS_TRYAGAIN && err == ERANGE);
+    CHECK(_nss_latchkey_getgrent_r(&gr, tiny, sizeof tiny, &err) == NSS_STATUS_TRYAGAIN &&
+          err == ERANGE);
     CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_SUCCESS &&
           strcmp(gr.gr_name, "crowd") == 0);
     CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_NOTFOUND);
@@ -257,8 +266,7 @@ void test_enumeration(struct fixture *fx)
 }
 
 enum nss_status call_initgroups(const char *user, gid_t group, const gid_t *have, long start,
-                                long size, long limit, gid_t **groups, long *n, long *cap,
-                                int *err)
+                                long size, long limit, gid_t **groups, long *n, long *cap, int *err)
 {
     *groups = calloc((size_t)size, sizeof(gid_t));
     for (long i = 0; i < start; i++)
@@ -283,17 +291,20 @@ void test_initgroups(struct fixture *fx)
     CHECK(n == 2 && cap == 2 && g[0] == lega && g[1] == crowd);
     CHECK(fake_requests(fx->fake) == reqs + 3); /* lega, crowd, the empty page */
     free(g);
-    CHECK(call_initgroups("member007", none, NULL, 0, 4, 0, &g, &n, &cap, &err) == NSS_STATUS_SUCCESS);
+    CHECK(call_initgroups("member007", none, NULL, 0, 4, 0, &g, &n, &cap, &err) ==
+          NSS_STATUS_SUCCESS);
     CHECK(n == 1 && cap == 4 && g[0] == crowd);
     free(g);
 
     lk_test_begin("initgroups_dyn: not a member -> nothing appended, NOTFOUND");
     const gid_t have[] = { 77, 78 };
-    CHECK(call_initgroups("mallory", none, have, 2, 2, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
+    CHECK(call_initgroups("mallory", none, have, 2, 2, 0, &g, &n, &cap, &err) ==
+          NSS_STATUS_NOTFOUND);
     CHECK(n == 2 && cap == 2 && g[0] == 77 && g[1] == 78 && err == ENOENT);
     free(g);
     reqs = fake_requests(fx->fake);
-    CHECK(call_initgroups("bad:name", none, NULL, 0, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
+    CHECK(call_initgroups("bad:name", none, NULL, 0, 1, 0, &g, &n, &cap, &err) ==
+          NSS_STATUS_NOTFOUND);
     CHECK(n == 0 && fake_requests(fx->fake) == reqs);
     free(g);
 
@@ -305,7 +316,8 @@ void test_initgroups(struct fixture *fx)
     CHECK(call_initgroups("alice", none, both, 2, 2, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
     CHECK(n == 2 && cap == 2);
     free(g);
-    CHECK(call_initgroups("biggecos", lega, &lega, 1, 1, 0, &g, &n, &cap, &err) == NSS_STATUS_NOTFOUND);
+    CHECK(call_initgroups("biggecos", lega, &lega, 1, 1, 0, &g, &n, &cap, &err) ==
+          NSS_STATUS_NOTFOUND);
     CHECK(n == 1 && g[0] == lega);
     free(g);
 
@@ -328,7 +340,6 @@ void test_initgroups(struct fixture *fx)
     CHECK(_nss_latchkey_getgrent_r(&gr, big, sizeof big, &err) == NSS_STATUS_SUCCESS &&
           gr.gr_gid == crowd);
     _nss_latchkey_endgrent();
-
 }
 
 /* Runs latchkey-authorized-keys with args; returns the exit code, stdout in out. */
@@ -371,7 +382,8 @@ static int run_keys(const char *user, char *out, size_t cap)
 void test_authorized_keys(struct fixture *fx)
 {
     char out[4096];
-    lk_test_begin("latchkey-authorized-keys: local, unknown-to-NSS and invalid names never reach the daemon");
+    lk_test_begin(
+        "latchkey-authorized-keys: local, unknown-to-NSS and invalid names never reach the daemon");
     unsigned reqs = fake_requests(fx->fake);
     CHECK(run_keys("root", out, sizeof out) == 0 && out[0] == '\0');
     CHECK(run_keys("alice", out, sizeof out) == 0 && out[0] == '\0'); /* not in this NSS */
@@ -379,6 +391,7 @@ void test_authorized_keys(struct fixture *fx)
     CHECK(fake_requests(fx->fake) == reqs);
     CHECK(run_keys(NULL, out, sizeof out) == 2);
     setenv("LATCHKEY_SOCKET_DIR", fx->empty_dir, 1);
-    CHECK(run_keys("root", out, sizeof out) == 0 && out[0] == '\0'); /* daemon down: root unaffected */
+    CHECK(run_keys("root", out, sizeof out) == 0 &&
+          out[0] == '\0'); /* daemon down: root unaffected */
     setenv("LATCHKEY_SOCKET_DIR", fx->dir, 1);
 }

@@ -24,6 +24,7 @@
 
 #include "lk_client.h"
 #include "lk_priv.h"
+#include "lk_msgs.h"
 #include "lk_wire.h"
 #include "test_util.h"
 
@@ -114,8 +115,11 @@ void test_impostor(struct fixture *fx)
     CHECK(impostor_start(&im, path, 1) == 0);
     struct lk_priv_reply reply;
     int status = lk_priv_auth_password(dir, "alice", "hunter2 secret", "sshd", "", &reply);
-    CHECK(status == LK_PRIV_NO_ANSWER);
+    CHECK(status == LK_PRIV_NO_ANSWER && reply.io == LK_IO_PEER);
     CHECK(strcmp(reply.detail, "daemon socket is not owned by root (peer uid 65534)") == 0);
+    char line[512];
+    lk_priv_describe(status, &reply, line, sizeof line);
+    CHECK(strstr(line, path) != NULL && strstr(line, ": protocol error (") != NULL);
     CHECK(impostor_finish(&im) == 0);
     unlink(path);
 
@@ -123,14 +127,11 @@ void test_impostor(struct fixture *fx)
     snprintf(path, sizeof path, "%s/nss.sock", dir);
     CHECK(impostor_start(&im, path, 2) == 0);
     uint8_t req[16];
-    struct lk_writer w;
-    lk_wr_init(&w, req, sizeof req);
-    lk_wr_request(&w, LK_OP_PING);
-    size_t n = lk_wr_finish(&w);
+    size_t n = lk_msg_ping_request(req, sizeof req);
     uint8_t *body = NULL;
     size_t len = 0;
-    CHECK(lk_client_call(dir, "nss.sock", req, n, LK_MAX_NSS_REPLY, &body, &len, why,
-                         sizeof why) == LK_IO_PEER);
+    CHECK(lk_client_call(dir, "nss.sock", req, n, LK_MAX_NSS_REPLY, &body, &len, why, sizeof why) ==
+          LK_IO_PEER);
     CHECK(body == NULL && strstr(why, "(peer uid 65534)") != NULL);
     setenv("LATCHKEY_SOCKET_DIR", dir, 1);
     struct passwd pw;

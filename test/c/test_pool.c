@@ -106,10 +106,13 @@ static void crowd_end(struct crowd *c, pthread_t *t, int n)
 
 void test_pool_bound(struct fixture *fx)
 {
-    enum { THREADS = 64 };
+    enum {
+        THREADS = 64
+    };
     pthread_t t[THREADS];
     struct crowd c;
-    lk_test_begin("64 threads, one lookup each, then asleep: the process holds at most LK_NSS_POOL connections");
+    lk_test_begin("64 threads, one lookup each, then asleep: the process holds at most LK_NSS_POOL "
+                  "connections");
     CHECK(crowd_start(&c, t, THREADS) == THREADS);
     int mine = count_client_sockets();
     unsigned theirs = settle_open(fx->fake, LK_NSS_POOL);
@@ -122,7 +125,9 @@ void test_pool_bound(struct fixture *fx)
 
 void test_idle(struct fixture *fx)
 {
-    enum { THREADS = 2 * LK_NSS_POOL };
+    enum {
+        THREADS = 2 * LK_NSS_POOL
+    };
     pthread_t t[THREADS];
     struct crowd c;
     int err;
@@ -166,18 +171,55 @@ static int one_shot_ping(struct fixture *fx)
     return rc;
 }
 
+void test_timeout(struct fixture *fx)
+{
+    struct passwd pw;
+    char buf[1024];
+    int err = 0;
+    lk_test_begin("daemon never answers: UNAVAIL after LATCHKEY_CLIENT_TIMEOUT_MS, recovers after "
+                  "the breaker");
+    CHECK(lookup_alice()); /* a kept connection exists */
+    setenv("LATCHKEY_CLIENT_TIMEOUT_MS", "300", 1);
+    fake_set_mode(fx->fake, FAKE_SILENT);
+    double t0 = lk_now_ms();
+    CHECK(_nss_latchkey_getpwnam_r("alice", &pw, buf, sizeof buf, &err) == NSS_STATUS_UNAVAIL);
+    double took = lk_now_ms() - t0;
+    CHECK(took >= 290.0 && took < 1500.0);
+    CHECK(err == EAGAIN);
+    fake_set_mode(fx->fake, FAKE_NORMAL);
+    unsetenv("LATCHKEY_CLIENT_TIMEOUT_MS");
+    usleep((LK_BREAKER_MS + 50) * 1000); /* the timeout opened the breaker (test_pool.c) */
+    /* the timed-out connection was dropped, so no late reply can be taken for this answer:
+     * the silent fake never answers late, so only a new connection shows the drop */
+    unsigned conns = fake_connections(fx->fake);
+    CHECK(lookup_alice());
+    CHECK(fake_connections(fx->fake) == conns + 1);
+    CHECK(_nss_latchkey_getpwuid_r(12000, &pw, buf, sizeof buf, &err) == NSS_STATUS_SUCCESS &&
+          strcmp(pw.pw_name, "user00") == 0);
+}
+
 void test_breaker(struct fixture *fx)
 {
     int err;
-    lk_test_begin("LATCHKEY_NSS_TIMEOUT_MS only lengthens the timeout");
+    lk_test_begin("LATCHKEY_CLIENT_TIMEOUT_MS (or its old name) only lengthens the timeout");
     unsetenv("LATCHKEY_NSS_TIMEOUT_MS");
+    unsetenv("LATCHKEY_CLIENT_TIMEOUT_MS");
     CHECK(lk_timeout_ms() == (int)LK_CLIENT_TIMEOUT_MS);
-    setenv("LATCHKEY_NSS_TIMEOUT_MS", "1", 1);
-    CHECK(lk_timeout_ms() == (int)LK_TIMEOUT_FLOOR_MS); /* 50 here; LK_CLIENT_TIMEOUT_MS in a real build */
-    setenv("LATCHKEY_NSS_TIMEOUT_MS", "20000", 1);
+    setenv("LATCHKEY_CLIENT_TIMEOUT_MS", "1", 1);
+    CHECK(lk_timeout_ms() ==
+          (int)LK_TIMEOUT_FLOOR_MS); /* 50 here; LK_CLIENT_TIMEOUT_MS in a real build */
+    setenv("LATCHKEY_CLIENT_TIMEOUT_MS", "20000", 1);
     CHECK(lk_timeout_ms() == 20000);
+    setenv("LATCHKEY_NSS_TIMEOUT_MS", "30000", 1); /* the new name wins over the old one */
+    CHECK(lk_timeout_ms() == 20000);
+    unsetenv("LATCHKEY_CLIENT_TIMEOUT_MS");
+    CHECK(lk_timeout_ms() == 30000); /* the old name still works alone */
+    setenv("LATCHKEY_NSS_TIMEOUT_MS", "1", 1);
+    CHECK(lk_timeout_ms() == (int)LK_TIMEOUT_FLOOR_MS);
+    setenv("LATCHKEY_NSS_TIMEOUT_MS", "20000", 1);
 
-    lk_test_begin("breaker: after a timeout, lookups and one-shot calls fail at once without asking");
+    lk_test_begin(
+        "breaker: after a timeout, lookups and one-shot calls fail at once without asking");
     CHECK(alice(&err) == NSS_STATUS_SUCCESS);
     setenv("LATCHKEY_NSS_TIMEOUT_MS", "200", 1);
     fake_set_mode(fx->fake, FAKE_SILENT);

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Generates the protocol golden vectors with the TypeScript codec (the daemon's own encoder):
+// Generates the protocol golden vectors with the TypeScript codec (the daemon's own encoder): a
+// request and an OK reply of every message of the spec (nss.sock and priv.sock), error replies
+// and malformed frames:
 //   test/golden/vectors.json  the checked-in vectors, read by the TS golden test
 //   test/golden/vectors.txt   the same vectors flattened to one token per line, read by the C
 //                             golden test (test/c/test_golden.c) without a JSON parser
@@ -13,7 +15,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '../..');
 const { encodeRequest, encodeReply, decodeReply, decodeRequestPayload, splitRequest, messageByName } =
   await import(join(root, 'dist/src/protocol/codec.js'));
-const { Op, Status, Types, PROTO_VERSION, MAX_REPLY } = await import(join(root, 'dist/src/protocol/generated.js'));
+const { Op, Status, Types, PROTO_VERSION, MAX_REPLY, SSH_KEY_TYPES } = await import(join(root, 'dist/src/protocol/generated.js'));
+const { checkSshPublicKey } = await import(join(root, 'dist/src/upstream/sshkeys.js'));
 const check = process.argv.includes('--check');
 
 const alice = { name: 'alice', uid: 11001, gid: 10000, gecos: 'Alice Demo', dir: '/lega/homes/alice', shell: '/bin/bash' };
@@ -26,7 +29,17 @@ function request(name, op, fields) {
   vectors.push({ name, kind: 'request', buf: encodeRequest(op, fields) });
 }
 function reply(name, op, status, fields, detail = '') {
-  vectors.push({ name, kind: 'reply', buf: encodeReply(Op[op], status, fields, detail) });
+  const v = { name, kind: 'reply', buf: encodeReply(Op[op], status, fields, detail) };
+  // Key replies also record what the daemon's upstream validation says of each key, for the C
+  // side's keys helper to agree with key by key (one list of key types, spec.json).
+  if (fields?.keys) v.keysOk = fields.keys.map((k) => checkSshPublicKey(k).ok);
+  vectors.push(v);
+}
+/** A syntactically valid public key of `type`: the blob starts with the type name (RFC 4253). */
+function sampleKey(type) {
+  const name = Buffer.from(type, 'latin1');
+  const blob = Buffer.concat([u32(name.length), name, Buffer.from(Array.from({ length: 32 }, (_, i) => i + 1))]);
+  return `${type} ${blob.toString('base64')} golden-${type}`;
 }
 /** A malformed reply: `opcode` is the message it pretends to answer, `reject` where it fails. */
 function bad(name, op, reject, why, buf) {
@@ -60,8 +73,30 @@ request('keys_by_name request', 'KEYS_BY_NAME', { name: 'alice' });
 reply('keys_by_name reply with 2 keys', 'KEYS_BY_NAME', Status.OK, { keys: [keyAlice, keyHeidi] });
 reply('keys_for_login reply with 1 key', 'KEYS_FOR_LOGIN', Status.OK, { keys: [keyAlice] });
 reply('keys_for_login notfound: not served with that uid', 'KEYS_FOR_LOGIN', Status.NOTFOUND, null, 'latchkey does not serve root with uid 0');
+request('keys_for_login request', 'KEYS_FOR_LOGIN', { name: 'alice', uid: 11001 });
+reply('keys_for_login reply, every spec key type, a DSA key and an unknown type', 'KEYS_FOR_LOGIN', Status.OK,
+  { keys: [...SSH_KEY_TYPES.map(sampleKey), sampleKey('ssh-dss'), sampleKey('ssh-foo@example.org')] });
+request('login_check request', 'LOGIN_CHECK', { user: 'alice', uid: 11001 });
 reply('login_check reply with the prompt', 'LOGIN_CHECK', Status.OK, { prompt: 'Please, enter your EGA password: ' });
 reply('login_check unavail reply', 'LOGIN_CHECK', Status.UNAVAIL, null, 'user service unavailable');
+reply('login_check notfound reply', 'LOGIN_CHECK', Status.NOTFOUND, null, 'latchkey does not serve root with uid 0');
+request('auth_password request', 'AUTH_PASSWORD', { user: 'alice', password: 'correct horse', service: 'sshd', rhost: '192.0.2.7' });
+reply('auth_password ok reply', 'AUTH_PASSWORD', Status.OK, {});
+reply('auth_password auth_failed reply', 'AUTH_PASSWORD', Status.AUTH_FAILED, null, '');
+reply('auth_password throttled reply', 'AUTH_PASSWORD', Status.THROTTLED, null, 'too many failures; retry in 60s');
+reply('auth_password unavail reply with the cause', 'AUTH_PASSWORD', Status.UNAVAIL, null, 'HTTP 401 from the user service: check cega_creds');
+request('acct_mgmt request', 'ACCT_MGMT', { user: 'alice', service: 'sshd', rhost: '' });
+reply('acct_mgmt ok reply', 'ACCT_MGMT', Status.OK, {});
+reply('acct_mgmt expired reply', 'ACCT_MGMT', Status.EXPIRED, null, 'account expired');
+request('session_open request', 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.7', tty: 'ssh', pid: 30247 });
+reply('session_open ok reply', 'SESSION_OPEN', Status.OK, { session_id: '70b19514-1051-409e-842c-c2ec2a09a142', home: '/lega/homes/alice', umask: 0o027, chroot: 1 });
+reply('session_open limit reply', 'SESSION_OPEN', Status.LIMIT, null, 'alice has 10 sessions open (max_sessions_per_user = 10)');
+request('session_close request', 'SESSION_CLOSE', { user: 'alice', service: 'sshd', pid: 30247 });
+reply('session_close ok reply', 'SESSION_CLOSE', Status.OK, {});
+reply('session_close notfound reply', 'SESSION_CLOSE', Status.NOTFOUND, null, 'no session of pid 30247');
+request('admin request', 'ADMIN', { json: Buffer.from('{"cmd":"status"}', 'utf8') });
+reply('admin ok reply', 'ADMIN', Status.OK, { json: Buffer.from('{"ok":true,"version":"0.1.0"}', 'utf8') });
+reply('admin denied reply', 'ADMIN', Status.DENIED, null, 'priv.sock only');
 
 bad('truncated string', 'PW_BY_NAME', 'payload', 'name says 5 bytes, 3 follow',
   frame(Buffer.concat([head('PW_BY_NAME'), u16(5), Buffer.from('ali')])));
@@ -83,8 +118,20 @@ bad('string containing NUL', 'PW_BY_NAME', 'payload', 'str bytes must not contai
 bad('login_check prompt cut short', 'LOGIN_CHECK', 'payload', 'prompt says 40 bytes, 6 follow',
   frame(Buffer.concat([head('LOGIN_CHECK'), u16(40), Buffer.from('Passwo')])));
 bad('empty body', 'PING', 'payload', 'length 0: no version, opcode or status', frame(Buffer.alloc(0)));
+bad('session_open reply without its chroot byte', 'SESSION_OPEN', 'payload', 'umask present, chroot u8 missing',
+  frame(Buffer.concat([head('SESSION_OPEN'), str('s-1'), str('/lega/homes/alice'), u32(0o027)])));
+bad('auth_password ok reply with a payload', 'AUTH_PASSWORD', 'payload', 'OK carries no fields; one str follows',
+  frame(Buffer.concat([head('AUTH_PASSWORD'), str('x')])));
+bad('acct_mgmt reply for another opcode', 'ACCT_MGMT', 'payload', 'opcode says AUTH_PASSWORD',
+  frame(Buffer.concat([head('AUTH_PASSWORD')])));
+bad('admin blob count larger than the data', 'ADMIN', 'payload', 'json says 100 bytes, 2 follow',
+  frame(Buffer.concat([head('ADMIN'), u32(100), Buffer.from('{}')])));
 
 // ---- decoded form, from the TS decoder (so the JSON states what the daemon side reads) ------
+/** Blobs as { blob_hex } in the JSON (a Buffer would serialise as a list of numbers). */
+const jsonable = (x) => Buffer.isBuffer(x) ? { blob_hex: x.toString('hex') }
+  : Array.isArray(x) ? x.map(jsonable)
+    : x && typeof x === 'object' ? Object.fromEntries(Object.entries(x).map(([k, y]) => [k, jsonable(y)])) : x;
 function decoded(v) {
   if (v.kind === 'bad-reply') return { version: PROTO_VERSION, opcode: v.bad.opcode, reject: v.bad.reject, why: v.bad.why };
   const body = v.buf.subarray(4);
@@ -107,6 +154,7 @@ function messageOf(opcode) {
 function flatten(lines, path, type, value) {
   const hex = (s) => 'x' + Buffer.from(s, 'utf8').toString('hex');
   if (type === 'str') lines.push(`f ${path} str ${hex(value)}`);
+  else if (type === 'blob') lines.push(`f ${path} blob x${Buffer.from(value).toString('hex')}`);
   else if (['u8', 'u16', 'u32'].includes(type)) lines.push(`f ${path} ${type} ${value}`);
   else if (type === 'strlist') {
     lines.push(`f ${path} count ${value.length}`);
@@ -123,14 +171,15 @@ function flattenFields(lines, prefix, fieldList, values) {
 
 const json = [];
 const txt = ['# GENERATED by test/golden/make-vectors.mjs from the TS codec; do not edit.',
-  '# vector NAME / kind / hex / version / opcode [/ status / detail x<hex>] / f PATH TYPE VALUE... / end'];
+  '# vector NAME / kind / hex / version / opcode [/ status / detail x<hex> / keys_ok 1 0..] / f PATH TYPE VALUE... / end'];
 for (const v of vectors) {
   const d = decoded(v);
-  json.push({ name: v.name, kind: v.kind, hex: v.buf.toString('hex'), decoded: d });
+  json.push({ name: v.name, kind: v.kind, hex: v.buf.toString('hex'), decoded: jsonable(d), ...(v.keysOk ? { keys_ok: v.keysOk } : {}) });
   txt.push(`vector ${v.name}`, `kind ${v.kind}`, `hex ${v.buf.toString('hex')}`, `version ${d.version}`, `opcode ${d.opcode}`);
   if (v.kind === 'reply') {
     txt.push(`status ${d.status}`);
     if (d.status !== Status.OK) txt.push(`detail x${Buffer.from(d.detail, 'utf8').toString('hex')}`);
+    if (v.keysOk) txt.push(`keys_ok ${v.keysOk.map((ok) => (ok ? 1 : 0)).join(' ')}`);
   }
   if (v.kind !== 'bad-reply') {
     const m = messageOf(d.opcode);

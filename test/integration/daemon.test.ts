@@ -6,7 +6,7 @@ import { createConnection } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startEnv, request, type TestEnv } from '../lib/harness.js';
+import { startEnv, request, exampleUsers, type TestEnv } from '../lib/harness.js';
 import { Status, Op, PROTO_VERSION } from '../../src/protocol/generated.js';
 import { encodeRequest, decodeReply, type Fields } from '../../src/protocol/codec.js';
 
@@ -180,10 +180,29 @@ test('SIGHUP reloads a good config and keeps the old one on a bad config', async
   assert.equal((await request(nss(), 'GR_BY_NAME', { name: 'inbox' })).status, Status.OK);
 });
 
-test('logs are one JSON object per line and never carry secrets', () => {
+test('logs are one JSON object per line and never carry secrets', async () => {
+  // The events a secret could reach: an upstream fetch (basic auth, a record with a hash) and a
+  // password check, wrong then right (alice's hash is $2b$, bob's $6$).
+  assert.equal((await request(nss(), 'PW_BY_NAME', { name: 'bob' })).status, Status.OK);
+  const wrongPw = 'Wrong-Guess-7';
+  const rightPw = 'alice-demo-pass';
+  const auth = (password: string) => request(priv(), 'AUTH_PASSWORD', { user: 'alice', password, service: 'latchkey-test', rhost: '' });
+  assert.equal((await auth(wrongPw)).status, Status.AUTH_FAILED);
+  assert.equal((await auth(rightPw)).status, Status.OK);
+  const events = (): { event?: unknown; key?: unknown; user?: unknown; result?: unknown }[] =>
+    env.daemon.logs.map((l) => { try { return JSON.parse(l) as Record<string, unknown>; } catch { return {}; } });
+  for (let i = 0; i < 50 && !events().some((e) => e.event === 'auth.result' && e.result === 'ok'); i++) await new Promise((r) => setTimeout(r, 20));
+  const seen = events();
+  assert.ok(seen.some((e) => e.event === 'resolver.fetch' && e.key === 'name:bob'), 'no resolver.fetch line for bob');
+  assert.ok(seen.some((e) => e.event === 'auth.result' && e.user === 'alice' && e.result === 'wrong_password'), 'no auth.result line for the wrong password');
+  assert.ok(seen.some((e) => e.event === 'auth.result' && e.user === 'alice' && e.result === 'ok'), 'no auth.result line for the right password');
+  const hashes = exampleUsers().map((u) => u.passwordHash).filter((h): h is string => !!h);
+  assert.ok(hashes.length > 0);
   for (const line of env.daemon.logs) {
     assert.doesNotThrow(() => JSON.parse(line), line);
     assert.ok(!line.includes('testpass'), 'upstream password leaked: ' + line);
     assert.ok(!line.includes('$2b$') && !line.includes('$6$'), 'hash leaked: ' + line);
+    for (const h of hashes) assert.ok(!line.includes(h), 'hash leaked: ' + line);
+    assert.ok(!line.includes(wrongPw) && !line.includes(rightPw), 'password leaked: ' + line);
   }
 });

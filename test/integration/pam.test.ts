@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcrypt';
 import { startEnv, exampleUsers, examplePasswords, NSS_LIB_DIR, type TestEnv, type CegaUser } from '../lib/harness.js';
-import { latchkeyStack, makePamDir, pamtester, startFakePriv, PamMsg, PAM_MODULE, PASSWORD_CHANGE_MSG, type FakePriv, type FakeRequest, type NsResult } from '../lib/pam.js';
+import { latchkeyStack, makePamDir, pamtester, runPamNs, startFakePriv, PamMsg, PAM_MODULE, PASSWORD_CHANGE_MSG, type FakePriv, type FakeRequest, type NsResult } from '../lib/pam.js';
 import { ok, fail } from '../../src/server/dispatch.js';
 import { Status } from '../../src/protocol/generated.js';
 
@@ -46,6 +46,9 @@ describe('pam_latchkey against a scripted daemon (priv.sock and nss.sock)', () =
   const SKEWED_SERVED_UID = 29999;
   const DAEMON_PROMPT = 'Scripted daemon prompt: ';
   let chrootHome = '';
+  /** Read by pam_echo after the session opened: absolute (through the root), relative (through the cwd). */
+  const CHROOT_PROBE = '/latchkey-chroot-probe';
+  const CWD_PROBE = 'latchkey-cwd-probe';
   const answer = (user: string, okFields: Record<string, string | number> = {}) => {
     const s = byUser[user] ?? Status.NOTFOUND;
     return s === Status.OK ? ok(okFields) : fail(s, `scripted ${user}`);
@@ -96,6 +99,9 @@ describe('pam_latchkey against a scripted daemon (priv.sock and nss.sock)', () =
       'lk-local': latchkeyStack(`local_passwd=${localPasswd}`),
       'lk-first-pass': `auth optional ${PAM_MODULE}\nauth requisite ${PAM_MODULE} use_first_pass\naccount required pam_permit.so\n`,
       'lk-try-first': `auth optional ${PAM_MODULE}\nauth requisite ${PAM_MODULE} try_first_pass\naccount required pam_permit.so\n`,
+      // pam_echo runs in the same process after pam_latchkey: it reads an absolute path through the
+      // process's root and a relative one through its cwd, and pamtester prints what it read.
+      'lk-chroot-probe': `session requisite ${PAM_MODULE}\nsession optional pam_echo.so file=${CHROOT_PROBE}\nsession optional pam_echo.so file=${CWD_PROBE}\n`,
     });
     env = { LATCHKEY_SOCKET_DIR: fake.dir, LD_LIBRARY_PATH: NSS_LIB_DIR };
   });
@@ -229,6 +235,18 @@ describe('pam_latchkey against a scripted daemon (priv.sock and nss.sock)', () =
     failedWith(await pamtester(pamDir, env, SVC, 'good', ['open_session'], { items: { tty: 'chroot' } }), PamMsg.SESSION_ERR);
     mkdirSync(chrootHome, { mode: 0o755 });
     succeeded(await pamtester(pamDir, env, SVC, 'good', ['open_session'], { items: { tty: 'chroot' } }));
+    // What the process sees afterwards: "/" is the home and so is its cwd. pamtester starts in
+    // `outside`, whose probe file a process that was chrooted without chdir("/") still reads.
+    writeFileSync(join(chrootHome, CHROOT_PROBE), 'root: the home\n');
+    writeFileSync(join(chrootHome, CWD_PROBE), 'cwd: the home\n');
+    const outside = join(dir, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, CWD_PROBE), 'cwd: outside the home\n');
+    const r = await runPamNs(`cd '${outside}' && exec pamtester -I tty=chroot -v lk-chroot-probe good open_session 2>&1`, env, pamDir);
+    succeeded(r);
+    assert.match(r.stdout, /^root: the home$/m, r.stdout);
+    assert.match(r.stdout, /^cwd: the home$/m, r.stdout);
+    assert.doesNotMatch(r.stdout, /outside the home/, r.stdout);
   });
 
   test('password changes: refused for latchkey users, left to the stack for everybody else', async () => {

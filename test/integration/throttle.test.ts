@@ -11,7 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startEnv, examplePasswords, ROOT, type TestEnv } from '../lib/harness.js';
 import { latchkeyStack, makePamDir, pamtester, PamMsg, type NsResult } from '../lib/pam.js';
-import { MAX_CHECKS_IN_FLIGHT_PER_HOST } from '../../src/answers/auth.js';
+import { MAX_CHECKS_IN_FLIGHT_PER_HOST } from '../../src/answers/priv-auth.js';
 
 const SVC = 'latchkey-throttle';
 const CTL = join(ROOT, 'bin/latchkeyctl');

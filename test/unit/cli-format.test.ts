@@ -12,7 +12,9 @@ import { userColumns, showPairs } from '../../src/cli/cmd-users.js';
 import { readFirstLine } from '../../src/cli/cmd-auth.js';
 import { MAIN_HELP, COMMAND_HELP } from '../../src/cli/help.js';
 import { Readable } from 'node:stream';
-import { publicUrl, keyInfo, entryState } from '../../src/answers/admin.js';
+import { publicUrl } from '../../src/answers/admin/status.js';
+import { keyInfo, entryState } from '../../src/answers/admin/users.js';
+import type { AdminOkReply, AdminReplyData, UserSummary } from '../../src/protocol/admin.js';
 
 const NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
 const S = 1000;
@@ -138,7 +140,10 @@ test('flatten and bar', () => {
 });
 
 test('users columns: relative on a terminal, exact in TSV', () => {
-  const row = { name: 'alice', uid: 10001, fetched_at: NOW - 2 * M, expires_at: NOW + 58 * M, state: 'fresh', keys: 2, has_password: true, home_exists: false };
+  const row: UserSummary = {
+    name: 'alice', uid: 10001, upstream_uid: 1, gid: 10000, fetched_at: NOW - 2 * M, expires_at: NOW + 58 * M, state: 'fresh', keys: 2,
+    has_password: true, home: '/lega/alice', home_exists: false,
+  };
   const cols = userColumns({ time: { now: NOW, utc: false } });
   const table = renderListing('table', [row], cols, {});
   assert.match(table, /^NAME\s+UID\s+FETCHED\s+EXPIRES\s+STATE\s+KEYS\s+PASSWORD\s+HOME\n/);
@@ -147,12 +152,19 @@ test('users columns: relative on a terminal, exact in TSV', () => {
 });
 
 test('status pairs: human on a terminal, machine values in TSV', () => {
-  const r = {
+  const r: AdminOkReply<'status'> = {
     ok: true, version: '0.1.0', pid: 42, started_at: NOW - 2 * H, uptime_s: 7200, config_file: '/etc/latchkey/latchkey.conf',
     sockets: { dir: '/run/latchkey', nss: '/run/latchkey/nss.sock', priv: '/run/latchkey/priv.sock' },
-    upstream: { by_name_url: 'https://cega/username/', reachable: true, probe_ms: 3.2, last_error: { message: 'timeout', at: NOW - 5 * M } },
-    cache: { file: '/run/latchkey/cache.db', size_bytes: 49152, entries: { fresh: 3, stale: 1, expired: 0, negative: 2 }, hit_ratio: 0.75 },
+    upstream: {
+      by_name_url: 'https://cega/username/', by_uid_url: 'https://cega/user-id/', reachable: true, probe_ms: 3.2, probe_error: null,
+      last_error: { message: 'timeout', at: NOW - 5 * M },
+    },
+    cache: {
+      file: '/run/latchkey/cache.db', size_bytes: 49152, ttl_s: 3600, negative_ttl_s: 60, stale_grace_s: 86400,
+      entries: { fresh: 3, stale: 1, expired: 0, negative: 2, total: 6 }, hit_ratio: 0.75,
+    },
     sessions: { open: 1 },
+    insecure: [],
   };
   const human = renderPairs(statusPairs(r, { mode: 'table', time: { now: NOW, utc: false } }), 'table');
   assert.match(human, /^daemon:\s+up \(pid 42, version 0\.1\.0\)$/m);
@@ -171,7 +183,7 @@ test('status pairs: human on a terminal, machine values in TSV', () => {
 });
 
 test('show pairs: password as kind and cost, keys by fingerprint, every TSV line keyed', () => {
-  const r = {
+  const r: AdminReplyData<'show'> = {
     user: {
       name: 'alice', uid: 10001, upstream_uid: 1, gid: 10000, gecos: 'Alice', shell: '/bin/bash', home: '/lega/alice', home_exists: true,
       fetched_at: NOW - M, expires_at: NOW + H, state: 'fresh', has_password: true, password: { kind: 'bcrypt', cost: 10, cost_name: 'cost' },
@@ -320,7 +332,7 @@ test('admin: key fingerprints as ssh-keygen -l prints them; entry state by the c
 test('throttle: columns relative on a terminal, exact in TSV; help and the command table list it', async () => {
   const { throttleColumns } = await import('../../src/cli/cmd-throttle.js');
   const cols = throttleColumns({ time: { now: NOW, utc: false } });
-  const rows = [
+  const rows: AdminReplyData<'throttle'>['entries'] = [
     { scope: 'user', key: 'alice', failures: 5, limit: 5, in_flight: 0, window_started_at: NOW - 90 * S, locked_until: NOW + 4 * M, retry_after_s: 240, refused: 12 },
     { scope: 'host', key: '192.0.2.7', failures: 7, limit: 20, in_flight: 2, window_started_at: NOW - 3 * M, locked_until: null, retry_after_s: 0, refused: 0 },
   ];

@@ -9,7 +9,8 @@ import {
   encodeRequest, encodeReply, decodeReply, decodeRequestPayload, splitRequest, FrameReader,
   messageByName, type Fields,
 } from '../../src/protocol/codec.js';
-import { Op, Status, MAX_REQUEST, PROTO_VERSION } from '../../src/protocol/generated.js';
+import { Op, Status, MAX_REQUEST, PROTO_VERSION, Messages, SSH_KEY_TYPES, DAEMON_VERSION } from '../../src/protocol/generated.js';
+import { checkSshPublicKey } from '../../src/upstream/sshkeys.js';
 import { ProtocolError } from '../../src/errors.js';
 import { ROOT } from '../lib/paths.js';
 
@@ -25,18 +26,73 @@ test('C header carries every opcode and status of the spec', () => {
   for (const s of spec.status) assert.match(h, new RegExp(`LK_STATUS_${s.name} = ${s.code},`));
 });
 
-interface Vector { name: string; kind: 'request' | 'reply' | 'bad-reply' | 'bad-request'; hex: string; decoded?: { version: number; opcode: number; status?: number; fields?: Fields; detail?: string } }
+interface Vector {
+  name: string; kind: 'request' | 'reply' | 'bad-reply' | 'bad-request'; hex: string;
+  decoded?: { version: number; opcode: number; status?: number; fields?: Fields; detail?: string };
+  keys_ok?: boolean[];
+}
+
+const loadVectors = (): Vector[] => JSON.parse(readFileSync(join(ROOT, 'test/golden/vectors.json'), 'utf8'), (_k, v: unknown) =>
+  v && typeof v === 'object' && 'blob_hex' in v ? Buffer.from((v as { blob_hex: string }).blob_hex, 'hex') : v) as Vector[];
+const nameOf = (opcode: number): string => Object.entries(Op).find(([, c]) => c === opcode)![0];
 
 function normalise(v: unknown): unknown {
-  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  if (Buffer.isBuffer(v)) return { blob_hex: v.toString('hex') };
   if (typeof v === 'bigint') return Number(v);
   if (Array.isArray(v)) return v.map(normalise);
   if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, normalise(x)]));
   return v;
 }
 
+test('generated files carry the package.json version', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  assert.equal(DAEMON_VERSION, pkg.version);
+  assert.match(readFileSync(join(ROOT, 'native/common/latchkey_proto.h'), 'utf8'), new RegExp(`#define LK_DAEMON_VERSION "${pkg.version.replace(/\./g, '\\.')}"`));
+});
+
+test('golden vectors hold a request and an OK reply of every message, nss.sock and priv.sock', () => {
+  const vectors = loadVectors();
+  for (const m of Messages) {
+    assert.ok(vectors.some((v) => v.kind === 'request' && v.decoded!.opcode === m.opcode), `${m.name}: no request vector`);
+    assert.ok(vectors.some((v) => v.kind === 'reply' && v.decoded!.opcode === m.opcode && v.decoded!.status === Status.OK), `${m.name}: no OK reply vector`);
+  }
+});
+
+test('golden vectors re-encode to their bytes', () => {
+  for (const v of loadVectors()) {
+    if (v.kind === 'request') {
+      assert.equal(encodeRequest(nameOf(v.decoded!.opcode), v.decoded!.fields ?? {}).toString('hex'), v.hex, v.name);
+    } else if (v.kind === 'reply') {
+      const d = v.decoded!;
+      assert.equal(encodeReply(d.opcode, d.status!, d.status === Status.OK ? d.fields ?? {} : null, d.detail ?? '').toString('hex'), v.hex, v.name);
+    }
+  }
+});
+
+test('SSH key types: the daemon accepts exactly the spec list, ssh-dss refused like any unsupported type, as the C helper does', () => {
+  const keyVectors = loadVectors().filter((v) => v.keys_ok);
+  assert.ok(keyVectors.length > 0, 'a keys vector records which keys the daemon accepts');
+  let dss = 0;
+  const accepted = new Set<string>();
+  for (const v of keyVectors) {
+    const keys = decodeReply(Buffer.from(v.hex, 'hex').subarray(4)).fields!.keys as string[];
+    // vectors.txt carries the same verdicts: test/c/test_golden.c checks the C helper agrees
+    assert.deepEqual(keys.map((k) => checkSshPublicKey(k).ok), v.keys_ok, v.name);
+    for (const k of keys) {
+      const type = k.split(' ')[0]!;
+      const c = checkSshPublicKey(k);
+      assert.equal(c.ok, SSH_KEY_TYPES.includes(type), `${type} accepted iff in spec.json ssh_key_types`);
+      if (c.ok) accepted.add(type);
+      else assert.equal(c.reason, `unsupported key type "${type}"`);
+      if (type === 'ssh-dss') dss++;
+    }
+  }
+  assert.deepEqual([...accepted].sort(), [...SSH_KEY_TYPES].sort(), 'a key of every spec type, each accepted');
+  assert.ok(dss > 0, 'the vectors include a DSA key');
+});
+
 test('golden vectors decode as recorded, and bad ones are rejected', () => {
-  const vectors = JSON.parse(readFileSync(join(ROOT, 'test/golden/vectors.json'), 'utf8')) as Vector[];
+  const vectors = loadVectors();
   assert.ok(vectors.length >= 8, 'expected a real set of golden vectors');
   let good = 0;
   let bad = 0;
@@ -47,7 +103,7 @@ test('golden vectors decode as recorded, and bad ones are rejected', () => {
       const req = splitRequest(buf.subarray(4));
       assert.equal(req.version, v.decoded!.version, v.name);
       assert.equal(req.opcode, v.decoded!.opcode, v.name);
-      const m = Object.values(Op).includes(req.opcode as never) ? messageByName(Object.entries(Op).find(([, c]) => c === req.opcode)![0]) : null;
+      const m = Object.values(Op).includes(req.opcode as never) ? messageByName(nameOf(req.opcode)) : null;
       assert.ok(m, v.name);
       assert.deepEqual(normalise(decodeRequestPayload(m, req.payload)), normalise(v.decoded!.fields ?? {}), v.name);
       good++;
@@ -65,7 +121,9 @@ test('golden vectors decode as recorded, and bad ones are rejected', () => {
         const fr = new FrameReader(v.kind === 'bad-reply' ? 262144 : MAX_REQUEST);
         const frames = fr.push(buf);
         if (frames.length === 0) throw new ProtocolError(`incomplete frame (${fr.buffered} bytes buffered)`);
-        decodeReply(frames[0]!);
+        const r = decodeReply(frames[0]!);
+        // a reply to another message than the one asked is the caller's to refuse (lk_reply_open in C)
+        if (r.opcode !== v.decoded!.opcode) throw new ProtocolError(`reply for opcode ${r.opcode}`);
       }, ProtocolError, v.name);
       bad++;
     }

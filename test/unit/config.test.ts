@@ -331,7 +331,10 @@ test('redactConfig and formatConfigIni never contain a secret', () => {
   assert.deepEqual(r.upstream.basicAuth, { user: 'lega', password: '<redacted>' });
   assert.equal(r.homes.mode, '2750');
   assert.equal(r.users.nameRegex, '^[a-z_][a-z0-9_.-]{0,31}$');
-  assert.doesNotThrow(() => JSON.parse(JSON.stringify(redactConfig(bearer))));
+  // What `latchkeyctl --json config` prints: it must survive JSON unchanged
+  // (a RegExp, Map, undefined or BigInt left in it would be lost or throw on the way).
+  for (const c of [basic, bearer, legacy]) assert.deepEqual(JSON.parse(JSON.stringify(redactConfig(c))), redactConfig(c));
+  assert.equal((redactConfig(bearer) as { upstream: { bearerToken: unknown } }).upstream.bearerToken, '<redacted>');
 });
 
 test('formatConfigIni parses back to the same config', () => {

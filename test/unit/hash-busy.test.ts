@@ -1,4 +1,4 @@
-// Red-team fix (issue 12): password checks wait at most HASH_WAIT_MS for a hash slot; past it
+// Password checks wait at most HASH_WAIT_MS for a hash slot; past it
 // the login is "unavailable" (try again), never queued without bound behind a burst.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UserCache } from '../../src/cache/db.js';
 import { Resolver, REFRESH_RETRY_MS, UNREACHABLE_HOLDOFF_MS, DOWN_AFTER_FAILURES } from '../../src/directory/resolver.js';
+import { groupEntry, passwdEntry } from '../../src/directory/entries.js';
 import { UpstreamError } from '../../src/errors.js';
 import { parseIdFile } from '../../src/users/local.js';
 import { setLogSink } from '../../src/log.js';
@@ -336,11 +337,11 @@ test('home is always base/name from config, whatever upstream sends or the base 
   assert.ok(l.status === 'found');
   cfg.homes.base = '/srv/inbox/';
   cfg.users.shell = '/sbin/nologin';
-  const p = r.toPasswd(l.user);
+  const p = passwdEntry(cfg, l.user);
   assert.equal(p.dir, '/srv/inbox/alice');
   assert.equal(p.shell, '/sbin/nologin');
   assert.deepEqual(Object.keys(p).sort(), ['dir', 'gecos', 'gid', 'name', 'shell', 'uid']);
-  assert.deepEqual(r.group(), { name: 'lega', gid: 10000, members: [] });
+  assert.deepEqual(groupEntry(cfg.users, r.local), { name: 'lega', gid: 10000, members: [] });
 });
 
 test('a config reload applies at once: new rules hide cached users, new TTLs apply', async () => {

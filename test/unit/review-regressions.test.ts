@@ -5,13 +5,14 @@ import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { createServer, createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { serveConnection } from '../../src/server/connection.js';
 import { ok } from '../../src/server/dispatch.js';
 import { encodeRequest } from '../../src/protocol/codec.js';
 import { SwappableSource } from '../../src/daemon/swappable-source.js';
 import type { FetchResult, UserSource } from '../../src/upstream/types.js';
-import { SessionRegistry, type ProcessOps } from '../../src/sessions/registry.js';
+import { SessionRegistry } from '../../src/sessions/registry.js';
+import { SessionStore } from '../../src/sessions/store.js';
+import type { ProcessOps } from '../../src/sessions/proc.js';
 import { parseEndpoint, ValueProblem } from '../../src/config/values.js';
 import { RestUserSource } from '../../src/upstream/client.js';
 import { UpstreamError } from '../../src/errors.js';
@@ -127,10 +128,10 @@ test('sessions: a pid whose start time was never recorded is not signalled (it m
     startTime: (pid) => running.get(pid) ?? null,
     terminate: (pid) => { terminated.push(pid); return running.delete(pid); },
   };
-  const db = new Database(':memory:');
   const cfg = { pam: { maxSessionsPerUser: 0, maxSessionAgeSec: 60 } } as unknown as Config;
   let now = 1_000_000;
-  const reg = new SessionRegistry(db, () => cfg, procs, () => now);
+  const store = SessionStore.open(':memory:');
+  const reg = new SessionRegistry(store, () => cfg, procs, () => now);
   // /proc could not be read at open: no start time recorded.
   assert.ok(reg.open({ user: 'alice', uid: 10001, service: 'sshd', rhost: '', tty: 'ssh', pid: 4242 }).ok);
   running.set(4242, '999'); // now some process holds that pid: maybe a stranger
@@ -143,7 +144,7 @@ test('sessions: a pid whose start time was never recorded is not signalled (it m
   now += 120_000;
   reg.sweep();
   assert.deepEqual(terminated, []);
-  db.close();
+  store.close();
 });
 
 // throttle: huge user/rhost strings do not become huge map keys -> test/unit/throttle.test.ts

@@ -1,12 +1,18 @@
-// SessionRegistry and the SESSION_OPEN/SESSION_CLOSE handlers over a temporary better-sqlite3 file,
-// with fake processes (no signal reaches a real process) and a fake ensureHome.
+// SessionRegistry over its own store (a temporary SQLite file), the store's versioning and
+// recovery, and the SESSION_OPEN/SESSION_CLOSE answers, with fake processes (no signal reaches a
+// real process) and a fake ensureHome.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { SessionRegistry, sessionHandlers, systemProcessOps, type ProcessOps, type EnsureHome } from '../../src/sessions/registry.js';
+import { SessionRegistry } from '../../src/sessions/registry.js';
+import { SessionStore, SESSIONS_SCHEMA_VERSION, sessionStorePath } from '../../src/sessions/store.js';
+import { systemProcessOps, type ProcessOps } from '../../src/sessions/proc.js';
+import { sessionHandlers, type EnsureHome } from '../../src/answers/priv-session.js';
+import { UserCache } from '../../src/cache/db.js';
+import { setLogSink } from '../../src/log.js';
 import type { Config } from '../../src/config/types.js';
 import type { Lookup } from '../../src/cache/types.js';
 import { Status } from '../../src/protocol/generated.js';
@@ -35,16 +41,17 @@ class FakeProcs implements ProcessOps {
 
 function setup(pam: Partial<Config['pam']> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-sessions-'));
-  const db = new Database(join(dir, 'cache.db'));
+  const store = SessionStore.open(sessionStorePath(join(dir, 'cache.db')));
+  const db = store.db;
   const procs = new FakeProcs();
   let now = 1_000_000;
   let cfg = config(pam);
-  const reg = new SessionRegistry(db, () => cfg, procs, () => now);
+  const reg = new SessionRegistry(store, () => cfg, procs, () => now);
   return {
-    reg, procs, db,
+    reg, procs, db, dir,
     advance(ms: number) { now += ms; },
     setConfig(c: Config) { cfg = c; },
-    cleanup() { db.close(); rmSync(dir, { recursive: true, force: true }); },
+    cleanup() { store.close(); rmSync(dir, { recursive: true, force: true }); },
   };
 }
 
@@ -65,10 +72,18 @@ test('open, list, countOpen and close by pid and user', () => {
   s.cleanup();
 });
 
-test('the table lives in the given database, so the cache file holds it', () => {
+test('sessions live in their own versioned file beside the cache, created 0600, never in the cache file', () => {
   const s = setup();
   const row = s.db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name='sessions'").get();
   assert.ok(row);
+  assert.equal(s.db.pragma('user_version', { simple: true }), SESSIONS_SCHEMA_VERSION);
+  const file = join(s.dir, 'sessions.db');
+  assert.equal(s.db.name, file);
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  assert.equal(sessionStorePath(join(s.dir, 'sessions.db')), join(s.dir, 'latchkey-sessions.db'), 'never the cache file itself');
+  const cache = UserCache.open(join(s.dir, 'cache.db'));
+  assert.equal(cache.db.prepare("SELECT name FROM sqlite_master WHERE name='sessions'").get(), undefined);
+  cache.close();
   s.cleanup();
 });
 
@@ -162,6 +177,133 @@ test('systemProcessOps sees this process and its start time, and not a dead pid'
   assert.equal(systemProcessOps.alive(process.pid), true);
   assert.match(systemProcessOps.startTime(process.pid) ?? '', /^\d+$/);
   assert.equal(systemProcessOps.alive(2 ** 22 + 12345), false);
+});
+
+// --- the store: versioned, never silently emptied -------------------------------------------
+
+/** The `sessions` table as latchkeyd created it inside the cache file, before it had a version. */
+const LEGACY_TABLE = `CREATE TABLE sessions (id TEXT PRIMARY KEY, user TEXT NOT NULL, uid INTEGER NOT NULL,
+  service TEXT NOT NULL, rhost TEXT NOT NULL, tty TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT,
+  started_at INTEGER NOT NULL, ended_at INTEGER, end_reason TEXT)`;
+const legacyRow = (db: Database.Database, id: string, user: string, endedAt: number | null): void => {
+  db.prepare('INSERT INTO sessions VALUES (?, ?, 10001, ?, ?, ?, ?, ?, ?, ?, ?)')
+    .run(id, user, 'sshd', '192.0.2.1', 'ssh', 4000, 'st', 5000, endedAt, endedAt === null ? null : 'closed');
+};
+
+function captureLog(): { lines: Array<Record<string, unknown>>; restore: () => void } {
+  const lines: Array<Record<string, unknown>> = [];
+  setLogSink((l) => lines.push(JSON.parse(l) as Record<string, unknown>));
+  return { lines, restore: () => setLogSink((l) => process.stderr.write(l + '\n')) };
+}
+
+function storeDir(): { dir: string; file: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-store-'));
+  return { dir, file: join(dir, 'sessions.db'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+test('a restart keeps the open sessions: limits, lists and kills still see them', () => {
+  const t = storeDir();
+  const procs = new FakeProcs();
+  procs.running.set(600, 'a');
+  const cfg = config({ maxSessionsPerUser: 1 });
+  let store = SessionStore.open(t.file);
+  const first = new SessionRegistry(store, () => cfg, procs).open(req('alice', 600));
+  assert.ok(first.ok);
+  store.close();
+  store = SessionStore.open(t.file);
+  const reg = new SessionRegistry(store, () => cfg, procs);
+  assert.deepEqual(reg.list().map((r) => [r.id, r.user, r.pid]), [[first.id, 'alice', 600]]);
+  procs.running.set(601, 'b');
+  assert.deepEqual(reg.open(req('alice', 601)), { ok: false, reason: 'limit', open: 1, max: 1 });
+  assert.equal(reg.kill({ user: 'alice' }), 1);
+  assert.deepEqual(procs.terminated, [600]);
+  store.close();
+  t.cleanup();
+});
+
+test('a corrupt sessions file is moved aside and kept, reported at err with the path and what to do', () => {
+  const t = storeDir();
+  const garbage = 'not a database, but somebody\'s sessions\n'.repeat(200);
+  writeFileSync(t.file, garbage);
+  const log = captureLog();
+  let store: SessionStore;
+  try { store = SessionStore.open(t.file, { now: () => Date.UTC(2030, 0, 2, 3, 4, 5) }); } finally { log.restore(); }
+  assert.equal(store.countOpen(), 0, 'a usable, empty store');
+  const aside = join(t.dir, 'sessions.db.bad-20300102T030405000Z');
+  assert.ok(existsSync(aside), `moved aside: ${readdirSync(t.dir).join(' ')}`);
+  assert.equal(statSync(aside).size, Buffer.byteLength(garbage), 'kept as it was');
+  const err = log.lines.filter((l) => l.level === 'error');
+  assert.equal(err.length, 1);
+  assert.equal(err[0]!.event, 'sessions.store_unusable');
+  assert.equal(err[0]!.path, t.file);
+  assert.deepEqual(err[0]!.moved_to, [aside]);
+  assert.match(String(err[0]!.fix), new RegExp(`sqlite3 ${aside.replace(/[.]/g, '\\.')}`));
+  assert.equal(statSync(t.file).mode & 0o777, 0o600);
+  store.close();
+  t.cleanup();
+});
+
+test('an older schema (the unversioned table of the cache-file era) is migrated, its open sessions kept', () => {
+  const t = storeDir();
+  const old = new Database(t.file);
+  old.exec(LEGACY_TABLE);
+  legacyRow(old, 'old-open', 'alice', null);
+  legacyRow(old, 'old-ended', 'bob', 6000);
+  old.close();
+  const log = captureLog();
+  let store: SessionStore;
+  try { store = SessionStore.open(t.file); } finally { log.restore(); }
+  assert.equal(store.db.pragma('user_version', { simple: true }), SESSIONS_SCHEMA_VERSION);
+  assert.deepEqual(store.openRows().map((r) => r.id), ['old-open']);
+  const indexes = store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'sessions_open_%' ORDER BY name").pluck().all();
+  assert.deepEqual(indexes, ['sessions_open_pid', 'sessions_open_user']);
+  assert.deepEqual(log.lines.map((l) => [l.event, l.from_version, l.to_version]), [['sessions.store_migrated', 0, 1]]);
+  assert.deepEqual(readdirSync(t.dir).filter((f) => f.includes('.bad')), [], 'nothing moved aside');
+  store.close();
+  t.cleanup();
+});
+
+test('a file from a newer latchkeyd (unknown schema version) is moved aside with its records, not opened', () => {
+  const t = storeDir();
+  const newer = new Database(t.file);
+  newer.exec(LEGACY_TABLE);
+  legacyRow(newer, 'future', 'alice', null);
+  newer.pragma(`user_version = ${SESSIONS_SCHEMA_VERSION + 1}`);
+  newer.close();
+  const log = captureLog();
+  let store: SessionStore;
+  try { store = SessionStore.open(t.file); } finally { log.restore(); }
+  assert.equal(store.countOpen(), 0);
+  const err = log.lines.find((l) => l.event === 'sessions.store_unusable');
+  assert.ok(err && err.level === 'error');
+  assert.match(String(err.reason), new RegExp(`schema version ${SESSIONS_SCHEMA_VERSION + 1} is newer`));
+  const aside = (err.moved_to as string[])[0]!;
+  const kept = new Database(aside, { readonly: true });
+  assert.deepEqual(kept.prepare('SELECT id FROM sessions').pluck().all(), ['future'], 'the records are still in the moved file');
+  kept.close();
+  store.close();
+  t.cleanup();
+});
+
+test('upgrade: a new store takes over the open sessions the cache file held, once', () => {
+  const t = storeDir();
+  const cachePath = join(t.dir, 'cache.db');
+  const cache = UserCache.open(cachePath);
+  cache.db.exec(LEGACY_TABLE);
+  legacyRow(cache.db, 'open-1', 'alice', null);
+  legacyRow(cache.db, 'ended-1', 'bob', 6000);
+  const log = captureLog();
+  let store: SessionStore;
+  try { store = SessionStore.open(sessionStorePath(cachePath), { importFrom: cachePath }); } finally { log.restore(); }
+  assert.deepEqual(store.openRows().map((r) => [r.id, r.user, r.pid, r.pid_start]), [['open-1', 'alice', 4000, 'st']]);
+  assert.equal(cache.db.prepare("SELECT name FROM sqlite_master WHERE name = 'sessions'").get(), undefined, 'the old table is gone');
+  assert.ok(log.lines.some((l) => l.event === 'sessions.imported' && l.open_sessions === 1));
+  store.close();
+  store = SessionStore.open(sessionStorePath(cachePath), { importFrom: cachePath });
+  assert.equal(store.countOpen(), 1);
+  store.close();
+  cache.close();
+  t.cleanup();
 });
 
 // --- handlers ---------------------------------------------------------------------------------

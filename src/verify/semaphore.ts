@@ -1,5 +1,6 @@
-// A counting semaphore with a FIFO queue. Waiters can give up (deadline passed, client closed)
-// without leaking their place: an abandoned waiter is removed, never granted a slot.
+// A counting semaphore with a FIFO queue (the password hash slots, verify/password.ts). Waiters
+// can give up (deadline passed, shutdown) without leaking their place: an abandoned waiter is
+// removed, never granted a slot.
 
 export class Semaphore {
   private inUse = 0;

@@ -1,12 +1,17 @@
-// Handlers for priv.sock that decide logins: password verification (the decision itself is
-// verify/login.ts, shared with `latchkeyctl auth-test`) and the account check.
+// What priv.sock answers for a login (pam_latchkey's auth and account phases): LOGIN_CHECK,
+// AUTH_PASSWORD and ACCT_MGMT. The decisions are the domain's: the password check is
+// verify/login.ts (shared with `latchkeyctl auth-test`), the account state directory/account.ts,
+// the identity check directory/identity.ts. Sessions are priv-session.ts, ADMIN admin/.
 import { ok, fail, type HandlerTable } from '../server/dispatch.js';
 import { Status } from '../protocol/generated.js';
+import type { Config } from '../config/types.js';
 import type { Resolver } from '../directory/resolver.js';
-import type { UserCache } from '../cache/db.js';
+import { accountState } from '../directory/account.js';
+import type { LoginIdentity } from '../directory/identity.js';
 import { checkPassword } from '../verify/login.js';
 import { hostKey, type Throttle } from '../verify/throttle.js';
 import { log, logLimited } from '../log.js';
+import { identityFailure, replyDetail, unavailable } from './replies.js';
 
 /** Per hash kind: verifications that succeeded and failed, for `latchkeyctl stats`. */
 export class AuthStats {
@@ -24,16 +29,22 @@ export class AuthStats {
  *  address hold 10 unauthenticated connections; a person logs in once at a time). */
 export const MAX_CHECKS_IN_FLIGHT_PER_HOST = 4;
 
-export function authHandlers(resolver: Resolver, cache: UserCache, throttle: Throttle, stats: AuthStats): HandlerTable {
+export function authHandlers(resolver: Resolver, identity: LoginIdentity, throttle: Throttle, stats: AuthStats, cfg: () => Config): HandlerTable {
   const inFlight = new Map<string, number>();
   return {
+    // pam_latchkey, before it asks for a password: is this (name, uid NSS resolved) ours?
+    LOGIN_CHECK: async (f, peer) => {
+      const id = await identity.check(f.user as string, f.uid as number, 'pam', peer.uid);
+      return id.kind === 'served' ? ok({ prompt: cfg().pam.prompt }) : identityFailure(id);
+    },
+
     AUTH_PASSWORD: async (f) => {
       const user = f.user as string;
       const rhost = f.rhost as string;
       const service = f.service as string;
       const started = Date.now();
-      // Red-team fix: one source may have only a few password checks in flight; the hash slots
-      // are shared by everyone, and a burst from one address must not hold them all.
+      // One source may have only a few password checks in flight: the hash slots are shared
+      // by everyone, and a burst from one address must not hold them all.
       const source = hostKey(rhost);
       const busy = inFlight.get(source) ?? 0;
       if (busy >= MAX_CHECKS_IN_FLIGHT_PER_HOST) {
@@ -91,30 +102,25 @@ export function authHandlers(resolver: Resolver, cache: UserCache, throttle: Thr
           // the count of those left out. The detail names the cause for the PAM module's log.
           const busy = o.reason.startsWith('password checks are saturated');
           logLimited(`auth.unavailable:${busy ? 'busy' : 'upstream'}`, 'warn', 'auth.unavailable', { user, rhost, service, reason: o.reason });
-          return fail(Status.UNAVAIL, busy ? o.reason : 'user service unavailable');
+          return fail(Status.UNAVAIL, replyDetail(o.reason));
         }
       }
     },
 
     ACCT_MGMT: async (f) => {
       const user = f.user as string;
-      const knownBefore = cache.getByName(user) !== null;
-      // byName refetches an expired entry, so a password reset or removal upstream takes effect.
-      const l = await resolver.byName(user);
-      if (l.status === 'found') {
-        const exp = l.user.accountExpiresAt;
-        if (exp !== null && exp !== undefined && Date.now() >= exp) {
-          log('info', 'account.expired', { user, service: f.service, rhost: f.rhost, expired_at: new Date(exp).toISOString() });
-          return fail(Status.EXPIRED, exp === 0 ? 'account disabled upstream' : 'account expired');
-        }
-        return ok();
+      const a = await accountState(resolver, user);
+      switch (a.state) {
+        case 'active': return ok();
+        case 'expired':
+          log('info', 'account.expired', { user, service: f.service, rhost: f.rhost, expired_at: new Date(a.expiredAt).toISOString() });
+          return fail(Status.EXPIRED, a.detail);
+        case 'removed':
+          log('info', 'account.removed_upstream', { user, service: f.service, rhost: f.rhost });
+          return fail(Status.EXPIRED, a.detail);
+        case 'unavailable': return unavailable(a.reason);
+        case 'unknown': return fail(Status.NOTFOUND);
       }
-      if (l.status === 'unavail') return fail(Status.UNAVAIL, 'user service unavailable');
-      if (knownBefore) {
-        log('info', 'account.removed_upstream', { user, service: f.service, rhost: f.rhost });
-        return fail(Status.EXPIRED, 'account no longer exists upstream');
-      }
-      return fail(Status.NOTFOUND);
     },
   };
 }

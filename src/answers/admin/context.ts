@@ -1,0 +1,53 @@
+// What every admin command handler gets and how it answers: the daemon's parts (AdminContext),
+// the handler type derived from the admin protocol (src/protocol/admin.ts), and refuse() for a
+// typed {"ok": false} answer.
+import type { Peer } from '../../server/dispatch.js';
+import type { Config } from '../../config/types.js';
+import type { UserCache } from '../../cache/db.js';
+import type { Resolver } from '../../directory/resolver.js';
+import type { UserSource } from '../../upstream/types.js';
+import type { SessionRegistry } from '../../sessions/registry.js';
+import type { Throttle } from '../../verify/throttle.js';
+import type { AdminArgs, AdminCommand, AdminErrorCode, AdminErrorFields, AdminReplyData } from '../../protocol/admin.js';
+import type { AuthStats } from '../priv-auth.js';
+
+/** Everything the admin commands read or operate; built by main.ts. */
+export interface AdminContext {
+  version: string;
+  /** epoch ms */
+  startedAt: number;
+  config: () => Config;
+  configFile: string;
+  socketPaths: () => { dir: string; nss: string; priv: string };
+  cache: UserCache;
+  resolver: Resolver;
+  source: UserSource;
+  sessions: SessionRegistry;
+  throttle: Throttle;
+  authStats: AuthStats;
+}
+
+/** One command: its checked arguments in, the data of its {"ok": true} reply out. */
+export type AdminHandler<C extends AdminCommand> = (args: AdminArgs<C>, peer: Peer) => AdminReplyData<C> | Promise<AdminReplyData<C>>;
+/** A group of commands; the full table (index.ts) must name every command of the protocol. */
+export type AdminHandlers<K extends AdminCommand> = { [C in K]: AdminHandler<C> };
+
+/** A command's refusal, thrown by its handler and sent as {"ok": false, "error", "code", ...fields}. */
+export class AdminRefusal extends Error {
+  constructor(readonly code: string, message: string, readonly fields: object) {
+    super(message);
+    this.name = 'AdminRefusal';
+  }
+}
+
+/** A refusal `cmd` may give: the protocol lists its codes and extra fields. */
+export function refuse<C extends AdminCommand>(
+  _cmd: C, code: Exclude<AdminErrorCode<C>, 'unknown_command' | 'internal'>, message: string, fields?: AdminErrorFields<C>,
+): AdminRefusal {
+  return new AdminRefusal(code, message, fields ?? {});
+}
+
+/** Milliseconds to two decimals, as every *_ms field carries them. */
+export function roundMs(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

@@ -1,0 +1,67 @@
+// What priv.sock answers for pam_latchkey's session phase: SESSION_OPEN (the home, the session
+// record, the umask and chroot the module applies) and SESSION_CLOSE. The policy is the domain's:
+// sessions/registry.ts (limits, records), homes/home.ts (the home), sshdconf/checks.ts (chroot).
+import { ok, fail, type HandlerTable } from '../server/dispatch.js';
+import { Status } from '../protocol/generated.js';
+import type { Config, HomesConfig } from '../config/types.js';
+import type { Lookup } from '../cache/types.js';
+import type { SessionRegistry } from '../sessions/registry.js';
+import { ensureHome as realEnsureHome } from '../homes/home.js';
+import { sessionChroot, NO_SSHD_FACTS, type SshdFacts } from '../sshdconf/checks.js';
+import { log } from '../log.js';
+import { unavailable } from './replies.js';
+
+/** The part of the Resolver the session handlers use. */
+export interface UserLookup { byName(name: string): Promise<Lookup> }
+/** The homes module's contract (src/homes): creates base/name race-free if missing. */
+export type EnsureHome = (cfg: HomesConfig, user: { name: string; uid: number; gid: number })
+  => Promise<{ path: string; created: boolean; problems: string[] }>;
+
+/**
+ * SESSION_OPEN and SESSION_CLOSE. `ensureHome` is replaceable for tests; `sshd` gives what
+ * latchkeyd read from sshd_config at start/reload (src/sshdconf), used for the chroot.
+ */
+export function sessionHandlers(
+  sessions: SessionRegistry, resolver: UserLookup, config: () => Config, ensureHome: EnsureHome = realEnsureHome,
+  sshd: () => SshdFacts = () => NO_SSHD_FACTS,
+): HandlerTable {
+  return {
+    SESSION_OPEN: async (f) => {
+      const user = f.user as string;
+      const service = f.service as string;
+      const rhost = f.rhost as string;
+      const pid = f.pid as number;
+      const cfg = config();
+      const l = await resolver.byName(user);
+      if (l.status === 'unavail') return unavailable(l.reason);
+      if (l.status === 'notfound') return fail(Status.NOTFOUND, `${user} is not a latchkey user`);
+      let home: Awaited<ReturnType<EnsureHome>>;
+      try {
+        home = await ensureHome(cfg.homes, { name: l.user.username, uid: l.user.uid, gid: cfg.users.gid });
+      } catch (e) {
+        const error = e instanceof Error ? e.message : String(e);
+        log('error', 'session.home_refused', { user, service, rhost, error });
+        return fail(Status.INTERNAL, 'home directory could not be prepared; see the latchkeyd log');
+      }
+      // ensureHome throws when the home is unsafe (symlink, foreign owner); `problems` lists
+      // repairs it made (mode, group), logged by it together with home.created: the home is usable.
+      const r = sessions.open({ user, uid: l.user.uid, service, rhost, tty: f.tty as string, pid });
+      if (!r.ok) {
+        log('warn', 'session.limit', { user, service, rhost, open: r.open, max: r.max });
+        return fail(Status.LIMIT, `${user} already has ${r.open} open sessions (max ${r.max})`);
+      }
+      log('info', 'session.open', { id: r.id, user, service, rhost, pid });
+      // chroot_sessions, except for sshd sessions that sshd's own ChrootDirectory confines
+      // (checks.ts sessionChroot: chrooting them here would make sshd refuse the login).
+      const chroot = sessionChroot(cfg, sshd(), service);
+      return ok({ session_id: r.id, home: home.path, umask: cfg.homes.umask, chroot: chroot ? 1 : 0 });
+    },
+
+    SESSION_CLOSE: (f) => {
+      const user = f.user as string;
+      const n = sessions.close(user, f.pid as number);
+      log('info', 'session.close', { user, service: f.service, pid: f.pid, ended: n });
+      return ok();
+    },
+  };
+}

@@ -1,0 +1,38 @@
+// Whether an account may log in now: the one decision behind PAM's account phase (ACCT_MGMT)
+// and anything else that asks "is this account still usable". Upstream may mark an account
+// expired (`expiresAt`) or disabled (`enabled: false`, stored as expiry 0; upstream/validate.ts);
+// a user the directory had cached and upstream no longer knows was removed upstream.
+import type { CachedUser } from '../types.js';
+import type { Resolver } from './resolver.js';
+
+/** The account-expiry rule on its own: expired at or after `accountExpiresAt`; 0 means disabled. */
+export function accountExpiry(u: Pick<CachedUser, 'accountExpiresAt'>, now: number): { expired: false } | { expired: true; disabled: boolean; at: number } {
+  const exp = u.accountExpiresAt;
+  if (exp === null || exp === undefined || now < exp) return { expired: false };
+  return { expired: true, disabled: exp === 0, at: exp };
+}
+
+export type AccountState =
+  | { state: 'active'; user: CachedUser }
+  /** expired or disabled upstream; `detail` is what PAM logs */
+  | { state: 'expired'; detail: string; expiredAt: number }
+  /** the directory served this name before and upstream now says it does not exist */
+  | { state: 'removed'; detail: string }
+  | { state: 'unknown' }
+  | { state: 'unavailable'; reason: string };
+
+/**
+ * Looks the account up (an expired cache entry is refetched, so a removal or an expiry set
+ * upstream takes effect) and decides. `peerUid` as for Resolver.byName.
+ */
+export async function accountState(resolver: Resolver, name: string, now: () => number = Date.now, peerUid = 0): Promise<AccountState> {
+  const knownBefore = resolver.isCached(name);
+  const l = await resolver.byName(name, peerUid);
+  if (l.status === 'unavail') return { state: 'unavailable', reason: l.reason };
+  if (l.status === 'notfound') {
+    return knownBefore ? { state: 'removed', detail: 'account no longer exists upstream' } : { state: 'unknown' };
+  }
+  const e = accountExpiry(l.user, now());
+  if (!e.expired) return { state: 'active', user: l.user };
+  return { state: 'expired', detail: e.disabled ? 'account disabled upstream' : 'account expired', expiredAt: e.at };
+}

@@ -1,0 +1,346 @@
+// The admin protocol: the JSON carried by the ADMIN opcode on priv.sock, latchkeyctl's one entry
+// point into the daemon. This module is its only definition: the daemon (src/answers/admin/)
+// checks every request against it and its handlers are typed by it; latchkeyctl (src/cli/)
+// builds requests from the same types and checks every reply against it before printing.
+// Samples of every command live in test/golden/admin/ and are checked against it both ways.
+//
+// Request: a JSON object {"cmd": NAME, ...arguments}. Reply: {"ok": true, ...data} or
+// {"ok": false, "error": MESSAGE, "code": CODE}. The frame status is OK either way; a JSON
+// error is the command's answer, not a protocol failure. Field names are stable: add new ones,
+// never rename or retype old ones (latchkeyctl --json output is these objects minus "ok").
+// A field added to a reply must be optional here until every daemon sends it, since the CLI
+// refuses a reply without a required field; unknown fields pass through both ways.
+//
+// Conventions: times are epoch milliseconds in fields named *_at; durations are *_ms or *_s;
+// a user argument is a NAME (string) or a local UID (number). No reply ever carries a password,
+// a password hash (only its kind and cost) or an upstream credential (URLs lose their userinfo).
+import {
+  type Infer, type ObjectOf, type Shape, ShapeError, array, boolean, either, exactlyOne, integer,
+  literal, nullable, number, object, optional, record, string, text,
+} from './shape.js';
+
+export { ShapeError } from './shape.js';
+
+/**
+ * Error codes:
+ *   bad_request      malformed JSON, missing or wrong-typed argument (the message names the field)
+ *   unknown_command  "cmd" is not a command below (a newer latchkeyctl, an older daemon)
+ *   not_found        no such user / not cached / no such session / nothing recorded
+ *   unavailable      the upstream user service failed and nothing stale could answer
+ *   internal         the daemon failed; details are in its log
+ * Any command may answer bad_request, unknown_command or internal; the others only where the
+ * command's entry in ADMIN_COMMANDS lists them.
+ */
+export const ADMIN_ERROR_CODES = ['bad_request', 'unknown_command', 'not_found', 'unavailable', 'internal'] as const;
+export type AdminErrorCodeName = (typeof ADMIN_ERROR_CODES)[number];
+const ANY_COMMAND_ERRORS = ['bad_request', 'unknown_command', 'internal'] as const;
+type CommandSpecificCode = Exclude<AdminErrorCodeName, (typeof ANY_COMMAND_ERRORS)[number]>;
+
+// ---- arguments ----
+
+/** Longest name or key the daemon takes; no valid one is near this long. */
+const MAX_NAME = 256;
+/** A user given as NAME or local UID. */
+const userRef = either(text('a user name', MAX_NAME), integer('a uid', 0, 0xffffffff), 'a user name or a uid');
+const userName = text('a user name', MAX_NAME);
+/** A throttle key as PAM sent it: any non-empty printable string up to the throttle's key length. */
+// eslint-disable-next-line no-control-regex
+const throttleKey = text(`a non-empty string of at most ${MAX_NAME} printable characters`, MAX_NAME, (s) => !/[\u0000-\u001f\u007f]/.test(s));
+const flag = optional(boolean());
+const noArguments = object({});
+
+// ---- reply parts ----
+
+const count = number;
+const at = number;
+/** A user reference echoed back: a name or a uid, as it was asked. */
+const userEcho = either(string(), number(), 'a user name or a uid');
+
+/** Kind and cost of a password hash; never the hash. */
+const hashFacts = object({ kind: string(), cost: nullable(number()), cost_name: nullable(string()) });
+
+/**
+ * UserSummary. state: fresh before expires_at; stale after it but within cache.stale_grace
+ * (served only while upstream fails); expired past the grace. keys: how many public keys.
+ */
+const userSummaryFields = {
+  name: string(), uid: number(), upstream_uid: number(), gid: number(),
+  fetched_at: at(), expires_at: at(), state: literal('fresh', 'stale', 'expired'),
+  keys: count(), has_password: boolean(), home: string(), home_exists: boolean(),
+};
+const userSummary = object(userSummaryFields);
+
+const session = object({
+  id: string(), user: string(), uid: number(), service: string(), rhost: string(), tty: string(), pid: number(), started_at: at(),
+});
+
+const histogram = object({
+  count: count(), sum_ms: number(), mean_ms: nullable(number()), p50_ms: nullable(number()), p99_ms: nullable(number()),
+  max_ms: number(),
+  /** `le_1ms` … `le_5000ms`, `+inf`: samples per bucket (not cumulative) */
+  buckets: record(count()),
+});
+
+// ---- commands ----
+
+interface CommandSpec<Q extends Shape<unknown>, R extends Shape<unknown>, E extends readonly CommandSpecificCode[], X extends Record<string, Shape<unknown>>> {
+  request: Q;
+  /** the data of an {"ok": true} reply */
+  reply: R;
+  /** codes this command answers besides bad_request, unknown_command and internal */
+  errors: E;
+  /** fields an {"ok": false} reply of this command may carry besides error and code */
+  errorFields: X;
+}
+
+function command<Q extends Shape<unknown>, R extends Shape<unknown>, const E extends readonly CommandSpecificCode[] = [], X extends Record<string, Shape<unknown>> = Record<never, never>>(
+  spec: { request: Q; reply: R; errors?: E; errorFields?: X },
+): CommandSpec<Q, R, E, X> {
+  return { request: spec.request, reply: spec.reply, errors: (spec.errors ?? []) as E, errorFields: (spec.errorFields ?? {}) as X };
+}
+
+export const ADMIN_COMMANDS = {
+  /**
+   * The daemon's overview. insecure: weakened settings in effect (insecure_http/_tls), [] when
+   * none. The upstream probe asks for a name that should not exist (PROBE_NAME) straight from
+   * the source, bypassing the cache (src/answers/admin/status.ts); "found" or "not found" both mean reachable.
+   */
+  status: command({
+    request: noArguments,
+    reply: object({
+      version: string(), pid: number(), started_at: at(), uptime_s: number(), config_file: string(),
+      sockets: object({ dir: string(), nss: string(), priv: string() }),
+      upstream: object({
+        by_name_url: string(), by_uid_url: string(),
+        reachable: nullable(boolean()), probe_ms: nullable(number()), probe_error: nullable(string()),
+        last_error: nullable(object({ message: string(), at: at() })),
+      }),
+      cache: object({
+        file: string(), size_bytes: count(), ttl_s: number(), negative_ttl_s: number(), stale_grace_s: number(),
+        entries: object({ fresh: count(), stale: count(), expired: count(), negative: count(), total: count() }),
+        hit_ratio: nullable(number()),
+      }),
+      sessions: object({ open: count() }),
+      insecure: array(string()),
+    }),
+  }),
+
+  /** Cached users. stale: only entries that are not fresh. negative: also the "no such user" entries. */
+  users: command({
+    request: object({ stale: flag, negative: flag }),
+    reply: object({
+      now: at(),
+      users: array(userSummary),
+      negative: optional(array(object({ key: string(), kind: literal('name', 'uid'), fetched_at: at(), expires_at: at() }))),
+    }),
+  }),
+
+  /** Everything cached about one user, from the cache only; not_found when not cached. */
+  show: command({
+    request: object({ user: userRef }),
+    reply: object({
+      user: object({
+        ...userSummaryFields,
+        gecos: string(), shell: string(), password: nullable(hashFacts),
+        keys: array(object({ type: string(), fingerprint: string(), comment: string() })),
+      }),
+      sessions: array(session),
+    }),
+    errors: ['not_found'],
+  }),
+
+  /**
+   * Resolves a user as NSS would. Not found: {ok: false, code: "not_found", result: "notfound",
+   * source, ms}; upstream down: {ok: false, code: "unavailable", result: "unavail", reason, ms}.
+   */
+  lookup: command({
+    request: object({ user: userRef, refresh: flag }),
+    reply: object({
+      result: literal('found'), source: literal('cache', 'upstream', 'stale'), ms: number(),
+      entry: object({ name: string(), uid: number(), gid: number(), gecos: string(), dir: string(), shell: string() }),
+    }),
+    errors: ['not_found', 'unavailable'],
+    errorFields: {
+      result: optional(literal('notfound', 'unavail')),
+      source: optional(literal('cache', 'upstream', 'rule')),
+      reason: optional(string()),
+      ms: optional(number()),
+    },
+  }),
+
+  /** Marks entries expired: {users: [user...]} or {all: true}. */
+  invalidate: command({
+    request: exactlyOne({
+      users: array(userRef, { nonEmpty: true, expected: 'a non-empty list of user names or uids' }),
+      all: literal(true),
+    }, '"users" must be a non-empty list, or "all": true'),
+    reply: object({ invalidated: count(), already_expired: array(userEcho), not_cached: array(userEcho) }),
+  }),
+
+  /** Drops cache entries (all, or only the "no such user" ones). */
+  flush: command({
+    request: object({ negative_only: flag }),
+    reply: object({ removed: count(), negative_only: boolean() }),
+  }),
+
+  /** Open sessions, all or one user's. */
+  sessions: command({
+    request: object({ user: optional(userName) }),
+    reply: object({ sessions: array(session) }),
+  }),
+
+  /** Ends one session by id or all of a user's; not_found when nothing was open. */
+  'kill-session': command({
+    request: exactlyOne({ id: text('a session id', MAX_NAME), user: userName }, 'give exactly one of "id" or "user"'),
+    reply: object({ ended: count() }),
+    errors: ['not_found'],
+  }),
+
+  /**
+   * Counters since start: lookups/upstream from src/cache/stats.ts, verify from the PAM
+   * handlers, throttle from src/verify/throttle.ts (its camelCase names are part of the API).
+   */
+  stats: command({
+    request: noArguments,
+    reply: object({
+      since: at(), uptime_s: number(),
+      lookups: object({ hit: count(), negative: count(), rule: count(), miss: count(), stale: count(), unavail: count(), notfound: count() }),
+      hit_ratio: nullable(number()),
+      upstream: object({ found: count(), notfound: count(), error: count(), background_refresh: count(), busy: count(), late: count() }),
+      upstream_latency: histogram,
+      verify: object({
+        by_kind: record(object({ ok: count(), failed: count(), avg_ms: nullable(number()) })),
+        unknown_user: count(), throttled: count(),
+      }),
+      throttle: object({
+        trackedUsers: count(), trackedHosts: count(),
+        lockedUsers: array(object({ user: string(), retryAfterSec: number() })),
+        lockedHosts: array(object({ rhost: string(), retryAfterSec: number() })),
+        failures: count(), lockouts: count(), refused: count(), evictions: count(), inFlight: count(),
+      }),
+    }),
+  }),
+
+  /**
+   * The login throttle's counters. entries: counters holding failures, reservations in flight
+   * or a lockout; locked first, then most failures; at most THROTTLE_LIST_MAX (total counts them
+   * all). refused: attempts refused during the current lockout.
+   */
+  throttle: command({
+    request: noArguments,
+    reply: object({
+      now: at(), max_failures: count(), host_max_failures: count(), window_s: number(), lockout_s: number(),
+      entries: array(object({
+        scope: literal('user', 'host'), key: string(), failures: count(), limit: count(), in_flight: count(),
+        window_started_at: nullable(at()), locked_until: nullable(at()), retry_after_s: number(), refused: count(),
+      })),
+      total: count(), truncated: boolean(),
+      counters: object({
+        tracked_users: count(), tracked_hosts: count(), in_flight: count(), failures: count(),
+        lockouts: count(), refused: count(), evictions: count(),
+      }),
+    }),
+  }),
+
+  /**
+   * Clears failures and lockouts of {user} | {host} | {all: true}; answers how many counters
+   * held any. not_found when the named user or host has nothing recorded. Logged (admin.throttle_reset).
+   */
+  'throttle-reset': command({
+    request: exactlyOne({ user: throttleKey, host: throttleKey, all: literal(true) }, 'give exactly one of "user", "host" or "all": true'),
+    reply: object({ users: count(), hosts: count() }),
+    errors: ['not_found'],
+  }),
+
+  /**
+   * The same steps as AUTH_PASSWORD, but a test is neither counted in stats nor recorded by the
+   * throttle (an admin testing must not lock the user out).
+   */
+  'auth-test': command({
+    request: object({ user: userName, password: string() }),
+    reply: object({
+      user: string(), authenticated: boolean(),
+      result: literal('ok', 'wrong_password', 'no_password', 'unknown_user', 'throttled', 'unavailable'),
+      reason: string(), hash: nullable(hashFacts), source: nullable(string()), ms: number(),
+    }),
+  }),
+};
+
+type Commands = typeof ADMIN_COMMANDS;
+export type AdminCommand = keyof Commands;
+export const ADMIN_COMMAND_NAMES = Object.keys(ADMIN_COMMANDS) as AdminCommand[];
+
+/** The arguments of one command, without "cmd". */
+export type AdminArgs<C extends AdminCommand> = Infer<Commands[C]['request']>;
+/** What latchkeyctl sends for one command. */
+export type AdminRequest<C extends AdminCommand> = { cmd: C } & AdminArgs<C>;
+/** Any request the daemon may receive, told apart by "cmd". */
+export type AnyAdminRequest = { [C in AdminCommand]: AdminRequest<C> }[AdminCommand];
+/** The data of a successful reply, without "ok" (what --json prints). */
+export type AdminReplyData<C extends AdminCommand> = Infer<Commands[C]['reply']>;
+export type AdminOkReply<C extends AdminCommand> = { ok: true } & AdminReplyData<C>;
+export type AdminErrorCode<C extends AdminCommand> = (typeof ANY_COMMAND_ERRORS)[number] | Commands[C]['errors'][number];
+export type AdminErrorFields<C extends AdminCommand> = ObjectOf<Commands[C]['errorFields']>;
+export type AdminErrorReply<C extends AdminCommand> = { ok: false; error: string; code: AdminErrorCode<C> } & AdminErrorFields<C>;
+export type AdminReply<C extends AdminCommand> = AdminOkReply<C> | AdminErrorReply<C>;
+
+/** Parts that several replies share, named for the code that builds or prints them. */
+export type UserSummary = Infer<typeof userSummary>;
+export type SessionInfo = Infer<typeof session>;
+export type HashFacts = Infer<typeof hashFacts>;
+
+export function isAdminCommand(name: string): name is AdminCommand {
+  return Object.hasOwn(ADMIN_COMMANDS, name);
+}
+
+export type RequestCheck =
+  | { ok: true; request: AnyAdminRequest }
+  | { ok: false; code: 'bad_request' | 'unknown_command'; error: string; cmd: string };
+
+/** The daemon's side: the ADMIN frame's text to a typed request, or the refusal to answer. */
+export function checkAdminRequest(json: string): RequestCheck {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    return { ok: false, code: 'bad_request', error: 'the admin request is not JSON', cmd: '?' };
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    return { ok: false, code: 'bad_request', error: 'the admin request must be a JSON object', cmd: '?' };
+  }
+  const cmd = (raw as { cmd?: unknown }).cmd;
+  if (typeof cmd !== 'string') return { ok: false, code: 'bad_request', error: '"cmd" is required', cmd: '?' };
+  if (!isAdminCommand(cmd)) {
+    return { ok: false, code: 'unknown_command', error: `unknown command "${cmd}"; known: ${ADMIN_COMMAND_NAMES.join(', ')}`, cmd };
+  }
+  try {
+    const args = ADMIN_COMMANDS[cmd].request.check(raw, '');
+    return { ok: true, request: { ...args, cmd } as AnyAdminRequest };
+  } catch (e) {
+    if (e instanceof ShapeError) return { ok: false, code: 'bad_request', error: e.message, cmd };
+    throw e;
+  }
+}
+
+const errorCodesOf = (cmd: AdminCommand): readonly string[] => [...ANY_COMMAND_ERRORS, ...ADMIN_COMMANDS[cmd].errors];
+
+/**
+ * latchkeyctl's side: a reply to `cmd`, checked field by field. Throws a ShapeError naming the
+ * first field that is missing or of the wrong type (the CLI reports it as a protocol error
+ * rather than print "undefined" or crash on it).
+ */
+export function checkAdminReply<C extends AdminCommand>(cmd: C, raw: unknown): AdminReply<C> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ShapeError('', 'a JSON object');
+  const ok = (raw as { ok?: unknown }).ok;
+  if (ok === true) {
+    const data = (ADMIN_COMMANDS[cmd].reply as Shape<unknown>).check(raw, '');
+    return { ...(data as object), ok: true } as AdminOkReply<C>;
+  }
+  if (ok !== false) throw new ShapeError('ok', 'true or false');
+  const base = object({ error: string(), code: literal(...errorCodesOf(cmd)) }).check(raw, '');
+  const extra = object(ADMIN_COMMANDS[cmd].errorFields as Record<string, Shape<unknown>>).check(raw, '');
+  return { ...base, ...extra, ok: false } as unknown as AdminErrorReply<C>;
+}
+
+/** Most entries one `throttle` reply lists (the maps may hold 100 000 keys each). */
+export const THROTTLE_LIST_MAX = 1000;
