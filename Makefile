@@ -30,7 +30,7 @@ $(TS_STAMP): $(NODE_DEPS) $(TS_SOURCES) src/protocol/generated.ts tsconfig.json
 	@node_modules/.bin/tsc -p tsconfig.json
 	@touch $@
 
-$(ADDON): $(NODE_DEPS) $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h native/addon/binding.gyp)
+$(ADDON): $(NODE_DEPS) $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h native/addon/binding.gyp native/common/safedir.[ch])
 	@cd native/addon && npm_config_nodedir=$(NODEDIR) ../../node_modules/.bin/node-gyp rebuild --loglevel=error >/dev/null
 
 build: $(TS_STAMP) $(ADDON) native/common/latchkey_proto.h

@@ -6,12 +6,15 @@
 //                                   the record readers, status names and SSH key types
 //   src/protocol/generated.ts       the same tables for the TypeScript codec, DAEMON_VERSION
 //   test/c/golden_msgs.c            the C golden test's per-message calls (test/c/golden.h)
+//   native/rootd/rootd_proto.h      latchkey-rootd's fixed-size frames (spec "rootd", through
+//                                   scripts/gen-rootd.mjs), and their ROOTD_* TS constants
 // The version string comes from package.json "version". `--check` exits 1 when a generated file
 // is out of date (the codec test runs it); native/Makefile and pam/Makefile rerun this when the
 // spec, package.json or this script change.
 import { readFileSync, writeFileSync, existsSync, utimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { genRootdH, genRootdTs } from './gen-rootd.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const spec = JSON.parse(readFileSync(join(root, 'src/protocol/spec.json'), 'utf8'));
@@ -356,8 +359,8 @@ function genTs() {
   for (const m of spec.messages) {
     o.push(`  { name: '${m.name}', opcode: ${m.opcode}, socket: '${m.socket}', request: ${JSON.stringify(m.request)}, reply: ${JSON.stringify(m.reply)} },`);
   }
-  o.push('];', '');
-  return o.join('\n');
+  o.push('];');
+  return o.join('\n') + genRootdTs(spec);
 }
 
 const outputs = [
@@ -366,6 +369,7 @@ const outputs = [
   [join(root, 'native/common/lk_msgs.c'), genMsgsC()],
   [join(root, 'test/c/golden_msgs.c'), genGoldenC()],
   [join(root, 'src/protocol/generated.ts'), genTs()],
+  [join(root, 'native/rootd/rootd_proto.h'), genRootdH(spec, banner, cComment)],
 ];
 let stale = 0;
 for (const [path, text] of outputs) {

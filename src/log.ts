@@ -15,14 +15,20 @@ export function setLogSink(fn: (line: string) => void): void { sink = fn; }
 /** Lets hot paths skip building fields for a line that would be dropped. */
 export function logEnabled(level: LogLevel): boolean { return order[level] >= order[threshold]; }
 
+// JSON.stringify leaves DEL, C1 controls, line/paragraph separators and bidi/zero-width format
+// characters as they are; escaped, a value from upstream cannot break or disguise a log line
+// (and the line stays valid JSON with the same meaning).
+const UNSAFE_IN_LOG = /[\u007f-\u009f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
+
 export function log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
   if (order[level] < order[threshold]) return;
   const rec: Record<string, unknown> = { ts: new Date().toISOString(), level, event };
   for (const [k, v] of Object.entries(fields)) {
     rec[k] = v instanceof Error ? v.message : v;
   }
-  sink(JSON.stringify(rec));
+  sink(JSON.stringify(rec).replace(UNSAFE_IN_LOG, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
 }
+
 
 /** At most one line per key per this interval from logLimited. */
 export const LIMITED_INTERVAL_MS = 60_000;

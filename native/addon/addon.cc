@@ -5,7 +5,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports)
 {
     exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
     exports.Set("crypt", Napi::Function::New(env, Crypt, "crypt"));
-    exports.Set("createHome", Napi::Function::New(env, CreateHome, "createHome"));
     exports.Set("checkDir", Napi::Function::New(env, CheckDir, "checkDir"));
     return exports;
 }

@@ -6,7 +6,6 @@
 
 Napi::Value PeerCred(const Napi::CallbackInfo &info);
 Napi::Value Crypt(const Napi::CallbackInfo &info);
-Napi::Value CreateHome(const Napi::CallbackInfo &info);
 Napi::Value CheckDir(const Napi::CallbackInfo &info);
 
 #endif

@@ -2,8 +2,8 @@
   "targets": [
     {
       "target_name": "latchkey",
-      "sources": ["addon.cc", "peercred.cc", "crypt_worker.cc", "home_worker.cc", "homes.c", "safedir.c", "safedir_napi.cc"],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "sources": ["addon.cc", "peercred.cc", "crypt_worker.cc", "safedir_napi.cc", "../common/safedir.c"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "../common"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-Wall", "-Wextra", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"],
       "cflags_cc": ["-Wall", "-Wextra", "-Werror"],

@@ -1,5 +1,6 @@
-// checkDir(opts): safedir.c for the daemon's start-up checks (the homes base, the socket dir).
-// Synchronous: it runs once at start and on reload, before anything is served.
+// checkDir(opts): ../common/safedir.c (shared with latchkey-rootd) for the daemon's start-up
+// checks (the homes base, the socket dir). Synchronous: it runs once at start and on reload,
+// before anything is served.
 #include <unistd.h>
 
 #include <string>

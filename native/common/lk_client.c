@@ -1,6 +1,7 @@
 /* lk_client: see lk_client.h. */
 #define _GNU_SOURCE
 #include "lk_client.h"
+#include "lk_peer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,11 +59,6 @@ int lk_socket_path(char *out, size_t cap, const char *dir, const char *name)
 int lk_reply_len_ok(uint32_t len, uint32_t max_reply)
 {
     return len >= LK_REPLY_HEADER - 4u && len <= max_reply;
-}
-
-int lk_peer_uid_ok(uid_t uid)
-{
-    return uid == 0 || uid == (uid_t)LK_DAEMON_UID;
 }
 
 int64_t lk_mono_ms(void)

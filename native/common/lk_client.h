@@ -8,7 +8,8 @@
  *   - the reply length prefix is checked against the caller's maximum BEFORE anything is
  *     allocated or read, and a reply shorter than its header is refused;
  *   - the daemon is checked before anything is sent: SO_PEERCRED on the connected socket must
- *     name uid 0 or LK_DAEMON_UID, else the connection is closed unused (LK_IO_PEER). Whoever
+ *     name uid 0 or the daemon user (lk_peer.h: _latchkey in the local passwd file, or
+ *     $LATCHKEY_DAEMON_USER), else the connection is closed unused (LK_IO_PEER). Whoever
  *     binds the socket path while latchkeyd is down (a stale or writable socket dir) must not
  *     receive a password or feed NSS answers. For a Unix stream socket the peer credentials
  *     are the listener's at the time it called listen(2) (unix(7)), so an impostor cannot
@@ -55,12 +56,6 @@ enum lk_io {
                              budget refused or evicted it, or it is restarting. Busy, not absent */
     LK_IO_BACKOFF = -7,   /* not asked: a recent call timed out, the breaker is open */
 };
-
-/* The uid latchkeyd runs as, besides root. 0 (root only) until the daemon drops privileges;
- * a build for a privilege-separated daemon sets it with -DLK_DAEMON_UID=N. */
-#ifndef LK_DAEMON_UID
-#define LK_DAEMON_UID 0
-#endif
 
 #define LK_DEFAULT_SOCKET_DIR "/run/latchkey"
 
@@ -111,10 +106,10 @@ const char *lk_io_text(int rc);
  * (fds, memory, a socket path too long). */
 const char *lk_io_cause(int rc);
 /* One line for a log or stderr: lk_io_text(rc), and for LK_IO_PEER the uid that was refused
- * ("daemon socket is not owned by root (peer uid 65534)"). Always NUL-terminates (cap > 0). */
+ * and who would have been trusted ("daemon socket is not owned by root or the daemon user (peer
+ * uid 65534; expected uid 0 or _latchkey (uid 998))", lk_peer.h). Always NUL-terminates
+ * (cap > 0). */
 void lk_io_describe(int rc, uid_t peer_uid, char *buf, size_t cap);
-/* 1 when a daemon socket's peer uid may be trusted (0 or LK_DAEMON_UID). */
-int lk_peer_uid_ok(uid_t uid);
 
 struct lk_conn {
     int fd;

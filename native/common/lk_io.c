@@ -5,6 +5,8 @@
 
 #include <stdio.h>
 
+#include "lk_peer.h"
+
 const char *lk_io_text(int rc)
 {
     switch (rc) {
@@ -19,8 +21,7 @@ const char *lk_io_text(int rc)
     case LK_IO_SYSTEM:
         return "system error talking to the daemon";
     case LK_IO_PEER:
-        return LK_DAEMON_UID == 0 ? "daemon socket is not owned by root"
-                                  : "daemon socket is not owned by root or the daemon uid";
+        return "daemon socket is not owned by root or the daemon user";
     case LK_IO_DROPPED:
         return "daemon closed the connection without answering (busy or restarting)";
     case LK_IO_BACKOFF:
@@ -54,8 +55,11 @@ void lk_io_describe(int rc, uid_t peer_uid, char *buf, size_t cap)
 {
     if (cap == 0)
         return;
-    if (rc == LK_IO_PEER)
-        snprintf(buf, cap, "%s (peer uid %lu)", lk_io_text(rc), (unsigned long)peer_uid);
-    else
+    if (rc == LK_IO_PEER) {
+        char expected[768];
+        lk_peer_expected_now(expected, sizeof expected);
+        snprintf(buf, cap, "%s (peer uid %lu; expected %s)", lk_io_text(rc),
+                 (unsigned long)peer_uid, expected);
+    } else
         snprintf(buf, cap, "%s", lk_io_text(rc));
 }

@@ -45,6 +45,46 @@ int lk_local_listed(const char *path, const char *name)
     return found;
 }
 
+int lk_local_uid(const char *path, const char *name, uid_t *uid)
+{
+    size_t name_len = name ? strlen(name) : 0;
+    if (name_len == 0 || name[0] == '+' || name[0] == '-' || strchr(name, ':') != NULL ||
+        strchr(name, '\n') != NULL)
+        return 0;
+    FILE *f = fopen(path ? path : LK_LOCAL_PASSWD, "re");
+    if (f == NULL)
+        return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int found = 0;
+    while (!found && (n = getline(&line, &cap, f)) >= 0) {
+        if ((size_t)n <= name_len || line[name_len] != ':' || memcmp(line, name, name_len) != 0)
+            continue;
+        /* name:password:uid:... */
+        const char *field = strchr(line + name_len + 1, ':');
+        char *end = NULL;
+        if (field == NULL || field[1] < '0' || field[1] > '9')
+            break;
+        errno = 0;
+        unsigned long v = strtoul(field + 1, &end, 10);
+        if (errno == 0 && *end == ':' && v < 4294967295UL) {
+            *uid = (uid_t)v;
+            found = 1;
+        }
+        break; /* the first line with the name is the one NSS files would use */
+    }
+    int failed = !found && ferror(f);
+    int saved = errno;
+    free(line);
+    fclose(f);
+    if (failed) {
+        errno = saved ? saved : EIO;
+        return -1;
+    }
+    return found;
+}
+
 /* A passwd record larger than this is refused rather than grown into forever. */
 #define LK_LOCAL_MAX_PWBUF (1u << 20)
 

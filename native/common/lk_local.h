@@ -25,6 +25,12 @@
  * on this host, and a name latchkey should have served is never worth shadowing one. */
 int lk_local_listed(const char *path, const char *name);
 
+/* The uid of the line of the passwd file `path` (NULL: /etc/passwd) whose first field is exactly
+ * `name` (compat "+"/"-" lines carry no uid of their own and never match): 1 and *uid, 0 when no
+ * line names it (or its uid field is not a number), -1 with errno set when the file cannot be
+ * read. The file itself, never NSS: the shims ask this inside the NSS module (lk_peer.c). */
+int lk_local_uid(const char *path, const char *name, uid_t *uid);
+
 /* getpwnam_r through NSS with a buffer grown on ERANGE. 1 and *uid when found; 0 when every
  * source said "no such user" (getpwnam_r returned 0 with no entry); -1 with errno set when
  * the answer is not authoritative: a source was unavailable (glibc then returns that

@@ -4,9 +4,10 @@
  *   rootd_socket.c  the listening socket: made with --socket, or passed by systemd
  *   rootd_config.c  the policy: the few latchkey.conf keys rootd needs, read strictly
  *   rootd_check.c   decoding a request and checking it against the policy (no side effects)
- *   rootd_ops.c     the two operations: home creation (../addon/homes.c) and ending a session
+ *   rootd_ops.c     the operations: home creation (homes.c) and ending a session
  *   rootd_log.c     one line per event on stderr, syslog priority prefix, rate-limited
- * The wire format is rootd_proto.h. */
+ * The wire format is rootd_proto.h, generated from src/protocol/spec.json ("rootd") by
+ * scripts/gen-protocol.mjs, as is the daemon's encoder's table (src/protocol/rootd.ts). */
 #ifndef LATCHKEY_ROOTD_H
 #define LATCHKEY_ROOTD_H
 
@@ -15,7 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../addon/homes.h"
+#include "homes.h"
 #include "rootd_proto.h"
 
 /* What rootd may do, from latchkey.conf (src/config/keys.ts holds the same keys and defaults). */
@@ -64,8 +65,8 @@ int rootd_decode(const unsigned char *frame, size_t len, struct rootd_request *r
 void rootd_encode(const struct rootd_reply *rep, unsigned char out[ROOTD_REPLY_SIZE]);
 int rootd_check_create(const struct rootd_request *req, const struct rootd_policy *pol,
                        const struct rootd_identity *id, struct rootd_reply *rep);
-int rootd_check_end(const struct rootd_request *req, const struct rootd_identity *id,
-                    pid_t peer_pid, struct rootd_reply *rep);
+int rootd_check_end(const struct rootd_request *req, const struct rootd_policy *pol,
+                    const struct rootd_identity *id, pid_t peer_pid, struct rootd_reply *rep);
 int rootd_name_is_portable(const char *name);
 void rootd_reply_set(struct rootd_reply *rep, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

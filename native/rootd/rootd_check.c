@@ -67,7 +67,8 @@ int rootd_decode(const unsigned char *f, size_t len, struct rootd_request *req,
                         ROOTD_PROTO_VERSION);
         return -1;
     }
-    if (req->opcode != ROOTD_OP_CREATE_HOME && req->opcode != ROOTD_OP_END_SESSION) {
+    if (req->opcode != ROOTD_OP_CREATE_HOME && req->opcode != ROOTD_OP_END_SESSION &&
+        req->opcode != ROOTD_OP_RELOAD) {
         rootd_reply_set(rep, ROOTD_MALFORMED, "unknown opcode %u", req->opcode);
         return -1;
     }
@@ -87,12 +88,17 @@ int rootd_decode(const unsigned char *f, size_t len, struct rootd_request *req,
     }
     memcpy(req->name, f + ROOTD_REQ_NAME, name_len);
     req->name[name_len] = '\0';
-    int create = req->opcode == ROOTD_OP_CREATE_HOME;
-    if (create ? (req->pid != 0 || req->pid_start != 0)
-               : (req->uid != 0 || req->gid != 0 || name_len != 0)) {
-        rootd_reply_set(rep, ROOTD_MALFORMED, "%s",
-                        create ? "CREATE_HOME with a non-zero pid or pid_start"
-                               : "END_SESSION with a non-zero uid, gid or name");
+    /* The fields an opcode does not use (rootd_proto.h) must be 0. */
+    const char *extra = NULL;
+    if (req->opcode == ROOTD_OP_CREATE_HOME && (req->pid != 0 || req->pid_start != 0))
+        extra = "CREATE_HOME with a non-zero pid or pid_start";
+    else if (req->opcode == ROOTD_OP_END_SESSION && req->gid != 0)
+        extra = "END_SESSION with a non-zero gid";
+    else if (req->opcode == ROOTD_OP_RELOAD && (req->uid != 0 || req->gid != 0 || req->pid != 0 ||
+                                                req->pid_start != 0 || name_len != 0))
+        extra = "RELOAD with a non-zero uid, gid, pid, pid_start or name";
+    if (extra != NULL) {
+        rootd_reply_set(rep, ROOTD_MALFORMED, "%s", extra);
         return -1;
     }
     return 0;
@@ -149,7 +155,7 @@ static int local_account(const char *file, const char *name, uint32_t uid, struc
             continue;
         *colon = '\0';
         char *uid_field = strchr(colon + 1, ':');
-        if (strcmp(line, name) == 0) {
+        if (name[0] != '\0' && strcmp(line, name) == 0) {
             rootd_reply_set(rep, ROOTD_REFUSED, "%s is a local account in %s", name, file);
             found = 1;
         } else if (uid_field != NULL && uid_field[1] >= '0' && uid_field[1] <= '9') {
@@ -173,12 +179,8 @@ static int local_account(const char *file, const char *name, uint32_t uid, struc
     return found;
 }
 
-/* Returns 0 when the request is inside the policy, else -1 with rep set. */
-int rootd_check_create(const struct rootd_request *req, const struct rootd_policy *pol,
-                       const struct rootd_identity *id, struct rootd_reply *rep)
+static int check_name(const char *name, const struct rootd_policy *pol, struct rootd_reply *rep)
 {
-    const char *name = req->name;
-    uint32_t uid = req->uid;
     if (strlen(name) == 0 || !rootd_name_is_portable(name) || !home_name_is_valid(name) ||
         strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
         rootd_reply_set(rep, ROOTD_REFUSED,
@@ -190,6 +192,12 @@ int rootd_check_create(const struct rootd_request *req, const struct rootd_polic
         rootd_reply_set(rep, ROOTD_REFUSED, "%s is in [users] deny_names", name);
         return -1;
     }
+    return 0;
+}
+
+static int check_uid(uint32_t uid, const struct rootd_policy *pol, const struct rootd_identity *id,
+                     struct rootd_reply *rep)
+{
     /* The daemon's rules (src/users/rules.ts): never root, never below the shift (upstream uids
      * are not negative), inside [min_uid, max_uid], never nobody/(uint16_t)-1. */
     if (uid == 0 || uid < pol->uid_shift || uid < pol->min_uid || uid > pol->max_uid ||
@@ -201,19 +209,34 @@ int rootd_check_create(const struct rootd_request *req, const struct rootd_polic
                         (unsigned)pol->uid_shift);
         return -1;
     }
+    return 0;
+}
+
+/* Returns 0 when the request is inside the policy, else -1 with rep set. */
+int rootd_check_create(const struct rootd_request *req, const struct rootd_policy *pol,
+                       const struct rootd_identity *id, struct rootd_reply *rep)
+{
+    if (check_name(req->name, pol, rep) != 0 || check_uid(req->uid, pol, id, rep) != 0)
+        return -1;
     if (req->gid != pol->gid) {
         rootd_reply_set(rep, ROOTD_REFUSED, "gid %u is not the configured [users] gid %u",
                         (unsigned)req->gid, (unsigned)pol->gid);
         return -1;
     }
-    return local_account(pol->local_passwd, name, uid, rep) == 0 ? 0 : -1;
+    return local_account(pol->local_passwd, req->name, req->uid, rep) == 0 ? 0 : -1;
 }
 
-/* The checks that need no /proc: the rest (owner, start time) is in rootd_ops.c, done through the
- * pidfd so they are about the process that would be signalled. */
-int rootd_check_end(const struct rootd_request *req, const struct rootd_identity *id,
-                    pid_t peer_pid, struct rootd_reply *rep)
+/* The checks that need no /proc: the rest (owner, start time, loginuid) is in rootd_ops.c, done
+ * through the pidfd so they are about the process that would be signalled. The uid is the session
+ * user's and passes the same policy as a home's: a compromised daemon can end the logins of users
+ * latchkey serves and nobody else's (a local admin's session has a local loginuid). */
+int rootd_check_end(const struct rootd_request *req, const struct rootd_policy *pol,
+                    const struct rootd_identity *id, pid_t peer_pid, struct rootd_reply *rep)
 {
+    if ((req->name[0] != '\0' && check_name(req->name, pol, rep) != 0) ||
+        check_uid(req->uid, pol, id, rep) != 0 ||
+        local_account(pol->local_passwd, req->name, req->uid, rep) != 0)
+        return -1;
     pid_t pid = (pid_t)req->pid;
     const char *who = NULL;
     if (req->pid <= 1 || req->pid > 0x3fffffff) /* PID_MAX_LIMIT is 2^22; 1 is init */

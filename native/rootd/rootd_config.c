@@ -7,7 +7,7 @@
  * FILE:LINE, the key and the fix. Keys rootd does not use are left to latchkeyd's own loader. */
 #define _GNU_SOURCE
 #include "rootd.h"
-#include "../addon/safedir.h"
+#include "safedir.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,12 +1,19 @@
 /* latchkey-rootd: see rootd.h for the parts and rootd_proto.h for the wire format.
  *
- *   latchkey-rootd --config FILE --daemon-user NAME|UID [--socket PATH]
+ *   latchkey-rootd --config FILE --daemon-user NAME|UID [--socket PATH] [--exit-with-parent]
  *
  * Without --socket it takes the one listening socket systemd passes (sd_listen_fds(3): fd 3,
- * LISTEN_PID/LISTEN_FDS). It serves one connection at a time: the only client is latchkeyd, the
+ * LISTEN_PID/LISTEN_FDS). --exit-with-parent is for a rootd started by latchkeyd itself (started
+ * as root, without systemd): latchkeyd drops to its user after that and could no longer signal
+ * rootd, so rootd ends when latchkeyd does. PR_SET_PDEATHSIG alone is not enough: the kernel
+ * sends the death signal with the exiting parent's credentials (check_kill_permission), and a
+ * parent that dropped to _latchkey may not signal root, so the signal is silently lost. rootd
+ * therefore also polls a pidfd of its parent (pidfd_open(2): readable once the parent exits,
+ * close-on-exec), which needs no permission at all. It serves one connection at a time: the only client is latchkeyd, the
  * work is a handful of syscalls, and every wait on the peer is bounded by ROOTD_IO_TIMEOUT_MS, so
  * a stuck peer delays the next one by at most that. SIGHUP re-reads the config (a bad one keeps
- * the old policy), SIGTERM/SIGINT end it. Signals arrive through a signalfd polled with the
+ * the old policy; so does a RELOAD request, since a dropped daemon cannot signal rootd), SIGTERM/
+ * SIGINT end it. Signals arrive through a signalfd polled with the
  * sockets and are handled only between two requests, so no request sees half a policy. */
 #define _GNU_SOURCE
 #include "rootd.h"
@@ -18,9 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +40,7 @@ static struct rootd_policy policy;
 static struct rootd_identity ident;
 static const char *config_file;
 static int signal_fd = -1;
+static int parent_fd = -1; /* --exit-with-parent: pidfd of the parent, else -1 (poll skips it) */
 
 static const char *status_name(unsigned s)
 {
@@ -46,20 +56,35 @@ static long long now_ms(void)
     return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static void reload(void)
+/* SIGHUP and RELOAD: the whole new policy or, when the config is bad, the old one (rep, for a
+ * RELOAD request, says which and why; NULL for SIGHUP). */
+static void reload(struct rootd_reply *rep)
 {
     struct rootd_policy fresh;
     char err[1024];
     if (rootd_config_load(config_file, &fresh, err, sizeof err) != 0) {
         rootd_log(ROOTD_LOG_ERR, "event=reload.failed reason=\"%s\" (the old policy stays)", err);
+        if (rep != NULL)
+            rootd_reply_set(rep, ROOTD_FAILED, "%s (the old policy stays)", err);
         return;
     }
     policy = fresh;
     rootd_log(ROOTD_LOG_INFO, "event=reload.done base=%s min_uid=%u max_uid=%u gid=%u", policy.base,
               (unsigned)policy.min_uid, (unsigned)policy.max_uid, (unsigned)policy.gid);
+    if (rep != NULL)
+        rootd_reply_set(rep, ROOTD_OK, "reloaded %s", config_file);
 }
 
 static int stopping;
+
+/* The parent's pidfd became readable: it exited. Stop as SIGTERM would. */
+static void parent_gone(void)
+{
+    if (!stopping)
+        rootd_log(ROOTD_LOG_INFO, "event=parent.gone pid=%d (--exit-with-parent)",
+                  (int)ident.parent);
+    stopping = 1;
+}
 
 /* Handles what the signalfd holds: SIGHUP reloads at once (rootd is between two requests when
  * this runs), SIGTERM/SIGINT set `stopping`. */
@@ -69,7 +94,7 @@ static void take_signal(void)
     if (read(signal_fd, &si, sizeof si) != (ssize_t)sizeof si)
         return;
     if (si.ssi_signo == SIGHUP)
-        reload();
+        reload(NULL);
     else
         stopping = 1;
 }
@@ -94,15 +119,19 @@ static enum frame_result read_frame(int fd, unsigned char *buf, size_t *got)
         long long left = deadline - now_ms();
         if (left <= 0)
             return FRAME_TIMEOUT;
-        struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
-                               { .fd = signal_fd, .events = POLLIN } };
-        int n = poll(p, *got == 0 ? 2 : 1, (int)left);
+        struct pollfd p[3] = { { .fd = fd, .events = POLLIN },
+                               { .fd = signal_fd, .events = POLLIN },
+                               { .fd = parent_fd, .events = POLLIN } };
+        int n = poll(p, *got == 0 ? 3 : 1, (int)left);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return FRAME_ERROR;
-        if (*got == 0 && (p[1].revents & POLLIN)) {
-            take_signal();
+        if (*got == 0 && ((p[1].revents | p[2].revents) & POLLIN)) {
+            if (p[1].revents & POLLIN)
+                take_signal();
+            if (p[2].revents & POLLIN)
+                parent_gone();
             if (stopping)
                 return FRAME_SIGNAL;
             continue;
@@ -163,6 +192,7 @@ static void log_outcome(const struct rootd_request *req, const struct rootd_repl
                                                                     : ROOTD_LOG_WARNING;
     const char *op = req->opcode == ROOTD_OP_CREATE_HOME   ? "CREATE_HOME"
                      : req->opcode == ROOTD_OP_END_SESSION ? "END_SESSION"
+                     : req->opcode == ROOTD_OP_RELOAD      ? "RELOAD"
                                                            : "?";
     const char *event = rep->status == ROOTD_OK ? "request.done" : "request.refused";
     if (rep->status == ROOTD_GONE || rep->status == ROOTD_FAILED)
@@ -182,7 +212,9 @@ static void handle(const unsigned char *frame, size_t len, pid_t peer_pid, struc
         if (req.opcode == ROOTD_OP_CREATE_HOME) {
             if (rootd_check_create(&req, &policy, &ident, rep) == 0)
                 rootd_create_home(&req, &policy, rep);
-        } else if (rootd_check_end(&req, &ident, peer_pid, rep) == 0) {
+        } else if (req.opcode == ROOTD_OP_RELOAD) {
+            reload(rep);
+        } else if (rootd_check_end(&req, &policy, &ident, peer_pid, rep) == 0) {
             rootd_end_session(&req, &ident, rep);
         }
     }
@@ -251,24 +283,39 @@ static int parse_user(const char *arg, uid_t *out)
 int main(int argc, char **argv)
 {
     const char *socket_path = NULL, *user = NULL;
-    int bad = argc % 2 == 0; /* options come in pairs */
-    for (int i = 1; !bad && i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--config") == 0)
-            config_file = argv[i + 1];
-        else if (strcmp(argv[i], "--daemon-user") == 0)
-            user = argv[i + 1];
-        else if (strcmp(argv[i], "--socket") == 0)
-            socket_path = argv[i + 1];
+    int bad = 0, with_parent = 0;
+    for (int i = 1; !bad && i < argc; i++) {
+        const char **value = strcmp(argv[i], "--config") == 0        ? &config_file
+                             : strcmp(argv[i], "--daemon-user") == 0 ? &user
+                             : strcmp(argv[i], "--socket") == 0      ? &socket_path
+                                                                     : NULL;
+        if (value != NULL && i + 1 < argc)
+            *value = argv[++i];
+        else if (strcmp(argv[i], "--exit-with-parent") == 0)
+            with_parent = 1;
         else
             bad = 1;
     }
     if (bad || config_file == NULL || user == NULL) {
         fprintf(stderr, "usage: latchkey-rootd --config FILE --daemon-user NAME|UID "
-                        "[--socket PATH]\n");
+                        "[--socket PATH] [--exit-with-parent]\n");
         return EX_USAGE;
     }
     ident.self = getpid();
     ident.parent = getppid();
+    /* SIGTERM when the parent ends, if the kernel may deliver it (handled like any SIGTERM once
+     * the signalfd is set up, the default action before), and the parent's pidfd, which always
+     * works (see the top). A parent that ended before either took effect left us reparented:
+     * then there is nobody to serve. */
+    if (with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 ||
+                        (parent_fd = (int)syscall(SYS_pidfd_open, ident.parent, 0)) < 0 ||
+                        getppid() != ident.parent)) {
+        rootd_log(ROOTD_LOG_ERR,
+                  "event=start.failed reason=\"--exit-with-parent: the parent "
+                  "(pid %d) is gone\"",
+                  (int)ident.parent);
+        return 1;
+    }
     if (geteuid() != 0 || parse_user(user, &ident.daemon_uid) != 0) {
         rootd_log(ROOTD_LOG_ERR, "event=start.failed reason=\"%s\"",
                   geteuid() != 0
@@ -288,6 +335,10 @@ int main(int argc, char **argv)
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGHUP);
     signal(SIGPIPE, SIG_IGN);
+    /* Blocked before the socket exists, so a SIGTERM from here on (the parent's death included)
+     * waits in the signalfd and the socket is removed on the way out. */
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0)
+        return 1;
     int listen_fd = rootd_activated_socket();
     if (listen_fd >= 0)
         socket_path = NULL; /* systemd's: it made the file and removes it */
@@ -296,9 +347,11 @@ int main(int argc, char **argv)
     else if (listen_fd == -1)
         rootd_log(ROOTD_LOG_ERR, "event=start.failed reason=\"no socket: give --socket PATH or "
                                  "start it from a systemd .socket unit\"");
-    if (listen_fd < 0 || sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
-        (signal_fd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0)
+    if (listen_fd < 0 || (signal_fd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
+        if (listen_fd >= 0 && socket_path != NULL)
+            unlink(socket_path);
         return 1;
+    }
     rootd_log(ROOTD_LOG_INFO,
               "event=start config=%s socket=%s daemon_uid=%u base=%s layout=%s "
               "min_uid=%u max_uid=%u gid=%u",
@@ -306,12 +359,15 @@ int main(int argc, char **argv)
               policy.base, policy.layout == HOME_LAYOUT_CHROOT ? "chroot" : "plain",
               (unsigned)policy.min_uid, (unsigned)policy.max_uid, (unsigned)policy.gid);
     for (;;) {
-        struct pollfd p[2] = { { .fd = signal_fd, .events = POLLIN },
-                               { .fd = listen_fd, .events = POLLIN } };
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
+        struct pollfd p[3] = { { .fd = signal_fd, .events = POLLIN },
+                               { .fd = listen_fd, .events = POLLIN },
+                               { .fd = parent_fd, .events = POLLIN } };
+        if (poll(p, 3, -1) < 0 && errno != EINTR)
             break;
         if (p[0].revents & POLLIN)
             take_signal();
+        if (p[2].revents & POLLIN)
+            parent_gone();
         if (stopping)
             break;
         if (!(p[1].revents & POLLIN))

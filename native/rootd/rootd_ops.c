@@ -1,4 +1,5 @@
-/* The two things rootd does, each only after rootd_check.c allowed the request. */
+/* What rootd does for CREATE_HOME and END_SESSION, each only after rootd_check.c allowed the
+ * request (RELOAD is rootd_main.c's: it replaces the policy between two requests). */
 #define _GNU_SOURCE
 #include "rootd.h"
 
@@ -81,10 +82,35 @@ static int read_start_time(int proc_fd, uint64_t *out)
     return -1;
 }
 
+/* /proc/PID/loginuid through the process's /proc directory fd: the uid pam_loginuid recorded for
+ * the login session (it runs before pam_latchkey, etc/pam.d/latchkey-sshd); 4294967295 = unset. */
+static int read_loginuid(int proc_fd, uint32_t *out)
+{
+    char buf[32];
+    int fd = openat(proc_fd, "loginuid", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(buf, &end, 10);
+    if (errno != 0 || end == buf || (*end != '\0' && *end != '\n') || v > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
 /* Race-free against pid reuse: the pidfd pins the process that had the pid when it was opened,
  * and a start time read afterwards that matches the recorded one proves it is the recorded
  * process (it was alive then, so it held the pid all along). The signal goes through the pidfd,
- * so it reaches that process or nobody (pidfd_open(2), pidfd_send_signal(2)). */
+ * so it reaches that process or nobody (pidfd_open(2), pidfd_send_signal(2)). The loginuid must
+ * be the session user's (already checked against the policy): a process that is not the login
+ * of that user, e.g. a daemon or an admin's shell that happens to match a recorded start time, is
+ * never signalled. */
 void rootd_end_session(const struct rootd_request *req, const struct rootd_identity *id,
                        struct rootd_reply *rep)
 {
@@ -103,6 +129,7 @@ void rootd_end_session(const struct rootd_request *req, const struct rootd_ident
     int proc_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
     uint64_t start = 0;
+    uint32_t loginuid = 0;
     if (proc_fd < 0 || fstat(proc_fd, &st) != 0 || read_start_time(proc_fd, &start) != 0) {
         if (errno == ENOENT || errno == ESRCH)
             rootd_reply_set(rep, ROOTD_GONE, "pid %u: no such process", pid);
@@ -118,6 +145,18 @@ void rootd_end_session(const struct rootd_request *req, const struct rootd_ident
                         "pid %u started at %" PRIu64 ", not at the recorded "
                         "%" PRIu64 ": another process has the pid now; not signalled",
                         pid, start, req->pid_start);
+    } else if (read_loginuid(proc_fd, &loginuid) != 0) {
+        if (errno == ENOENT || errno == ESRCH)
+            rootd_reply_set(rep, ROOTD_GONE, "pid %u: no such process", pid);
+        else
+            rootd_reply_set(rep, ROOTD_FAILED, "cannot read /proc/%u/loginuid: %s", pid,
+                            strerror(errno));
+    } else if (loginuid != req->uid) {
+        char has[16];
+        snprintf(has, sizeof has, "%u", (unsigned)loginuid);
+        rootd_reply_set(rep, ROOTD_REFUSED,
+                        "pid %u has loginuid %s, not the session user's uid %u; not signalled", pid,
+                        loginuid == UINT32_MAX ? "unset" : has, (unsigned)req->uid);
     } else if (syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0) != 0) {
         if (errno == ESRCH)
             rootd_reply_set(rep, ROOTD_GONE, "pid %u ended before the signal", pid);

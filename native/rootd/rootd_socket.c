@@ -1,7 +1,7 @@
 /* The listening socket: made by rootd (--socket PATH) or passed by systemd. See rootd.h. */
 #define _GNU_SOURCE
 #include "rootd.h"
-#include "../addon/safedir.h"
+#include "safedir.h"
 
 #include <errno.h>
 #include <fcntl.h>

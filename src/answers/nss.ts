@@ -1,7 +1,7 @@
 // What nss.sock answers (every opcode the spec gives that socket): public passwd/group data and
 // public keys, nothing secret. priv.sock answers these too (daemon/main.ts). The decisions are
 // the directory's (src/directory); here they become reply frames.
-import { ok, fail, type HandlerResult, type HandlerTable } from '../server/dispatch.js';
+import { ok, fail, type HandlerResult, type HandlerTable, type Peer } from '../server/dispatch.js';
 import { Status, Op, LIST_BATCH_BYTES, DAEMON_VERSION } from '../protocol/generated.js';
 import { encodeReply, type Fields } from '../protocol/codec.js';
 import type { Config } from '../config/types.js';
@@ -29,8 +29,8 @@ export function nssHandlers(resolver: Resolver, identity: LoginIdentity, cfg: ()
   // encoded once and written as it is: a warm hit is then a Map lookup and a write. A new object
   // (refetch) or a reloaded config (home base, shell, gid) makes a new frame.
   const frames = new WeakMap<CachedUser, EncodedPasswd>();
-  const passwdReply = (op: number, l: Lookup): HandlerResult => {
-    if (l.status !== 'found') return lookupFailure(l);
+  const passwdReply = (op: number, l: Lookup, peer: Peer): HandlerResult => {
+    if (l.status !== 'found') return lookupFailure(l, peer);
     const current = cfg();
     let e = frames.get(l.user);
     if (!e || e.cfg !== current) { e = { cfg: current, byOp: new Map() }; frames.set(l.user, e); }
@@ -78,8 +78,8 @@ export function nssHandlers(resolver: Resolver, identity: LoginIdentity, cfg: ()
 
   return {
     PING: () => ok({ daemon_version: DAEMON_VERSION }),
-    PW_BY_NAME: async (f, peer) => passwdReply(Op.PW_BY_NAME, await resolver.byName(f.name as string, peer.uid)),
-    PW_BY_UID: async (f, peer) => passwdReply(Op.PW_BY_UID, await resolver.byUid(f.uid as number, peer.uid)),
+    PW_BY_NAME: async (f, peer) => passwdReply(Op.PW_BY_NAME, await resolver.byName(f.name as string, peer.uid), peer),
+    PW_BY_UID: async (f, peer) => passwdReply(Op.PW_BY_UID, await resolver.byUid(f.uid as number, peer.uid), peer),
     PW_LIST: (f) => {
       // Enumeration pages are encoded once and reused until the cache changes (its generation)
       // or PAGE_TTL_MS passes (entries also die by time): `getent passwd` in a loop costs a
@@ -110,14 +110,14 @@ export function nssHandlers(resolver: Resolver, identity: LoginIdentity, cfg: ()
     },
     KEYS_BY_NAME: async (f, peer) => {
       const l = await resolver.byName(f.name as string, peer.uid);
-      if (l.status !== 'found') return lookupFailure(l);
+      if (l.status !== 'found') return lookupFailure(l, peer);
       return ok({ keys: l.user.sshPublicKeys });
     },
     // latchkey-authorized-keys: keys only when latchkey serves exactly this name with the uid
     // NSS resolved (directory/identity.ts).
     KEYS_FOR_LOGIN: async (f, peer) => {
       const id = await identity.check(f.name as string, f.uid as number, 'authorized-keys', peer.uid);
-      return id.kind === 'served' ? ok({ keys: id.user.sshPublicKeys }) : identityFailure(id);
+      return id.kind === 'served' ? ok({ keys: id.user.sshPublicKeys }) : identityFailure(id, peer);
     },
   };
 }

@@ -35,7 +35,7 @@ export function authHandlers(resolver: Resolver, identity: LoginIdentity, thrott
     // pam_latchkey, before it asks for a password: is this (name, uid NSS resolved) ours?
     LOGIN_CHECK: async (f, peer) => {
       const id = await identity.check(f.user as string, f.uid as number, 'pam', peer.uid);
-      return id.kind === 'served' ? ok({ prompt: cfg().pam.prompt }) : identityFailure(id);
+      return id.kind === 'served' ? ok({ prompt: cfg().pam.prompt }) : identityFailure(id, peer);
     },
 
     AUTH_PASSWORD: async (f) => {
@@ -107,7 +107,7 @@ export function authHandlers(resolver: Resolver, identity: LoginIdentity, thrott
       }
     },
 
-    ACCT_MGMT: async (f) => {
+    ACCT_MGMT: async (f, peer) => {
       const user = f.user as string;
       const a = await accountState(resolver, user);
       switch (a.state) {
@@ -118,7 +118,7 @@ export function authHandlers(resolver: Resolver, identity: LoginIdentity, thrott
         case 'removed':
           log('info', 'account.removed_upstream', { user, service: f.service, rhost: f.rhost });
           return fail(Status.EXPIRED, a.detail);
-        case 'unavailable': return unavailable(a.reason);
+        case 'unavailable': return unavailable(a.reason, peer);
         case 'unknown': return fail(Status.NOTFOUND);
       }
     },

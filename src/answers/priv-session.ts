@@ -6,34 +6,33 @@ import { Status } from '../protocol/generated.js';
 import type { Config, HomesConfig } from '../config/types.js';
 import type { Lookup } from '../cache/types.js';
 import type { SessionRegistry } from '../sessions/registry.js';
-import { ensureHome as realEnsureHome } from '../homes/home.js';
 import { sessionChroot, NO_SSHD_FACTS, type SshdFacts } from '../sshdconf/checks.js';
 import { log } from '../log.js';
 import { unavailable } from './replies.js';
 
 /** The part of the Resolver the session handlers use. */
 export interface UserLookup { byName(name: string): Promise<Lookup> }
-/** The homes module's contract (src/homes): creates base/name race-free if missing. */
+/** The homes module's contract (src/homes/home.ts ensureHome, through latchkey-rootd): creates base/name race-free if missing. */
 export type EnsureHome = (cfg: HomesConfig, user: { name: string; uid: number; gid: number })
   => Promise<{ path: string; created: boolean; problems: string[] }>;
 
 /**
- * SESSION_OPEN and SESSION_CLOSE. `ensureHome` is replaceable for tests; `sshd` gives what
+ * SESSION_OPEN and SESSION_CLOSE. `ensureHome` asks rootd (replaceable for tests); `sshd` gives what
  * latchkeyd read from sshd_config at start/reload (src/sshdconf), used for the chroot.
  */
 export function sessionHandlers(
-  sessions: SessionRegistry, resolver: UserLookup, config: () => Config, ensureHome: EnsureHome = realEnsureHome,
+  sessions: SessionRegistry, resolver: UserLookup, config: () => Config, ensureHome: EnsureHome,
   sshd: () => SshdFacts = () => NO_SSHD_FACTS,
 ): HandlerTable {
   return {
-    SESSION_OPEN: async (f) => {
+    SESSION_OPEN: async (f, peer) => {
       const user = f.user as string;
       const service = f.service as string;
       const rhost = f.rhost as string;
       const pid = f.pid as number;
       const cfg = config();
       const l = await resolver.byName(user);
-      if (l.status === 'unavail') return unavailable(l.reason);
+      if (l.status === 'unavail') return unavailable(l.reason, peer);
       if (l.status === 'notfound') return fail(Status.NOTFOUND, `${user} is not a latchkey user`);
       let home: Awaited<ReturnType<EnsureHome>>;
       try {

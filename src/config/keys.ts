@@ -3,7 +3,7 @@
 // this one table, so a key added here is known everywhere at once.
 import type { Config } from './types.js';
 import {
-  ValueProblem, parseAbsolutePath, parseBool, parseChoice, parseDirName, parseDurationMs,
+  ValueProblem, parseAbsolutePath, parseDaemonUser, parseBool, parseChoice, parseDirName, parseDurationMs,
   parseDurationSec, parseEndpoint, parseGroupName, parseInteger, parseJsonPrefix, parseNameRegex,
   parseOctal, parseOptionalPath, parseSize, formatDuration, formatOctal, formatSize,
 } from './values.js';
@@ -247,6 +247,8 @@ export const KEYS: readonly KeySpec[] = [
     { key: 'log_level', parse: (r) => parseChoice(r, ['debug', 'info', 'warn', 'error'] as const),
       set: (d, v: Config['daemon']['logLevel']) => { d.cfg.daemon.logLevel = v; }, get: (c) => c.daemon.logLevel },
     { key: 'sshd_config', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.daemon.sshdConfig = v; }, get: (c) => c.daemon.sshdConfig },
+    { key: 'user', parse: parseDaemonUser, set: (d, v: string) => { d.cfg.daemon.user = v; }, get: (c) => c.daemon.user },
+    { key: 'rootd_socket', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.daemon.rootdSocket = v; }, get: (c) => c.daemon.rootdSocket },
   ]),
 ];
 

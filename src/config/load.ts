@@ -1,7 +1,9 @@
 // Reads /etc/latchkey/latchkey.conf (sections) or a LocalEGA /etc/ega/auth.conf (flat keys) into
 // the Config every module uses. Every mistake is a ConfigError naming file:line, the key and
 // the fix; nothing is silently ignored, and secret values never appear in a message.
-import { closeSync, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { findAccount } from '../privsep/account.js';
 import { ConfigError } from '../errors.js';
 import type { Config } from './types.js';
 import {
@@ -44,7 +46,7 @@ export function defaultConfig(overrides: Overrides = {}): Config {
       throttleWindowSec: 300, throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0,
       maxBcryptCost: 13, maxShaRounds: 1_000_000, maxYescryptMemory: 64 * 1024 * 1024,
     },
-    daemon: { socketDir: '/run/latchkey', maxConnections: 0, maxConnectionsPerUid: 0, idleTimeoutMs: 30000, logLevel: 'info', sshdConfig: '/etc/ssh/sshd_config' },
+    daemon: { socketDir: '/run/latchkey', maxConnections: 0, maxConnectionsPerUid: 0, idleTimeoutMs: 30000, logLevel: 'info', sshdConfig: '/etc/ssh/sshd_config', user: '_latchkey', rootdSocket: '/run/latchkey-rootd/rootd.sock' },
   };
   for (const [sec, values] of Object.entries(overrides)) {
     if (sec === 'source') cfg.source = values as string;
@@ -69,13 +71,25 @@ export function loadConfig(file: string): Config {
   const state = newState(file);
   const main = readChecked(file);
   const secretsIn = applyFile(state, main.text, file, 'config');
-  requireMode(file, main.stats, secretsIn);
+  const readable: Array<[string, Stats, string[]]> = [[file, main.stats, secretsIn]];
   if (state.draft.secretsFile !== null) {
     const sf = state.draft.secretsFile;
     const secrets = readChecked(sf);
-    requireMode(sf, secrets.stats, ['secrets_file']);
+    readable.push([sf, secrets.stats, ['secrets_file']]);
     applyFile(state, secrets.text, sf, 'secrets');
   }
+  // systemd credentials (LoadCredential=/LoadCredentialEncrypted=latchkey.secrets:...): the same
+  // format as a secrets_file, in a directory only this service can read.
+  const credential = credentialFile();
+  if (credential !== null) {
+    const c = readChecked(credential);
+    readable.push([credential, c.stats, ['credential latchkey.secrets']]);
+    applyFile(state, c.text, credential, 'secrets');
+  }
+  // A file holding secrets may be read by the daemon's group (root:_latchkey 0640, as nslcd's
+  // config): after dropping root, latchkeyd must still read it on SIGHUP.
+  const gid = daemonGid(state);
+  for (const [f, st, secrets] of readable) requireMode(f, st, secrets, '', gid);
   const cfg = finish(state);
   // The CA file decides which server may answer for the user service, and the client key is a
   // credential: the same rule as the config. The client reads them (src/upstream/client.ts).
@@ -256,13 +270,30 @@ function headerLine(state: State, section: string): number {
  * Reads a file through one descriptor and checks that descriptor (fstat), so the file checked is
  * the file read; then walks the path it was found by and insists it ends at that same file.
  */
+/** $CREDENTIALS_DIRECTORY/latchkey.secrets when systemd passed that credential, else null. */
+function credentialFile(): string | null {
+  const dir = process.env.CREDENTIALS_DIRECTORY;
+  if (!dir || !dir.startsWith('/')) return null;
+  const f = join(dir, 'latchkey.secrets');
+  return existsSync(f) ? f : null;
+}
+
+/** The gid of [daemon] user as configured so far (null when it cannot be told: no group may read secrets then). */
+function daemonGid(state: State): number | null {
+  try {
+    return findAccount(readFileSync(state.draft.cfg.users.localPasswdFile, 'utf8'), state.draft.cfg.daemon.user)?.gid ?? null;
+  } catch {
+    return null;
+  }
+}
+
 function readChecked(file: string, key = ''): { text: string; stats: Stats } {
   let fd: number;
   try {
     fd = openSync(file, 'r');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new ConfigError(file, 0, key, `cannot be read (${err.code ?? err.message}); check the path and that latchkeyd runs as root`);
+    throw new ConfigError(file, 0, key, `cannot be read (${err.code ?? err.message}); check the path, and that latchkeyd's user ([daemon] user) may read it`);
   }
   try {
     const stats = fstatSync(fd);
@@ -289,10 +320,12 @@ function readChecked(file: string, key = ''): { text: string; stats: Stats } {
  * holds: secrets may sit only in a file nobody else can read (chmod 600), any other config file
  * may be read by all but written by no one else (chmod go-w).
  */
-function requireMode(file: string, st: Stats, secrets: string[], key = ''): void {
-  if (secrets.length > 0 && (st.mode & 0o077) !== 0) {
+function requireMode(file: string, st: Stats, secrets: string[], key = '', readerGid: number | null = null): void {
+  const groupReadOnly = (st.mode & 0o077) === 0o040 && readerGid !== null && readerGid !== 0 && st.gid === readerGid;
+  if (secrets.length > 0 && (st.mode & 0o077) !== 0 && !groupReadOnly) {
     throw new ConfigError(file, 0, key,
-      `holds secrets (${secrets.join(', ')}) but its mode is ${(st.mode & 0o777).toString(8).padStart(4, '0')}; fix: chmod 600 ${file}`);
+      `holds secrets (${secrets.join(', ')}) but its mode is ${(st.mode & 0o777).toString(8).padStart(4, '0')} (group ${st.gid}); `
+      + `fix: chmod 600 ${file}, or chgrp the daemon's group and chmod 640 so latchkeyd can re-read it after dropping root`);
   }
   try {
     checkTrustedMode(file, st);

@@ -107,6 +107,10 @@ export interface DaemonConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** sshd's main config, read for the cross-checks (ChrootDirectory vs chroot_sessions, Match Group) */
   sshdConfig: string;
+  /** the unprivileged account latchkeyd runs as (a name in the local passwd file, or a numeric uid); never root */
+  user: string;
+  /** latchkey-rootd's socket: homes and ending sessions go through it */
+  rootdSocket: string;
 }
 
 export interface Config {

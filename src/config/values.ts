@@ -91,6 +91,18 @@ export function parseAbsolutePath(raw: string): string {
   return v;
 }
 
+/** [daemon] user: a system user name or a numeric uid; never root (the daemon holds no privilege). */
+export function parseDaemonUser(raw: string): string {
+  const v = raw.trim();
+  if (v === 'root' || /^0+$/.test(v)) throw new ValueProblem('must not be root: latchkeyd runs unprivileged and latchkey-rootd does what needs root (default _latchkey)');
+  if (/^\d+$/.test(v)) {
+    if (Number(v) > 4294967294) throw new ValueProblem('must be a uid below 4294967295');
+    return String(Number(v));
+  }
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(v)) throw new ValueProblem('must be a system user name (lowercase letters, digits, _ and -) or a numeric uid');
+  return v;
+}
+
 /** An optional path: empty means "not set", as in LocalEGA's `cacertfile =`. */
 export function parseOptionalPath(raw: string): string | null {
   return raw.trim() === '' ? null : parseAbsolutePath(raw);

@@ -1,5 +1,5 @@
-// latchkeyd entry point: loads the config, wires cache, upstream, verification and sockets,
-// reloads on SIGHUP and shuts down cleanly on SIGTERM/SIGINT.
+// latchkeyd entry point: loads the config, gives up root (src/privsep), wires cache, upstream,
+// verification and sockets, reloads on SIGHUP and shuts down cleanly on SIGTERM/SIGINT.
 import { insecureSettings, loadConfig } from '../config/load.js';
 import { checkHomeBase } from '../homes/base.js';
 import type { Config } from '../config/types.js';
@@ -21,6 +21,12 @@ import { SessionStore, sessionStorePath } from '../sessions/store.js';
 import { LoginIdentity } from '../directory/identity.js';
 import { adminHandlers } from '../answers/admin/index.js';
 import { sshdFactsForDaemon } from '../sshdconf/deploy.js';
+import { ensureHome } from '../homes/home.js';
+import { processOps } from '../sessions/proc.js';
+import { daemonAccount } from '../privsep/account.js';
+import { dropPrivileges, verifyUnprivileged } from '../privsep/drop.js';
+import { RootdClient, spawnRootd } from '../privsep/rootd.js';
+import { prepareRuntime, requireWritableCacheDir } from '../privsep/runtime.js';
 import type { SshdFacts } from '../sshdconf/checks.js';
 
 const USAGE = `usage: latchkeyd [--config FILE] [--check]
@@ -55,6 +61,20 @@ function parseArgs(argv: string[]): { config: string; check: boolean } {
 export async function startDaemon(configFile: string): Promise<Daemon> {
   let cfg = loadConfig(configFile);
   setLogLevel(cfg.daemon.logLevel);
+  // Privilege separation: this process parses HTTP and JSON, so it never keeps root. Started as
+  // root (no systemd User=), it prepares the runtime dir, starts latchkey-rootd and drops to
+  // [daemon] user for good; started as that user (systemd), rootd is its own unit.
+  const account = daemonAccount(cfg);
+  if (process.geteuid!() === 0) {
+    prepareRuntime(cfg, account);
+    await spawnRootd({ socketPath: cfg.daemon.rootdSocket, daemonUid: account.uid, configFile });
+    dropPrivileges(account);
+    log('info', 'daemon.dropped_root', { user: account.name, uid: account.uid, gid: account.gid });
+  } else {
+    verifyUnprivileged(account);
+  }
+  requireWritableCacheDir(cfg);
+  const rootd = new RootdClient(cfg.daemon.rootdSocket);
   checkHomeBase(cfg);
   // sshd_config vs latchkey.conf (src/sshdconf): errors refuse the start, the facts steer the chroot.
   let sshd = sshdFactsForDaemon(cfg);
@@ -67,7 +87,12 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   // The sessions' own versioned file beside the cache; the first start after an upgrade takes
   // over the open sessions the cache file held.
   const sessionStore = SessionStore.open(sessionStorePath(cfg.cache.dbPath), { importFrom: cfg.cache.dbPath });
-  const sessions = new SessionRegistry(sessionStore, () => cfg);
+  const sessions = new SessionRegistry(sessionStore, () => cfg, processOps(async (p) => {
+    const r = await rootd.call({ op: 'end_session', pid: p.pid, pidStart: BigInt(p.pidStart), uid: p.uid });
+    if (r.status === 'ok') return true;
+    if (r.status === 'gone') return false;
+    throw new Error(`latchkey-rootd answered ${r.status}${r.message ? ': ' + r.message : ''}`);
+  }));
   const identity = new LoginIdentity(resolver);
 
   const nss: HandlerTable = nssHandlers(resolver, identity, () => cfg, () => cache.generation);
@@ -75,7 +100,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   const priv: HandlerTable = {
     ...nss,
     ...authHandlers(resolver, identity, throttle, authStats, () => cfg),
-    ...sessionHandlers(sessions, resolver, () => cfg, undefined, () => sshd),
+    ...sessionHandlers(sessions, resolver, () => cfg, (homes, user) => ensureHome(homes, user, rootd), () => sshd),
     ...adminHandlers({
       version: DAEMON_VERSION, startedAt, config: () => cfg, configFile,
       socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats,
@@ -114,11 +139,16 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       log('error', 'config.reload_failed', { file: configFile, error: e instanceof Error ? e.message : String(e), kept: 'previous config' });
       return;
     }
-    for (const [what, a, b] of [['daemon.socket_dir', cfg.daemon.socketDir, next.daemon.socketDir], ['cache.db_path', cfg.cache.dbPath, next.cache.dbPath]] as const) {
+    for (const [what, a, b] of [
+      ['daemon.socket_dir', cfg.daemon.socketDir, next.daemon.socketDir], ['cache.db_path', cfg.cache.dbPath, next.cache.dbPath],
+      ['daemon.user', cfg.daemon.user, next.daemon.user], ['daemon.rootd_socket', cfg.daemon.rootdSocket, next.daemon.rootdSocket],
+    ] as const) {
       if (a !== b) log('warn', 'config.needs_restart', { key: what, running: a, configured: b });
     }
     next.daemon.socketDir = cfg.daemon.socketDir;
     next.cache.dbPath = cfg.cache.dbPath;
+    next.daemon.user = cfg.daemon.user;
+    next.daemon.rootdSocket = cfg.daemon.rootdSocket;
     // The old client finishes what it has in flight (bounded by its own request deadline)
     // before it is closed: closing it now would fail every lookup running during the reload.
     source.swap(client, cfg.upstream.requestTimeoutMs + 1000);
@@ -128,6 +158,12 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     listening!.setMaxConnections(cfg.daemon.maxConnections);
     log('info', 'config.reloaded', { file: configFile });
     logInsecure(cfg, configFile);
+    // rootd reads latchkey.conf itself (its policy is its own); a dropped daemon cannot signal a
+    // root process, so it asks.
+    rootd.call({ op: 'reload' }).then(
+      (r) => log(r.status === 'ok' ? 'info' : 'error', 'rootd.reload', { status: r.status, message: r.message }),
+      (e: Error) => log('error', 'rootd.reload', { status: 'unavailable', message: e.message }),
+    );
   };
   process.on('SIGHUP', reload);
 

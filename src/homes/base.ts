@@ -1,7 +1,7 @@
 // The homes base, checked when the daemon starts and reloads rather than at the first login: a
 // base that others can write (a 1777 directory, a group-writable parent) or that is a symlink
 // would let a local user plant or swap homes, so latchkeyd refuses to run on it at all. The same
-// walk (native/addon/safedir.c) guards every home creation as well (homes.c).
+// walk (native/common/safedir.c) guards every home creation as well (latchkey-rootd, native/rootd/homes.c).
 import type { Config } from '../config/types.js';
 import { ConfigError } from '../errors.js';
 import { checkDir } from '../native/addon.js';

@@ -8,30 +8,6 @@ import { LatchkeyError } from '../errors.js';
 
 export interface PeerCred { pid: number; uid: number; gid: number }
 
-export interface CreateHomeOptions {
-  /** existing root-owned, not group/world-writable directory */
-  base: string;
-  /** one path component: no '/', not '.' or '..' */
-  name: string;
-  uid: number;
-  gid: number;
-  layout: 'chroot' | 'plain';
-  /** mode of the user-owned directory (upload dir for chroot, the home for plain) */
-  mode: number;
-  /** name of the user-owned directory inside a chroot home */
-  uploadDir: string;
-}
-
-export interface CreateHomeResult {
-  path: string;
-  /** this call made the home or its upload dir */
-  created: boolean;
-  /** something unsafe was found and left alone; the home must not be used (problems say why) */
-  refused: boolean;
-  /** repairs made, or the reasons for refusing */
-  problems: string[];
-}
-
 export interface CheckDirOptions {
   /** absolute path of the directory */
   path: string;
@@ -59,10 +35,8 @@ export interface LatchkeyAddon {
   peerCred(fd: number): PeerCred;
   /** crypt_rn(3) on the threadpool; null when the setting is invalid or crypt fails */
   crypt(password: string, setting: string): Promise<string | null>;
-  /** race-free home creation on the threadpool (native/addon/homes.c) */
-  createHome(opts: CreateHomeOptions): Promise<CreateHomeResult>;
   /** opens a directory from "/" without following any symlink, checking every component
-   *  (native/addon/safedir.c); synchronous */
+   *  (native/common/safedir.c); synchronous */
   checkDir(opts: CheckDirOptions): CheckDirResult;
 }
 
@@ -70,7 +44,7 @@ const RELATIVE_PATH = join('native', 'addon', 'build', 'Release', 'latchkey.node
 
 /** The repo (or install) root: the nearest ancestor of this file holding latchkey's package.json.
  *  Works from src/native (tsx, tests) and dist/src/native (compiled) alike. */
-function packageRoot(): string | null {
+export function packageRoot(): string | null {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const pkg = join(dir, 'package.json');
@@ -119,10 +93,6 @@ export function peerCred(fd: number): PeerCred {
 
 export function crypt(password: string, setting: string): Promise<string | null> {
   return loadAddon().crypt(password, setting);
-}
-
-export function createHome(opts: CreateHomeOptions): Promise<CreateHomeResult> {
-  return loadAddon().createHome(opts);
 }
 
 export function checkDir(opts: CheckDirOptions): CheckDirResult {

@@ -125,3 +125,82 @@ export const Messages: ReadonlyArray<MessageSpec> = [
   { name: 'LOGIN_CHECK', opcode: 260, socket: 'priv', request: [["user","str"],["uid","u32"]], reply: [["prompt","str"]] },
   { name: 'ADMIN', opcode: 512, socket: 'priv', request: [["json","blob"]], reply: [["json","blob"]] },
 ];
+// ---- latchkey-rootd (spec.json "rootd"; encoded by src/protocol/rootd.ts) ----
+
+export const ROOTD_PROTO_VERSION = 1;
+export const ROOTD_REQUEST_SIZE = 64;
+export const ROOTD_REPLY_SIZE = 256;
+export const ROOTD_NAME_SIZE = 32;
+export const ROOTD_MSG_SIZE = 248;
+/** rootd waits at most this long for a whole request frame (also between two requests) and for its reply to be taken, so a stuck or hostile peer cannot hold the one connection it serves */
+export const ROOTD_IO_TIMEOUT_MS = 5000;
+/** Request field offsets. */
+export const RootdRequestOffset = {
+  /** VERSION (2 bytes) */
+  version: 0,
+  /** an OP_* code (2 bytes) */
+  opcode: 2,
+  /** the user's uid (4 bytes) */
+  uid: 4,
+  /** the user's gid (4 bytes) */
+  gid: 8,
+  /** a session process (4 bytes) */
+  pid: 12,
+  /** its start time: field 22 of /proc/PID/stat, in clock ticks (8 bytes) */
+  pid_start: 16,
+  /** bytes of name used, 0..NAME_SIZE (1 byte) */
+  name_len: 24,
+  /** always 0 (7 bytes) */
+  reserved: 25,
+  /** the user name, name_len bytes, no NUL; the rest 0 (32 bytes) */
+  name: 32,
+} as const;
+/** Reply field offsets. */
+export const RootdReplyOffset = {
+  /** VERSION (2 bytes) */
+  version: 0,
+  /** a status code (2 bytes) */
+  status: 2,
+  /** FLAG_* bits (CREATE_HOME: what was done) (2 bytes) */
+  flags: 4,
+  /** bytes of msg used, 0..MSG_SIZE (2 bytes) */
+  msg_len: 6,
+  /** text for the log (why it was refused, what was repaired), msg_len bytes, no NUL; the rest 0 (248 bytes) */
+  msg: 8,
+} as const;
+export const RootdOpcode = {
+  /** create the home, or check and repair it (group, mode) if it exists */
+  CREATE_HOME: 1,
+  /** SIGTERM the recorded session process, if it is still the one that was recorded and is the login of a served user */
+  END_SESSION: 2,
+  /** re-read latchkey.conf as SIGHUP does (a dropped daemon cannot signal a root process); a bad config answers FAILED with the reason and keeps the old policy */
+  RELOAD: 3,
+} as const;
+/** The request fields each opcode uses; every other field must be 0. */
+export const RootdOpcodeFields: Record<keyof typeof RootdOpcode, ReadonlyArray<string>> = {
+  CREATE_HOME: ['uid', 'gid', 'name'],
+  END_SESSION: ['uid', 'pid', 'pid_start', 'name'],
+  RELOAD: [],
+};
+export const RootdStatus = {
+  /** done (flags say what CREATE_HOME did) */
+  OK: 0,
+  /** wrong size, version, opcode or a non-zero unused field; connection closed */
+  MALFORMED: 1,
+  /** outside the policy: name, uid, gid or pid; nothing was done */
+  REFUSED: 2,
+  /** the home was not made: unsafe on disk (symlink, owner, a base others can write) or a failed mkdir; what was found is left as it was */
+  UNSAFE: 3,
+  /** END_SESSION: no such process any more; nothing to do */
+  GONE: 4,
+  /** a system call failed (I/O, no space, /proc or passwd unreadable), or RELOAD found a bad config (the old policy stays) */
+  FAILED: 5,
+  /** the connecting uid is not the daemon user; connection closed */
+  BAD_PEER: 6,
+} as const;
+export const RootdFlag = {
+  /** the home (chroot layout: or its upload dir) was made now */
+  CREATED: 1,
+  /** an existing home's group or mode was set back to the policy */
+  REPAIRED: 2,
+} as const;

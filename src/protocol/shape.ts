@@ -111,7 +111,9 @@ export function record<T>(value: Shape<T>): Shape<Record<string, T>> {
     check(v, path) {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ShapeError(path, expected);
       const out: Record<string, T> = {};
-      for (const [k, x] of Object.entries(v)) out[k] = value.check(x, at(path, k));
+      // defineProperty, not assignment: a "__proto__" key stays a plain key instead of
+      // re-parenting the result.
+      for (const [k, x] of Object.entries(v)) Object.defineProperty(out, k, { value: value.check(x, at(path, k)), enumerable: true, writable: true, configurable: true });
       return out;
     },
   };

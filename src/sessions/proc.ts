@@ -1,6 +1,8 @@
 // What the session registry needs to know about processes: is the pid alive, is it still the
 // process that opened the session (pids are reused: the kernel start time, /proc/PID/stat field
-// 22, tells them apart), and ending it. Tests replace it with a map of fake processes.
+// 22, tells them apart), and ending it. The session process runs as root (sshd's privileged
+// child), so the unprivileged daemon reads /proc (world-readable) itself but asks latchkey-rootd
+// to end it (src/privsep/rootd.ts). Tests replace it with a map of fake processes.
 import { readFileSync } from 'node:fs';
 
 export interface ProcessOps {
@@ -8,11 +10,15 @@ export interface ProcessOps {
   alive(pid: number): boolean;
   /** kernel start time of the process in clock ticks, or null when unknown */
   startTime(pid: number): string | null;
-  /** sends SIGTERM; false when the process was already gone */
-  terminate(pid: number): boolean;
+  /** ends the session process (SIGTERM); false when it was already gone */
+  terminate(p: SessionProcess): boolean | Promise<boolean>;
 }
 
-export const systemProcessOps: ProcessOps = {
+/** A recorded session process: what rootd re-checks before it signals (start time, login uid). */
+export interface SessionProcess { pid: number; pidStart: string; uid: number; user: string }
+
+/** alive/startTime from the kernel; ending a process is someone else's (see processOps). */
+export const systemProcessOps: Omit<ProcessOps, 'terminate'> = {
   alive(pid) {
     try {
       process.kill(pid, 0);
@@ -31,13 +37,10 @@ export const systemProcessOps: ProcessOps = {
     } catch {
       return null;
     }
-  },
-  terminate(pid) {
-    try {
-      process.kill(pid, 'SIGTERM');
-      return true;
-    } catch {
-      return false;
-    }
-  },
+  }
 };
+
+/** The system's view of processes, with `end` (latchkey-rootd's END_SESSION) to end one. */
+export function processOps(end: (p: SessionProcess) => Promise<boolean>): ProcessOps {
+  return { alive: systemProcessOps.alive, startTime: systemProcessOps.startTime, terminate: end };
+}

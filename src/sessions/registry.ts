@@ -7,7 +7,7 @@
 // whose start time changed is treated as gone: we never signal a stranger.
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/types.js';
-import { systemProcessOps, type ProcessOps } from './proc.js';
+import type { ProcessOps, SessionProcess } from './proc.js';
 import type { SessionRow, SessionStore } from './store.js';
 import { log } from '../log.js';
 
@@ -36,7 +36,7 @@ export class SessionRegistry {
   constructor(
     private readonly store: SessionStore,
     private readonly config: () => Config,
-    private readonly procs: ProcessOps = systemProcessOps,
+    private readonly procs: ProcessOps,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -75,17 +75,28 @@ export class SessionRegistry {
     return this.store.countOpen(user);
   }
 
-  /** SIGTERMs the session process(es) and marks them ended; returns how many sessions were ended. */
-  kill(target: { id: string } | { user: string }): number {
+  /** Ends the session process(es) and marks them ended; returns how many sessions were ended. */
+  async kill(target: { id: string } | { user: string }): Promise<number> {
     const rows = 'id' in target
       ? this.store.openRows().filter((r) => r.id === target.id)
       : this.store.openRows(target.user);
     for (const row of rows) {
-      if (this.isSameProcess(row)) this.procs.terminate(row.pid);
       this.store.end(row.id, this.now(), 'killed');
-      log('info', 'session.killed', { id: row.id, user: row.user, pid: row.pid });
+      const signalled = this.isSameProcess(row) ? await this.terminate(row, 'killed') : false;
+      log('info', 'session.killed', { id: row.id, user: row.user, pid: row.pid, signalled });
     }
     return rows.length;
+  }
+
+  /** Asks for the process to be ended; a refusal or failure is logged, never thrown (the record is ended either way). */
+  private async terminate(row: SessionRow, why: string): Promise<boolean> {
+    const p: SessionProcess = { pid: row.pid, pidStart: row.pid_start!, uid: row.uid, user: row.user };
+    try {
+      return await this.procs.terminate(p);
+    } catch (e) {
+      log('error', 'session.end_failed', { id: row.id, user: row.user, pid: row.pid, why, error: e instanceof Error ? e.message : String(e) });
+      return false;
+    }
   }
 
   /** Ends records of vanished processes and sessions older than maxSessionAgeSec; prunes old rows. */
@@ -98,7 +109,7 @@ export class SessionRegistry {
         this.store.end(row.id, this.now(), 'gone');
         gone++;
       } else if (maxAgeMs > 0 && this.now() - row.started_at > maxAgeMs) {
-        if (this.isSameProcess(row)) this.procs.terminate(row.pid);
+        if (this.isSameProcess(row)) void this.terminate(row, 'max_age');
         this.store.end(row.id, this.now(), 'max_age');
         log('info', 'session.max_age', { id: row.id, user: row.user, pid: row.pid });
         aged++;

@@ -40,6 +40,8 @@ export interface DeploymentInput {
   localGroups: ReadonlySet<string> | null;
   /** the latchkeyd unit's sandbox, or null when no unit is installed (or not checked) */
   unit: UnitSandbox | null;
+  /** latchkey-rootd's unit (it creates the homes), or null when not installed (or not checked) */
+  rootdUnit?: UnitSandbox | null;
 }
 
 /**
@@ -217,13 +219,12 @@ function checkChroot(sshd: SshdConfigText, input: DeploymentInput, who: Latchkey
   return { findings: out, chrootAt: chroot.applies === 'always' ? decisive : null };
 }
 
-/** (d) db_path and the homes base must be writable under the unit's sandbox. */
-function checkUnit(unit: UnitSandbox, cfg: Config): Finding[] {
+/** (d) db_path must be writable under latchkeyd's sandbox, the homes base under latchkey-rootd's. */
+function checkUnit(unit: UnitSandbox, cfg: Config, service: 'latchkeyd' | 'latchkey-rootd'): Finding[] {
   const out: Finding[] = [];
-  const paths: Array<[string, string, string]> = [
-    ['[cache] db_path', posix.dirname(cfg.cache.dbPath), 'the cache file and its journal are created there'],
-    ['[homes] base', cfg.homes.base, 'homes are created there at first login'],
-  ];
+  const paths: Array<[string, string, string]> = service === 'latchkeyd'
+    ? [['[cache] db_path', posix.dirname(cfg.cache.dbPath), 'the cache file and its journal are created there']]
+    : [['[homes] base', cfg.homes.base, 'latchkey-rootd creates homes there at first login']];
   for (const [key, dir, why] of paths) {
     const a = pathAccess(unit, dir);
     if (a.access === 'writable') continue;
@@ -233,8 +234,8 @@ function checkUnit(unit: UnitSandbox, cfg: Config): Finding[] {
       at: { file: unit.files[0]!, line: 0 },
       message: `${key} is under ${dir}, which ${unit.files.join(' + ')} makes ${a.access} (${a.rule}); ${why}.`,
       fix: a.access === 'inaccessible'
-        ? `move ${key}, or relax the rule (${a.rule}) with ReadWritePaths=${dir} in a drop-in (systemctl edit latchkeyd)`
-        : `add ReadWritePaths=${dir} to the unit (systemctl edit latchkeyd), or move ${key} under a writable path`,
+        ? `move ${key}, or relax the rule (${a.rule}) with ReadWritePaths=${dir} in a drop-in (systemctl edit ${service})`
+        : `add ReadWritePaths=${dir} to the unit (systemctl edit ${service}), or move ${key} under a writable path`,
     });
   }
   return out;
@@ -272,7 +273,8 @@ export function checkDeployment(input: DeploymentInput): { findings: Finding[]; 
     findings.push(...chroot.findings);
     facts.chrootAt = chroot.chrootAt;
   }
-  if (input.unit) findings.push(...checkUnit(input.unit, input.cfg));
+  if (input.unit) findings.push(...checkUnit(input.unit, input.cfg, 'latchkeyd'));
+  if (input.rootdUnit) findings.push(...checkUnit(input.rootdUnit, input.cfg, 'latchkey-rootd'));
   return { findings, facts };
 }
 

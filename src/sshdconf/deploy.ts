@@ -16,9 +16,12 @@ import { parseUnitSandbox, type UnitSandbox, type UnitText } from './unit.js';
 /** Where systemd finds the unit, highest precedence first (systemd.unit(5) search path). */
 export const UNIT_DIRS = ['/etc/systemd/system', '/run/systemd/system', '/usr/local/lib/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'];
 export const UNIT_NAME = 'latchkeyd.service';
+/** The root helper's unit: the homes base must be writable there (latchkeyd itself never writes homes). */
+export const ROOTD_UNIT_NAME = 'latchkey-rootd.service';
 
 /** The installed unit and its drop-ins (NAME.service.d/*.conf, sorted by file name), or null. */
-export function readInstalledUnit(dirs: string[] = UNIT_DIRS): UnitSandbox | null {
+export function readInstalledUnit(dirs: string[] = UNIT_DIRS, name: string = UNIT_NAME): UnitSandbox | null {
+  const UNIT_NAME = name;
   const unit = dirs.map((d) => `${d}/${UNIT_NAME}`).find((p) => existsSync(p));
   if (!unit) return null;
   const texts: UnitText[] = [];
@@ -51,6 +54,7 @@ export function readDeployment(cfg: Config, opts: { unit: boolean }): Deployment
     localUsers: names(cfg.users.localPasswdFile) ?? new Set(),
     localGroups: names(cfg.users.localGroupFile),
     unit: opts.unit ? readInstalledUnit() : null,
+    rootdUnit: opts.unit ? readInstalledUnit(UNIT_DIRS, ROOTD_UNIT_NAME) : null,
   };
 }
 

@@ -252,7 +252,9 @@ function describe(v: unknown): string {
   return `a ${typeof v}`;
 }
 
-/** Quote an untrusted string for a log/error message: JSON escapes control chars; cap length. */
+/** Quote an untrusted string for a log/error message: printable ASCII only (everything else,
+ *  bidi overrides and line separators included, as \uXXXX), capped, so it cannot forge a line. */
 function quote(s: string): string {
-  return JSON.stringify(s.length > 64 ? s.slice(0, 64) + '…' : s);
+  const capped = s.length > 64 ? s.slice(0, 64) : s;
+  return JSON.stringify(capped).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + (s.length > 64 ? '…' : '');
 }

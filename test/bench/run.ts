@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcrypt';
 import { request as httpRequest, Agent } from 'undici';
-import { request } from '../lib/harness.js';
+import { request, TEST_DAEMON_UID } from '../lib/harness.js';
 import { ROOT } from '../lib/paths.js';
 import { startServiceProc, stopChild, waitForDaemon, type ServiceProc } from '../lib/service-proc.js';
 import { ROW_IDS, type RowId } from './rows.js';
@@ -115,7 +115,7 @@ function inNs(b: Backend, cmd: string[]): string[] {
     'lkns', nsFile(b), passwdFile(), ...cmd];
 }
 const nsEnv = (): NodeJS.ProcessEnv => ({
-  PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LD_LIBRARY_PATH: NSS_DIR, LATCHKEY_SOCKET_DIR: SOCKDIR, LC_ALL: 'C',
+  PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LD_LIBRARY_PATH: NSS_DIR, LATCHKEY_SOCKET_DIR: SOCKDIR, LATCHKEY_DAEMON_USER: String(TEST_DAEMON_UID), LC_ALL: 'C',
 });
 
 /** Runs a command to completion; resolves with its stdout (rejects on a non-zero exit). */
@@ -194,6 +194,8 @@ base = ${join(dir, 'homes')}
 [daemon]
 socket_dir = ${SOCKDIR}
 log_level = warn
+user = ${TEST_DAEMON_UID}
+rootd_socket = ${join(dir, 'rootd', 'rootd.sock')}
 `;
   const file = join(dir, 'latchkey.conf');
   writeFileSync(file, text, { mode: 0o600 });
@@ -354,7 +356,7 @@ async function main(): Promise<void> {
     const passwdBytes = statSync(passwdFile()).size;
 
     const service = await startService(join(WORK, 'users.json'));
-    const dbPath = join(WORK, 'cache.db');
+    const dbPath = join(SOCKDIR, 'cache.db');
     const config = writeConfig(WORK, service.url, dbPath);
     if (profileDir) mkdirSync(profileDir, { recursive: true });
     const daemon = await startDaemon(config, profileDir);
@@ -545,7 +547,7 @@ async function main(): Promise<void> {
       writeFileSync(join(WORK, 'names-full.txt'), big.map((u) => u.username).join('\n') + '\n');
       writePasswd(join(WORK, 'passwd-full'), FULL_N);
       const svc = await startService(join(WORK, 'users-full.json'));
-      const db2 = join(WORK, 'cache-full.db');
+      const db2 = join(SOCKDIR, 'cache-full.db');
       const d2 = await startDaemon(writeConfig(WORK, svc.url, db2), null);
       const f2 = await driver('latchkey', ['each', join(WORK, 'names-full.txt'), '8']);
       if (f2.found !== FULL_N) throw new Error(`--full warm-up: ${JSON.stringify(f2)}`);

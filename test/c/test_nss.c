@@ -383,6 +383,8 @@ int main(int argc, char **argv)
     test_reconnect_once(&fx);
     test_authorized_keys(&fx);
     test_impostor(&fx);
+    test_daemon_user_env(&fx);
+    test_daemon_user_passwd();
     test_restart(&fx); /* last: stops the fake for good */
 
     rmdir(fx.dir);

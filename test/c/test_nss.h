@@ -51,6 +51,9 @@ enum nss_status call_initgroups(const char *user, gid_t group, const gid_t *have
 void test_authorized_keys(struct fixture *fx);
 /* test_peer.c: a non-root listener on the socket path is refused before anything is sent. */
 void test_impostor(struct fixture *fx);
+/* test_peer.c: the daemon user (lk_peer.h) is trusted: LATCHKEY_DAEMON_USER, a passwd file. */
+void test_daemon_user_env(struct fixture *fx);
+void test_daemon_user_passwd(void);
 /* test_pool.c: the connection pool, idle expiry, timeouts, the breaker, dropped connections. */
 void test_pool_bound(struct fixture *fx);
 void test_timeout(struct fixture *fx);

@@ -254,8 +254,14 @@ test('flush: --negative drops only negative entries, plain flush drops all', asy
   assert.equal((await json(['users'])).users.length, 0);
 });
 
+/** A stand-in for sshd's session process: pam_loginuid has set its login uid to the user's (rootd
+ *  ends only a process whose login uid is the session user's), then it sleeps. */
+function loginProcess(uid: number): ReturnType<typeof spawn> {
+  return spawn('sh', ['-c', `echo ${uid} > /proc/self/loginuid && exec sleep 300`], { stdio: 'ignore' });
+}
+
 test('sessions: list, kill by id (terminates the process), kill by user, unknown exits 1', async () => {
-  const sleeper = spawn('sleep', ['300'], { stdio: 'ignore' });
+  const sleeper = loginProcess(11001);
   const exited = new Promise<NodeJS.Signals | null>((r) => sleeper.once('exit', (_c, sig) => r(sig)));
   try {
     const priv = join(env.socketDir, 'priv.sock');
@@ -285,7 +291,7 @@ test('sessions: list, kill by id (terminates the process), kill by user, unknown
 });
 
 test('sessions kill --user ends all of that user\'s sessions', async () => {
-  const sleepers = [spawn('sleep', ['300'], { stdio: 'ignore' }), spawn('sleep', ['300'], { stdio: 'ignore' })];
+  const sleepers = [loginProcess(11002), loginProcess(11002)];
   try {
     const priv = join(env.socketDir, 'priv.sock');
     for (const p of sleepers) {

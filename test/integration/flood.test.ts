@@ -8,9 +8,9 @@
 import { test, before, after, afterEach, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { chownSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startEnv, exampleUsers, examplePasswords, runInNamespace, haveCommand, ROOT, type TestEnv, type CegaUser } from '../lib/harness.js';
+import { startEnv, TEST_DAEMON_UID, exampleUsers, examplePasswords, runInNamespace, haveCommand, ROOT, type TestEnv, type CegaUser } from '../lib/harness.js';
 import { latchkeyStack, makePamDir, pamtester } from '../lib/pam.js';
 import { scratchDir } from '../lib/tmp.js';
 import { UserCache } from '../../src/cache/db.js';
@@ -68,6 +68,9 @@ before(async () => {
   work = scratchDir('latchkey-flood-');
   const db = join(work, 'cache.db');
   populateCache(db);
+  // The cache's directory is the daemon's, as its runtime dir is (it runs as TEST_DAEMON_UID).
+  chownSync(work, TEST_DAEMON_UID, TEST_DAEMON_UID);
+  chownSync(db, TEST_DAEMON_UID, TEST_DAEMON_UID);
   env = await startEnv({
     daemon: { max_connections: MAX_CONNECTIONS, log_level: 'info' },
     cache: { db_path: db },

@@ -1,7 +1,8 @@
 // latchkey-rootd, the root helper, through its real socket: a real rootd (native/rootd) runs as
 // root on a scratch socket with a scratch homes base and its own latchkey.conf, and a real client
 // process runs as the test daemon user (a numeric uid, spawned with {uid, gid}) and sends the
-// fixed-size frames of native/rootd/rootd_proto.h. What a compromised daemon could send is sent:
+// fixed-size frames of spec.json "rootd" (native/rootd/rootd_proto.h, src/protocol/rootd.ts):
+// valid ones from the daemon's encoder, malformed ones built here. What a compromised daemon could send is sent:
 // every malformed and out-of-policy request must be refused with nothing changed on disk (the
 // whole scratch tree and /etc are snapshotted before and compared after), and END_SESSION must
 // signal only the recorded process. Everything lives in a mkdtemp dir; only pids started here
@@ -16,6 +17,8 @@ import {
 import { join } from 'node:path';
 import { ROOT } from '../lib/paths.js';
 import { scratchDir } from '../lib/tmp.js';
+import { encodeRootdRequest, decodeRootdReply, ROOTD_REPLY_SIZE as REPLY_SIZE, ROOTD_REQUEST_SIZE as REQ_SIZE } from '../../src/protocol/rootd.js';
+import { RootdFlag, RootdOpcode, RootdStatus as S } from '../../src/protocol/generated.js';
 
 const ROOTD = join(ROOT, 'native/rootd/latchkey-rootd');
 const DAEMON_UID = 4242; // the test "daemon user": a uid no local account has
@@ -23,13 +26,11 @@ const OTHER_UID = 4243;
 const GID = 10000;
 const NOBODY = 65534;
 
-// rootd_proto.h
-const REQ_SIZE = 64;
-const REPLY_SIZE = 256;
-const OP_CREATE_HOME = 1;
-const OP_END_SESSION = 2;
-const S = { OK: 0, MALFORMED: 1, REFUSED: 2, UNSAFE: 3, GONE: 4, FAILED: 5, BAD_PEER: 6 } as const;
-const FLAG_CREATED = 1;
+const OP_CREATE_HOME = RootdOpcode.CREATE_HOME;
+const OP_END_SESSION = RootdOpcode.END_SESSION;
+const FLAG_CREATED = RootdFlag.CREATED;
+/** The session user of the END_SESSION tests: a served uid, set as the loginuid of its "login". */
+const SESSION_UID = 20020;
 
 interface FrameFields {
   version?: number; op: number; uid?: number; gid?: number; pid?: number; start?: bigint;
@@ -52,15 +53,18 @@ function frame(f: FrameFields): Buffer {
 }
 
 const create = (name: string | Buffer, uid: number, extra: Partial<FrameFields> = {}): Buffer =>
-  frame({ op: OP_CREATE_HOME, name, uid, gid: GID, ...extra });
-const endSession = (pid: number, start: bigint): Buffer => frame({ op: OP_END_SESSION, pid, start });
+  typeof name === 'string' && Object.keys(extra).length === 0
+    ? encodeRootdRequest({ op: 'create_home', name, uid, gid: GID })
+    : frame({ op: OP_CREATE_HOME, name, uid, gid: GID, ...extra });
+const endSession = (pid: number, start: bigint, uid = SESSION_UID, name?: string): Buffer =>
+  encodeRootdRequest({ op: 'end_session', uid, pid, pidStart: start, ...(name ? { name } : {}) });
+const reloadReq = (): Buffer => encodeRootdRequest({ op: 'reload' });
 
-interface Reply { version: number; status: number; flags: number; msg: string }
+interface Reply { status: number; flags: number; msg: string }
 
 function decode(b: Buffer): Reply {
-  assert.equal(b.length, REPLY_SIZE);
-  const len = b.readUInt16BE(6);
-  return { version: b.readUInt16BE(0), status: b.readUInt16BE(2), flags: b.readUInt16BE(4), msg: b.subarray(8, 8 + len).toString() };
+  const r = decodeRootdReply(b);
+  return { status: r.code, flags: (r.created ? RootdFlag.CREATED : 0) | (r.repaired ? RootdFlag.REPAIRED : 0), msg: r.message };
 }
 
 // The client: a separate node process, so the peer uid rootd sees is the one it runs as.
@@ -76,7 +80,7 @@ const bufs = frames.map((f) => {
   if (f !== 'SELF') return Buffer.from(f, 'hex');
   const st = fs.readFileSync('/proc/self/stat', 'utf8');
   const b = Buffer.alloc(${REQ_SIZE});
-  b.writeUInt16BE(1, 0); b.writeUInt16BE(${OP_END_SESSION}, 2); b.writeUInt32BE(process.pid, 12);
+  b.writeUInt16BE(1, 0); b.writeUInt16BE(${OP_END_SESSION}, 2); b.writeUInt32BE(${SESSION_UID}, 4); b.writeUInt32BE(process.pid, 12);
   b.writeBigUInt64BE(BigInt(st.slice(st.lastIndexOf(')') + 2).split(' ')[19]), 16);
   return b;
 });
@@ -197,8 +201,12 @@ function startTime(pid: number): bigint {
   return BigInt(st.slice(st.lastIndexOf(')') + 2).split(' ')[19]!);
 }
 
-function startSleep(uid = 0): ChildProcess {
-  const p = spawn('sleep', ['60'], { stdio: 'ignore', uid, gid: uid === 0 ? 0 : uid });
+/** A stand-in for a session process: sleep, running as `uid`, with /proc/self/loginuid set as
+ *  pam_loginuid sets it at login (4294967295 = unset). */
+function startSleep(uid = 0, loginuid = SESSION_UID): ChildProcess {
+  // Only root may set a loginuid (CAP_AUDIT_CONTROL); another uid's sleep keeps the inherited one.
+  const script = uid === 0 ? `echo ${loginuid} > /proc/self/loginuid && exec sleep 60` : 'exec sleep 60';
+  const p = spawn('sh', ['-c', script], { stdio: 'ignore', uid, gid: uid === 0 ? 0 : uid });
   started.push(p);
   return p;
 }
@@ -263,7 +271,9 @@ test('malformed frames are refused, logged, and change nothing', async () => {
     ['bytes after name_len', create(Buffer.from('mallory/x'), 20002, { nameLen: 7 }), /name_len 7/],
     ['NUL inside the name', create(Buffer.from('mal\0lory'), 20002), /NUL/],
     ['CREATE_HOME carrying a pid', create('mallory', 20002, { pid: 1, start: 1n }), /non-zero pid/],
-    ['END_SESSION carrying a name', frame({ op: OP_END_SESSION, pid: 1234, start: 5n, name: 'x' }), /non-zero uid, gid or name/],
+    ['END_SESSION carrying a gid', frame({ op: OP_END_SESSION, uid: SESSION_UID, gid: GID, pid: 1234, start: 5n }), /END_SESSION with a non-zero gid/],
+    ['RELOAD carrying a uid', frame({ op: RootdOpcode.RELOAD, uid: 1 }), /RELOAD with a non-zero/],
+    ['RELOAD carrying a name', frame({ op: RootdOpcode.RELOAD, name: 'x' }), /RELOAD with a non-zero/],
   ];
   for (const [what, req, why] of cases) {
     await test(what, async () => {
@@ -367,6 +377,91 @@ test('SIGHUP reloads the policy: plain layout, and a bad config keeps the old po
   assert.match(await reload(), /event=reload.done/);
 });
 
+test('RELOAD (the daemon cannot signal rootd after its drop) re-reads the config; a bad one answers FAILED and keeps the old policy', async () => {
+  writeConf({ layout: 'plain', mode: '0750' });
+  const r = await one(reloadReq());
+  assert.equal(r.status, S.OK, r.msg);
+  assert.match(r.msg, /reloaded .*latchkey\.conf/);
+  assert.equal((await one(create('ivan', 20014))).status, S.OK);
+  assert.deepEqual([lstatSync(join(base, 'ivan')).uid, lstatSync(join(base, 'ivan')).mode & 0o7777], [20014, 0o750], 'the plain policy is in force');
+
+  writeFileSync(config, `[homes]\nbase = ${base}\nlayout = flat\n`);
+  const before = snapshot();
+  const bad = await one(reloadReq());
+  assert.equal(bad.status, S.FAILED, bad.msg);
+  assert.match(bad.msg, /latchkey\.conf:3: homes\.layout: "flat" is not one of chroot, plain \(the old policy stays\)/);
+  assert.equal(snapshot(), before);
+  assert.equal((await one(create('judy', 20015))).status, S.OK);
+  assert.equal(lstatSync(join(base, 'judy')).uid, 20015, 'still the plain layout: the old policy stayed');
+  assert.match(rootdLog, /<3>latchkey-rootd: event=reload.failed reason=".*homes.layout/);
+  assert.match(rootdLog, /event=request.failed op=RELOAD status=FAILED/);
+  writeConf();
+  assert.equal((await one(reloadReq())).status, S.OK);
+});
+
+test('--exit-with-parent: rootd stops (socket removed) when the process that started it dies', async (t) => {
+  const sock2 = join(dir, 'run3', 'rootd.sock');
+  mkdirSync(join(dir, 'run3'), { mode: 0o755 });
+  // sh starts rootd in the background and becomes `sleep` (same pid): rootd's parent, then killed.
+  const parent = spawn('sh', ['-c', `"$0" "$@" & echo $!; exec sleep 60`, ROOTD, '--config', config, '--daemon-user', String(DAEMON_UID),
+    '--socket', sock2, '--exit-with-parent'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  started.push(parent);
+  let out = '';
+  let log = '';
+  parent.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  parent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+  for (let i = 0; i < 100 && !(existsSync(sock2) && out.includes('\n')); i++) await sleep(20);
+  const pid = Number(out.trim());
+  assert.ok(pid > 1 && existsSync(sock2), `rootd did not start:\n${log}`);
+  const gone = (): boolean => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  assert.equal(gone(), false);
+  parent.kill('SIGKILL');
+  for (let i = 0; i < 100 && !gone(); i++) await sleep(20);
+  const outlived = !gone();
+  if (outlived) process.kill(pid, 'SIGKILL'); // ours, orphaned: not left behind on failure
+  assert.ok(!outlived, 'rootd outlived its parent');
+  assert.equal(existsSync(sock2), false, 'the socket is removed');
+  await t.test('also when the parent dropped root first (latchkeyd after its drop: the death signal cannot reach root)', async () => {
+    // A root node process starts rootd, then setuid()s to another uid, as latchkeyd does.
+    const script = `const { spawn } = require('child_process');
+      const r = spawn(process.argv[1], process.argv.slice(2), { stdio: ['ignore', 'ignore', 'ignore'] });
+      const wait = setInterval(() => { try { require('fs').statSync(process.argv[process.argv.indexOf('--socket') + 1]);
+        clearInterval(wait); process.setgid(${OTHER_UID}); process.setuid(${OTHER_UID}); console.log(r.pid); } catch {} }, 20);
+      setTimeout(() => {}, 60000);`;
+    const dropper = spawn(process.execPath, ['-e', script, ROOTD, '--config', config, '--daemon-user', String(DAEMON_UID),
+      '--socket', sock2, '--exit-with-parent'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    started.push(dropper);
+    let o = '';
+    dropper.stdout!.on('data', (d: Buffer) => { o += d.toString(); });
+    for (let i = 0; i < 200 && !o.includes('\n'); i++) await sleep(20);
+    const rpid = Number(o.trim());
+    assert.ok(rpid > 1 && existsSync(sock2), 'rootd started and its parent dropped root');
+    assert.match(readFileSync(`/proc/${dropper.pid!}/status`, 'utf8'), new RegExp(`Uid:\\s+${OTHER_UID}\\s`));
+    dropper.kill('SIGKILL');
+    const rgone = (): boolean => !existsSync(`/proc/${rpid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${rpid}/status`, 'utf8'));
+    for (let i = 0; i < 100 && !rgone(); i++) await sleep(20);
+    const stayed = !rgone();
+    if (stayed) process.kill(rpid, 'SIGKILL'); // ours, orphaned: not left behind on failure
+    assert.ok(!stayed, 'rootd outlived a parent that had dropped root');
+    for (let i = 0; i < 50 && existsSync(sock2); i++) await sleep(20);
+    assert.equal(existsSync(sock2), false, 'the socket is removed');
+  });
+  await t.test('without the flag it stays (the systemd unit: its own service)', async () => {
+    const p2 = spawn('sh', ['-c', `"$0" "$@" & echo $!; exec sleep 60`, ROOTD, '--config', config, '--daemon-user', String(DAEMON_UID),
+      '--socket', sock2], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let o2 = '';
+    p2.stdout!.on('data', (d: Buffer) => { o2 += d.toString(); });
+    for (let i = 0; i < 100 && !(existsSync(sock2) && o2.includes('\n')); i++) await sleep(20);
+    const pid2 = Number(o2.trim());
+    p2.kill('SIGKILL');
+    await sleep(300);
+    assert.ok(existsSync(`/proc/${pid2}`) && existsSync(sock2), 'rootd without --exit-with-parent keeps running');
+    process.kill(pid2, 'SIGTERM');
+    for (let i = 0; i < 100 && existsSync(sock2); i++) await sleep(20);
+    assert.equal(existsSync(sock2), false);
+  });
+});
+
 test('a peer that is not the daemon user is refused', async () => {
   // root: passes the 0600 socket's permission check, fails SO_PEERCRED.
   const before = snapshot();
@@ -392,10 +487,12 @@ test('a peer that is not the daemon user is refused', async () => {
 
 test('END_SESSION: refuses foreign, pid 1, its own, its parent, the peer and daemon-user pids; ends the recorded one', async (t) => {
   const victim = startSleep();
-  await sleep(50);
-  const start = startTime(victim.pid!);
+  const otherLogin = startSleep(0, SESSION_UID + 1);
+  const noLogin = startSleep(0, 4294967295);
   const daemonOwned = startSleep(DAEMON_UID);
   await sleep(50);
+  const start = startTime(victim.pid!);
+  assert.equal(readFileSync(`/proc/${victim.pid!}/loginuid`, 'utf8'), String(SESSION_UID), 'the stand-in login has its loginuid');
 
   const refused = async (req: Buffer | 'SELF', why: RegExp): Promise<void> => {
     const r = await one(req);
@@ -418,17 +515,34 @@ test('END_SESSION: refuses foreign, pid 1, its own, its parent, the peer and dae
     assert.ok(alive(daemonOwned));
   });
   await t.test('no recorded start time', () => refused(endSession(victim.pid!, 0n), /without a recorded start time/));
+  await t.test("another user's login (loginuid differs)", async () => {
+    await refused(endSession(otherLogin.pid!, startTime(otherLogin.pid!)), new RegExp(`loginuid ${SESSION_UID + 1}, not the session user's uid ${SESSION_UID}`));
+    assert.ok(alive(otherLogin));
+  });
+  await t.test('a process outside any login (loginuid unset)', async () => {
+    await refused(endSession(noLogin.pid!, startTime(noLogin.pid!)), /has loginuid unset, not the session user's uid/);
+    assert.ok(alive(noLogin));
+  });
+  await t.test('a session uid outside the policy: 0, a local account, below min_uid, the daemon', async () => {
+    for (const [uid, why] of [[0, /uid 0 is outside/], [20050, /uid 20050 belongs to the local account alice/],
+      [19999, /uid 19999 is outside/], [DAEMON_UID, /uid 4242 is outside/]] as const) {
+      await refused(endSession(victim.pid!, start, uid), why);
+    }
+    await refused(endSession(victim.pid!, start, SESSION_UID, 'root'), /root is a local account/);
+    await refused(endSession(victim.pid!, start, SESSION_UID, 'a/b'), /portable user name/);
+    assert.ok(alive(victim));
+  });
 
   await t.test('the recorded process: SIGTERM, then GONE', async () => {
     const exited = new Promise<string | null>((resolve) => victim.on('exit', (_c, sig) => resolve(sig)));
-    const r = await one(endSession(victim.pid!, start));
+    const r = await one(endSession(victim.pid!, start, SESSION_UID, 'sess'));
     assert.equal(r.status, S.OK, r.msg);
     assert.equal(await exited, 'SIGTERM');
     const again = await one(endSession(victim.pid!, start));
     assert.equal(again.status, S.GONE, again.msg);
   });
-  daemonOwned.kill('SIGKILL');
-  assert.match(rootdLog, /event=request.done op=END_SESSION status=OK/);
+  for (const p of [daemonOwned, otherLogin, noLogin]) p.kill('SIGKILL');
+  assert.match(rootdLog, /event=request.done op=END_SESSION status=OK .*name="sess" uid=20020/);
 });
 
 test('a slow peer is dropped after the receive timeout and does not block the next one', async () => {

@@ -140,7 +140,11 @@ test('make install DESTDIR=… lands every file in its place', () => {
       ['/usr/local/libexec/latchkey-authorized-keys', 0o755],
       [`${lib}/libnss_latchkey.so.2`, 0o644],
       [`${lib}/security/pam_latchkey.so`, 0o644],
-      ['/etc/latchkey/latchkey.conf', 0o600],
+      // root:_latchkey 0640 on a host (the daemon re-reads it after dropping root); in a staging
+      // tree without that group, root:root 0640.
+      ['/etc/latchkey/latchkey.conf', 0o640],
+      ['/usr/local/lib/latchkey/native/rootd/latchkey-rootd', 0o755],
+      ['/etc/systemd/system/latchkey-rootd.service', 0o644],
       ['/etc/pam.d/latchkey-sshd', 0o644],
       ['/etc/ssh/sshd_config.d/latchkey.conf', 0o644],
       ['/etc/systemd/system/latchkeyd.service', 0o644],
@@ -154,6 +158,7 @@ test('make install DESTDIR=… lands every file in its place', () => {
     }
     assert.ok(existsSync(dest + '/usr/local/lib/latchkey/node_modules/better-sqlite3'));
     assert.ok(!existsSync(dest + '/usr/local/lib/latchkey/dist/test'), 'tests are not installed');
+    assert.ok(!existsSync(dest + '/usr/local/lib/latchkey/dist/src/example'), 'the example user service is not installed');
     for (const b of ['latchkeyd', 'latchkeyctl']) {
       assert.ok(lstatSync(`${dest}/usr/local/bin/${b}`).isSymbolicLink());
       assert.ok(existsSync(`${dest}/usr/local/bin/${b}`), `${b} link resolves`);

@@ -2,7 +2,7 @@
 // socket dir, and commands run inside a private mount namespace with our nsswitch.conf.
 // Everything lives under one mkdtemp dir; processes are killed by pid.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, chmodSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, chmodSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection } from 'node:net';
@@ -26,6 +26,12 @@ export function examplePasswords(): Record<string, string> {
 
 export type ConfigOverrides = Record<string, Record<string, string | number | boolean>>;
 
+/** The unprivileged account test daemons drop to ([daemon] user): no passwd entry needed for a
+ *  numeric uid; the shims are told with LATCHKEY_DAEMON_USER (sshd namespaces list it as
+ *  `_latchkey` in their private /etc/passwd). */
+export const TEST_DAEMON_UID = 64199;
+export const TEST_DAEMON_PASSWD_LINE = `_latchkey:x:${TEST_DAEMON_UID}:${TEST_DAEMON_UID}:latchkey test daemon:/nonexistent:/usr/sbin/nologin`;
+
 /** Writes a sectioned latchkey.conf pointing at the service, with test-friendly defaults. */
 export function writeConfig(dir: string, serviceUrl: string, over: ConfigOverrides = {}): string {
   const base: ConfigOverrides = {
@@ -39,11 +45,15 @@ export function writeConfig(dir: string, serviceUrl: string, over: ConfigOverrid
       json_prefix: 'response.result',
       connect_timeout: '1s', request_timeout: '2s',
     },
-    cache: { db_path: join(dir, 'cache.db'), ttl: '1h', negative_ttl: '60s' },
+    // In the socket dir: latchkeyd hands that directory to its user before dropping root.
+    cache: { db_path: join(dir, 'run', 'cache.db'), ttl: '1h', negative_ttl: '60s' },
     users: { uid_shift: 10000, gid: 10000, group_name: 'lega' },
     homes: { base: join(dir, 'homes') },
     // The host's own sshd_config must not decide whether a test daemon starts: no file, no checks.
-    daemon: { socket_dir: join(dir, 'run'), log_level: 'debug', sshd_config: join(dir, 'no-sshd_config') },
+    daemon: {
+      socket_dir: join(dir, 'run'), log_level: 'debug', sshd_config: join(dir, 'no-sshd_config'),
+      user: TEST_DAEMON_UID, rootd_socket: join(dir, 'rootd', 'rootd.sock'),
+    },
   };
   for (const [sec, kv] of Object.entries(over)) base[sec] = { ...(base[sec] ?? {}), ...kv };
   const text = Object.entries(base)
@@ -51,7 +61,15 @@ export function writeConfig(dir: string, serviceUrl: string, over: ConfigOverrid
     .join('\n\n') + '\n';
   const file = join(dir, 'latchkey.conf');
   writeFileSync(file, text, { mode: 0o600 });
-  chmodSync(file, 0o600);
+  // It holds the upstream password: root's, readable by the daemon's group (so a SIGHUP after the
+  // drop re-reads it), by nobody else. The dir must be traversable by the dropped daemon.
+  if (process.getuid?.() === 0) {
+    chownSync(file, 0, TEST_DAEMON_UID);
+    chmodSync(file, 0o640);
+    chmodSync(dir, 0o755);
+  } else {
+    chmodSync(file, 0o600);
+  }
   return file;
 }
 
@@ -146,7 +164,7 @@ export async function startEnv(over: ConfigOverrides = {}, users: CegaUser[] = e
     await service.close();
     throw e;
   }
-  const shimEnv = { LATCHKEY_SOCKET_DIR: socketDir, LD_LIBRARY_PATH: NSS_LIB_DIR };
+  const shimEnv = { LATCHKEY_SOCKET_DIR: socketDir, LD_LIBRARY_PATH: NSS_LIB_DIR, LATCHKEY_DAEMON_USER: String(TEST_DAEMON_UID) };
   return {
     dir, socketDir, configFile, service, daemon, shimEnv,
     async stop() {

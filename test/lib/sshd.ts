@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { createServer, createConnection } from 'node:net';
 import { join } from 'node:path';
-import { ROOT, NSS_LIB_DIR, runCommand, type RunResult } from './harness.js';
+import { ROOT, NSS_LIB_DIR, TEST_DAEMON_PASSWD_LINE, runCommand, type RunResult } from './harness.js';
 import { makePamDir, PAM_MODULE } from './pam.js';
 
 export const AUTH_KEYS_HELPER = join(ROOT, 'native/latchkey-authorized-keys');
@@ -159,6 +159,9 @@ export async function startSshd(dir: string, socketDir: string, env: Record<stri
     'mount --make-rprivate /',
     `mount -t overlay latchkey-test-etc -o lowerdir=/etc,upperdir=${etc.upper},workdir=${etc.work} /etc`,
     `echo ${NSS_LIB_DIR} > /etc/ld.so.conf.d/zz-latchkey-test.conf`,
+    // The daemon's account, as the package's sysusers.d would make it: the keys helper runs with
+    // an empty environment and finds the daemon user here.
+    `grep -q '^_latchkey:' /etc/passwd || echo '${TEST_DAEMON_PASSWD_LINE}' >> /etc/passwd`,
     'if [ -d /var/cache/ldconfig ]; then mount -t tmpfs -o mode=0700 latchkey-test-ldcache /var/cache/ldconfig; fi',
     'ldconfig -X',
     `mount --bind ${ns} /etc/nsswitch.conf`,

@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../lib/paths.js';
+import { TEST_DAEMON_UID } from '../lib/harness.js';
 import {
   JsonChild, LoginLoad, RootLoad, fdLimit, killStarted, lookupEach, rssKb, say, sleep, startDaemon, startFlood,
   startIdleThreads, startService, type Daemon, type Json, type LoginStats, type PhaseStats, type Service,
@@ -102,7 +103,9 @@ async function setUp(): Promise<void> {
   service = await startService(join(WORK, 'users.json'), AUTH);
 
   // The cache of a daemon that has served POPULATED users, written with the build's own code.
-  const db = join(WORK, 'cache.db');
+  // In the socket dir: a privilege-separated latchkeyd hands that directory to its user.
+  mkdirSync(SOCKDIR, { recursive: true, mode: 0o755 });
+  const db = join(SOCKDIR, 'cache.db');
   const { UserCache } = await import(pathToFileURL(join(BUILD, 'dist/src/cache/db.js')).href) as typeof import('../../src/cache/db.js');
   const cache = UserCache.open(db);
   const now = Date.now();
@@ -114,7 +117,10 @@ async function setUp(): Promise<void> {
   cache.close();
 
   // Older builds refuse keys they do not know: insecure_http exists only since the trust work.
-  const knowsInsecureHttp = readFileSync(join(BUILD, 'dist/src/config/keys.js'), 'utf8').includes('insecure_http');
+  const keysJs = readFileSync(join(BUILD, 'dist/src/config/keys.js'), 'utf8');
+  const knowsInsecureHttp = keysJs.includes('insecure_http');
+  // Builds with privilege separation drop to [daemon] user (a test uid here) and start rootd.
+  const privsep = keysJs.includes('rootd_socket') ? `user = ${TEST_DAEMON_UID}\nrootd_socket = ${join(WORK, 'rootd', 'rootd.sock')}\n` : '';
   const conf = join(WORK, 'latchkey.conf');
   writeFileSync(conf, `[upstream]
 by_name_url = ${service.url}/username/
@@ -137,7 +143,7 @@ base = ${join(WORK, 'homes')}
 [daemon]
 socket_dir = ${SOCKDIR}
 log_level = info
-`, { mode: 0o600 });
+${privsep}`, { mode: 0o600 });
   chmodSync(conf, 0o600);
   daemon = await startDaemon(BUILD, conf, SOCKDIR, join(WORK, 'daemon.log'));
 
@@ -152,7 +158,7 @@ log_level = info
   mustRun('mount', ['--make-rprivate', '/']);
   mustRun('mount', ['--bind', ns, '/etc/nsswitch.conf']);
   mustRun('mount', ['--bind', pamDir, '/etc/pam.d']);
-  nssEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LD_LIBRARY_PATH: join(BUILD, 'native/nss'), LATCHKEY_SOCKET_DIR: SOCKDIR, LC_ALL: 'C' };
+  nssEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LD_LIBRARY_PATH: join(BUILD, 'native/nss'), LATCHKEY_SOCKET_DIR: SOCKDIR, LATCHKEY_DAEMON_USER: String(TEST_DAEMON_UID), LC_ALL: 'C' };
 
   writeFileSync(join(WORK, 'example-names.txt'), example.map((u) => u.username).join('\n') + '\n');
   // root cycles through the example users and a thousand of the cached ones

@@ -1,7 +1,8 @@
 // Regression tests for defects found in the security review of src/ (one test per defect).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request, startDaemon, writeConfig } from '../lib/harness.js';
 import { createServer, createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +20,6 @@ import { UpstreamError } from '../../src/errors.js';
 import { defaultConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { setLogSink } from '../../src/log.js';
-import { startDaemon } from '../../src/daemon/main.js';
 
 const logLines: string[] = [];
 setLogSink((l) => logLines.push(l));
@@ -99,34 +99,33 @@ test('SIGHUP swap: the old upstream client finishes its in-flight request before
 });
 
 test('SIGHUP with an unreadable cacertfile keeps the old config instead of crashing the daemon', async () => {
+  // A real latchkeyd (it drops root, so never in this process), reloaded with a config whose
+  // cacertfile is missing: it logs the failure, keeps serving and stays up.
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-review-'));
-  const file = join(dir, 'latchkey.conf');
-  const write = (extra: string): void => {
-    writeFileSync(file, `[upstream]\nby_name_url = http://127.0.0.1:9/username/\nby_uid_url = http://127.0.0.1:9/user-id/\ninsecure_http = yes\n${extra}`
-      + `[cache]\ndb_path = ${join(dir, 'cache.db')}\n[homes]\nbase = ${join(dir, 'homes')}\n[daemon]\nsocket_dir = ${join(dir, 'run')}\n`);
-    chmodSync(file, 0o600);
-  };
-  write('');
-  const d = await startDaemon(file);
+  const file = writeConfig(dir, 'http://127.0.0.1:9');
+  const d = await startDaemon(file, join(dir, 'run'));
   try {
-    const before = d.config();
-    write(`cacertfile = ${join(dir, 'no-such-ca.pem')}\n`);
-    assert.doesNotThrow(() => process.emit('SIGHUP'));
-    assert.equal(d.config(), before, 'the previous config stays in force');
-    assert.ok(logLines.some((l) => l.includes('config.reload_failed') && l.includes('no-such-ca.pem')));
+    writeFileSync(file, readFileSync(file, 'utf8').replace('[upstream]\n', `[upstream]\ncacertfile = ${join(dir, 'no-such-ca.pem')}\n`));
+    d.proc.kill('SIGHUP');
+    const deadline = Date.now() + 5000;
+    while (!d.logs.some((l) => l.includes('config.reload_failed')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(d.logs.some((l) => l.includes('config.reload_failed') && l.includes('no-such-ca.pem')), d.logs.join('\n'));
+    const r = await request(join(dir, 'run', 'nss.sock'), 'PING', {});
+    assert.equal(r.status, 0, 'the daemon still answers with the previous config');
+    assert.equal(d.proc.exitCode, null);
   } finally {
     await d.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('sessions: a pid whose start time was never recorded is not signalled (it may be reused)', () => {
+test('sessions: a pid whose start time was never recorded is not signalled (it may be reused)', async () => {
   const running = new Map<number, string>();
   const terminated: number[] = [];
   const procs: ProcessOps = {
     alive: (pid) => running.has(pid),
     startTime: (pid) => running.get(pid) ?? null,
-    terminate: (pid) => { terminated.push(pid); return running.delete(pid); },
+    terminate: (p) => { terminated.push(p.pid); return running.delete(p.pid); },
   };
   const cfg = { pam: { maxSessionsPerUser: 0, maxSessionAgeSec: 60 } } as unknown as Config;
   let now = 1_000_000;
@@ -135,7 +134,7 @@ test('sessions: a pid whose start time was never recorded is not signalled (it m
   // /proc could not be read at open: no start time recorded.
   assert.ok(reg.open({ user: 'alice', uid: 10001, service: 'sshd', rhost: '', tty: 'ssh', pid: 4242 }).ok);
   running.set(4242, '999'); // now some process holds that pid: maybe a stranger
-  assert.equal(reg.kill({ user: 'alice' }), 1, 'the record is ended');
+  assert.equal(await reg.kill({ user: 'alice' }), 1, 'the record is ended');
   assert.deepEqual(terminated, [], 'but no signal goes to a process we cannot identify');
 
   // The same holds for the max-age sweep.

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SessionRegistry } from '../../src/sessions/registry.js';
 import { SessionStore, SESSIONS_SCHEMA_VERSION, sessionStorePath } from '../../src/sessions/store.js';
-import { systemProcessOps, type ProcessOps } from '../../src/sessions/proc.js';
+import { systemProcessOps, type ProcessOps, type SessionProcess } from '../../src/sessions/proc.js';
 import { sessionHandlers, type EnsureHome } from '../../src/answers/priv-session.js';
 import { UserCache } from '../../src/cache/db.js';
 import { setLogSink } from '../../src/log.js';
@@ -33,9 +33,9 @@ class FakeProcs implements ProcessOps {
   readonly terminated: number[] = [];
   alive(pid: number): boolean { return this.running.has(pid); }
   startTime(pid: number): string | null { return this.running.get(pid) ?? null; }
-  terminate(pid: number): boolean {
-    this.terminated.push(pid);
-    return this.running.delete(pid);
+  terminate(p: SessionProcess): boolean {
+    this.terminated.push(p.pid);
+    return this.running.delete(p.pid);
   }
 }
 
@@ -110,29 +110,29 @@ test('the same pid opening again replaces its record', () => {
   s.cleanup();
 });
 
-test('kill by id and by user signals the recorded pids and ends the sessions', () => {
+test('kill by id and by user signals the recorded pids and ends the sessions', async () => {
   const s = setup();
   for (const p of [11, 12, 13]) s.procs.running.set(p, 's');
   const a = s.reg.open(req('alice', 11));
   s.reg.open(req('alice', 12));
   s.reg.open(req('bob', 13));
   assert.ok(a.ok);
-  assert.equal(s.reg.kill({ id: a.id }), 1);
+  assert.equal(await s.reg.kill({ id: a.id }), 1);
   assert.deepEqual(s.procs.terminated, [11]);
-  assert.equal(s.reg.kill({ user: 'alice' }), 1);
+  assert.equal(await s.reg.kill({ user: 'alice' }), 1);
   assert.deepEqual(s.procs.terminated, [11, 12]);
-  assert.equal(s.reg.kill({ user: 'nobody' }), 0);
-  assert.equal(s.reg.kill({ id: 'no-such-id' }), 0);
+  assert.equal(await s.reg.kill({ user: 'nobody' }), 0);
+  assert.equal(await s.reg.kill({ id: 'no-such-id' }), 0);
   assert.deepEqual(s.reg.list().map((r) => r.user), ['bob']);
   s.cleanup();
 });
 
-test('a reused pid (start time changed) is never signalled and counts as gone', () => {
+test('a reused pid (start time changed) is never signalled and counts as gone', async () => {
   const s = setup();
   s.procs.running.set(77, 'old');
   s.reg.open(req('alice', 77));
   s.procs.running.set(77, 'new'); // the sshd exited; an unrelated process got pid 77
-  assert.equal(s.reg.kill({ user: 'alice' }), 1);
+  assert.equal(await s.reg.kill({ user: 'alice' }), 1);
   assert.deepEqual(s.procs.terminated, [], 'the stranger with the same pid is left alone');
   s.reg.open(req('bob', 77));
   assert.deepEqual(s.reg.sweep(), { gone: 0, aged: 0 });
@@ -364,7 +364,7 @@ test('SESSION_OPEN: limit → LIMIT; unsafe home → INTERNAL and no session', a
   const r = await t.open('alice', 401);
   assert.equal(r.status, Status.LIMIT);
   assert.match(r.detail ?? '', /max 1/);
-  t.s.reg.kill({ user: 'alice' });
+  await t.s.reg.kill({ user: 'alice' });
   t.failHome(new Error('base/alice is a symlink'));
   const h = await t.open('alice', 401);
   assert.equal(h.status, Status.INTERNAL);

@@ -219,19 +219,20 @@ test('missing sshd_config: skipped with an info line; UsePAM off is a warning', 
   assert.ok(only(nopam.findings, 'warning').some((f) => f.check === 'sshd.use_pam'));
 });
 
-test('(d) the shipped unit keeps db_path and the default homes base writable; other paths are errors', () => {
+test('(d) the shipped units keep db_path (latchkeyd) and the default homes base (latchkey-rootd) writable; other paths are errors', () => {
   const shipped = parseUnitSandbox([{ path: '/etc/systemd/system/latchkeyd.service', text: readFileSync(join(ROOT, 'etc/systemd/latchkeyd.service'), 'utf8') }]);
+  const rootd = parseUnitSandbox([{ path: '/etc/systemd/system/latchkey-rootd.service', text: readFileSync(join(ROOT, 'etc/systemd/latchkey-rootd.service'), 'utf8') }]);
   assert.equal(pathAccess(shipped, '/run/latchkey').access, 'writable');
-  assert.equal(pathAccess(shipped, '/ega/inbox').access, 'writable');
+  assert.equal(pathAccess(shipped, '/ega/inbox').access, 'read-only', 'the unprivileged daemon never writes homes');
+  assert.equal(pathAccess(rootd, '/ega/inbox').access, 'writable');
   assert.equal(pathAccess(shipped, '/var/lib/latchkey').access, 'read-only');
   assert.equal(pathAccess(shipped, '/home/inbox').access, 'inaccessible');
-  assert.equal(pathAccess(shipped, '/tmp/x').access, 'writable', 'PrivateTmp');
-  assert.deepEqual(only(checkDeployment(input(null, defaultConfig(), { unit: shipped })).findings, 'error'), []);
+  assert.deepEqual(only(checkDeployment(input(null, defaultConfig(), { unit: shipped, rootdUnit: rootd })).findings, 'error'), []);
   const moved = defaultConfig({ cache: { dbPath: '/var/lib/latchkey/cache.db' }, homes: { base: '/srv/inbox' } });
-  const e = only(checkDeployment(input(null, moved, { unit: shipped })).findings, 'error');
+  const e = only(checkDeployment(input(null, moved, { unit: shipped, rootdUnit: rootd })).findings, 'error');
   assert.deepEqual(e.map((f) => f.check), ['systemd.writable', 'systemd.writable']);
   assert.match(e[0]!.message, /db_path.*\/var\/lib\/latchkey.*read-only.*ProtectSystem=strict/);
-  assert.match(e[1]!.fix!, /ReadWritePaths=\/srv\/inbox/);
+  assert.match(e[1]!.fix!, /ReadWritePaths=\/srv\/inbox.*systemctl edit latchkey-rootd/);
   // A drop-in adds the path (systemctl edit); an empty assignment resets the list.
   const fixed = parseUnitSandbox([{ path: 'u', text: '[Service]\nProtectSystem=strict\nReadWritePaths=/ega/inbox\n' }, { path: 'd', text: '[Service]\nReadWritePaths=-/srv/inbox\n' }]);
   assert.equal(pathAccess(fixed, '/srv/inbox/x').access, 'writable');

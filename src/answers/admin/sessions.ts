@@ -16,8 +16,8 @@ export function sessionCommands(ctx: AdminContext): AdminHandlers<'sessions' | '
       return { sessions: ctx.sessions.list(args.user).map(sessionView) };
     },
 
-    'kill-session'(args, peer) {
-      const ended = ctx.sessions.kill('id' in args ? { id: args.id } : { user: args.user });
+    async 'kill-session'(args, peer) {
+      const ended = await ctx.sessions.kill('id' in args ? { id: args.id } : { user: args.user });
       const id = 'id' in args ? args.id : undefined;
       const user = 'user' in args ? args.user : undefined;
       log('info', 'admin.kill_session', { id, user, ended, peer_pid: peer.pid });

@@ -1,4 +1,5 @@
-/* Race-free home directory creation, pure C so a C test can drive it without Node.
+/* Race-free home directory creation: latchkey-rootd's CREATE_HOME (only rootd creates homes; the
+ * daemon runs without the privileges to).
  *
  * Every step works on directory file descriptors (openat/mkdirat/fstat/fchown/fchmod), never on
  * paths, and never follows a symlink, so a user who owns something under the base cannot make us
@@ -7,10 +8,6 @@
 #define LATCHKEY_HOMES_H
 
 #include <sys/types.h>
-
-#ifdef __cplusplus
-extern "C" {
-#endif
 
 enum home_layout {
     /* base/name root:root 0755 (sshd ChrootDirectory), base/name/upload uid:gid `mode` */
@@ -47,9 +44,5 @@ int home_name_is_valid(const char *name);
 /* Makes sure the home exists with the right type, owner and mode. Never fails silently: anything
  * it could not do, or repaired, is in report->problems; report->refused says whether it is safe. */
 void home_ensure(const struct home_request *req, struct home_report *report);
-
-#ifdef __cplusplus
-}
-#endif
 
 #endif

@@ -1,5 +1,6 @@
 /* Opening a directory the daemon trusts (the homes base, the socket dir) without following a
- * symlink anywhere on its path, pure C so homes.c and the addon share one walk.
+ * symlink anywhere on its path, pure C so latchkey-rootd (its homes.c, config and socket) and
+ * the addon (the daemon's socket dir and homes base checks) share one walk.
  *
  * The walk starts at "/" and opens one component at a time with openat(O_NOFOLLOW|O_DIRECTORY),
  * checking each directory through its fd (fstat), so what is checked is what is used. The rule is
