@@ -26,7 +26,7 @@ import { processOps } from '../sessions/proc.js';
 import { daemonAccount } from '../privsep/account.js';
 import { dropPrivileges, verifyUnprivileged } from '../privsep/drop.js';
 import { RootdClient, spawnRootd } from '../privsep/rootd.js';
-import { prepareRuntime, requireWritableCacheDir } from '../privsep/runtime.js';
+import { prepareRuntime, requireReadableAccountFiles, requireWritableCacheDir } from '../privsep/runtime.js';
 import type { SshdFacts } from '../sshdconf/checks.js';
 
 const USAGE = `usage: latchkeyd [--config FILE] [--check]
@@ -74,6 +74,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     verifyUnprivileged(account);
   }
   requireWritableCacheDir(cfg);
+  requireReadableAccountFiles(cfg);
   const rootd = new RootdClient(cfg.daemon.rootdSocket);
   checkHomeBase(cfg);
   // sshd_config vs latchkey.conf (src/sshdconf): errors refuse the start, the facts steer the chroot.

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { encodeRootdRequest, decodeRootdReply, ROOTD_REPLY_SIZE, ROOTD_IO_TIMEOUT_MS, type RootdReply, type RootdRequest } from '../protocol/rootd.js';
 import { packageRoot } from '../native/addon.js';
 import { LatchkeyError } from '../errors.js';
-import { log } from '../log.js';
+import { log, type LogLevel } from '../log.js';
+import { createInterface } from 'node:readline';
 
 /** rootd could not be asked (not running, socket refused, timeout, broken frame). */
 export class RootdUnavailable extends LatchkeyError {
@@ -77,6 +78,16 @@ export class RootdClient {
   }
 }
 
+const PRIORITY: Record<string, LogLevel> = { 0: 'error', 1: 'error', 2: 'error', 3: 'error', 4: 'warn', 5: 'info', 6: 'info', 7: 'debug' };
+
+/** rootd's stderr lines as latchkeyd log events (`rootd`), the priority kept as the level. */
+function relayLog(child: ChildProcess): void {
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    const m = /^<(\d)>(?:latchkey-rootd: )?(.*)$/.exec(line);
+    log(m ? PRIORITY[m[1]!] ?? 'info' : 'info', 'rootd', { pid: child.pid, line: m ? m[2] : line });
+  });
+}
+
 /**
  * Starts latchkey-rootd as a child of a latchkeyd still running as root (the path without systemd),
  * waits until its socket answers, and returns it. rootd exits with its parent (--exit-with-parent):
@@ -89,9 +100,12 @@ export async function spawnRootd(opts: { socketPath: string; daemonUid: number; 
   const inode = (): number | null => { try { return lstatSync(opts.socketPath).ino; } catch { return null; } };
   const stale = inode();
   const child = spawn(bin, ['--socket', opts.socketPath, '--daemon-user', String(opts.daemonUid), '--config', opts.configFile, '--exit-with-parent'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
+    // rootd writes "<PRIO>latchkey-rootd: key=value ..." lines (journald reads the priority when it
+    // has its own unit); here they are relayed into latchkeyd's log, one JSON line each.
+    stdio: ['ignore', 'ignore', 'pipe'],
     env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LATCHKEY_NSS_DISABLE: '1' },
   });
+  relayLog(child);
   let exited: string | null = null;
   child.on('exit', (code, signal) => {
     exited = signal ?? `exit ${code}`;

@@ -1,7 +1,7 @@
 // The runtime directory of an unprivileged daemon. Started as root, latchkeyd hands socket_dir
 // (sockets, cache.db, sessions.db) to [daemon] user before dropping root, and makes the directory
 // of rootd's socket (root's). Started by systemd, RuntimeDirectory= has done the same.
-import { accessSync, constants, lchownSync, lstatSync, mkdirSync, readdirSync, chmodSync } from 'node:fs';
+import { accessSync, constants, lchownSync, lstatSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config/types.js';
 import type { DaemonAccount } from './account.js';
@@ -19,21 +19,18 @@ function fail(message: string): never {
 /** As root: socket_dir owned by the daemon user (0755), its files too; rootd's socket dir root's. */
 export function prepareRuntime(cfg: Config, account: DaemonAccount): void {
   const dir = cfg.daemon.socketDir;
-  // The parent is checked (and made) as root's: nobody else may swap the directory we hand over.
-  const parent = checkDir({ path: dirname(dir), what: 'parent of the socket_dir', parentOf: 'socket_dir', create: true, rootOnly: true, mode: 0o755 });
-  if (!parent.ok) fail(`cannot use [daemon] socket_dir ${dir}: ${parent.problem}`);
   let st;
-  try {
-    st = lstatSync(dir);
-  } catch {
-    mkdirSync(dir, { mode: 0o755 });
-    st = lstatSync(dir);
-  }
-  if (!st.isDirectory()) fail(`[daemon] socket_dir ${dir} exists and is not a directory (a symlink?); move it away and restart`);
-  if (st.uid !== 0 && st.uid !== account.uid) fail(`[daemon] socket_dir ${dir} is owned by uid ${st.uid}, neither root nor ${account.name}; fix: chown ${account.name} ${dir}`);
+  try { st = lstatSync(dir); } catch { st = null; }
+  // Handed over before (an earlier start): a real directory of the daemon's, in a parent only
+  // root can change. Anything else (missing, root's, a symlink, someone else's) goes through the
+  // same symlink-free walk as ever, which makes it or names the problem and the fix.
+  const ours = st !== null && st.isDirectory() && !st.isSymbolicLink() && st.uid === account.uid && (st.mode & 0o022) === 0;
+  const walked = ours
+    ? checkDir({ path: dirname(dir), what: 'parent of the socket_dir', parentOf: 'socket_dir', create: false, rootOnly: true, mode: 0o755 })
+    : checkDir({ path: dir, what: 'socket_dir', parentOf: 'socket_dir', create: true, rootOnly: false, mode: 0o755 });
+  if (!walked.ok) fail(`cannot use [daemon] socket_dir: ${walked.problem}`);
+  // Every component is root's and not writable by others now: the path cannot be swapped.
   lchownSync(dir, account.uid, account.gid);
-  // The parent is root's and not writable by others (checked above): the path cannot be swapped.
-  if ((st.mode & 0o022) !== 0) chmodSync(dir, 0o755);
   for (const name of readdirSync(dir)) {
     if (!OWN_FILES.test(name)) continue;
     const f = join(dir, name);
@@ -63,5 +60,17 @@ export function requireWritableCacheDir(cfg: Config): void {
   } catch {
     throw new ConfigError(cfg.source || 'config', 0, 'cache.db_path',
       `${dir} is not writable by latchkeyd's user ([daemon] user = ${cfg.daemon.user}); SQLite keeps its journal beside the file; fix: put the cache under [daemon] socket_dir (default /run/latchkey/cache.db)`);
+  }
+}
+
+/** After the drop: the host's account files must be readable, or latchkey could not keep them apart. */
+export function requireReadableAccountFiles(cfg: Config): void {
+  for (const [key, file] of [['users.local_passwd', cfg.users.localPasswdFile], ['users.local_group', cfg.users.localGroupFile]] as const) {
+    try {
+      readFileSync(file);
+    } catch (e) {
+      throw new ConfigError(cfg.source || 'config', 0, key,
+        `latchkeyd's user ([daemon] user = ${cfg.daemon.user}) cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? String(e)}); it must, to never answer for the host's own accounts; fix: make the file and its directories readable`);
+    }
   }
 }

@@ -3,9 +3,9 @@
 // acts on (logging every finding, refusing errors) and latchkeyctl check-config its findings,
 // plus sshd's own verdict on the file (`sshd -T`).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Config } from '../config/types.js';
-import { LatchkeyError } from '../errors.js';
+import { ConfigError, LatchkeyError } from '../errors.js';
 import { log, type LogLevel } from '../log.js';
 import { parseIdFile } from '../users/local.js';
 import { checkDeployment, formatFinding, type DeploymentInput, type Finding, type SshdFacts } from './checks.js';
@@ -45,12 +45,25 @@ function names(file: string): Set<string> | null {
   try { return parseIdFile(readFileSync(file, 'utf8')).names; } catch { return null; }
 }
 
+/** Missing: the sshd checks are skipped. Present but unreadable (latchkeyd runs unprivileged): an
+ *  error, never "missing" — the chroot decision depends on what sshd_config says. */
+function sshdConfigExists(file: string): boolean {
+  try {
+    statSync(file);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw new ConfigError(file, 0, 'daemon.sshd_config', `latchkeyd cannot read it (${code ?? String(e)}) as its user; fix: make it and its directories readable (sshd_config is not secret)`);
+  }
+}
+
 /** Everything the checks read. `unit` = false skips the systemd check (not running under it). */
 export function readDeployment(cfg: Config, opts: { unit: boolean }): DeploymentInput {
   const file = cfg.daemon.sshdConfig;
   return {
     cfg,
-    sshd: existsSync(file) ? parseSshdConfig(file, fileSystemSource) : null,
+    sshd: sshdConfigExists(file) ? parseSshdConfig(file, fileSystemSource) : null,
     localUsers: names(cfg.users.localPasswdFile) ?? new Set(),
     localGroups: names(cfg.users.localGroupFile),
     unit: opts.unit ? readInstalledUnit() : null,

@@ -89,7 +89,7 @@ test('status --json: documented fields, upstream reachable', async () => {
   assert.equal(typeof s.upstream.probe_ms, 'number');
   for (const k of ['fresh', 'stale', 'expired', 'negative', 'total']) assert.equal(typeof s.cache.entries[k], 'number', k);
   assert.equal(typeof s.cache.size_bytes, 'number');
-  assert.equal(s.cache.file, join(env.dir, 'cache.db'));
+  assert.equal(s.cache.file, join(env.socketDir, 'cache.db'));
   assert.equal(typeof s.sessions.open, 'number');
   assert.ok(!('ok' in s));
 });

@@ -4,7 +4,7 @@
 // its sockets and real getent in a private mount namespace.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir } from '../lib/tmp.js';
 import { startEnv, exampleUsers, request, runInNamespace, type TestEnv, type CegaUser } from '../lib/harness.js';
@@ -38,6 +38,7 @@ const hostile: CegaUser[] = [
 
 before(async () => {
   const files = scratchDir('latchkey-local-');
+  chmodSync(files, 0o755); // the daemon reads these after dropping root
   passwdFile = join(files, 'passwd');
   groupFile = join(files, 'group');
   writeFileSync(passwdFile, readFileSync('/etc/passwd', 'utf8') + 'localadmin:x:1500:1500:Local Admin:/home/localadmin:/bin/bash\nsvc:x:11500:1500::/nonexistent:/usr/sbin/nologin\n');

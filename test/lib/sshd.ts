@@ -5,7 +5,7 @@
 // bind-mounted on /run/latchkey (sshd runs AuthorizedKeysCommand with an empty environment, so
 // the helper must find the daemon at the default path). Killed by pid.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { createServer, createConnection } from 'node:net';
 import { join } from 'node:path';
 import { ROOT, NSS_LIB_DIR, TEST_DAEMON_PASSWD_LINE, runCommand, type RunResult } from './harness.js';
@@ -74,7 +74,10 @@ export interface SshdPlan { dir: string; port: number; ports: number[]; configFi
  */
 export async function planSshd(parent: string, opts: SshdOptions = {}): Promise<SshdPlan> {
   const dir = join(parent, 'sshd');
-  mkdirSync(join(dir, 'sshd_config.d'), { recursive: true, mode: 0o700 });
+  // Readable by latchkeyd's unprivileged user: the daemon reads sshd_config (chroot decisions).
+  mkdirSync(join(dir, 'sshd_config.d'), { recursive: true, mode: 0o755 });
+  chmodSync(dir, 0o755);
+  chmodSync(join(dir, 'sshd_config.d'), 0o755);
   spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_ed25519')]);
   const port = await freePort();
   const ports: number[] = [];

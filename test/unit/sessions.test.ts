@@ -201,7 +201,7 @@ function storeDir(): { dir: string; file: string; cleanup: () => void } {
   return { dir, file: join(dir, 'sessions.db'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-test('a restart keeps the open sessions: limits, lists and kills still see them', () => {
+test('a restart keeps the open sessions: limits, lists and kills still see them', async () => {
   const t = storeDir();
   const procs = new FakeProcs();
   procs.running.set(600, 'a');
@@ -215,7 +215,7 @@ test('a restart keeps the open sessions: limits, lists and kills still see them'
   assert.deepEqual(reg.list().map((r) => [r.id, r.user, r.pid]), [[first.id, 'alice', 600]]);
   procs.running.set(601, 'b');
   assert.deepEqual(reg.open(req('alice', 601)), { ok: false, reason: 'limit', open: 1, max: 1 });
-  assert.equal(reg.kill({ user: 'alice' }), 1);
+  assert.equal(await reg.kill({ user: 'alice' }), 1);
   assert.deepEqual(procs.terminated, [600]);
   store.close();
   t.cleanup();
