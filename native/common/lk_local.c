@@ -19,11 +19,11 @@ static int line_names(const char *line, size_t len, const char *name, size_t nam
     return len > name_len && line[name_len] == ':' && memcmp(line, name, name_len) == 0;
 }
 
-int lk_local_listed(const char *path, const char *name)
+/* Calls `match` on each line of the passwd file until it returns non-zero. Returns what `match`
+ * returned (0 when no line matched), or -1 with errno set when the file cannot be read. */
+static int scan_passwd(const char *path, int (*match)(const char *line, size_t len, void *ctx),
+                       void *ctx)
 {
-    size_t name_len = name ? strlen(name) : 0;
-    if (name_len == 0 || strchr(name, ':') != NULL || strchr(name, '\n') != NULL)
-        return 0; /* no passwd line can name it */
     /* "e": O_CLOEXEC, the file must not leak into a program the host process runs later. */
     FILE *f = fopen(path ? path : LK_LOCAL_PASSWD, "re");
     if (f == NULL)
@@ -33,7 +33,7 @@ int lk_local_listed(const char *path, const char *name)
     ssize_t n;
     int found = 0;
     while (!found && (n = getline(&line, &cap, f)) >= 0)
-        found = line_names(line, (size_t)n, name, name_len);
+        found = match(line, (size_t)n, ctx);
     int failed = !found && ferror(f);
     int saved = errno;
     free(line);
@@ -45,44 +45,58 @@ int lk_local_listed(const char *path, const char *name)
     return found;
 }
 
+struct name_query {
+    const char *name;
+    size_t len;
+    uid_t uid;
+};
+
+static int match_listed(const char *line, size_t len, void *ctx)
+{
+    const struct name_query *q = ctx;
+    return line_names(line, len, q->name, q->len);
+}
+
+int lk_local_listed(const char *path, const char *name)
+{
+    size_t name_len = name ? strlen(name) : 0;
+    if (name_len == 0 || strchr(name, ':') != NULL || strchr(name, '\n') != NULL)
+        return 0; /* no passwd line can name it */
+    struct name_query q = { name, name_len, 0 };
+    return scan_passwd(path, match_listed, &q);
+}
+
+/* The first line with the name is the one NSS files would use: it ends the scan either way
+ * (1 with its uid, 2 when its uid field is unusable). */
+static int match_uid(const char *line, size_t len, void *ctx)
+{
+    struct name_query *q = ctx;
+    if (len <= q->len || line[q->len] != ':' || memcmp(line, q->name, q->len) != 0)
+        return 0;
+    /* name:password:uid:... */
+    const char *field = strchr(line + q->len + 1, ':');
+    char *end = NULL;
+    if (field == NULL || field[1] < '0' || field[1] > '9')
+        return 2;
+    errno = 0;
+    unsigned long v = strtoul(field + 1, &end, 10);
+    if (errno != 0 || *end != ':' || v >= 4294967295UL)
+        return 2;
+    q->uid = (uid_t)v;
+    return 1;
+}
+
 int lk_local_uid(const char *path, const char *name, uid_t *uid)
 {
     size_t name_len = name ? strlen(name) : 0;
     if (name_len == 0 || name[0] == '+' || name[0] == '-' || strchr(name, ':') != NULL ||
         strchr(name, '\n') != NULL)
         return 0;
-    FILE *f = fopen(path ? path : LK_LOCAL_PASSWD, "re");
-    if (f == NULL)
-        return -1;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int found = 0;
-    while (!found && (n = getline(&line, &cap, f)) >= 0) {
-        if ((size_t)n <= name_len || line[name_len] != ':' || memcmp(line, name, name_len) != 0)
-            continue;
-        /* name:password:uid:... */
-        const char *field = strchr(line + name_len + 1, ':');
-        char *end = NULL;
-        if (field == NULL || field[1] < '0' || field[1] > '9')
-            break;
-        errno = 0;
-        unsigned long v = strtoul(field + 1, &end, 10);
-        if (errno == 0 && *end == ':' && v < 4294967295UL) {
-            *uid = (uid_t)v;
-            found = 1;
-        }
-        break; /* the first line with the name is the one NSS files would use */
-    }
-    int failed = !found && ferror(f);
-    int saved = errno;
-    free(line);
-    fclose(f);
-    if (failed) {
-        errno = saved ? saved : EIO;
-        return -1;
-    }
-    return found;
+    struct name_query q = { name, name_len, 0 };
+    int r = scan_passwd(path, match_uid, &q);
+    if (r == 1)
+        *uid = q.uid;
+    return r < 0 ? -1 : r == 1;
 }
 
 /* A passwd record larger than this is refused rather than grown into forever. */

@@ -49,17 +49,25 @@ void rootd_create_home(const struct rootd_request *req, const struct rootd_polic
 
 /* Field 22 (starttime) of /proc/PID/stat read through the process's /proc directory fd. comm
  * (field 2) may hold spaces and ')', so fields are counted from the last ')'. */
-static int read_start_time(int proc_fd, uint64_t *out)
+/* A small /proc file of the process, NUL-terminated, through its /proc directory fd. */
+static int read_proc_text(int proc_fd, const char *name, char *buf, size_t cap)
 {
-    char buf[1024];
-    int fd = openat(proc_fd, "stat", O_RDONLY | O_CLOEXEC);
+    int fd = openat(proc_fd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, cap - 1);
     close(fd);
     if (n <= 0)
         return -1;
     buf[n] = '\0';
+    return 0;
+}
+
+static int read_start_time(int proc_fd, uint64_t *out)
+{
+    char buf[1024];
+    if (read_proc_text(proc_fd, "stat", buf, sizeof buf) != 0)
+        return -1;
     char *p = strrchr(buf, ')');
     if (p == NULL)
         return -1;
@@ -87,14 +95,8 @@ static int read_start_time(int proc_fd, uint64_t *out)
 static int read_loginuid(int proc_fd, uint32_t *out)
 {
     char buf[32];
-    int fd = openat(proc_fd, "loginuid", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (read_proc_text(proc_fd, "loginuid", buf, sizeof buf) != 0)
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
     char *end = NULL;
     errno = 0;
     unsigned long v = strtoul(buf, &end, 10);
