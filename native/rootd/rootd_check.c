@@ -115,13 +115,14 @@ void rootd_encode(const struct rootd_reply *rep, unsigned char out[ROOTD_REPLY_S
     memcpy(out + ROOTD_REPLY_MSG, rep->msg, n);
 }
 
-/* POSIX portable user name characters (the portable filename set, not starting with '-'): no
- * '/', ':', space, control character or non-ASCII byte can reach a path or a log line. */
+/* POSIX portable user name characters (the portable filename set, not starting with '-' or
+ * '.'): no '/', ':', space, control character or non-ASCII byte can reach a path or a log line,
+ * and no hidden directory of the base (an admin's .quarantine) can be claimed as a home. */
 int rootd_name_is_portable(const char *name)
 {
     static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
     size_t n = strlen(name);
-    return n > 0 && name[0] != '-' && strspn(name, ok) == n;
+    return n > 0 && name[0] != '-' && name[0] != '.' && strspn(name, ok) == n;
 }
 
 static int in_deny_list(const char *name, const char *list)

@@ -197,11 +197,19 @@ static void log_outcome(const struct rootd_request *req, const struct rootd_repl
     const char *event = rep->status == ROOTD_OK ? "request.done" : "request.refused";
     if (rep->status == ROOTD_GONE || rep->status == ROOTD_FAILED)
         event = rep->status == ROOTD_GONE ? "request.gone" : "request.failed";
-    rootd_log_event(prio,
-                    "event=%s op=%s status=%s peer_pid=%d name=\"%s\" uid=%u gid=%u "
-                    "pid=%u flags=%u detail=\"%s\"",
-                    event, op, status_name(rep->status), (int)peer_pid, name, (unsigned)req->uid,
-                    (unsigned)req->gid, (unsigned)req->pid, rep->flags, msg);
+    /* What changed something on the host (a home made or repaired, a process ended) is always
+     * logged; only refusals and no-ops share the rate limit, so a flood of bad frames cannot
+     * hide the request that did something. */
+    void (*emit)(int, const char *, ...) =
+        rep->status == ROOTD_OK && req->opcode != ROOTD_OP_RELOAD &&
+                (req->opcode == ROOTD_OP_END_SESSION || rep->flags != 0)
+            ? rootd_log
+            : rootd_log_event;
+    emit(prio,
+         "event=%s op=%s status=%s peer_pid=%d name=\"%s\" uid=%u gid=%u "
+         "pid=%u flags=%u detail=\"%s\"",
+         event, op, status_name(rep->status), (int)peer_pid, name, (unsigned)req->uid,
+         (unsigned)req->gid, (unsigned)req->pid, rep->flags, msg);
 }
 
 static void handle(const unsigned char *frame, size_t len, pid_t peer_pid, struct rootd_reply *rep)

@@ -3,7 +3,7 @@
 // the fix; nothing is silently ignored, and secret values never appear in a message.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { findAccount } from '../privsep/account.js';
+import { findAccount, groupIsPrivate } from '../privsep/account.js';
 import { ConfigError } from '../errors.js';
 import type { Config } from './types.js';
 import {
@@ -280,8 +280,12 @@ function credentialFile(): string | null {
 
 /** The gid of [daemon] user as configured so far (null when it cannot be told: no group may read secrets then). */
 function daemonGid(state: State): number | null {
+  const c = state.draft.cfg;
   try {
-    return findAccount(readFileSync(state.draft.cfg.users.localPasswdFile, 'utf8'), state.draft.cfg.daemon.user)?.gid ?? null;
+    const passwd = readFileSync(c.users.localPasswdFile, 'utf8');
+    const account = findAccount(passwd, c.daemon.user);
+    if (!account || account.gid === 0 || account.gid === c.users.gid) return null;
+    return groupIsPrivate(account.gid, account, passwd, readFileSync(c.users.localGroupFile, 'utf8')) ? account.gid : null;
   } catch {
     return null;
   }

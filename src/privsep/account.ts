@@ -41,5 +41,27 @@ export function daemonAccount(cfg: Config): DaemonAccount {
     throw new ConfigError(cfg.source, 0, 'daemon.user',
       `the daemon user "${cfg.daemon.user}" has uid ${account.uid} / gid ${account.gid}: latchkeyd never runs as root; fix: name an unprivileged system user (default _latchkey)`);
   }
+  if (account.gid === cfg.users.gid) {
+    throw new ConfigError(cfg.source, 0, 'daemon.user',
+      `the daemon user "${cfg.daemon.user}" has gid ${account.gid}, the group every served user gets ([users] gid): they could read what only latchkeyd may (a group-readable secrets file); fix: give ${cfg.daemon.user} its own group`);
+  }
   return account;
+}
+
+/**
+ * True when `gid` is the daemon's alone: no other account in the passwd text has it as its primary
+ * group and the group file lists no members for it. Only then may a secrets file be readable by
+ * that group (root:_latchkey 0640); a shared group (nogroup, users) would hand the upstream
+ * password to everybody in it.
+ */
+export function groupIsPrivate(gid: number, account: DaemonAccount, passwdText: string, groupText: string): boolean {
+  for (const line of passwdText.split('\n')) {
+    const f = line.split(':');
+    if (f.length >= 7 && Number(f[3]) === gid && Number(f[2]) !== account.uid) return false;
+  }
+  for (const line of groupText.split('\n')) {
+    const f = line.split(':');
+    if (f.length >= 4 && Number(f[2]) === gid && f[3]!.trim() !== '') return false;
+  }
+  return true;
 }

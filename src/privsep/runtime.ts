@@ -1,7 +1,7 @@
 // The runtime directory of an unprivileged daemon. Started as root, latchkeyd hands socket_dir
 // (sockets, cache.db, sessions.db) to [daemon] user before dropping root, and makes the directory
 // of rootd's socket (root's). Started by systemd, RuntimeDirectory= has done the same.
-import { accessSync, constants, lchownSync, lstatSync, readFileSync, readdirSync } from 'node:fs';
+import { accessSync, closeSync, constants, fchownSync, fstatSync, lchownSync, lstatSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config/types.js';
 import type { DaemonAccount } from './account.js';
@@ -34,10 +34,25 @@ export function prepareRuntime(cfg: Config, account: DaemonAccount): void {
   for (const name of readdirSync(dir)) {
     if (!OWN_FILES.test(name)) continue;
     const f = join(dir, name);
-    const fst = lstatSync(f);
-    if (fst.isFile() && fst.uid !== account.uid) {
-      lchownSync(f, account.uid, account.gid);
-      log('info', 'daemon.runtime_chown', { file: f, user: account.name });
+    // The directory was the daemon's while it ran: whatever is in it may be planted (a hard link
+    // to a root file named cache.db-wal, a symlink). Chown only through a descriptor of a plain
+    // file with one link that root owns (an older root daemon's); leave everything else alone.
+    let fd: number;
+    try {
+      fd = openSync(f, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch {
+      continue;
+    }
+    try {
+      const fst = fstatSync(fd);
+      if (fst.isFile() && fst.nlink === 1 && fst.uid === 0) {
+        fchownSync(fd, account.uid, account.gid);
+        log('info', 'daemon.runtime_chown', { file: f, user: account.name });
+      } else if (fst.uid !== account.uid) {
+        log('warn', 'daemon.runtime_foreign_file', { file: f, uid: fst.uid, links: fst.nlink, effect: 'left as it is' });
+      }
+    } finally {
+      closeSync(fd);
     }
   }
   const rootdDir = dirname(cfg.daemon.rootdSocket);

@@ -116,13 +116,16 @@ export class LocalAccounts {
     return g.members.has(name) ? 'local group member' : null;
   }
 
-  /** True when a local account has this uid. */
+  /** True when a local account has this uid, or latchkeyd itself runs as it (a numeric
+   *  [daemon] user need not be in passwd: a user handed that uid could signal the daemon and
+   *  talk to latchkey-rootd as it). */
   uidIsLocal(uid: number): boolean {
-    return this.fileFor('passwd').current().ids.has(uid);
+    return uid === process.getuid?.() || this.fileFor('passwd').current().ids.has(uid);
   }
 
   /** The local account holding this uid, or null. */
   uidOwner(uid: number): string | null {
+    if (uid === process.getuid?.() && uid !== 0) return 'latchkeyd itself';
     return this.fileFor('passwd').current().ids.get(uid) ?? null;
   }
 

@@ -5,10 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { encodeReply, type Fields } from '../../src/protocol/codec.js';
+import { Op, Status } from '../../src/protocol/generated.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LATCHKEYD, ROOT, TEST_DAEMON_UID, exampleUsers, request, startDaemon, startEnv, writeConfig, type TestEnv } from '../lib/harness.js';
+import { LATCHKEYD, ROOT, TEST_DAEMON_UID, exampleUsers, request, runInNamespace, startDaemon, startEnv, writeConfig, type TestEnv } from '../lib/harness.js';
 import { startUserService } from '../../src/example/userservice.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -197,5 +200,63 @@ test('systemd-style: rootd started on its own, latchkeyd started as its user; ho
     await service.close();
     await new Promise((r) => setTimeout(r, 100));
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a socket in the daemon-owned socket dir swapped for a symlink to another root service is not believed', { skip: !isRoot }, async () => {
+  const env = await startEnv();
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-privsep-other-'));
+  // Another root service on the host, answering anything it is sent with a forged passwd entry.
+  const other = createServer((c) => {
+    c.once('data', () => c.end(encodeReply(Op.PW_BY_NAME, Status.OK, {
+      entry: { name: 'alice', uid: 23456, gid: 10000, gecos: 'FORGED by another root socket', dir: '/', shell: '/bin/sh' } as unknown as Fields,
+    })));
+  });
+  await new Promise<void>((r) => other.listen(join(dir, 'svc.sock'), r));
+  try {
+    // What a compromised daemon (owner of socket_dir) could do.
+    rmSync(join(env.socketDir, 'nss.sock'));
+    symlinkSync(join(dir, 'svc.sock'), join(env.socketDir, 'nss.sock'));
+    const r = await runInNamespace('getent passwd alice', env.shimEnv);
+    assert.ok(!r.stdout.includes('FORGED'), `a root socket behind a symlink was believed: ${r.stdout}`);
+    assert.notEqual(r.code, 0);
+  } finally {
+    other.close();
+    await env.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an upstream user shifted onto the daemon\'s own uid is never served (it could talk to rootd and signal the daemon)', { skip: !isRoot }, async () => {
+  const env = await startEnv({}, [...exampleUsers(), { username: 'mallory', uid: TEST_DAEMON_UID - 10000, passwordHash: null, sshPublicKeys: [], gecos: 'wants the daemon uid' }]);
+  try {
+    const nss = join(env.socketDir, 'nss.sock');
+    assert.equal((await request(nss, 'PW_BY_UID', { uid: TEST_DAEMON_UID })).status, Status.NOTFOUND);
+    assert.notEqual((await request(nss, 'PW_BY_NAME', { name: 'mallory' })).status, Status.OK);
+    assert.ok(env.daemon.logs.some((l) => l.includes('latchkeyd itself')), 'the refusal names the daemon');
+  } finally {
+    await env.stop();
+  }
+});
+
+test('files planted in the daemon-owned socket dir are not chowned by the next start as root', { skip: !isRoot }, async () => {
+  const env = await startEnv();
+  const victim = join(env.dir, 'victim');
+  try {
+    await env.daemon.stop();
+    writeFileSync(victim, 'root only\n', { mode: 0o600 });
+    // A hard link and a symlink to root's file, under names the daemon keeps there.
+
+    linkSync(victim, join(env.socketDir, 'sessions.db.bad-1'));
+    symlinkSync(victim, join(env.socketDir, 'sessions.db.bad-2'));
+    const again = await startDaemon(env.configFile, env.socketDir);
+    try {
+      assert.equal(statSync(victim).uid, 0, 'root\'s file still root\'s');
+      assert.ok(again.logs.some((l) => l.includes('daemon.runtime_foreign_file')), again.logs.join('\n'));
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    await env.stop();
   }
 });

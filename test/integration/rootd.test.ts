@@ -204,7 +204,8 @@ function startTime(pid: number): bigint {
 /** A stand-in for a session process: sleep, running as `uid`, with /proc/self/loginuid set as
  *  pam_loginuid sets it at login (4294967295 = unset). */
 function startSleep(uid = 0, loginuid = SESSION_UID): ChildProcess {
-  // Only root may set a loginuid (CAP_AUDIT_CONTROL); another uid's sleep keeps the inherited one.
+  // A loginuid once set stays (unless CAP_AUDIT_CONTROL); an unset one can be set by its own
+  // process, so the check proves a login of that uid, not which program it is (README).
   const script = uid === 0 ? `echo ${loginuid} > /proc/self/loginuid && exec sleep 60` : 'exec sleep 60';
   const p = spawn('sh', ['-c', script], { stdio: 'ignore', uid, gid: uid === 0 ? 0 : uid });
   started.push(p);
@@ -293,6 +294,7 @@ test('out-of-policy names, uids and gids are refused with nothing changed', asyn
     ["the name '..'", create('..', 20003), /portable user name/],
     ["the name '.'", create('.', 20003), /portable user name/],
     ['a name starting with -', create('-rf', 20003), /portable user name/],
+    ['a hidden name (.quarantine): an admin directory of the base', create('.quarantine', 20003), /portable user name/],
     ['a name with a space', create('a b', 20003), /portable user name/],
     ['a non-ASCII name', create('jos\u00e9', 20003), /portable user name/],
     ['an empty name', create('', 20003), /portable user name/],

@@ -10,6 +10,7 @@ import { scratchDir } from '../lib/tmp.js';
 import { defaultConfig, insecureSettings, loadConfig, parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { checkHomeBase } from '../../src/homes/base.js';
+import { groupIsPrivate } from '../../src/privsep/account.js';
 
 const NOBODY = 65534;
 const HTTPS = '[upstream]\nby_name_url = https://u.example/users/\nby_uid_url = https://u.example/uids/\n';
@@ -215,3 +216,11 @@ test('homes base: a 1777, group-writable, foreign or symlinked base (or parent) 
 });
 
 // Home creation through a symlink in the middle of the base path: test/unit/homes.test.ts (rootd).
+
+test('a secrets file may be group-readable only by a group that is the daemon\'s alone', () => {
+  const account = { name: '_latchkey', uid: 995, gid: 995 };
+  const passwd = 'root:x:0:0::/root:/bin/bash\n_latchkey:x:995:995::/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534::/:/usr/sbin/nologin\n';
+  assert.equal(groupIsPrivate(995, account, passwd, '_latchkey:x:995:\n'), true);
+  assert.equal(groupIsPrivate(995, account, passwd, '_latchkey:x:995:alice\n'), false, 'a member listed');
+  assert.equal(groupIsPrivate(65534, { ...account, gid: 65534 }, passwd, 'nogroup:x:65534:\n'), false, 'another account\'s primary group');
+});
