@@ -87,6 +87,9 @@ int rootd_activated_socket(void);
 #define ROOTD_LOG_WARNING 4
 #define ROOTD_LOG_INFO 6
 /* Always written (start, stop, reload, fatal errors). */
+/* --daemon-user NAME|UID: 0 and *out, or -1 (root, unknown, out of range). */
+int rootd_parse_user(const char *arg, uid_t *out);
+
 void rootd_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Per-request events: at most ROOTD_LOG_BURST lines per ROOTD_LOG_WINDOW_S, then counted and
  * summed up in one line, so a peer cannot flood the journal. */

@@ -7,6 +7,7 @@
  * FILE:LINE, the key and the fix. Keys rootd does not use are left to latchkeyd's own loader. */
 #define _GNU_SOURCE
 #include "rootd.h"
+#include "lk_local.h"
 #include "safedir.h"
 
 #include <errno.h>
@@ -374,5 +375,21 @@ int rootd_config_load(const char *file, struct rootd_policy *out, char *err, siz
         return fail(&c, c.set_at[T_SHIFT], "users.uid_shift",
                     "is above max_uid (%u), so every user would be refused", p.max_uid);
     *out = p;
+    return 0;
+}
+
+/* --daemon-user: a uid, or a name in the local passwd file. */
+int rootd_parse_user(const char *arg, uid_t *out)
+{
+    if (arg[0] != '\0' && strspn(arg, "0123456789") == strlen(arg) && strlen(arg) <= 10) {
+        unsigned long v = strtoul(arg, NULL, 10);
+        *out = (uid_t)v;
+        return v > 0 && v < 4294967295UL ? 0 : -1;
+    }
+    /* From the passwd file, never through NSS: latchkey's own module must not be asked. */
+    uid_t uid;
+    if (lk_local_uid(NULL, arg, &uid) != 1 || uid == 0)
+        return -1;
+    *out = uid;
     return 0;
 }

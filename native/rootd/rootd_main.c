@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,8 +68,10 @@ static void reload(struct rootd_reply *rep)
         return;
     }
     policy = fresh;
-    rootd_log(ROOTD_LOG_INFO, "event=reload.done base=%s min_uid=%u max_uid=%u gid=%u", policy.base,
-              (unsigned)policy.min_uid, (unsigned)policy.max_uid, (unsigned)policy.gid);
+    /* A RELOAD request shares the rate limit (a peer could send thousands); SIGHUP does not. */
+    (rep != NULL ? rootd_log_event : rootd_log)(
+        ROOTD_LOG_INFO, "event=reload.done base=%s min_uid=%u max_uid=%u gid=%u", policy.base,
+        (unsigned)policy.min_uid, (unsigned)policy.max_uid, (unsigned)policy.gid);
     if (rep != NULL)
         rootd_reply_set(rep, ROOTD_OK, "reloaded %s", config_file);
 }
@@ -111,9 +112,11 @@ enum frame_result {
 /* Reads exactly ROOTD_REQ_SIZE bytes within ROOTD_IO_TIMEOUT_MS. Signals are taken only before
  * the first byte of a request: SIGHUP reloads there, SIGTERM ends the connection, so a busy peer
  * holds up a stop by one request at most. */
-static enum frame_result read_frame(int fd, unsigned char *buf, size_t *got)
+static enum frame_result read_frame(int fd, unsigned char *buf, size_t *got, long long until)
 {
     long long deadline = now_ms() + ROOTD_IO_TIMEOUT_MS;
+    if (deadline > until)
+        deadline = until;
     *got = 0;
     while (*got < ROOTD_REQ_SIZE) {
         long long left = deadline - now_ms();
@@ -251,10 +254,13 @@ static void serve(int fd)
         close_after_reply(fd);
         return;
     }
+    /* rootd serves one connection at a time: however many requests it carries, a connection
+     * ends ROOTD_IO_TIMEOUT_MS after it was accepted, so nobody holds the only slot for long. */
+    long long until = now_ms() + ROOTD_IO_TIMEOUT_MS;
     for (;;) {
         unsigned char frame[ROOTD_REQ_SIZE];
         size_t got = 0;
-        enum frame_result r = read_frame(fd, frame, &got);
+        enum frame_result r = read_frame(fd, frame, &got, until);
         if (r == FRAME_EOF || r == FRAME_SIGNAL)
             return;
         if (r == FRAME_TIMEOUT || r == FRAME_ERROR) {
@@ -272,20 +278,6 @@ static void serve(int fd)
             return;
         }
     }
-}
-
-static int parse_user(const char *arg, uid_t *out)
-{
-    if (arg[0] != '\0' && strspn(arg, "0123456789") == strlen(arg) && strlen(arg) <= 10) {
-        unsigned long v = strtoul(arg, NULL, 10);
-        *out = (uid_t)v;
-        return v > 0 && v < 4294967295UL ? 0 : -1;
-    }
-    struct passwd *pw = getpwnam(arg);
-    if (pw == NULL || pw->pw_uid == 0)
-        return -1;
-    *out = pw->pw_uid;
-    return 0;
 }
 
 int main(int argc, char **argv)
@@ -324,7 +316,7 @@ int main(int argc, char **argv)
                   (int)ident.parent);
         return 1;
     }
-    if (geteuid() != 0 || parse_user(user, &ident.daemon_uid) != 0) {
+    if (geteuid() != 0 || rootd_parse_user(user, &ident.daemon_uid) != 0) {
         rootd_log(ROOTD_LOG_ERR, "event=start.failed reason=\"%s\"",
                   geteuid() != 0
                       ? "must run as root (it creates homes and signals session processes)"

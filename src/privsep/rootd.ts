@@ -8,6 +8,7 @@ import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeRootdRequest, decodeRootdReply, ROOTD_REPLY_SIZE, ROOTD_IO_TIMEOUT_MS, type RootdReply, type RootdRequest } from '../protocol/rootd.js';
 import { packageRoot } from '../native/addon.js';
+import { checkTrustedMode, checkTrustedOwner, checkTrustedPath, UntrustedPath } from '../config/safety.js';
 import { LatchkeyError } from '../errors.js';
 import { log, type LogLevel } from '../log.js';
 import { createInterface } from 'node:readline';
@@ -17,11 +18,23 @@ export class RootdUnavailable extends LatchkeyError {
   constructor(message: string) { super('E_ROOTD', message); }
 }
 
-/** Where latchkey-rootd is: $LATCHKEY_ROOTD, else <root>/native/rootd/latchkey-rootd (tree and install alike). */
+/** Where latchkey-rootd is: <root>/native/rootd/latchkey-rootd (tree and install alike). */
 export function rootdBinary(): string {
-  const override = process.env.LATCHKEY_ROOTD;
-  if (override) return override;
-  return join(packageRoot() ?? '.', 'native', 'rootd', 'latchkey-rootd');
+  const root = packageRoot();
+  if (root === null) throw new RootdUnavailable('cannot find latchkey\'s install directory (its package.json) to start latchkey-rootd');
+  return join(root, 'native', 'rootd', 'latchkey-rootd');
+}
+
+/** Root is about to run it: it must be a file only root can change, on a path only root can change. */
+function checkRootdBinary(bin: string): void {
+  try {
+    const st = checkTrustedPath(bin, 0);
+    checkTrustedOwner(bin, st, 0);
+    checkTrustedMode(bin, st);
+  } catch (e) {
+    if (e instanceof UntrustedPath) throw new RootdUnavailable(`latchkey-rootd ${bin} ${e.message}`);
+    throw e;
+  }
 }
 
 /** How long one request may take end to end: rootd's own I/O bound plus the work (mkdir, chown). */
@@ -95,7 +108,8 @@ function relayLog(child: ChildProcess): void {
  */
 export async function spawnRootd(opts: { socketPath: string; daemonUid: number; configFile: string }): Promise<ChildProcess> {
   const bin = rootdBinary();
-  if (!existsSync(bin)) throw new RootdUnavailable(`latchkey-rootd not found at ${bin}; fix: make build (or set LATCHKEY_ROOTD)`);
+  if (!existsSync(bin)) throw new RootdUnavailable(`latchkey-rootd not found at ${bin}; fix: make build, or reinstall`);
+  checkRootdBinary(bin);
   // A socket left by an earlier run is replaced by rootd once it listens: wait for a new inode.
   const inode = (): number | null => { try { return lstatSync(opts.socketPath).ino; } catch { return null; } };
   const stale = inode();

@@ -558,6 +558,36 @@ test('a slow peer is dropped after the receive timeout and does not block the ne
   assert.match(rootdLog, /event=conn.dropped .*reason=timeout bytes=10/);
 });
 
+test('a peer dripping one request every 2 s holds the only slot at most ROOTD_IO_TIMEOUT_MS', async () => {
+  const drip = `
+const net = require('node:net');
+const [sockPath, hex] = process.argv.slice(1);
+const s = net.connect(sockPath);
+const t0 = Date.now();
+let replies = 0;
+s.on('data', (d) => { replies += Math.floor(d.length / ${REPLY_SIZE}); });
+let n = 0;
+const tick = () => { if (n++ < 6 && !s.destroyed) { s.write(Buffer.from(hex, 'hex')); setTimeout(tick, 2000); } };
+s.on('connect', tick);
+s.on('error', () => {});
+s.on('close', () => { console.log(JSON.stringify({ replies, ms: Date.now() - t0 })); process.exit(0); });
+`;
+  const p = spawn(process.execPath, ['-e', drip, sock, create('root', 20013).toString('hex')], { uid: DAEMON_UID, gid: DAEMON_UID, stdio: ['ignore', 'pipe', 'inherit'], cwd: '/' });
+  let out = '';
+  p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const done = new Promise<void>((r) => p.on('close', () => r()));
+  await sleep(300);
+  const t0 = Date.now();
+  const next = await one(create('gina', 20011));
+  const waited = Date.now() - t0;
+  await done;
+  const r = JSON.parse(out) as { replies: number; ms: number };
+  assert.equal(next.status, S.OK, next.msg);
+  assert.ok(r.ms < 7000, `the dripping peer kept its connection ${r.ms} ms`);
+  assert.ok(r.replies >= 1 && r.replies <= 3, `${r.replies} replies`);
+  assert.ok(waited < 7000, `the next peer waited ${waited} ms`);
+});
+
 test('refusal logging is rate-limited; SIGTERM stops rootd cleanly and removes its socket', async () => {
   // ROOTD_LOG_BURST (100) lines per 10 s window: 300 refusals in well under a window can show
   // at most two windows' worth.
