@@ -184,12 +184,11 @@ static int conn_open(struct lk_conn *c, const char *path, int64_t deadline)
                 rc = LK_IO_PEER;
         }
     }
-    /* The listener must also own the socket file, which must not be a symlink: the daemon owns
-     * its socket dir, so without this a compromised daemon could point root's lookups at another
-     * root service's socket (peer uid 0, trusted). lstat after connect: a swap in between shows
-     * as an owner that differs from the peer. */
-    if (rc == LK_IO_OK &&
-        (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_uid != c->peer_uid))
+    /* Whoever made the path we connected through must be the listener: the daemon owns its
+     * socket dir, so without this a compromised daemon could point root's lookups at another
+     * root service's socket (peer uid 0, trusted) with a symlink of its own. lstat, so a symlink
+     * counts as its maker's; after connect, so a swap in between shows as an owner mismatch. */
+    if (rc == LK_IO_OK && (lstat(path, &st) != 0 || st.st_uid != c->peer_uid))
         rc = LK_IO_PEER;
     /* From here on every read and write is non-blocking and waits in poll() on the deadline. */
     if (rc == LK_IO_OK) {

@@ -67,7 +67,10 @@ static void impostor_main(const char *path, int conns, int answer, int ready, in
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     alarm(20); /* never outlive a broken test */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || setgroups(0, NULL) != 0 ||
+    /* The socket file is the impostor's, as a daemon user's own socket is (the shims check the
+     * listener owns the path it was reached through). */
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        chown(sa.sun_path, IMPOSTOR_UID, IMPOSTOR_UID) != 0 || setgroups(0, NULL) != 0 ||
         setgid(IMPOSTOR_UID) != 0 || setuid(IMPOSTOR_UID) != 0 || listen(fd, 8) != 0)
         _exit(3);
     char c = 'r';

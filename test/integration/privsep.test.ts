@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { encodeReply, type Fields } from '../../src/protocol/codec.js';
 import { Op, Status } from '../../src/protocol/generated.js';
@@ -217,6 +217,7 @@ test('a socket in the daemon-owned socket dir swapped for a symlink to another r
     // What a compromised daemon (owner of socket_dir) could do.
     rmSync(join(env.socketDir, 'nss.sock'));
     symlinkSync(join(dir, 'svc.sock'), join(env.socketDir, 'nss.sock'));
+    lchownSync(join(env.socketDir, 'nss.sock'), TEST_DAEMON_UID, TEST_DAEMON_UID); // the daemon made it
     const r = await runInNamespace('getent passwd alice', env.shimEnv);
     assert.ok(!r.stdout.includes('FORGED'), `a root socket behind a symlink was believed: ${r.stdout}`);
     assert.notEqual(r.code, 0);
