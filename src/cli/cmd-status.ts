@@ -38,6 +38,7 @@ export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' |
       : `${entries.fresh} fresh, ${entries.stale} stale, ${entries.expired} expired, ${entries.negative} negative`],
     ['hit ratio', machine ? str(cache.hit_ratio) : formatRatio(cache.hit_ratio)],
     ['open sessions', String(r.sessions.open)],
+    ['rootd', machine ? (r.rootd.reachable ? 'reachable' : 'unreachable') : r.rootd.reachable ? `reachable (${r.rootd.socket})` : `unreachable: ${r.rootd.error ?? ''} (${r.rootd.socket})`],
   ];
   // Weakened settings (insecure_http, insecure_tls) are shown every time, never only in a log
   // an admin may not read; no line at all when there are none.

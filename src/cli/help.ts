@@ -49,7 +49,8 @@ export const COMMAND_HELP: Record<string, string> = {
 
 Shows whether latchkeyd is up, its version and config file, uptime, socket paths, whether the
 upstream user service answers (a probe request for a name that does not exist) and its last
-error, the cache file and size, entries by state, the cache hit ratio and the open sessions.
+error, the cache file and size, entries by state, the cache hit ratio, the open sessions and
+whether latchkey-rootd (which creates homes and ends sessions) accepts a connection.
 Exit 3 when the daemon is down.
 
 examples:
@@ -63,6 +64,7 @@ examples:
   cache {file, size_bytes, ttl_s, negative_ttl_s, stale_grace_s,
          entries {fresh, stale, expired, negative, total}, hit_ratio (0..1 or null)},
   sessions {open},
+  rootd {socket, reachable, error}   (latchkey-rootd: homes and ending sessions need it)
   insecure [TEXT]   (weakened settings in effect, e.g. insecure_http; [] when none)
   (times are epoch milliseconds; when the daemon is down: {"daemon": "down", "error": "..."})
 `,

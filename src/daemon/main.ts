@@ -104,7 +104,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     ...sessionHandlers(sessions, resolver, () => cfg, (homes, user) => ensureHome(homes, user, rootd), () => sshd),
     ...adminHandlers({
       version: DAEMON_VERSION, startedAt, config: () => cfg, configFile,
-      socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats,
+      socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats, rootd,
     }),
   };
 

@@ -47,6 +47,19 @@ export class RootdClient {
 
   constructor(readonly socketPath: string) {}
 
+  /** null when rootd accepts a connection (closed at once, unused: rootd sees EOF and logs
+   *  nothing), else why not, for `latchkeyctl status`. */
+  probe(timeoutMs = 1000): Promise<string | null> {
+    return new Promise((resolve) => {
+      const sock = connect(this.socketPath);
+      const done = (why: string | null): void => { clearTimeout(timer); sock.destroy(); resolve(why); };
+      const timer = setTimeout(() => done(`no connection within ${timeoutMs} ms`), timeoutMs);
+      sock.on('connect', () => done(null));
+      sock.on('error', (e: NodeJS.ErrnoException) => done(e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
+        ? 'not running (start latchkey-rootd.service, or restart latchkeyd as root)' : e.message));
+    });
+  }
+
   call(req: RootdRequest): Promise<RootdReply> {
     const frame = encodeRootdRequest(req);
     const run = this.chain.then(() => this.exchange(frame), () => this.exchange(frame));

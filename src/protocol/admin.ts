@@ -102,7 +102,7 @@ function command<Q extends Shape<unknown>, R extends Shape<unknown>, const E ext
 export const ADMIN_COMMANDS = {
   /**
    * The daemon's overview. insecure: weakened settings in effect (insecure_http/_tls), [] when
-   * none. The upstream probe asks for a name that should not exist (PROBE_NAME) straight from
+   * none. rootd: whether latchkey-rootd accepts a connection (homes and ending sessions need it). The upstream probe asks for a name that should not exist (PROBE_NAME) straight from
    * the source, bypassing the cache (src/answers/admin/status.ts); "found" or "not found" both mean reachable.
    */
   status: command({
@@ -121,6 +121,7 @@ export const ADMIN_COMMANDS = {
         hit_ratio: nullable(number()),
       }),
       sessions: object({ open: count() }),
+      rootd: object({ socket: string(), reachable: boolean(), error: nullable(string()) }),
       insecure: array(string()),
     }),
   }),

@@ -85,7 +85,24 @@ test('latchkeyd started as root runs as [daemon] user with no capabilities; root
     const rootd = childrenOf(env.daemon.pid).filter((p) => exeName(p) === 'latchkey-rootd');
     assert.equal(rootd.length, 1, 'one latchkey-rootd child');
     assert.equal(status(rootd[0]!).Uid!.split(/\s+/)[1], '0', 'rootd keeps root');
-    // SIGKILL the daemon: rootd must not outlive it (nobody could ask it anything).
+    const up = JSON.parse((await ctl(env, ['status', '--json'])).out) as { rootd: { reachable: boolean; socket: string } };
+    assert.equal(up.rootd.reachable, true);
+    assert.equal(up.rootd.socket, join(env.dir, 'rootd', 'rootd.sock'));
+    // rootd gone (crashed, killed): status says so, with the socket, instead of logins failing silently.
+    process.kill(rootd[0]!, 'SIGKILL');
+    await waitFor('the daemon to see rootd exit', () => env.daemon.logs.some((l) => l.includes('rootd.exited')));
+    const down = await ctl(env, ['status']);
+    assert.match(down.out, /^rootd\tunreachable$/m, down.out);
+  } finally {
+    await env.stop();
+  }
+});
+
+test('rootd does not outlive latchkeyd (SIGKILL): nobody could ask it anything', { skip: !isRoot }, async () => {
+  const env = await startEnv();
+  try {
+    const rootd = childrenOf(env.daemon.pid).filter((p) => exeName(p) === 'latchkey-rootd');
+    assert.equal(rootd.length, 1);
     env.daemon.proc.kill('SIGKILL');
     await waitFor('rootd to exit with its parent', () => !existsSync(`/proc/${rootd[0]}`) || status(rootd[0]!).State?.startsWith('Z') === true);
   } finally {

@@ -164,9 +164,11 @@ test('status pairs: human on a terminal, machine values in TSV', () => {
       entries: { fresh: 3, stale: 1, expired: 0, negative: 2, total: 6 }, hit_ratio: 0.75,
     },
     sessions: { open: 1 },
+    rootd: { socket: '/run/latchkey-rootd/rootd.sock', reachable: false, error: 'not running' },
     insecure: [],
   };
   const human = renderPairs(statusPairs(r, { mode: 'table', time: { now: NOW, utc: false } }), 'table');
+  assert.match(human, /^rootd:\s+unreachable: not running \(\/run\/latchkey-rootd\/rootd\.sock\)$/m);
   assert.match(human, /^daemon:\s+up \(pid 42, version 0\.1\.0\)$/m);
   assert.match(human, /^uptime:\s+2h$/m);
   assert.match(human, /^upstream:\s+reachable \(probe 3\.20ms\)$/m);
@@ -179,6 +181,7 @@ test('status pairs: human on a terminal, machine values in TSV', () => {
   assert.match(tsv, /^uptime\t7200$/m);
   assert.match(tsv, /^cache size\t49152$/m);
   assert.match(tsv, /^started\t2024-05-01T10:00:00Z$/m);
+  assert.match(tsv, /^rootd\tunreachable$/m);
   assert.doesNotMatch(tsv, /^daemon\t/m);
 });
 

@@ -25,6 +25,8 @@ export interface AdminContext {
   sessions: SessionRegistry;
   throttle: Throttle;
   authStats: AuthStats;
+  /** latchkey-rootd: asked whether it accepts a connection */
+  rootd: { socketPath: string; probe(): Promise<string | null> };
 }
 
 /** One command: its checked arguments in, the data of its {"ok": true} reply out. */

@@ -60,6 +60,10 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
           hit_ratio: typeof snap.hit_ratio === 'number' ? snap.hit_ratio : null,
         },
         sessions: { open: ctx.sessions.countOpen() },
+        rootd: await (async () => {
+          const error = await ctx.rootd.probe();
+          return { socket: ctx.rootd.socketPath, reachable: error === null, error };
+        })(),
         insecure: insecureSettings(c),
       };
     },
