@@ -20,15 +20,19 @@ export function logEnabled(level: LogLevel): boolean { return order[level] >= or
 // (and the line stays valid JSON with the same meaning).
 const UNSAFE_IN_LOG = /[\u007f-\u009f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
 
+/** A character as its JSON/JS escape (\u followed by four hex digits): same meaning, printable ASCII. */
+export function unicodeEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
 export function log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
   if (order[level] < order[threshold]) return;
   const rec: Record<string, unknown> = { ts: new Date().toISOString(), level, event };
   for (const [k, v] of Object.entries(fields)) {
     rec[k] = v instanceof Error ? v.message : v;
   }
-  sink(JSON.stringify(rec).replace(UNSAFE_IN_LOG, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+  sink(JSON.stringify(rec).replace(UNSAFE_IN_LOG, unicodeEscape));
 }
-
 
 /** At most one line per key per this interval from logLimited. */
 export const LIMITED_INTERVAL_MS = 60_000;

@@ -3,7 +3,7 @@
 // the fix; nothing is silently ignored, and secret values never appear in a message.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { findAccount, groupIsPrivate } from '../privsep/account.js';
+import { checkedAccount, groupIsPrivate } from '../privsep/account.js';
 import { ConfigError } from '../errors.js';
 import type { Config } from './types.js';
 import {
@@ -283,8 +283,7 @@ function daemonGid(state: State): number | null {
   const c = state.draft.cfg;
   try {
     const passwd = readFileSync(c.users.localPasswdFile, 'utf8');
-    const account = findAccount(passwd, c.daemon.user);
-    if (!account || account.gid === 0 || account.gid === c.users.gid) return null;
+    const account = checkedAccount(c, passwd);
     return groupIsPrivate(account.gid, account, passwd, readFileSync(c.users.localGroupFile, 'utf8')) ? account.gid : null;
   } catch {
     return null;

@@ -32,7 +32,13 @@ export function daemonAccount(cfg: Config): DaemonAccount {
   } catch (e) {
     throw new ConfigError(cfg.source, 0, 'daemon.user', `cannot read ${file} to find the daemon user: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
-  const account = findAccount(text, cfg.daemon.user);
+  return checkedAccount(cfg, text);
+}
+
+/** daemonAccount's rules on passwd text already read: found, not root, its own group. */
+export function checkedAccount(cfg: Config, passwdText: string): DaemonAccount {
+  const file = cfg.users.localPasswdFile;
+  const account = findAccount(passwdText, cfg.daemon.user);
   if (account === null) {
     throw new ConfigError(cfg.source, 0, 'daemon.user',
       `the daemon user "${cfg.daemon.user}" is not in ${file}; fix: create it (systemd-sysusers /usr/lib/sysusers.d/latchkey.conf, or useradd --system --no-create-home --shell /usr/sbin/nologin ${cfg.daemon.user})`);

@@ -40,6 +40,13 @@ function checkRootdBinary(bin: string): void {
 /** How long one request may take end to end: rootd's own I/O bound plus the work (mkdir, chown). */
 const CALL_TIMEOUT_MS = ROOTD_IO_TIMEOUT_MS + 5_000;
 
+/** Why rootd's socket did not take a connection, with what to do about it. */
+function unreachable(e: NodeJS.ErrnoException): string {
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') return 'not running (start latchkey-rootd.service, or start latchkeyd as root so it starts rootd itself)';
+  if (e.code === 'EACCES') return 'refused the connection: latchkeyd does not run as the user rootd serves ([daemon] user)';
+  return e.message;
+}
+
 export class RootdClient {
   // rootd serves one connection at a time; asking one question at a time keeps a burst of first
   // logins from piling connections into its backlog and makes every answer arrive in order.
@@ -55,8 +62,7 @@ export class RootdClient {
       const done = (why: string | null): void => { clearTimeout(timer); sock.destroy(); resolve(why); };
       const timer = setTimeout(() => done(`no connection within ${timeoutMs} ms`), timeoutMs);
       sock.on('connect', () => done(null));
-      sock.on('error', (e: NodeJS.ErrnoException) => done(e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
-        ? 'not running (start latchkey-rootd.service, or restart latchkeyd as root)' : e.message));
+      sock.on('error', (e: NodeJS.ErrnoException) => done(unreachable(e)));
     });
   }
 
@@ -93,12 +99,7 @@ export class RootdClient {
           finish(new RootdUnavailable(`latchkey-rootd at ${this.socketPath} sent a malformed reply: ${e instanceof Error ? e.message : String(e)}`));
         }
       });
-      sock.on('error', (e: NodeJS.ErrnoException) => {
-        const why = e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
-          ? 'is not running (start latchkey-rootd.service, or start latchkeyd as root so it starts rootd itself)'
-          : e.code === 'EACCES' ? 'refused the connection: latchkeyd does not run as the user rootd serves ([daemon] user)' : e.message;
-        finish(new RootdUnavailable(`latchkey-rootd at ${this.socketPath} ${why}`));
-      });
+      sock.on('error', (e: NodeJS.ErrnoException) => finish(new RootdUnavailable(`latchkey-rootd at ${this.socketPath}: ${unreachable(e)}`)));
       sock.on('end', () => finish(new RootdUnavailable(`latchkey-rootd at ${this.socketPath} closed the connection after ${got} of ${ROOTD_REPLY_SIZE} reply bytes`)));
     });
   }

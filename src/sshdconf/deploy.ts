@@ -21,8 +21,7 @@ export const ROOTD_UNIT_NAME = 'latchkey-rootd.service';
 
 /** The installed unit and its drop-ins (NAME.service.d/*.conf, sorted by file name), or null. */
 export function readInstalledUnit(dirs: string[] = UNIT_DIRS, name: string = UNIT_NAME): UnitSandbox | null {
-  const UNIT_NAME = name;
-  const unit = dirs.map((d) => `${d}/${UNIT_NAME}`).find((p) => existsSync(p));
+  const unit = dirs.map((d) => `${d}/${name}`).find((p) => existsSync(p));
   if (!unit) return null;
   const texts: UnitText[] = [];
   const read = (p: string): void => {
@@ -32,7 +31,7 @@ export function readInstalledUnit(dirs: string[] = UNIT_DIRS, name: string = UNI
   // A drop-in in an earlier directory masks one of the same name in a later directory.
   const dropins = new Map<string, string>();
   for (const d of dirs) {
-    for (const p of globPaths(`${d}/${UNIT_NAME}.d/*.conf`)) {
+    for (const p of globPaths(`${d}/${name}.d/*.conf`)) {
       const name = p.slice(p.lastIndexOf('/') + 1);
       if (!dropins.has(name)) dropins.set(name, p);
     }

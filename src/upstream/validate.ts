@@ -4,7 +4,7 @@
 
 import type { UsersConfig } from '../config/types.js';
 import { UpstreamError } from '../errors.js';
-import { log } from '../log.js';
+import { log, unicodeEscape } from '../log.js';
 import type { UpstreamUser } from '../types.js';
 import { checkSshPublicKey } from './sshkeys.js';
 import { FORBIDDEN_IN_FIELD, nameProblem, upstreamUidProblem } from '../users/rules.js';
@@ -253,8 +253,8 @@ function describe(v: unknown): string {
 }
 
 /** Quote an untrusted string for a log/error message: printable ASCII only (everything else,
- *  bidi overrides and line separators included, as \uXXXX), capped, so it cannot forge a line. */
+ *  bidi overrides and line separators included, as \u escapes), capped, so it cannot forge a line. */
 function quote(s: string): string {
   const capped = s.length > 64 ? s.slice(0, 64) : s;
-  return JSON.stringify(capped).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + (s.length > 64 ? '…' : '');
+  return JSON.stringify(capped).replace(/[^\x20-\x7e]/g, unicodeEscape) + (s.length > 64 ? '…' : '');
 }
