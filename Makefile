@@ -23,14 +23,14 @@ $(NODE_DEPS): package.json package-lock.json
 
 deps: $(NODE_DEPS)
 
-src/protocol/generated.ts native/common/latchkey_proto.h: src/protocol/spec.json scripts/gen-protocol.mjs
+src/protocol/generated.ts native/common/latchkey_proto.h: src/protocol/spec.json scripts/gen-protocol.mjs scripts/gen-map.mjs
 	@node scripts/gen-protocol.mjs
 
 $(TS_STAMP): $(NODE_DEPS) $(TS_SOURCES) src/protocol/generated.ts tsconfig.json
 	@node_modules/.bin/tsc -p tsconfig.json
 	@touch $@
 
-$(ADDON): $(NODE_DEPS) $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h native/addon/binding.gyp native/common/safedir.[ch])
+$(ADDON): $(NODE_DEPS) $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h native/addon/binding.gyp native/common/safedir.[ch] native/common/lk_map*.[ch])
 	@cd native/addon && npm_config_nodedir=$(NODEDIR) ../../node_modules/.bin/node-gyp rebuild --loglevel=error >/dev/null
 
 build: $(TS_STAMP) $(ADDON) native/common/latchkey_proto.h

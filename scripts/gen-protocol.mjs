@@ -15,6 +15,7 @@ import { readFileSync, writeFileSync, existsSync, utimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { genRootdH, genRootdTs } from './gen-rootd.mjs';
+import { genMapH, genMapTs } from './gen-map.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const spec = JSON.parse(readFileSync(join(root, 'src/protocol/spec.json'), 'utf8'));
@@ -360,7 +361,7 @@ function genTs() {
     o.push(`  { name: '${m.name}', opcode: ${m.opcode}, socket: '${m.socket}', request: ${JSON.stringify(m.request)}, reply: ${JSON.stringify(m.reply)} },`);
   }
   o.push('];');
-  return o.join('\n') + genRootdTs(spec);
+  return o.join('\n') + genRootdTs(spec) + genMapTs(spec);
 }
 
 const outputs = [
@@ -370,6 +371,7 @@ const outputs = [
   [join(root, 'test/c/golden_msgs.c'), genGoldenC()],
   [join(root, 'src/protocol/generated.ts'), genTs()],
   [join(root, 'native/rootd/rootd_proto.h'), genRootdH(spec, banner, cComment)],
+  [join(root, 'native/common/lk_map_layout.h'), genMapH(spec, banner, cComment)],
 ];
 let stale = 0;
 for (const [path, text] of outputs) {

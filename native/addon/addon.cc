@@ -6,6 +6,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports)
     exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
     exports.Set("crypt", Napi::Function::New(env, Crypt, "crypt"));
     exports.Set("checkDir", Napi::Function::New(env, CheckDir, "checkDir"));
+    exports.Set("MapWriter", MapWriterClass(env));
     return exports;
 }
 

@@ -7,5 +7,6 @@
 Napi::Value PeerCred(const Napi::CallbackInfo &info);
 Napi::Value Crypt(const Napi::CallbackInfo &info);
 Napi::Value CheckDir(const Napi::CallbackInfo &info);
+Napi::Function MapWriterClass(Napi::Env env);
 
 #endif

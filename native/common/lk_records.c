@@ -1,5 +1,7 @@
 /* lk_records: see lk_records.h. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "lk_records.h"
 
 #include <errno.h>
@@ -24,7 +26,7 @@ static int name_field_ok(struct lk_str s)
     return s.len > 0 && s.len <= LK_MAX_NAME && field_ok(s) && memchr(s.p, '/', s.len) == NULL;
 }
 
-static int passwd_sane(const struct lk_passwd_rec *p)
+int lk_passwd_ok(const struct lk_passwd_rec *p)
 {
     return name_field_ok(p->name) && p->uid != 0 && p->gid != 0 && p->dir.len > 0 &&
            p->dir.p[0] == '/' && field_ok(p->gecos) && field_ok(p->dir) && field_ok(p->shell);
@@ -32,12 +34,17 @@ static int passwd_sane(const struct lk_passwd_rec *p)
 
 int lk_rd_passwd(struct lk_reader *r, struct lk_passwd_rec *out)
 {
-    return (lk_msg_passwd_read(r, out) == 0 && passwd_sane(out)) ? 0 : -1;
+    return (lk_msg_passwd_read(r, out) == 0 && lk_passwd_ok(out)) ? 0 : -1;
+}
+
+int lk_group_head_ok(const struct lk_group_rec *g)
+{
+    return name_field_ok(g->name) && g->gid != 0;
 }
 
 int lk_rd_group(struct lk_reader *r, struct lk_group_rec *out)
 {
-    if (lk_msg_group_read(r, out) != 0 || !name_field_ok(out->name) || out->gid == 0)
+    if (lk_msg_group_read(r, out) != 0 || !lk_group_head_ok(out))
         return -1;
     /* Members are joined with ',' in a group line: an empty one or one holding ',' or ':'
      * would change the member list a reader sees. */

@@ -25,6 +25,11 @@
 #include "lk_msgs.h"
 #include "lk_wire.h"
 
+/* The checks lk_rd_passwd applies to a decoded passwd record, and lk_rd_group to a group's name
+ * and gid: 1 when sane. The shared-memory map (lk_map.c) holds its records to the same rules. */
+int lk_passwd_ok(const struct lk_passwd_rec *p);
+int lk_group_head_ok(const struct lk_group_rec *g);
+
 /* Decode one record and check it is sane (see lk_records.c); 0 or -1. */
 int lk_rd_passwd(struct lk_reader *r, struct lk_passwd_rec *out);
 int lk_rd_group(struct lk_reader *r, struct lk_group_rec *out);

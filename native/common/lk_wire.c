@@ -1,5 +1,7 @@
 /* lk_wire: see lk_wire.h. Every read checks the bytes left before touching them. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "lk_wire.h"
 
 #include <string.h>

@@ -20,6 +20,7 @@
 #include "lk_local.h"
 #include "lk_records.h"
 #include "nss_call.h"
+#include "nss_map.h"
 #include "nss_maps.h"
 
 #define LK_EXPORT __attribute__((visibility("default")))
@@ -72,11 +73,14 @@ LK_EXPORT enum nss_status _nss_latchkey_getgrnam_r(const char *name, struct grou
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }
+    enum nss_status st;
+    if (lk_nss_map_group(name, 0, gr, buf, buflen, &st, errnop) == LK_NSS_MAP_DONE)
+        return st;
     if (lk_nss_enter() != 0) {
         *errnop = EAGAIN;
         return NSS_STATUS_UNAVAIL;
     }
-    enum nss_status st = lookup(LK_OP_GR_BY_NAME, name, 0, gr, buf, buflen, errnop);
+    st = lookup(LK_OP_GR_BY_NAME, name, 0, gr, buf, buflen, errnop);
     lk_nss_leave();
     return st;
 }
@@ -89,11 +93,14 @@ LK_EXPORT enum nss_status _nss_latchkey_getgrgid_r(gid_t gid, struct group *gr, 
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }
+    enum nss_status st;
+    if (lk_nss_map_group(NULL, (uint32_t)gid, gr, buf, buflen, &st, errnop) == LK_NSS_MAP_DONE)
+        return st;
     if (lk_nss_enter() != 0) {
         *errnop = EAGAIN;
         return NSS_STATUS_UNAVAIL;
     }
-    enum nss_status st = lookup(LK_OP_GR_BY_GID, NULL, (uint32_t)gid, gr, buf, buflen, errnop);
+    st = lookup(LK_OP_GR_BY_GID, NULL, (uint32_t)gid, gr, buf, buflen, errnop);
     lk_nss_leave();
     return st;
 }
@@ -228,6 +235,9 @@ LK_EXPORT enum nss_status _nss_latchkey_initgroups_dyn(const char *user, gid_t g
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }
+    enum nss_status mapped;
+    if (lk_nss_map_initgroups(&mapped, errnop) == LK_NSS_MAP_DONE)
+        return mapped;
     if (lk_nss_enter() != 0) {
         *errnop = EAGAIN;
         return NSS_STATUS_UNAVAIL;

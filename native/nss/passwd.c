@@ -12,6 +12,7 @@
 
 #include "lk_records.h"
 #include "nss_call.h"
+#include "nss_map.h"
 #include "nss_maps.h"
 
 #define LK_EXPORT __attribute__((visibility("default")))
@@ -68,11 +69,14 @@ LK_EXPORT enum nss_status _nss_latchkey_getpwnam_r(const char *name, struct pass
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }
+    enum nss_status st;
+    if (lk_nss_map_passwd(name, 0, pw, buf, buflen, &st, errnop) == LK_NSS_MAP_DONE)
+        return st;
     if (lk_nss_enter() != 0) {
         *errnop = EAGAIN;
         return NSS_STATUS_UNAVAIL;
     }
-    enum nss_status st = lookup(LK_OP_PW_BY_NAME, name, 0, pw, buf, buflen, errnop);
+    st = lookup(LK_OP_PW_BY_NAME, name, 0, pw, buf, buflen, errnop);
     lk_nss_leave();
     return st;
 }
@@ -85,11 +89,14 @@ LK_EXPORT enum nss_status _nss_latchkey_getpwuid_r(uid_t uid, struct passwd *pw,
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }
+    enum nss_status st;
+    if (lk_nss_map_passwd(NULL, (uint32_t)uid, pw, buf, buflen, &st, errnop) == LK_NSS_MAP_DONE)
+        return st;
     if (lk_nss_enter() != 0) {
         *errnop = EAGAIN;
         return NSS_STATUS_UNAVAIL;
     }
-    enum nss_status st = lookup(LK_OP_PW_BY_UID, NULL, (uint32_t)uid, pw, buf, buflen, errnop);
+    st = lookup(LK_OP_PW_BY_UID, NULL, (uint32_t)uid, pw, buf, buflen, errnop);
     lk_nss_leave();
     return st;
 }

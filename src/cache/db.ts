@@ -46,6 +46,23 @@ function fromRow(r: UserRow): CachedUser {
 
 export type NegativeKey = `name:${string}` | `uid:${number}`;
 export interface NegativeEntry { key: string; kind: 'name' | 'uid'; fetchedAt: number; expiresAt: number }
+/**
+ * Told of every change this class makes, after it is made: the shared-memory map (src/fastpath)
+ * mirrors the cache through it, so a change reaches the map from the one place that writes.
+ */
+export interface CacheListener {
+  /** a user row stored; rows that held its name or uid are gone */
+  stored(u: CachedUser): void;
+  /** a user row removed (by name) */
+  removed(name: string): void;
+  /** entries marked expired */
+  invalidated(target: { name: string } | { uid: number } | 'all'): void;
+  /** everything dropped (or only the negative entries) */
+  flushed(negativeOnly: boolean): void;
+  /** a negative entry stored; `publish` says whether it may be shown to every local user */
+  negativeStored(key: NegativeKey, expiresAt: number, publish: boolean): void;
+}
+
 /** fresh: servable; stale: expired but within the grace period; expired: past it. */
 export interface CacheCounts { fresh: number; stale: number; expired: number; negative: number; total: number }
 
@@ -150,6 +167,9 @@ export class UserCache {
   /** Bumped on every change of the user rows: encoded replies built from them are stale after it. */
   generation = 0;
 
+  /** Set by the daemon (src/fastpath): told of every change below. */
+  listener: CacheListener | null = null;
+
   getByName(name: string): CachedUser | null {
     const m = this.memoByName.get(name);
     if (m) return m;
@@ -192,6 +212,7 @@ export class UserCache {
     this.forget(this.memoByName.get(u.username));
     this.forget(this.memoByUid.get(u.uid));
     this.remember(u);
+    this.listener?.stored(u);
   }
   private putTx = (u: CachedUser): void => {
     this.s.deleteConflicts.run(u.username, u.uid);
@@ -210,7 +231,11 @@ export class UserCache {
   private touchTx = (names: string[], now: number): void => { for (const name of names) this.s.touch.run(now, name); };
 
   getNegative(key: NegativeKey): number | null { return this.s.getNeg.get(key)?.expires_at ?? null; }
-  putNegative(key: NegativeKey, fetchedAt: number, expiresAt: number): void { this.s.putNeg.run(key, fetchedAt, expiresAt); }
+  /** `publish`: false for a name only root asked for (sshd hands us whatever a client typed, passwords included). */
+  putNegative(key: NegativeKey, fetchedAt: number, expiresAt: number, publish = true): void {
+    this.s.putNeg.run(key, fetchedAt, expiresAt);
+    this.listener?.negativeStored(key, expiresAt, publish);
+  }
   deleteNegative(key: NegativeKey): void { this.s.delNeg.run(key); }
   purgeNegatives(now: number): number { return this.s.purgeNeg.run(now).changes; }
 
@@ -229,15 +254,19 @@ export class UserCache {
   invalidate(target: { name: string } | { uid: number } | 'all', now = Date.now()): number {
     this.generation++;
     this.forgetAll();
-    if (target === 'all') return this.s.invalidateAll.run(now, now).changes;
-    if ('name' in target) return this.s.invalidateName.run(now, target.name, now).changes;
-    return this.s.invalidateUid.run(now, target.uid, now).changes;
+    const n = target === 'all' ? this.s.invalidateAll.run(now, now).changes
+      : 'name' in target ? this.s.invalidateName.run(now, target.name, now).changes
+        : this.s.invalidateUid.run(now, target.uid, now).changes;
+    this.listener?.invalidated(target);
+    return n;
   }
 
   remove(name: string): boolean {
     this.generation++;
     this.forget(this.memoByName.get(name));
-    return this.s.remove.run(name).changes > 0;
+    const gone = this.s.remove.run(name).changes > 0;
+    this.listener?.removed(name);
+    return gone;
   }
 
   /** Drops every user whose entry expired at or before `cutoff`: one statement, whatever the size. */
@@ -250,6 +279,7 @@ export class UserCache {
   flush(opts: { negativeOnly?: boolean } = {}): number {
     let n = this.s.flushNeg.run().changes;
     if (!opts.negativeOnly) { n += this.s.flushUsers.run().changes; this.forgetAll(); this.generation++; }
+    this.listener?.flushed(opts.negativeOnly === true);
     return n;
   }
 

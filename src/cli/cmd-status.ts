@@ -39,6 +39,12 @@ export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' |
     ['hit ratio', machine ? str(cache.hit_ratio) : formatRatio(cache.hit_ratio)],
     ['open sessions', String(r.sessions.open)],
     ['rootd', machine ? (r.rootd.reachable ? 'reachable' : 'unreachable') : r.rootd.reachable ? `reachable (${r.rootd.socket})` : `unreachable: ${r.rootd.error ?? ''} (${r.rootd.socket})`],
+    // The shared-memory map: "failed" says why; lookups then go over nss.sock.
+    ['map', machine
+      ? `${r.map.state}\t${r.map.users}\t${r.map.negative}\t${r.map.size_bytes}`
+      : r.map.state === 'on'
+        ? `on: ${r.map.users} users, ${r.map.negative} negative, ${formatBytes(r.map.size_bytes)} (${r.map.file})`
+        : `${r.map.state}${r.map.reason ? `: ${r.map.reason}` : ''} (${r.map.file}); lookups go over nss.sock`],
   ];
   // Weakened settings (insecure_http, insecure_tls) are shown every time, never only in a log
   // an admin may not read; no line at all when there are none.

@@ -50,7 +50,8 @@ export const COMMAND_HELP: Record<string, string> = {
 Shows whether latchkeyd is up, its version and config file, uptime, socket paths, whether the
 upstream user service answers (a probe request for a name that does not exist) and its last
 error, the cache file and size, entries by state, the cache hit ratio, the open sessions and
-whether latchkey-rootd (which creates homes and ends sessions) accepts a connection.
+whether latchkey-rootd (which creates homes and ends sessions) accepts a connection, and the
+shared-memory map the NSS module reads before it asks the daemon (on, or why it is off).
 Exit 3 when the daemon is down.
 
 examples:
@@ -65,6 +66,8 @@ examples:
          entries {fresh, stale, expired, negative, total}, hit_ratio (0..1 or null)},
   sessions {open},
   rootd {socket, reachable, error}   (latchkey-rootd: homes and ending sessions need it)
+  map {file, state ("on", "off", "failed"), reason, users, negative, size_bytes, rebuilds,
+       not_published}   (the shared-memory map; "failed": lookups go over nss.sock)
   insecure [TEXT]   (weakened settings in effect, e.g. insecure_http; [] when none)
   (times are epoch milliseconds; when the daemon is down: {"daemon": "down", "error": "..."})
 `,

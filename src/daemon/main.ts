@@ -22,6 +22,8 @@ import { LoginIdentity } from '../directory/identity.js';
 import { adminHandlers } from '../answers/admin/index.js';
 import { sshdFactsForDaemon } from '../sshdconf/deploy.js';
 import { ensureHome } from '../homes/home.js';
+import { MapPublisher } from '../fastpath/publisher.js';
+import { loadAddon } from '../native/addon.js';
 import { processOps } from '../sessions/proc.js';
 import { daemonAccount } from '../privsep/account.js';
 import { dropPrivileges, verifyUnprivileged } from '../privsep/drop.js';
@@ -83,6 +85,9 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   const cache = UserCache.open(cfg.cache.dbPath);
   const source = new SwappableSource(new RestUserSource(cfg.upstream, cfg.users));
   const resolver = new Resolver(cache, source, () => cfg);
+  // The shared-memory map the NSS module reads before it asks nss.sock (src/fastpath).
+  const map = new MapPublisher((path, expect) => new (loadAddon().MapWriter)(path, expect), () => cfg, resolver, cache);
+  cache.listener = map;
   const throttle = new Throttle(() => cfg.pam);
   const authStats = new AuthStats();
   // The sessions' own versioned file beside the cache; the first start after an upgrade takes
@@ -104,7 +109,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     ...sessionHandlers(sessions, resolver, () => cfg, (homes, user) => ensureHome(homes, user, rootd), () => sshd),
     ...adminHandlers({
       version: DAEMON_VERSION, startedAt, config: () => cfg, configFile,
-      socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats, rootd,
+      socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats, rootd, map,
     }),
   };
 
@@ -116,11 +121,13 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     nssHandlers: () => nss,
     privHandlers: () => priv,
   });
+  map.start();
   // An exception in a timer callback is an uncaughtException, which exits the daemon; a
   // failing sweep (e.g. SQLITE_FULL on the tmpfs) must cost only that sweep.
   const sweep = setInterval(() => {
     try { sessions.sweep(); } catch (e) { log('error', 'sessions.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
     try { resolver.sweep(); } catch (e) { log('error', 'cache.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
+    map.sweep();
   }, 30_000);
   sweep.unref();
 
@@ -157,6 +164,9 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     sshd = nextSshd;
     setLogLevel(cfg.daemon.logLevel);
     listening!.setMaxConnections(cfg.daemon.maxConnections);
+    // Shell, home base, gid, group and rules may have changed: the map is decided again (a
+    // map that had failed is tried again).
+    map.rebuild();
     log('info', 'config.reloaded', { file: configFile });
     logInsecure(cfg, configFile);
     // rootd reads latchkey.conf itself (its policy is its own); a dropped daemon cannot signal a
@@ -180,6 +190,8 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     async stop() {
       clearInterval(sweep);
       process.off('SIGHUP', reload);
+      // First the map (retired and removed: readers go to the socket), then the sockets.
+      map.close(true);
       await listening!.close();
       await source.close();
       sessionStore.close();

@@ -229,7 +229,10 @@ export class Resolver {
       throw e;
     }
     const deadline = Math.min(ANSWER_DEADLINE_MS, this.cfg().upstream.requestTimeoutMs ?? ANSWER_DEADLINE_MS);
-    const flight = this.flights.do(key, () => this.scheduler.run(lane, peerUid, deadline, () => this.fetchAndStore(key))
+    // A name negative is shown in the shared-memory map only when a user other than root asked
+    // (fastpath/publisher.ts says why); for a joined flight, whoever started it decides.
+    const publish = key.startsWith('uid:') || peerUid !== 0;
+    const flight = this.flights.do(key, () => this.scheduler.run(lane, peerUid, deadline, () => this.fetchAndStore(key, publish))
       .catch((e: unknown) => {
         if (e instanceof SchedulerBusy) return this.busy(key, peerUid, e);
         throw e;
@@ -254,7 +257,7 @@ export class Resolver {
     return { kind: 'error', reason: `busy: ${e.message}` };
   }
 
-  private async fetchAndStore(key: NegativeKey): Promise<Outcome> {
+  private async fetchAndStore(key: NegativeKey, publish: boolean): Promise<Outcome> {
     const cfg = this.cfg();
     const t0 = performance.now();
     const byUid = key.startsWith('uid:');
@@ -288,7 +291,7 @@ export class Resolver {
         this.stats.upstream.found++;
         outcome = { kind: 'found', user };
       } else {
-        this.cache.putNegative(key, now, now + cfg.cache.negativeTtlSec * 1000);
+        this.cache.putNegative(key, now, now + cfg.cache.negativeTtlSec * 1000, publish);
         // A user removed upstream must stop resolving: drop the positive entry for this key too.
         const gone = byUid ? this.cache.getByUid(Number(value)) : this.cache.getByName(value);
         if (gone) this.cache.remove(gone.username);

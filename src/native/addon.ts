@@ -30,6 +30,33 @@ export interface CheckDirResult {
   problem: string | null;
 }
 
+/** What lkw_get_stats reports about the shared-memory map (native/common/lk_map_write.h). */
+export interface MapWriterStats {
+  generation: number; fileSize: number; slots: number; users: number; negNames: number; negUids: number;
+  dataUsed: number; dataSize: number; rebuilds: number; notPublished: number;
+}
+
+/**
+ * The writer of <socket_dir>/nss.map (native/addon/map_napi.cc over native/common/lk_map_write.c).
+ * Methods throw an Error (with `errno`) naming the file and the cause; 1 means "not published"
+ * (a record too large, or negative entries over their cap), 0 published.
+ */
+export interface MapWriter {
+  putUser(name: string, uid: number, gid: number, gecos: string, dir: string, shell: string, expiresMs: number): 0 | 1;
+  putNegName(name: string, expiresMs: number): 0 | 1;
+  putNegUid(uid: number, expiresMs: number): 0 | 1;
+  removeName(name: string): 0;
+  removeUid(uid: number): 0;
+  /** a new file holding only what is kept (and the group) */
+  reset(keepUsers: boolean, keepNegatives: boolean): 0;
+  /** the group (null: none); a new file */
+  setGroup(name: string | null, gid: number, expiresMs: number): 0;
+  touchGroup(expiresMs: number): void;
+  stats(): MapWriterStats;
+  /** retires the file; with unlinkFile, removes it (a clean stop) */
+  close(unlinkFile: boolean): void;
+}
+
 export interface LatchkeyAddon {
   /** SO_PEERCRED of a connected Unix socket; throws an Error with the errno text */
   peerCred(fd: number): PeerCred;
@@ -38,6 +65,8 @@ export interface LatchkeyAddon {
   /** opens a directory from "/" without following any symlink, checking every component
    *  (native/common/safedir.c); synchronous */
   checkDir(opts: CheckDirOptions): CheckDirResult;
+  /** creates an empty map at `path`, retiring any previous one this uid owns */
+  MapWriter: new (path: string, expectUsers: number) => MapWriter;
 }
 
 const RELATIVE_PATH = join('native', 'addon', 'build', 'Release', 'latchkey.node');

@@ -102,7 +102,9 @@ function command<Q extends Shape<unknown>, R extends Shape<unknown>, const E ext
 export const ADMIN_COMMANDS = {
   /**
    * The daemon's overview. insecure: weakened settings in effect (insecure_http/_tls), [] when
-   * none. rootd: whether latchkey-rootd accepts a connection (homes and ending sessions need it). The upstream probe asks for a name that should not exist (PROBE_NAME) straight from
+   * none. rootd: whether latchkey-rootd accepts a connection (homes and ending sessions need it).
+   * map: the shared-memory map the NSS module reads first (src/fastpath): on, off, or failed
+   * with the reason (lookups then go over nss.sock). The upstream probe asks for a name that should not exist (PROBE_NAME) straight from
    * the source, bypassing the cache (src/answers/admin/status.ts); "found" or "not found" both mean reachable.
    */
   status: command({
@@ -122,6 +124,10 @@ export const ADMIN_COMMANDS = {
       }),
       sessions: object({ open: count() }),
       rootd: object({ socket: string(), reachable: boolean(), error: nullable(string()) }),
+      map: object({
+        file: string(), state: literal('on', 'off', 'failed'), reason: nullable(string()),
+        users: count(), negative: count(), size_bytes: count(), rebuilds: count(), not_published: count(),
+      }),
       insecure: array(string()),
     }),
   }),

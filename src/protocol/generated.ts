@@ -204,3 +204,67 @@ export const RootdFlag = {
   /** an existing home's group or mode was set back to the policy */
   REPAIRED: 2,
 } as const;
+
+
+// ---- the shared-memory map (spec.json "map") ----
+export const MAP_FILE = 'nss.map';
+/** the bytes "LKNSSMAP" read as a host-order u64 on a little-endian host */
+export const MAP_MAGIC = 0x50414d53534e4b4cn;
+/** layout version; a reader refuses any other */
+export const MAP_VERSION = 1;
+/** bytes of the header; the tables start after it */
+export const MAP_HEADER_SIZE = 128;
+/** bytes of a record's fixed part */
+export const MAP_REC_HEADER = 32;
+/** records start on multiples of this within the record area */
+export const MAP_ALIGN = 8;
+/** a reader gives up (asks the socket) after this many slots; the writer never places a key further from its home slot */
+export const MAP_MAX_PROBE = 32;
+/** largest record; a user whose record would be larger is not published and is answered by the socket */
+export const MAP_MAX_RECORD = 2048;
+/** largest table; a reader refuses a header with more */
+export const MAP_MAX_SLOTS = 16777216;
+/** ref of a removed entry: probing goes on past it */
+export const MAP_SLOT_TOMBSTONE = 0xffffffff;
+/** a user: both tables point at it */
+export const MAP_KIND_PASSWD = 1;
+/** no such user name (name table) */
+export const MAP_KIND_NEG_NAME = 2;
+/** no such uid (uid table) */
+export const MAP_KIND_NEG_UID = 3;
+/** the group; only header.group_ref points at it */
+export const MAP_KIND_GROUP = 4;
+/** header.flags: group_ref is the only group the daemon serves */
+export const MAP_FLAG_GROUP_AUTHORITATIVE = 1;
+/** Byte offsets of the header fields. */
+export const MAP_HEADER = {
+  magic: 0,
+  version: 8,
+  header_size: 12,
+  file_size: 16,
+  generation: 24,
+  seed0: 32,
+  seed1: 40,
+  names_off: 48,
+  uids_off: 56,
+  data_off: 64,
+  data_size: 72,
+  slots: 80,
+  retired: 84,
+  group_ref: 88,
+  flags: 92,
+  reserved: 96,
+} as const;
+/** Byte offsets of the record fields. */
+export const MAP_RECORD = {
+  expires_ms: 0,
+  kind: 8,
+  name_len: 10,
+  gecos_len: 12,
+  dir_len: 14,
+  shell_len: 16,
+  reserved: 18,
+  uid: 20,
+  gid: 24,
+  size: 28,
+} as const;

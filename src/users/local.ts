@@ -71,6 +71,9 @@ class WatchedIdFile {
     return this.ids;
   }
 
+  /** Changes whenever what current() returns was read anew. */
+  signature(): string { this.current(); return `${this.path}:${this.sig}`; }
+
   /** Keeps what was read before: a file briefly missing during `vipw` must not let names through. */
   private fail(e: unknown): void {
     const msg = e instanceof Error ? e.message : String(e);
@@ -127,6 +130,12 @@ export class LocalAccounts {
   uidOwner(uid: number): string | null {
     if (uid === process.getuid?.() && uid !== 0) return 'latchkeyd itself';
     return this.fileFor('passwd').current().ids.get(uid) ?? null;
+  }
+
+  /** Changes whenever either file was read anew or the deny list changed: what was decided
+   *  against the old contents (the shared-memory map, src/fastpath) is to be decided again. */
+  signature(): string {
+    return `${this.fileFor('passwd').signature()}|${this.fileFor('group').signature()}|${this.files().denyNames.join(',')}`;
   }
 
   /** True when the host's group file has this group name or gid: `files` answers for it. */

@@ -14,14 +14,15 @@ function fdOf(sock: Socket): number {
   return fd as number;
 }
 
-test('the addon loads and exports exactly its three functions (homes are latchkey-rootd\'s)', () => {
+test('the addon loads and exports exactly its three functions and the map writer (homes are latchkey-rootd\'s)', () => {
   const a = loadAddon();
   assert.match(addonPath(), /native\/addon\/build\/Release\/latchkey\.node$/);
   assert.equal(typeof a.peerCred, 'function');
   assert.equal(typeof a.crypt, 'function');
   assert.equal(typeof a.checkDir, 'function');
   // The daemon runs without root: it has no way to create a home but asking rootd.
-  assert.deepEqual(Object.keys(a).sort(), ['checkDir', 'crypt', 'peerCred']);
+  assert.equal(typeof a.MapWriter, 'function');
+  assert.deepEqual(Object.keys(a).sort(), ['MapWriter', 'checkDir', 'crypt', 'peerCred']);
 });
 
 test('peerCred on an accepted Unix socket returns our pid, uid and gid', async () => {

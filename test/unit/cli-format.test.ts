@@ -165,9 +165,13 @@ test('status pairs: human on a terminal, machine values in TSV', () => {
     },
     sessions: { open: 1 },
     rootd: { socket: '/run/latchkey-rootd/rootd.sock', reachable: false, error: 'not running' },
+    map: { file: '/run/latchkey/nss.map', state: 'on', reason: null, users: 3, negative: 2, size_bytes: 82112, rebuilds: 1, not_published: 0 },
     insecure: [],
   };
   const human = renderPairs(statusPairs(r, { mode: 'table', time: { now: NOW, utc: false } }), 'table');
+  assert.match(human, /^map:\s+on: 3 users, 2 negative, 80 KiB \(\/run\/latchkey\/nss\.map\)$/m);
+  const failed = renderPairs(statusPairs({ ...r, map: { ...r.map, state: 'failed', reason: 'No space left on device' } }, { mode: 'table', time: { now: NOW, utc: false } }), 'table');
+  assert.match(failed, /^map:\s+failed: No space left on device \(\/run\/latchkey\/nss\.map\); lookups go over nss\.sock$/m);
   assert.match(human, /^rootd:\s+unreachable: not running \(\/run\/latchkey-rootd\/rootd\.sock\)$/m);
   assert.match(human, /^daemon:\s+up \(pid 42, version 0\.1\.0\)$/m);
   assert.match(human, /^uptime:\s+2h$/m);
@@ -182,6 +186,7 @@ test('status pairs: human on a terminal, machine values in TSV', () => {
   assert.match(tsv, /^cache size\t49152$/m);
   assert.match(tsv, /^started\t2024-05-01T10:00:00Z$/m);
   assert.match(tsv, /^rootd\tunreachable$/m);
+  assert.match(tsv, /^map\ton 3 2 82112$/m);
   assert.doesNotMatch(tsv, /^daemon\t/m);
 });
 

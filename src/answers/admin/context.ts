@@ -1,6 +1,7 @@
 // What every admin command handler gets and how it answers: the daemon's parts (AdminContext),
 // the handler type derived from the admin protocol (src/protocol/admin.ts), and refuse() for a
 // typed {"ok": false} answer.
+import type { MapStatus } from '../../fastpath/publisher.js';
 import type { Peer } from '../../server/dispatch.js';
 import type { Config } from '../../config/types.js';
 import type { UserCache } from '../../cache/db.js';
@@ -27,6 +28,8 @@ export interface AdminContext {
   authStats: AuthStats;
   /** latchkey-rootd: asked whether it accepts a connection */
   rootd: { socketPath: string; probe(): Promise<string | null> };
+  /** the shared-memory map's publisher (src/fastpath) */
+  map: { status(): MapStatus };
 }
 
 /** One command: its checked arguments in, the data of its {"ok": true} reply out. */

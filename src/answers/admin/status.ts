@@ -64,6 +64,15 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
           const error = await ctx.rootd.probe();
           return { socket: ctx.rootd.socketPath, reachable: error === null, error };
         })(),
+        map: (() => {
+          const m = ctx.map.status();
+          const st = m.stats;
+          return {
+            file: m.path, state: m.state, reason: m.reason,
+            users: st?.users ?? 0, negative: (st?.negNames ?? 0) + (st?.negUids ?? 0),
+            size_bytes: st?.fileSize ?? 0, rebuilds: st?.rebuilds ?? 0, not_published: st?.notPublished ?? 0,
+          };
+        })(),
         insecure: insecureSettings(c),
       };
     },

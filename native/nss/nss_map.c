@@ -1,0 +1,283 @@
+/* nss_map: see nss_map.h. */
+#define _GNU_SOURCE
+#include "nss_map.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lk_client.h"
+#include "lk_map.h"
+#include "lk_peer.h"
+#include "lk_records.h"
+
+/* A failed open is not retried for this long: a process that started before the daemon, or a
+ * host with no map, pays one open(2) per interval, not one per lookup. */
+#define REOPEN_BACKOFF_MS 250
+/* Larger files are refused (a 16M-slot table and its records fit well below). */
+#define MAX_FILE ((size_t)1 << 31)
+
+struct mapping {
+    struct lk_map_view v;
+    void *base;
+    size_t size;
+    uint64_t retired_at; /* the epoch it was replaced in (on the retired list) */
+    struct mapping *next;
+};
+
+/* Readers never lock. `active` counts lookups under way; the current mapping is swapped by one
+ * thread at a time (`owner`, a pid, so that a fork child is not stuck behind a parent thread that
+ * held it), and a replaced mapping is unmapped only once a lookup that began after the swap saw
+ * `active` drop to zero: no lookup can then still be reading it. */
+static _Atomic(struct mapping *) current;
+static atomic_uint active;
+static atomic_int owner;
+static atomic_uint_fast64_t epoch;
+static struct mapping *retired; /* under `owner` */
+static atomic_int pending;      /* retired != NULL */
+static atomic_llong next_try_ms;
+static atomic_int disabled = -1;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t real_ms(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return -1;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int env_on(const char *name)
+{
+    const char *v = secure_getenv(name);
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+static int map_disabled(void)
+{
+    int d = atomic_load_explicit(&disabled, memory_order_relaxed);
+    if (d < 0) {
+        d = env_on("LATCHKEY_NSS_NO_MMAP") || env_on("LATCHKEY_NSS_DISABLE");
+        atomic_store_explicit(&disabled, d, memory_order_relaxed);
+    }
+    return d;
+}
+
+static int lock(void)
+{
+    int me = (int)getpid(), v = 0;
+    if (atomic_compare_exchange_strong(&owner, &v, me))
+        return 1;
+    /* Held by another process: a fork child inherited a parent thread's claim. */
+    return v != me && atomic_compare_exchange_strong(&owner, &v, me);
+}
+
+static void unlock(void)
+{
+    atomic_store(&owner, 0);
+}
+
+/* Opens and checks the file: a regular file of the daemon account (lk_peer's rule, the same as
+ * for the sockets), writable by nobody else, of a sane size, whose header passes. */
+static struct mapping *map_open(void)
+{
+    char path[sizeof((struct sockaddr_un *)0)->sun_path];
+    if (lk_socket_path(path, sizeof path, lk_socket_dir(), LK_MAP_FILE) != 0)
+        return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    void *base = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 022) == 0 &&
+        st.st_size >= (off_t)LK_MAP_HEADER_SIZE && (size_t)st.st_size <= MAX_FILE &&
+        lk_peer_uid_ok(st.st_uid))
+        base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (base == MAP_FAILED)
+        return NULL;
+    struct mapping *m = calloc(1, sizeof *m);
+    if (m == NULL || lk_map_view_open(&m->v, base, (size_t)st.st_size) != 0 ||
+        __atomic_load_n(&m->v.h->retired, __ATOMIC_ACQUIRE) != 0) {
+        munmap(base, (size_t)st.st_size);
+        free(m);
+        return NULL;
+    }
+    m->base = base;
+    m->size = (size_t)st.st_size;
+    return m;
+}
+
+/* Replaces a retired (or missing) current mapping; called with a lookup under way. */
+static struct mapping *remap(struct mapping *old)
+{
+    if (mono_ms() < atomic_load(&next_try_ms) || !lock())
+        return NULL;
+    struct mapping *m = atomic_load(&current);
+    if (m == old) {
+        m = map_open();
+        if (m == NULL)
+            atomic_store(&next_try_ms, mono_ms() + REOPEN_BACKOFF_MS);
+        atomic_store(&current, m);
+        if (old) {
+            old->retired_at = atomic_fetch_add(&epoch, 1) + 1;
+            old->next = retired;
+            retired = old;
+            atomic_store(&pending, 1);
+        }
+    }
+    unlock();
+    return m;
+}
+
+/* Unmaps what was retired no later than `seen` (read before this lookup's `active` drop). */
+static void reclaim(uint64_t seen)
+{
+    if (!lock())
+        return;
+    struct mapping **p = &retired;
+    while (*p) {
+        struct mapping *m = *p;
+        if (m->retired_at <= seen) {
+            *p = m->next;
+            munmap(m->base, m->size);
+            free(m);
+        } else {
+            p = &m->next;
+        }
+    }
+    atomic_store(&pending, retired != NULL);
+    unlock();
+}
+
+/* Begins a lookup: the current, not retired mapping, or NULL (then ask the socket). Always
+ * paired with end(). */
+static struct mapping *begin(void)
+{
+    atomic_fetch_add(&active, 1);
+    struct mapping *m = atomic_load(&current);
+    if (m == NULL || __atomic_load_n(&m->v.h->retired, __ATOMIC_ACQUIRE) != 0)
+        m = remap(m);
+    return m;
+}
+
+static void end(void)
+{
+    uint64_t seen = atomic_load(&epoch);
+    if (atomic_fetch_sub(&active, 1) == 1 && atomic_load(&pending))
+        reclaim(seen);
+}
+
+enum lk_nss_map_answer lk_nss_map_passwd(const char *name, uint32_t uid, struct passwd *pw,
+                                         char *buf, size_t buflen, enum nss_status *status,
+                                         int *errnop)
+{
+    if (map_disabled())
+        return LK_NSS_MAP_ASK;
+    uint8_t copy[LK_MAP_MAX_RECORD];
+    struct lk_map_rec rec;
+    enum lk_map_result r = LK_MAP_ASK;
+    struct mapping *m = begin();
+    if (m)
+        r = name ? lk_map_find_name(&m->v, name, real_ms(), copy, &rec)
+                 : lk_map_find_uid(&m->v, uid, real_ms(), copy, &rec);
+    end();
+    if (r == LK_MAP_ASK)
+        return LK_NSS_MAP_ASK;
+    if (r == LK_MAP_ABSENT) {
+        *errnop = ENOENT;
+        *status = NSS_STATUS_NOTFOUND;
+        return LK_NSS_MAP_DONE;
+    }
+    struct lk_passwd_rec pr;
+    lk_map_rec_passwd(&rec, &pr);
+    if (lk_fill_passwd(&pr, pw, buf, buflen) != 0) {
+        *errnop = ERANGE;
+        *status = NSS_STATUS_TRYAGAIN;
+    } else {
+        *status = NSS_STATUS_SUCCESS;
+    }
+    return LK_NSS_MAP_DONE;
+}
+
+enum lk_nss_map_answer lk_nss_map_group(const char *name, uint32_t gid, struct group *gr, char *buf,
+                                        size_t buflen, enum nss_status *status, int *errnop)
+{
+    if (map_disabled())
+        return LK_NSS_MAP_ASK;
+    uint8_t copy[LK_MAP_MAX_RECORD];
+    struct lk_map_rec rec;
+    enum lk_map_result r = LK_MAP_ASK;
+    struct mapping *m = begin();
+    if (m)
+        r = lk_map_find_group(&m->v, name, gid, real_ms(), copy, &rec);
+    end();
+    if (r == LK_MAP_ASK)
+        return LK_NSS_MAP_ASK;
+    if (r == LK_MAP_ABSENT) {
+        *errnop = ENOENT;
+        *status = NSS_STATUS_NOTFOUND;
+        return LK_NSS_MAP_DONE;
+    }
+    struct lk_group_rec gw;
+    lk_map_rec_group(&rec, &gw);
+    if (lk_fill_group(&gw, gr, buf, buflen) != 0) {
+        *errnop = ERANGE;
+        *status = NSS_STATUS_TRYAGAIN;
+    } else {
+        *status = NSS_STATUS_SUCCESS;
+    }
+    return LK_NSS_MAP_DONE;
+}
+
+enum lk_nss_map_answer lk_nss_map_initgroups(enum nss_status *status, int *errnop)
+{
+    if (map_disabled())
+        return LK_NSS_MAP_ASK;
+    uint8_t copy[LK_MAP_MAX_RECORD];
+    struct lk_map_rec rec;
+    enum lk_map_result r = LK_MAP_ASK;
+    struct mapping *m = begin();
+    /* The map's group record carries no member list: an authoritative, fresh one means the
+     * daemon's only group has no members, so no user gains a supplementary group from it. */
+    if (m)
+        r = lk_map_find_group(&m->v, NULL, 0, real_ms(), copy, &rec);
+    end();
+    if (r == LK_MAP_ASK)
+        return LK_NSS_MAP_ASK;
+    *errnop = ENOENT;
+    *status = NSS_STATUS_NOTFOUND;
+    return LK_NSS_MAP_DONE;
+}
+
+void lk_nss_map_reset_for_tests(void)
+{
+    struct mapping *m = atomic_exchange(&current, NULL);
+    if (m) {
+        munmap(m->base, m->size);
+        free(m);
+    }
+    reclaim(UINT64_MAX);
+    atomic_store(&next_try_ms, 0);
+    atomic_store(&disabled, -1);
+}
+
+__attribute__((destructor)) static void lk_nss_map_unload(void)
+{
+    /* dlclose, or glibc's __libc_freeres under valgrind: no lookup is under way then. */
+    if (atomic_load(&active) == 0)
+        lk_nss_map_reset_for_tests();
+}

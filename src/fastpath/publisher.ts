@@ -1,0 +1,185 @@
+// The shared-memory map (<socket_dir>/nss.map, layout in spec.json "map"): what the NSS module
+// answers without a round trip. The cache tells this class of every change it makes
+// (cache/db.ts CacheListener), so the map follows the one place that writes; the decisions of
+// what may be shown are the directory's (the same rules as a socket lookup), and the expiry of
+// each record is the freshness policy's: a user is in the map until the point where a socket
+// lookup would start a refresh-ahead, so refresh, stale grace and single flight stay here.
+//
+// Failure is never fatal: the map is an accelerator. A writer error (tmpfs full, unwritable
+// dir) is logged once at err, the file is retired and removed so readers stop using it, and
+// the NSS module asks the socket as before; a reload tries again.
+import { join } from 'node:path';
+import type { CacheListener, NegativeKey, UserCache } from '../cache/db.js';
+import type { Config } from '../config/types.js';
+import type { CachedUser } from '../types.js';
+import type { MapWriter, MapWriterStats } from '../native/addon.js';
+import { passwdEntry, groupEntry } from '../directory/entries.js';
+import type { LocalAccounts } from '../users/local.js';
+import { MAP_FILE } from '../protocol/generated.js';
+import { log } from '../log.js';
+
+/** The group record is kept fresh by the sweep (every 30 s); a daemon that died stops doing so. */
+export const GROUP_FRESH_MS = 120_000;
+
+/** What the publisher needs of the resolver: the rules a cached user must still pass. */
+export interface MapRules {
+  uidAllowed(uid: number): boolean;
+  nameAllowed(name: string): boolean;
+  readonly local: LocalAccounts;
+}
+
+export interface MapStatus {
+  path: string;
+  state: 'on' | 'off' | 'failed';
+  /** why it is off or failed */
+  reason: string | null;
+  stats: MapWriterStats | null;
+}
+
+export class MapPublisher implements CacheListener {
+  private w: MapWriter | null = null;
+  private state: MapStatus['state'] = 'off';
+  private reason: string | null = 'not started';
+  private localSig = '';
+
+  constructor(
+    private readonly open: (path: string, expectUsers: number) => MapWriter,
+    private readonly cfg: () => Config,
+    private readonly rules: MapRules,
+    private readonly cache: Pick<UserCache, 'all' | 'negatives'>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get path(): string { return join(this.cfg().daemon.socketDir, MAP_FILE); }
+
+  /** Creates the map and fills it from the cache (start and reload). */
+  start(): void {
+    this.close(false);
+    const users = this.cache.all();
+    try {
+      this.w = this.open(this.path, users.length);
+    } catch (e) {
+      this.failed(e);
+      return;
+    }
+    this.state = 'on';
+    this.reason = null;
+    this.refill(users);
+  }
+
+  /** Everything decided again: a reload (shell, home base, gid, rules) or changed local files. */
+  rebuild(): void {
+    if (!this.w) { this.start(); return; }
+    this.refill(this.cache.all());
+  }
+
+  private refill(users: CachedUser[]): void {
+    this.localSig = this.rules.local.signature();
+    this.guard(() => {
+      const w = this.w!;
+      w.reset(false, false);
+      const g = groupEntry(this.cfg().users, this.rules.local);
+      w.setGroup(g ? g.name : null, g ? g.gid : 0, this.now() + GROUP_FRESH_MS);
+      for (const u of users) this.putUser(w, u);
+      const now = this.now();
+      // Name negatives are not republished: the cache does not record who asked for them
+      // (see negativeStored), and they come back with the next unprivileged miss.
+      for (const n of this.cache.negatives()) {
+        if (n.kind === 'uid' && n.expiresAt > now) w.putNegUid(Number(n.key.slice(4)), n.expiresAt);
+      }
+    });
+  }
+
+  /** Every 30 s: keeps the group record fresh, and follows changes of the host's own files. */
+  sweep(): void {
+    if (!this.w) return;
+    if (this.rules.local.signature() !== this.localSig) { this.rebuild(); return; }
+    this.guard(() => this.w!.touchGroup(this.now() + GROUP_FRESH_MS));
+  }
+
+  /** A clean stop removes the file: readers go back to the socket, which says "unavailable". */
+  close(unlinkFile = true): void {
+    if (!this.w) return;
+    try { this.w.close(unlinkFile); } catch { /* closing anyway */ }
+    this.w = null;
+    this.state = 'off';
+    this.reason = 'stopped';
+  }
+
+  status(): MapStatus {
+    let stats: MapWriterStats | null = null;
+    try { stats = this.w ? this.w.stats() : null; } catch { stats = null; }
+    return { path: this.path, state: this.state, reason: this.reason, stats };
+  }
+
+  // ---- CacheListener ----------------------------------------------------------------------
+
+  stored(u: CachedUser): void {
+    this.guard(() => this.putUser(this.w!, u));
+  }
+
+  removed(name: string): void {
+    this.guard(() => this.w!.removeName(name));
+  }
+
+  invalidated(target: { name: string } | { uid: number } | 'all'): void {
+    this.guard(() => {
+      if (target === 'all') this.w!.reset(false, true);
+      else if ('name' in target) this.w!.removeName(target.name);
+      else this.w!.removeUid(target.uid);
+    });
+  }
+
+  flushed(negativeOnly: boolean): void {
+    this.guard(() => this.w!.reset(negativeOnly, false));
+  }
+
+  /**
+   * A name only root asked for is not published: sshd, su and login resolve whatever a client
+   * typed as a user name, passwords included, and the map is readable by every local user (the
+   * cache file is 0600). A uid is never a secret.
+   */
+  negativeStored(key: NegativeKey, expiresAt: number, publish: boolean): void {
+    this.guard(() => {
+      if (key.startsWith('uid:')) this.w!.putNegUid(Number(key.slice(4)), expiresAt);
+      else if (publish) this.w!.putNegName(key.slice(5), expiresAt);
+    });
+  }
+
+  // ---- inside ----------------------------------------------------------------------------
+
+  /** Publishes a user the socket would answer as fresh, else removes whatever the map holds. */
+  private putUser(w: MapWriter, u: CachedUser): void {
+    const cfg = this.cfg();
+    const until = u.expiresAt - cfg.cache.refreshAheadSec * 1000;
+    if (until <= this.now() || !this.rules.uidAllowed(u.uid) || !this.rules.nameAllowed(u.username)) {
+      w.removeName(u.username);
+      w.removeUid(u.uid);
+      return;
+    }
+    const p = passwdEntry(cfg, u);
+    w.putUser(p.name, p.uid, p.gid, p.gecos, p.dir, p.shell, until);
+  }
+
+  private guard(fn: () => void): void {
+    if (!this.w) return;
+    try {
+      fn();
+    } catch (e) {
+      this.failed(e);
+    }
+  }
+
+  private failed(e: unknown): void {
+    const why = e instanceof Error ? e.message : String(e);
+    // Retire and remove it: a map that stopped following the cache must not answer.
+    if (this.w) { try { this.w.close(true); } catch { /* already failing */ } }
+    this.w = null;
+    this.state = 'failed';
+    this.reason = why;
+    log('error', 'map.failed', {
+      path: this.path, error: why,
+      detail: 'lookups go over nss.sock until the next reload (SIGHUP); check free space on the tmpfs holding socket_dir',
+    });
+  }
+}
