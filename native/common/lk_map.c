@@ -8,9 +8,10 @@
 
 #include "lk_records.h"
 
-/* ---- SipHash-2-4 (Aumasson and Bernstein), 64-bit output ----------------------------------
+/* ---- SipHash-1-3 (Aumasson and Bernstein; the variant Rust's HashMap uses), 64-bit output --
  * Keyed, so that names an unprivileged user picks (and the daemon publishes as negative
- * entries) cannot be chosen to share one probe sequence with a real user's name. */
+ * entries) cannot be chosen to share one probe sequence with a real user's name; one
+ * compression round instead of two because it runs on every lookup of every process. */
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 #define SIPROUND                                                                                   \
     do {                                                                                           \
@@ -50,7 +51,6 @@ uint64_t lk_map_hash(uint64_t k0, uint64_t k1, const void *data, size_t len)
         uint64_t m = le64(in + i);
         v3 ^= m;
         SIPROUND;
-        SIPROUND;
         v0 ^= m;
     }
     uint64_t b = (uint64_t)len << 56;
@@ -58,10 +58,8 @@ uint64_t lk_map_hash(uint64_t k0, uint64_t k1, const void *data, size_t len)
         b |= (uint64_t)in[full + i] << (8 * i);
     v3 ^= b;
     SIPROUND;
-    SIPROUND;
     v0 ^= b;
     v2 ^= 0xff;
-    SIPROUND;
     SIPROUND;
     SIPROUND;
     SIPROUND;

@@ -37,7 +37,7 @@ struct lk_map_view {
  * LK_MAP_MAX_SLOTS); -1 otherwise. `base` must be 8-byte aligned (mmap's is). */
 int lk_map_view_open(struct lk_map_view *v, const void *base, size_t size);
 
-/* SipHash-2-4 of `len` bytes under the key (k0, k1). */
+/* SipHash-1-3 of `len` bytes under the key (k0, k1). */
 uint64_t lk_map_hash(uint64_t k0, uint64_t k1, const void *data, size_t len);
 uint64_t lk_map_hash_name(const struct lk_map_view *v, const char *name, size_t len);
 uint64_t lk_map_hash_uid(const struct lk_map_view *v, uint32_t uid);

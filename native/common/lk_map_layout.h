@@ -8,7 +8,7 @@
  * Layout: the header (map_header, HEADER_SIZE bytes at offset 0); two tables of `slots` u64 entries (by name at names_off,
  * by uid at uids_off; `slots` a power of two); the record area (data_off, data_size bytes). A table entry is
  * (tag << 32) | ref: tag the high 32 bits of the key's hash, ref 0 for an empty slot, SLOT_TOMBSTONE for a removed one,
- * else 1 + (record offset within the record area) / ALIGN. Keys are hashed with SipHash-2-4 under the header's seed
+ * else 1 + (record offset within the record area) / ALIGN. Keys are hashed with SipHash-1-3 under the header's seed
  * (a name: its bytes; a uid: 4 bytes little-endian) and probed linearly from hash & (slots-1), at most MAX_PROBE slots;
  * a reader stops at an empty slot.
  *
