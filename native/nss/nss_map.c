@@ -28,18 +28,27 @@ struct mapping {
     struct lk_map_view v;
     void *base;
     size_t size;
-    uint64_t retired_at; /* the epoch it was replaced in (on the retired list) */
+    uint32_t unseen; /* on the retired list: stripes not yet seen at zero since the swap */
     struct mapping *next;
 };
 
-/* Readers never lock. `active` counts lookups under way; the current mapping is swapped by one
- * thread at a time (`owner`, a pid, so that a fork child is not stuck behind a parent thread that
- * held it), and a replaced mapping is unmapped only once a lookup that began after the swap saw
- * `active` drop to zero: no lookup can then still be reading it. */
+/* Readers never lock, and never write a cache line another thread writes: a lookup marks itself
+ * under way in its thread's stripe of `active` (threads spread over LK_STRIPES counters, each on
+ * a cache line of its own; one shared counter made two threads slower than one). The current
+ * mapping is swapped by one thread at a time (`owner`, a pid, so that a fork child is not stuck
+ * behind a parent thread that held it). A replaced mapping is unmapped once every stripe has
+ * been seen at zero after the swap: a lookup that could still be reading it keeps its stripe
+ * above zero until it ends. */
+#define LK_STRIPES 16
+struct stripe {
+    _Alignas(64) atomic_uint n;
+};
+static struct stripe active[LK_STRIPES];
+static atomic_uint next_stripe;
+static __thread int my_stripe = -1;
+
 static _Atomic(struct mapping *) current;
-static atomic_uint active;
 static atomic_int owner;
-static atomic_uint_fast64_t epoch;
 static struct mapping *retired; /* under `owner` */
 static atomic_int pending;      /* retired != NULL */
 static atomic_llong next_try_ms;
@@ -135,7 +144,7 @@ static struct mapping *remap(struct mapping *old)
             atomic_store(&next_try_ms, mono_ms() + REOPEN_BACKOFF_MS);
         atomic_store(&current, m);
         if (old) {
-            old->retired_at = atomic_fetch_add(&epoch, 1) + 1;
+            old->unseen = (1u << LK_STRIPES) - 1;
             old->next = retired;
             retired = old;
             atomic_store(&pending, 1);
@@ -145,15 +154,21 @@ static struct mapping *remap(struct mapping *old)
     return m;
 }
 
-/* Unmaps what was retired no later than `seen` (read before this lookup's `active` drop). */
-static void reclaim(uint64_t seen)
+/* Marks the stripes seen at zero now (after every retired mapping's swap) and unmaps the
+ * mappings no lookup can still be reading. */
+static void reclaim(void)
 {
     if (!lock())
         return;
+    uint32_t zero = 0;
+    for (unsigned i = 0; i < LK_STRIPES; i++)
+        if (atomic_load(&active[i].n) == 0)
+            zero |= 1u << i;
     struct mapping **p = &retired;
     while (*p) {
         struct mapping *m = *p;
-        if (m->retired_at <= seen) {
+        m->unseen &= ~zero;
+        if (m->unseen == 0) {
             *p = m->next;
             munmap(m->base, m->size);
             free(m);
@@ -169,7 +184,9 @@ static void reclaim(uint64_t seen)
  * paired with end(). */
 static struct mapping *begin(void)
 {
-    atomic_fetch_add(&active, 1);
+    if (my_stripe < 0)
+        my_stripe = (int)(atomic_fetch_add(&next_stripe, 1) % LK_STRIPES);
+    atomic_fetch_add(&active[my_stripe].n, 1);
     struct mapping *m = atomic_load(&current);
     if (m == NULL || __atomic_load_n(&m->v.h->retired, __ATOMIC_ACQUIRE) != 0)
         m = remap(m);
@@ -178,9 +195,8 @@ static struct mapping *begin(void)
 
 static void end(void)
 {
-    uint64_t seen = atomic_load(&epoch);
-    if (atomic_fetch_sub(&active, 1) == 1 && atomic_load(&pending))
-        reclaim(seen);
+    if (atomic_fetch_sub(&active[my_stripe].n, 1) == 1 && atomic_load(&pending))
+        reclaim();
 }
 
 enum lk_nss_map_answer lk_nss_map_passwd(const char *name, uint32_t uid, struct passwd *pw,
@@ -272,7 +288,13 @@ void lk_nss_map_reset_for_tests(void)
         munmap(m->base, m->size);
         free(m);
     }
-    reclaim(UINT64_MAX);
+    while (retired) { /* no lookup is under way (the caller's promise) */
+        struct mapping *r = retired;
+        retired = r->next;
+        munmap(r->base, r->size);
+        free(r);
+    }
+    atomic_store(&pending, 0);
     atomic_store(&next_try_ms, 0);
     atomic_store(&disabled, -1);
 }
@@ -280,6 +302,8 @@ void lk_nss_map_reset_for_tests(void)
 __attribute__((destructor)) static void lk_nss_map_unload(void)
 {
     /* dlclose, or glibc's __libc_freeres under valgrind: no lookup is under way then. */
-    if (atomic_load(&active) == 0)
-        lk_nss_map_reset_for_tests();
+    for (unsigned i = 0; i < LK_STRIPES; i++)
+        if (atomic_load(&active[i].n) != 0)
+            return;
+    lk_nss_map_reset_for_tests();
 }
