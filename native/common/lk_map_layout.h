@@ -48,7 +48,7 @@
  * a reader gives up (asks the socket) after this many slots; the writer never places a key
  * further from its home slot
  */
-#define LK_MAP_MAX_PROBE 32u
+#define LK_MAP_MAX_PROBE 64u
 /*
  * largest record; a user whose record would be larger is not published and is answered by the
  * socket

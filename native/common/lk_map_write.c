@@ -280,25 +280,26 @@ int lkw_rebuild(struct lk_map_writer *w, uint32_t extra, int keep_users, int kee
     return publish(w, &nf, tmp);
 }
 
-/* Before a new map is in place: the file at the path now (if this uid owns it), to be retired
- * once the new one replaced it, so that readers of a previous daemon's map move on. */
-static void retire_previous(const char *path, int fd)
+/* The file at the path when a writer starts (a previous daemon's, left by a crash): marked
+ * retired at once, before the new map exists, so that its readers ask the socket rather than
+ * trust a map nobody updates. 1 when it was retired (this uid owns it). */
+static int retire_previous(int fd)
 {
     struct stat st;
-    if (fd < 0)
-        return;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+    int done = 0;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
         st.st_size >= (off_t)LK_MAP_HEADER_SIZE) {
         struct lk_map_header *h =
             mmap(NULL, LK_MAP_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (h != MAP_FAILED) {
-            if (h->magic == LK_MAP_MAGIC)
+            if (h->magic == LK_MAP_MAGIC) {
                 __atomic_store_n(&h->retired, 1u, __ATOMIC_RELEASE);
+                done = 1;
+            }
             munmap(h, LK_MAP_HEADER_SIZE);
         }
     }
-    (void)path;
-    close(fd);
+    return done;
 }
 
 int lkw_open(struct lk_map_writer **out, const char *path, uint32_t expect_users)
@@ -314,16 +315,19 @@ int lkw_open(struct lk_map_writer **out, const char *path, uint32_t expect_users
     }
     strcpy(w->path, path);
     int old = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    retire_previous(old);
     int rc = lkw_rebuild(w, expect_users, 0, 0);
     if (rc) {
-        if (old >= 0)
-            close(old);
-        *out = w; /* for lkw_error; the caller closes it */
-        return rc;
+        /* No new map: the old one must not stay where a reader would open it again. */
+        struct stat a, b;
+        if (old >= 0 && fstat(old, &a) == 0 && lstat(path, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev)
+            unlink(path);
     }
-    retire_previous(path, old);
-    *out = w;
-    return 0;
+    if (old >= 0)
+        close(old);
+    *out = w; /* on failure too, for lkw_error; the caller closes it */
+    return rc;
 }
 
 void lkw_close(struct lk_map_writer *w, int unlink_file)

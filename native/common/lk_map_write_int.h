@@ -14,11 +14,13 @@
 
 /* A table is rebuilt into a new file once this share of its slots is used (tombstones count):
  * linear probing stays short, and every key stays within LK_MAP_MAX_PROBE of its home slot. */
-#define FILL_NUM 6u
+#define FILL_NUM 5u
 #define FILL_DEN 10u
 #define MIN_SLOTS 1024u
 #define MIN_DATA (64u * 1024u)
 #define MIN_NEG_CAP 1024u
+/* At most one rebuild for colliding names per this many ms (find_both in lk_map_write_ops.c). */
+#define LKW_COLLISION_REBUILD_MS 10000u
 
 struct file {
     int fd;
@@ -37,6 +39,7 @@ struct lk_map_writer {
     struct file f;
     uint32_t users, neg_names, neg_uids;
     uint64_t generation, rebuilds, not_published;
+    uint64_t collision_rebuild_at; /* lkw_now_ms() of the last rebuild for colliding names */
     int have_group;
     char group[LK_MAX_NAME + 1];
     uint32_t gid;

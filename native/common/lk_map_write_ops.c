@@ -51,10 +51,18 @@ static void drop_user(struct lk_map_writer *w, const struct lk_map_slot *s, int 
     w->users--;
 }
 
-/* Probes both tables for a user's keys, rebuilding once when a table has no free slot left in
- * reach or there is no room for `bytes`. */
+/* Probes both tables for an entry's keys. 0 when they can be placed, 1 when the entry is not to
+ * be published, or a negative errno.
+ * - A full map (records or slots) grows into a new file: each growth doubles it, so there are
+ *   few of them, and an unprivileged user cannot cause more than the negative-entry cap allows.
+ * - A key with no free slot within LK_MAP_MAX_PROBE of its home while the map is not full means
+ *   names that collide. Readers need the hash key, so it is in the 0644 file, and anyone can
+ *   choose colliding names: a negative entry (names any user picks) is then not published, and a
+ *   user (names only the upstream picks) rebuilds with a new key at most once per
+ *   LKW_COLLISION_REBUILD_MS, else is not published either. A rebuild leaves the old file to
+ *   whoever still maps it, so an unbounded stream of them could fill the tmpfs. */
 static int find_both(struct lk_map_writer *w, const char *name, uint32_t uid, uint32_t bytes,
-                     struct lk_map_slot *sn, struct lk_map_slot *su)
+                     int is_user, struct lk_map_slot *sn, struct lk_map_slot *su)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         struct file *f = &w->f;
@@ -64,18 +72,27 @@ static int find_both(struct lk_map_writer *w, const char *name, uint32_t uid, ui
             lk_map_probe_name(&f->v, name, strlen(name), sn);
         if (uid)
             lk_map_probe_uid(&f->v, uid, su);
-        int ok = lkw_room(f, bytes, 1, 1) && (sn->found >= 0 || sn->free_slot >= 0) &&
-                 (su->found >= 0 || su->free_slot >= 0);
-        if (ok)
+        int placed =
+            (sn->found >= 0 || sn->free_slot >= 0) && (su->found >= 0 || su->free_slot >= 0);
+        int room = lkw_room(f, bytes, 1, 1);
+        if (placed && room)
             return 0;
-        if (attempt == 0) {
-            int rc = lkw_rebuild(w, 1024, 1, 1);
-            if (rc)
-                return rc;
+        if (attempt > 0)
+            break;
+        uint64_t now = lkw_now_ms();
+        if (!room) {
+            /* Growth. Negative entries share it only up to their cap (put_neg). */
+        } else if (!is_user || now < w->collision_rebuild_at + LKW_COLLISION_REBUILD_MS) {
+            break;
+        } else {
+            w->collision_rebuild_at = now;
         }
+        int rc = lkw_rebuild(w, 1024, 1, 1);
+        if (rc)
+            return rc;
     }
-    return lkw_fail(w, ENOSPC, "no slot for %s within %u probes after a rebuild",
-                    name ? name : "a uid", LK_MAP_MAX_PROBE);
+    w->not_published++;
+    return 1;
 }
 
 int lkw_put_user(struct lk_map_writer *w, const struct lkw_user *u)
@@ -91,7 +108,12 @@ int lkw_put_user(struct lk_map_writer *w, const struct lkw_user *u)
         return 1;
     }
     struct lk_map_slot sn, su;
-    int rc = find_both(w, u->name, u->uid, size, &sn, &su);
+    int rc = find_both(w, u->name, u->uid, size, 1, &sn, &su);
+    if (rc == 1) {
+        /* Not published: nothing stale may stay in its place. */
+        lkw_remove_name(w, u->name);
+        lkw_remove_uid(w, u->uid);
+    }
     if (rc)
         return rc;
     struct file *f = &w->f;
@@ -139,7 +161,14 @@ static int put_neg(struct lk_map_writer *w, const char *name, uint32_t uid, uint
     if (size == 0 || (!name && uid == 0))
         return 1;
     struct lk_map_slot sn, su;
-    int rc = find_both(w, name, name ? 0 : uid, size, &sn, &su);
+    int rc = find_both(w, name, name ? 0 : uid, size, 0, &sn, &su);
+    if (rc == 1) {
+        /* Not published, but the user it says is gone must not stay. */
+        if (name)
+            lkw_remove_name(w, name);
+        else
+            lkw_remove_uid(w, uid);
+    }
     if (rc)
         return rc;
     struct lk_map_slot *s = name ? &sn : &su;

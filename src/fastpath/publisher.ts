@@ -20,6 +20,12 @@ import { log } from '../log.js';
 
 /** The group record is kept fresh by the sweep (every 30 s); a daemon that died stops doing so. */
 export const GROUP_FRESH_MS = 120_000;
+/**
+ * How often the host's passwd/group files are compared with what the map was decided against:
+ * the socket path sees a change within users/local.ts RECHECK_MS, and the map must not answer for
+ * a name or uid that became a local account much longer than that.
+ */
+export const LOCAL_CHECK_MS = 500;
 
 /** What the publisher needs of the resolver: the rules a cached user must still pass. */
 export interface MapRules {
@@ -41,6 +47,7 @@ export class MapPublisher implements CacheListener {
   private state: MapStatus['state'] = 'off';
   private reason: string | null = 'not started';
   private localSig = '';
+  private localTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly open: (path: string, expectUsers: number) => MapWriter,
@@ -65,6 +72,13 @@ export class MapPublisher implements CacheListener {
     this.state = 'on';
     this.reason = null;
     this.refill(users);
+    this.localTimer = setInterval(() => this.followLocal(), LOCAL_CHECK_MS);
+    this.localTimer.unref();
+  }
+
+  /** Decides everything again when the host's own files (or the deny list) changed. */
+  private followLocal(): void {
+    if (this.w && this.rules.local.signature() !== this.localSig) this.rebuild();
   }
 
   /** Everything decided again: a reload (shell, home base, gid, rules) or changed local files. */
@@ -90,15 +104,14 @@ export class MapPublisher implements CacheListener {
     });
   }
 
-  /** Every 30 s: keeps the group record fresh, and follows changes of the host's own files. */
+  /** Every 30 s: keeps the group record fresh. */
   sweep(): void {
-    if (!this.w) return;
-    if (this.rules.local.signature() !== this.localSig) { this.rebuild(); return; }
     this.guard(() => this.w!.touchGroup(this.now() + GROUP_FRESH_MS));
   }
 
   /** A clean stop removes the file: readers go back to the socket, which says "unavailable". */
   close(unlinkFile = true): void {
+    if (this.localTimer) { clearInterval(this.localTimer); this.localTimer = null; }
     if (!this.w) return;
     try { this.w.close(unlinkFile); } catch { /* closing anyway */ }
     this.w = null;
@@ -172,6 +185,7 @@ export class MapPublisher implements CacheListener {
 
   private failed(e: unknown): void {
     const why = e instanceof Error ? e.message : String(e);
+    if (this.localTimer) { clearInterval(this.localTimer); this.localTimer = null; }
     // Retire and remove it: a map that stopped following the cache must not answer.
     if (this.w) { try { this.w.close(true); } catch { /* already failing */ } }
     this.w = null;

@@ -219,7 +219,7 @@ export const MAP_REC_HEADER = 32;
 /** records start on multiples of this within the record area */
 export const MAP_ALIGN = 8;
 /** a reader gives up (asks the socket) after this many slots; the writer never places a key further from its home slot */
-export const MAP_MAX_PROBE = 32;
+export const MAP_MAX_PROBE = 64;
 /** largest record; a user whose record would be larger is not published and is answered by the socket */
 export const MAP_MAX_RECORD = 2048;
 /** largest table; a reader refuses a header with more */

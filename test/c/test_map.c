@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -354,6 +356,80 @@ static void test_refused_files(void)
     lkw_close(w, 1);
 }
 
+static void test_collisions(void)
+{
+    lk_test_begin("map: names chosen to collide (the key is readable) never force a rebuild");
+    struct lk_map_writer *w;
+    CHECK(lkw_open(&w, path, 0) == 0);
+    struct ro r;
+    CHECK(ro_open(&r) == 0);
+    uint64_t exp = now_ms() + 600000;
+    /* What any local user can do: read the key from the 0644 file and pick names that share one
+     * home slot, more of them than a probe may pass. */
+    uint32_t mask = r.v.slots - 1, home = (uint32_t)lk_map_hash_name(&r.v, "alice", 5) & mask;
+    char name[32];
+    unsigned n = 0;
+    struct lkw_stats before, after;
+    lkw_get_stats(w, &before);
+    int unpublished = 0;
+    for (unsigned i = 0; n < LK_MAP_MAX_PROBE + 8 && i < 10000000; i++) {
+        snprintf(name, sizeof name, "x%u", i);
+        if (((uint32_t)lk_map_hash_name(&r.v, name, strlen(name)) & mask) != home)
+            continue;
+        n++;
+        int rc = lkw_put_neg_name(w, name, exp);
+        CHECK(rc == 0 || rc == 1);
+        unpublished += rc == 1;
+    }
+    lkw_get_stats(w, &after);
+    CHECK(n == LK_MAP_MAX_PROBE + 8);
+    CHECK(unpublished > 0);
+    CHECK(after.rebuilds == before.rebuilds);
+    CHECK(__atomic_load_n(&r.v.h->retired, __ATOMIC_ACQUIRE) == 0);
+    /* a user whose home slot they fill: one rebuild with a new key places it */
+    struct lkw_user a = user("alice", 20001, "Alice", exp);
+    CHECK(lkw_put_user(w, &a) == 0);
+    lkw_get_stats(w, &after);
+    CHECK(after.rebuilds == before.rebuilds + 1);
+    ro_close(&r);
+    CHECK(ro_open(&r) == 0);
+    struct lk_map_rec rec;
+    CHECK(by_name(&r, "alice", &rec) == LK_MAP_FOUND);
+    ro_close(&r);
+    lkw_close(w, 1);
+}
+
+static void test_restart_without_room(void)
+{
+    lk_test_begin("map: a writer that cannot create its map retires and removes the previous one");
+    struct lk_map_writer *w;
+    CHECK(lkw_open(&w, path, 0) == 0);
+    struct lkw_user a = user("alice", 20001, "Alice", now_ms() + 600000);
+    CHECK(lkw_put_user(w, &a) == 0);
+    struct ro r;
+    CHECK(ro_open(&r) == 0);
+    /* A crashed daemon: its writer is gone without close(). */
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The next daemon finds no room: files cannot grow past 4 KiB here. */
+        struct rlimit lim = { 4096, 4096 };
+        signal(SIGXFSZ, SIG_IGN);
+        setrlimit(RLIMIT_FSIZE, &lim);
+        struct lk_map_writer *w2;
+        int rc = lkw_open(&w2, path, 0);
+        int ok = rc < 0 && strstr(lkw_error(w2), "sizing") != NULL;
+        lkw_close(w2, 0);
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(__atomic_load_n(&r.v.h->retired, __ATOMIC_ACQUIRE) == 1);
+    CHECK(access(path, F_OK) != 0);
+    ro_close(&r);
+    lkw_close(w, 0);
+}
+
 /* Map files for the fuzzer's corpus: a small one and one with every kind of record. */
 static int write_corpus(const char *out)
 {
@@ -401,6 +477,8 @@ int main(int argc, char **argv)
     test_growth();
     test_concurrent(iter ? atoi(iter) : 1000);
     test_refused_files();
+    test_collisions();
+    test_restart_without_room();
     rmdir(dir);
     fprintf(stderr, "test_map: %s (%d failure%s)\n", lk_test_failures ? "FAILED" : "ok",
             lk_test_failures, lk_test_failures == 1 ? "" : "s");
