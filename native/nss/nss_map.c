@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,8 @@ struct mapping {
 /* Readers never lock, and never write a cache line another thread writes: a lookup marks itself
  * under way in its thread's stripe of `active` (threads spread over LK_STRIPES counters, each on
  * a cache line of its own; one shared counter made two threads slower than one). The current
- * mapping is swapped by one thread at a time (`owner`, a pid, so that a fork child is not stuck
- * behind a parent thread that held it). A replaced mapping is unmapped once every stripe has
+ * mapping is swapped by one thread at a time (`owner`, a pid; a fork child starts with every
+ * counter and `owner` cleared, see after_fork_child). A replaced mapping is unmapped once every stripe has
  * been seen at zero after the swap: a lookup that could still be reading it keeps its stripe
  * above zero until it ends. */
 #define LK_STRIPES 16
@@ -297,6 +298,21 @@ void lk_nss_map_reset_for_tests(void)
     atomic_store(&pending, 0);
     atomic_store(&next_try_ms, 0);
     atomic_store(&disabled, -1);
+}
+
+/* In a fork child only the forking thread exists, and it is not inside a lookup (fork is never
+ * called from here): a stripe a parent thread held would otherwise stay above zero for ever and
+ * keep every later replaced mapping of the child alive. */
+static void after_fork_child(void)
+{
+    for (unsigned i = 0; i < LK_STRIPES; i++)
+        atomic_store(&active[i].n, 0);
+    atomic_store(&owner, 0);
+}
+
+__attribute__((constructor)) static void lk_nss_map_load(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_child);
 }
 
 __attribute__((destructor)) static void lk_nss_map_unload(void)
