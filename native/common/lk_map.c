@@ -9,9 +9,10 @@
 #include "lk_records.h"
 
 /* ---- SipHash-1-3 (Aumasson and Bernstein; the variant Rust's HashMap uses), 64-bit output --
- * Keyed, so that names an unprivileged user picks (and the daemon publishes as negative
- * entries) cannot be chosen to share one probe sequence with a real user's name; one
- * compression round instead of two because it runs on every lookup of every process. */
+ * Keyed with a random key per file, so that names do not collide by accident or across files.
+ * The key is in the 0644 header (every reader hashes with it), so anyone can still choose names
+ * that collide: the writer keeps that from forcing a new file or keeping a user out
+ * (lk_map_write_ops.c). One compression round instead of two: it runs on every lookup. */
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 #define SIPROUND                                                                                   \
     do {                                                                                           \

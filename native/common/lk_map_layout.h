@@ -81,8 +81,8 @@ struct lk_map_header {
     /* counts the files a daemon has written (informational) */
     uint64_t generation;
     /*
-     * SipHash key, first half (random per file: names an unprivileged user picks cannot be made
-     * to collide)
+     * SipHash key, first half (random per file; every reader can read it, so colliding names
+     * can be chosen: the writer never lets them force a new file or keep a user out)
      */
     uint64_t seed0;
     /* SipHash key, second half */

@@ -51,15 +51,61 @@ static void drop_user(struct lk_map_writer *w, const struct lk_map_slot *s, int 
     w->users--;
 }
 
+/* The first slot within the probe window of `hash` that holds a negative entry of `kind`, or -1
+ * (the window ends at an empty slot). */
+static int64_t negative_in_window(const struct file *f, const uint64_t *table, uint64_t hash,
+                                  uint16_t kind)
+{
+    uint32_t mask = f->v.slots - 1;
+    for (uint32_t i = 0; i < LK_MAP_MAX_PROBE && i < f->v.slots; i++) {
+        uint32_t k = ((uint32_t)hash + i) & mask;
+        uint32_t ref = lk_map_ref(table[k]);
+        if (ref == 0)
+            return -1;
+        if (ref != LK_MAP_SLOT_TOMBSTONE && rec_of(f, ref)->kind == kind)
+            return k;
+    }
+    return -1;
+}
+
+/* A user whose probe window is full takes the place of a negative entry there: negative entries
+ * are only a shortcut, while names chosen to collide could otherwise keep a user out. 1 when one
+ * was evicted. */
+static int evict_for_user(struct lk_map_writer *w, const char *name, uint32_t uid,
+                          const struct lk_map_slot *sn, const struct lk_map_slot *su)
+{
+    struct file *f = &w->f;
+    int evicted = 0;
+    if (name && sn->found < 0 && sn->free_slot < 0) {
+        int64_t k = negative_in_window(f, f->names, lk_map_hash_name(&f->v, name, strlen(name)),
+                                       LK_MAP_KIND_NEG_NAME);
+        if (k >= 0) {
+            tombstone(&f->names[k]);
+            w->neg_names--;
+            evicted = 1;
+        }
+    }
+    if (uid && su->found < 0 && su->free_slot < 0) {
+        int64_t k =
+            negative_in_window(f, f->uids, lk_map_hash_uid(&f->v, uid), LK_MAP_KIND_NEG_UID);
+        if (k >= 0) {
+            tombstone(&f->uids[k]);
+            w->neg_uids--;
+            evicted = 1;
+        }
+    }
+    return evicted;
+}
+
 /* Probes both tables for an entry's keys. 0 when they can be placed, 1 when the entry is not to
  * be published, or a negative errno.
  * - A full map (records or slots) grows into a new file: each growth doubles it, so there are
  *   few of them, and an unprivileged user cannot cause more than the negative-entry cap allows.
  * - A key with no free slot within LK_MAP_MAX_PROBE of its home while the map is not full means
  *   names that collide. Readers need the hash key, so it is in the 0644 file, and anyone can
- *   choose colliding names: a negative entry (names any user picks) is then not published, and a
- *   user (names only the upstream picks) rebuilds with a new key at most once per
- *   LKW_COLLISION_REBUILD_MS, else is not published either. A rebuild leaves the old file to
+ *   choose colliding names: a negative entry (names any user picks) is then not published; a user
+ *   (names only the upstream picks) takes the place of a negative entry in its window, or else
+ *   rebuilds with a new key at most once per LKW_COLLISION_REBUILD_MS, or is not published. A rebuild leaves the old file to
  *   whoever still maps it, so an unbounded stream of them could fill the tmpfs. */
 static int find_both(struct lk_map_writer *w, const char *name, uint32_t uid, uint32_t bytes,
                      int is_user, struct lk_map_slot *sn, struct lk_map_slot *su)
@@ -74,6 +120,10 @@ static int find_both(struct lk_map_writer *w, const char *name, uint32_t uid, ui
             lk_map_probe_uid(&f->v, uid, su);
         int placed =
             (sn->found >= 0 || sn->free_slot >= 0) && (su->found >= 0 || su->free_slot >= 0);
+        if (!placed && is_user && evict_for_user(w, name, uid, sn, su)) {
+            attempt--; /* the same map again, with the negative entries gone */
+            continue;
+        }
         int room = lkw_room(f, bytes, 1, 1);
         if (placed && room)
             return 0;

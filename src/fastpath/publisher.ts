@@ -48,6 +48,8 @@ export class MapPublisher implements CacheListener {
   private reason: string | null = 'not started';
   private localSig = '';
   private localTimer: NodeJS.Timeout | null = null;
+  /** the group the map holds ("name:gid", or "" for none) */
+  private group = '';
 
   constructor(
     private readonly open: (path: string, expectUsers: number) => MapWriter,
@@ -76,9 +78,31 @@ export class MapPublisher implements CacheListener {
     this.localTimer.unref();
   }
 
-  /** Decides everything again when the host's own files (or the deny list) changed. */
+  /**
+   * Every LOCAL_CHECK_MS: nss.sock refuses a name or uid the host's files took within
+   * users/local.ts RECHECK_MS, and the lookups the map answers never reach the resolver, so only
+   * a timer notices. Those names and uids are removed in place, with no new file: any local user
+   * rewrites /etc/passwd when he likes (chfn, chsh), and each new file is one more that a reader
+   * can hold open on the tmpfs. Only a change of the group (which takes root) writes a new file.
+   */
   private followLocal(): void {
-    if (this.w && this.rules.local.signature() !== this.localSig) this.rebuild();
+    if (!this.w) return;
+    const sig = this.rules.local.signature();
+    if (sig === this.localSig) return;
+    this.localSig = sig;
+    const { names, uids } = this.rules.local.claimed();
+    this.guard(() => {
+      for (const n of names) this.w!.removeName(n);
+      for (const u of uids) this.w!.removeUid(u);
+      const g = groupEntry(this.cfg().users, this.rules.local);
+      if ((g ? `${g.name}:${g.gid}` : '') !== this.group) this.publishGroup(this.w!);
+    });
+  }
+
+  private publishGroup(w: MapWriter): void {
+    const g = groupEntry(this.cfg().users, this.rules.local);
+    w.setGroup(g ? g.name : null, g ? g.gid : 0, this.now() + GROUP_FRESH_MS);
+    this.group = g ? `${g.name}:${g.gid}` : '';
   }
 
   /** Everything decided again: a reload (shell, home base, gid, rules) or changed local files. */
@@ -92,8 +116,7 @@ export class MapPublisher implements CacheListener {
     this.guard(() => {
       const w = this.w!;
       w.reset(false, false);
-      const g = groupEntry(this.cfg().users, this.rules.local);
-      w.setGroup(g ? g.name : null, g ? g.gid : 0, this.now() + GROUP_FRESH_MS);
+      this.publishGroup(w);
       for (const u of users) this.putUser(w, u);
       const now = this.now();
       // Name negatives are not republished: the cache does not record who asked for them

@@ -138,6 +138,17 @@ export class LocalAccounts {
     return `${this.fileFor('passwd').signature()}|${this.fileFor('group').signature()}|${this.files().denyNames.join(',')}`;
   }
 
+  /** Every name and uid nameReason / uidIsLocal refuse today (what the shared-memory map must not hold). */
+  claimed(): { names: string[]; uids: number[] } {
+    const p = this.fileFor('passwd').current();
+    const g = this.fileFor('group').current();
+    const names = new Set<string>([...this.files().denyNames, ...p.names, ...g.names, ...g.members]);
+    const uids = [...p.ids.keys()];
+    const self = process.getuid?.();
+    if (self !== undefined) uids.push(self);
+    return { names: [...names], uids };
+  }
+
   /** True when the host's group file has this group name or gid: `files` answers for it. */
   groupIsLocal(name: string, gid: number): boolean {
     const g = this.fileFor('group').current();

@@ -129,7 +129,7 @@ test('a writer error turns the map off, retires the file, is logged once; a relo
   }
 });
 
-test('a change of the host passwd file is decided again within a second, with no lookup', async () => {
+test('a name the host passwd file takes leaves the map within a second, with no lookup and no new file', async () => {
   const { r, w, m, cfg } = setup();
   try {
     await r.byName('alice');
@@ -139,8 +139,13 @@ test('a change of the host passwd file is decided again within a second, with no
     w.calls = [];
     writeFileSync(cfg.users.localPasswdFile, 'root:x:0:0:root:/root:/bin/bash\nalice:x:1500:1500::/home/alice:/bin/sh\n');
     await new Promise((res) => setTimeout(res, 1200));
-    assert.deepEqual(w.named('reset').length, 1);
-    assert.deepEqual(w.named('removeName').map((c) => c[1]), ['alice'], 'now a local account: never from the map');
+    assert.equal(w.named('reset').length + w.named('setGroup').length, 0, 'removed in place: a local user can rewrite /etc/passwd at will (chfn)');
+    assert.ok(w.named('removeName').some((c) => c[1] === 'alice'), 'now a local account: never from the map');
+    assert.ok(w.named('removeUid').some((c) => c[1] === 1500));
+    w.calls = [];
+    writeFileSync(cfg.users.localGroupFile, 'root:x:0:\nlega:x:10000:\n');
+    await new Promise((res) => setTimeout(res, 1200));
+    assert.deepEqual(w.named('setGroup').map((c) => c[1]), [null], 'the host now has the group: files answers for it');
   } finally {
     m.close();
   }
