@@ -183,6 +183,8 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: number) => { d.cfg.cache.staleGraceSec = v; }, get: (c) => c.cache.staleGraceSec * 1000, fmt: formatDuration },
     { key: 'refresh_ahead', parse: (r) => parseDurationSec(r),
       set: (d, v: number) => { d.cfg.cache.refreshAheadSec = v; }, get: (c) => c.cache.refreshAheadSec * 1000, fmt: formatDuration },
+    { key: 'map_name_misses', parse: parseBool,
+      set: (d, v: boolean) => { d.cfg.cache.mapNameMisses = v; }, get: (c) => c.cache.mapNameMisses !== false, fmt: bool },
   ]),
   ...section('users', [
     { key: 'uid_shift', legacy: 'ega_uid_shift', parse: (r) => parseInteger(r, 0, MAX_SIGNED_ID),

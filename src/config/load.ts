@@ -34,7 +34,7 @@ export function defaultConfig(overrides: Overrides = {}): Config {
       connectTimeoutMs: 2000, requestTimeoutMs: 4000, maxBodyBytes: 65536, maxConcurrent: 16,
       caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true, insecureHttp: false, insecureTls: false,
     },
-    cache: { dbPath: '/run/latchkey/cache.db', ttlSec: 3600, negativeTtlSec: 60, staleGraceSec: 3600, refreshAheadSec: 60 },
+    cache: { dbPath: '/run/latchkey/cache.db', ttlSec: 3600, negativeTtlSec: 60, staleGraceSec: 3600, refreshAheadSec: 60, mapNameMisses: true },
     users: {
       uidShift: 10000, gid: 10000, groupName: 'lega', minUid: 1000, maxUid: 2147483647,
       nameRegex: DEFAULT_NAME_REGEX, shell: '/bin/bash',

@@ -41,6 +41,9 @@ export interface CacheConfig {
   /** entries used within this many seconds of expiry are refreshed in the background;
    *  unless set, a tenth of the ttl, at most 60 s */
   refreshAheadSec: number;
+  /** publish names that do not exist (asked by a user other than root) in the shared-memory map,
+   *  which every local user can read; false: such misses go over nss.sock. Unset means true. */
+  mapNameMisses?: boolean;
 }
 
 export interface UsersConfig {

@@ -173,12 +173,13 @@ export class MapPublisher implements CacheListener {
   /**
    * A name only root asked for is not published: sshd, su and login resolve whatever a client
    * typed as a user name, passwords included, and the map is readable by every local user (the
-   * cache file is 0600). A uid is never a secret.
+   * cache file is 0600). A uid is never a secret. `[cache] map_name_misses = no` keeps every
+   * name miss out of the map.
    */
   negativeStored(key: NegativeKey, expiresAt: number, publish: boolean): void {
     this.guard(() => {
       if (key.startsWith('uid:')) this.w!.putNegUid(Number(key.slice(4)), expiresAt);
-      else if (publish) this.w!.putNegName(key.slice(5), expiresAt);
+      else if (publish && this.cfg().cache.mapNameMisses !== false) this.w!.putNegName(key.slice(5), expiresAt);
     });
   }
 

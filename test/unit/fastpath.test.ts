@@ -93,6 +93,15 @@ test('a name miss is published only when someone other than root asked; a uid mi
   assert.deepEqual(w.named('putNegUid').map((c) => c[1]), [19999]);
 });
 
+test('map_name_misses = no keeps every name miss out of the map; uid misses still go in', async () => {
+  const { r, w, cfg } = setup();
+  cfg.cache = { ...cfg.cache, mapNameMisses: false };
+  await r.byName('ghost', 1000);
+  await r.byUid(19998, 1000);
+  assert.equal(w.named('putNegName').length, 0);
+  assert.deepEqual(w.named('putNegUid').map((c) => c[1]), [19998]);
+});
+
 test('invalidate and flush reach the map; a user failing the rules after a reload is removed', async () => {
   const { r, w, m, db, cfg } = setup();
   await r.byName('alice');
