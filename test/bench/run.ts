@@ -1,12 +1,16 @@
-// `make bench`: the whole benchmark in one run, one Markdown table and one JSON file.
+// `make bench`: latchkey (through its shared map and through its socket), SSSD (memcache on and
+// off), nscd and nss_files side by side, in one run with the same users: one Markdown table and
+// one JSON file.
 //
 // scripts/bench starts this inside `unshare -m` (a private mount namespace). Here: a mkdtemp dir
 // with a tmpfs on it (the cache lives on tmpfs, as /run/latchkey does in production), N generated
 // users served by the example user service, and the same N users in a private passwd file. Every
-// measured program (test/bench/lkbench.c, getent, hyperfine) runs in a further `unshare -m` whose
-// /etc/nsswitch.conf says `passwd: latchkey` or `passwd: files` and whose /etc/passwd is the
-// generated one: the host's /etc is never touched. Only loopback addresses; only processes
-// started here are killed (by pid); the dir is removed at the end.
+// measured program (test/bench/lkbench.c, getent, hyperfine) runs in a further mount namespace:
+// for latchkey and files one of its own (`unshare -m`) whose /etc/nsswitch.conf says
+// `passwd: latchkey` or `passwd: files` and whose /etc/passwd is the generated one; for SSSD and
+// nscd the namespace of the daemon it measures (others.ts; `nsenter --mount`). The host's /etc is
+// never touched. Only loopback addresses; only processes started here are killed (by pid); the
+// dir is removed at the end.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   mkdtempSync, writeFileSync, readFileSync, rmSync, chmodSync, mkdirSync, statSync, existsSync,
@@ -20,16 +24,22 @@ import { request as httpRequest, Agent } from 'undici';
 import { request, TEST_DAEMON_UID } from '../lib/harness.js';
 import { ROOT } from '../lib/paths.js';
 import { startServiceProc, stopChild, waitForDaemon, type ServiceProc } from '../lib/service-proc.js';
-import { ROW_IDS, type RowId } from './rows.js';
+import { ROW_IDS, BACKENDS, BACKEND_LABEL, VERSUS, NOT_INSTALLED, type RowId, type Backend, type Versus } from './rows.js';
+import {
+  startSssd, startNscd, stopOther, otherPids, enterArgv, sssdInstalled, nscdInstalled, sssdVersion, glibcVersion,
+  sssdStateBytes, sssdHasMemcache, nscdStats, type Other, type Instance, type OtherSetup,
+} from './others.js';
 
 // ---- options --------------------------------------------------------------------------------
-const USAGE = `usage: scripts/bench [--users N] [--quick] [--full] [--out DIR] [--profile] [--keep]
+const USAGE = `usage: scripts/bench [--users N] [--quick] [--full] [--out DIR] [--profile] [--keep] [--no-install]
   --users N   users in the user service and in the private passwd file (default 10000)
-  --quick     a few seconds: 200 users, short runs (what the smoke test runs)
-  --full      also measure daemon RSS and cache size at 100000 users (a second daemon, ~1 min)
+  --quick     a few seconds: 200 users, short runs (what the smoke test runs); installs nothing
+  --full      also measure the daemon's memory and cache size at 100000 users (a second daemon)
   --out DIR   where the JSON and Markdown go (default bench-results/)
   --profile   run the daemon with node --cpu-prof and print where its time went
   --keep      keep the temp dir (for debugging)
+  --no-install  (scripts/bench) do not install SSSD, nscd and hyperfine first; their columns
+              then say "skipped" when they are missing
   --daemon-env K=V         extra environment for latchkeyd (repeatable), e.g. UV_THREADPOOL_SIZE=1
   --daemon-node-args ARGS  extra node flags for latchkeyd, e.g. "--max-semi-space-size=1"
                            (both for trying a fix; they are recorded in the JSON)`;
@@ -38,7 +48,7 @@ const { values: argv } = parseArgs({
   options: {
     users: { type: 'string' }, quick: { type: 'boolean', default: false }, full: { type: 'boolean', default: false },
     out: { type: 'string' }, profile: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false }, 'no-install': { type: 'boolean', default: false },
     'daemon-env': { type: 'string', multiple: true }, 'daemon-node-args': { type: 'string' },
     'exec-loop': { type: 'string' },
   },
@@ -61,7 +71,7 @@ const DAEMON_NODE_ARGS = (argv['daemon-node-args'] ?? '').split(/\s+/).filter(Bo
 /** Sizes of each measurement; --quick makes everything small. */
 const P = QUICK
   ? { latIters: 2000, latSecs: 0.3, tputSecs: 0.5, hfRuns: 10, hfWarm: 2, enumRuns: 3, cold: 20, storm: 10, stormHashes: 2, baselineMs: 300, pacedUs: 1000 }
-  : { latIters: 20000, latSecs: 1.5, tputSecs: 3, hfRuns: 200, hfWarm: 20, enumRuns: 10, cold: 200, storm: 100, stormHashes: 100, baselineMs: 2000, pacedUs: 1000 };
+  : { latIters: 20000, latSecs: 1.5, tputSecs: 2, hfRuns: 200, hfWarm: 20, enumRuns: 10, cold: 200, storm: 100, stormHashes: 100, baselineMs: 2000, pacedUs: 1000 };
 
 const BIN_DRIVER = join(ROOT, 'test/bench/build/lkbench');
 const LATCHKEYD = join(ROOT, 'bin/latchkeyd');
@@ -69,14 +79,18 @@ const NSS_DIR = join(ROOT, 'native/nss');
 const UID_BASE = 100_000; // upstream uid of user 0; local uid = + uid_shift
 const UID_SHIFT = 10_000;
 const GID = 10_000;
+const NOBODY = 65534;
 const AUTH = { user: 'lega', password: 'bench-secret' };
 const DEMO_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKtTQ5JPSQBeEpxa4l9g35KpDlRe4THz+oMCk/AQuQ6C bench@latchkey';
+/** The issue's targets (issue 15) and the older ones still printed. */
+const T = { hitUs: 0.5, vsSssd: 3, missUs: 1, tput2: 2_000_000, enumMs: 15, enumAt: 10_000, growthMiB: 40, socketHitUs: 50, stormP99Us: 5000, coldOverUs: 1000, rss100kBytes: 80e6 };
 
 // ---- small helpers --------------------------------------------------------------------------
 interface Lat { n: number; min_us: number; p50_us: number; p90_us: number; p99_us: number; max_us: number; mean_us: number }
 type Json = Record<string, unknown>;
 
 const started: ChildProcess[] = [];
+const others: Other[] = [];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const say = (s: string): void => { process.stderr.write(`bench: ${s}\n`); };
 const userName = (i: number, prefix = 'bu'): string => `${prefix}${String(i).padStart(6, '0')}`;
@@ -96,23 +110,54 @@ function fmtUs(us: number): string {
   if (us < 1e6) return `${(us / 1000).toFixed(2)} ms`;
   return `${(us / 1e6).toFixed(2)} s`;
 }
-const fmtLat = (l: Lat): string => `p50 ${fmtUs(l.p50_us)} · p99 ${fmtUs(l.p99_us)} · min ${fmtUs(l.min_us)}`;
+const fmtLat = (l: Lat): string => `p50 ${fmtUs(l.p50_us)} · p99 ${fmtUs(l.p99_us)}`;
 const fmtRate = (r: number): string => `${Math.round(r).toLocaleString('en-US')}/s`;
-const fmtBytes = (b: number): string => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : `${(b / 1024).toFixed(0)} KiB`);
-const ratio = (a: number, b: number): string => (b > 0 && Number.isFinite(a) ? `${(a / b) < 0.1 ? (a / b).toFixed(3) : (a / b).toFixed(2)}×` : 'n/a');
+const fmtBytes = (b: number): string => (!Number.isFinite(b) ? 'n/a' : b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : `${(b / 1024).toFixed(0)} KiB`);
+const fmtX = (x: number): string => (!Number.isFinite(x) || x <= 0 ? 'n/a' : `${x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)}×`);
+const verdict = (ok: boolean): string => (ok ? '**met**' : '**missed**');
 
-// ---- the namespace wrapper ------------------------------------------------------------------
-type Backend = 'latchkey' | 'files';
+// ---- the namespaces the clients run in --------------------------------------------------------
 let WORK = '';
 let SOCKDIR = '';
-const nsFile = (b: Backend): string => join(WORK, `nsswitch.${b}`);
+const nsFile = (kind: 'latchkey' | 'files' | 'sss'): string => join(WORK, `nsswitch.${kind}`);
 const passwdFile = (): string => join(WORK, 'passwd');
+const EXTERNAL = new Set<Backend>(['sss_mc', 'sss', 'nscd']);
+/** Why a backend's column is empty (not installed, or its daemon did not start). */
+const skipped: Partial<Record<Backend, string>> = {};
+const ext: Partial<Record<Instance, Other>> = {};
+const live = (): Backend[] => BACKENDS.filter((b) => !skipped[b]);
 
-/** argv that runs cmd in a fresh mount namespace with backend b's nsswitch.conf and our passwd. */
-function inNs(b: Backend, cmd: string[]): string[] {
-  return ['unshare', '-m', '--propagation', 'private', 'sh', '-c',
-    'mount --bind "$1" /etc/nsswitch.conf && mount --bind "$2" /etc/passwd && shift 2 && exec "$@"',
-    'lkns', nsFile(b), passwdFile(), ...cmd];
+// An nscd on the host would answer the latchkey and files clients before nsswitch.conf is read:
+// their namespaces hide its socket directory.
+const NS_SCRIPT = 'mount --bind "$1" /etc/nsswitch.conf && mount --bind "$2" /etc/passwd'
+  + ' && { [ ! -d /run/nscd ] || mount -t tmpfs -o mode=755,size=1m lkb-no-nscd /run/nscd; } && shift 2 && exec "$@"';
+const SSS_CLIENT_SCRIPT = 'mount --bind "$1" /etc/nsswitch.conf && shift && exec "$@"';
+
+interface ClientOpts {
+  /** run as this uid (and gid) with no groups: a negative entry reaches the map only for non-root
+   *  askers, and the daemon lets each uid fetch only so many never-seen names per second */
+  asUid?: number;
+  /** taskset -c CPU */
+  cpu?: string;
+  /** SSSD: the instance with enumerate = true */
+  enumerating?: boolean;
+}
+
+/** argv that runs cmd as a client of backend b. */
+function clientArgv(b: Backend, cmd: string[], o: ClientOpts = {}): string[] {
+  const inner = [
+    ...(o.cpu !== undefined ? ['taskset', '-c', o.cpu] : []),
+    ...(o.asUid !== undefined ? ['setpriv', `--reuid=${o.asUid}`, `--regid=${o.asUid}`, '--clear-groups', '--'] : []),
+    ...(b === 'socket' ? ['env', 'LATCHKEY_NSS_NO_MMAP=1'] : []),
+    ...cmd,
+  ];
+  if (b === 'map' || b === 'socket' || b === 'files') {
+    return ['unshare', '-m', '--propagation', 'private', 'sh', '-c', NS_SCRIPT, 'lkns', nsFile(b === 'files' ? 'files' : 'latchkey'), passwdFile(), ...inner];
+  }
+  if (b === 'nscd') return [...enterArgv(ext.nscd!), ...inner];
+  // SSSD: the daemon's namespace (its /etc/passwd, /var/lib/sss), then a nested one for `passwd: sss`
+  const o2 = ext[o.enumerating ? 'sss_enum' : b]!;
+  return [...enterArgv(o2), 'unshare', '-m', '--propagation', 'private', 'sh', '-c', SSS_CLIENT_SCRIPT, 'lkns', nsFile('sss'), ...inner];
 }
 const nsEnv = (): NodeJS.ProcessEnv => ({
   PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LD_LIBRARY_PATH: NSS_DIR, LATCHKEY_SOCKET_DIR: SOCKDIR, LATCHKEY_DAEMON_USER: String(TEST_DAEMON_UID), LC_ALL: 'C',
@@ -139,8 +184,28 @@ function run(argvList: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: nu
 }
 
 const lastJson = (out: string): Json => JSON.parse(out.trim().split('\n').pop()!) as Json;
-async function driver(b: Backend, args: string[], timeoutMs?: number): Promise<Json> {
-  return lastJson(await run(inNs(b, [BIN_DRIVER, ...args]), { timeoutMs }));
+async function driver(b: Backend, args: string[], o: ClientOpts = {}, timeoutMs?: number): Promise<Json> {
+  return lastJson(await run(clientArgv(b, [BIN_DRIVER, ...args], o), { timeoutMs }));
+}
+const asLat = (j: Json): Lat => j as unknown as Lat;
+
+/** Fills latchkey's cache with `names`: FILL_PROCS processes at once, each as a uid of its own
+ *  (the daemon lets one uid fetch NEW_NAMES_PER_UID_PER_SEC never-seen names per second, root ten
+ *  times that: a real cache fills from many users' lookups), each retrying a refused name. */
+const FILL_PROCS = 100;
+const FILL_UID_BASE = 300_000;
+async function fillLatchkey(names: string[], tag: string): Promise<{ found: number; errors: number; retries: number; procs: number; wall_us: number; ops_per_s: number }> {
+  const procs = Math.min(FILL_PROCS, names.length);
+  const files = Array.from({ length: procs }, (_, p) => {
+    const f = join(WORK, `fill-${tag}-${p}.txt`);
+    writeFileSync(f, names.filter((_, i) => i % procs === p).join('\n') + '\n');
+    return f;
+  });
+  const t0 = process.hrtime.bigint();
+  const res = await Promise.all(files.map((f, p) => driver('map', ['fill', f], { asUid: FILL_UID_BASE + p })));
+  const wall = Number(process.hrtime.bigint() - t0) / 1000;
+  const sum = (k: string): number => res.reduce((a, j) => a + Number(j[k]), 0);
+  return { found: sum('found'), errors: sum('errors'), retries: sum('retries'), procs, wall_us: wall, ops_per_s: names.length / (wall / 1e6) };
 }
 
 // ---- users, files, service, daemon ----------------------------------------------------------
@@ -164,7 +229,7 @@ function writePasswd(path: string, n: number): void {
     const name = userName(i);
     lines.push(`${name}:x:${localUid(i)}:${GID}:Bench User ${i}:${join(WORK, 'homes', name)}:/bin/bash`);
   }
-  lines.push('nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin');
+  lines.push(`nobody:x:${NOBODY}:${NOBODY}:nobody:/nonexistent:/usr/sbin/nologin`);
   writeFileSync(path, lines.join('\n') + '\n');
 }
 
@@ -222,29 +287,37 @@ async function startDaemon(config: string, profileDir: string | null): Promise<D
   return { pid: proc.pid!, proc, log, stop: () => stopChild(proc) };
 }
 
-interface Mem { rss_kb: number; hwm_kb: number; anon_kb: number; file_kb: number; shmem_kb: number }
-function memOf(pid: number): Mem {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
-  return { rss_kb: kb('VmRSS'), hwm_kb: kb('VmHWM'), anon_kb: kb('RssAnon'), file_kb: kb('RssFile'), shmem_kb: kb('RssShmem') };
+interface Mem { rss_kb: number; hwm_kb: number; anon_kb: number; file_kb: number; shmem_kb: number; procs: number }
+/** VmRSS and its parts (RssAnon, RssFile, RssShmem) from /proc/PID/status, summed over pids. */
+function memOf(...pids: number[]): Mem {
+  const m: Mem = { rss_kb: 0, hwm_kb: 0, anon_kb: 0, file_kb: 0, shmem_kb: 0, procs: 0 };
+  for (const pid of pids) {
+    let s = '';
+    try { s = readFileSync(`/proc/${pid}/status`, 'utf8'); } catch { continue; }
+    const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+    m.rss_kb += kb('VmRSS'); m.hwm_kb += kb('VmHWM'); m.anon_kb += kb('RssAnon'); m.file_kb += kb('RssFile'); m.shmem_kb += kb('RssShmem');
+    m.procs++;
+  }
+  return m;
 }
-const fmtMem = (m: Mem): string => `${fmtBytes(m.rss_kb * 1024)} (anon ${fmtBytes(m.anon_kb * 1024)}, file ${fmtBytes(m.file_kb * 1024)})`;
+const fmtMem = (m: Mem): string => `RSS ${fmtBytes(m.rss_kb * 1024)} (anon ${fmtBytes(m.anon_kb * 1024)}, file ${fmtBytes(m.file_kb * 1024)}${m.shmem_kb > 0 ? `, shmem ${fmtBytes(m.shmem_kb * 1024)}` : ''})${m.procs > 1 ? `, ${m.procs} processes` : ''}`;
 function fileSize(p: string): number {
   let n = 0;
   for (const s of ['', '-wal', '-shm']) { try { n += statSync(p + s).size; } catch { /* absent */ } }
   return n;
 }
+const MIB = 1 << 20;
 
 // ---- measurements ---------------------------------------------------------------------------
-async function hyperfine(b: Backend, cmd: string[], runs: number, warmup: number): Promise<Lat> {
+async function hyperfine(b: Backend, cmd: string[], runs: number, warmup: number, o: ClientOpts = {}): Promise<Lat> {
   if (spawnSync('sh', ['-c', 'command -v hyperfine']).status === 0) {
     const jf = join(WORK, `hf-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
-    await run(inNs(b, ['hyperfine', '-N', '--style', 'none', '--warmup', String(warmup), '--runs', String(runs), '--export-json', jf, cmd.join(' ')]));
+    await run(clientArgv(b, ['hyperfine', '-N', '--style', 'none', '--warmup', String(warmup), '--runs', String(runs), '--export-json', jf, cmd.join(' ')], o));
     const r = (JSON.parse(readFileSync(jf, 'utf8')) as { results: { times: number[] }[] }).results[0]!;
     return latFrom(r.times.map((s) => s * 1e6));
   }
   // No hyperfine: our own loop, run by node inside the same kind of namespace.
-  const out = await run(inNs(b, [process.execPath, process.argv[1]!, '--exec-loop', `${runs}:${warmup}`, '--', ...cmd]));
+  const out = await run(clientArgv(b, [process.execPath, process.argv[1]!, '--exec-loop', `${runs}:${warmup}`, '--', ...cmd], o));
   return lastJson(out) as unknown as Lat;
 }
 
@@ -261,8 +334,6 @@ function execLoop(spec: string, cmd: string[]): void {
   }
   process.stdout.write(JSON.stringify(latFrom(t)) + '\n');
 }
-
-const asLat = (j: Json): Lat => j as unknown as Lat;
 
 /** Upstream alone: GETs of the same URLs the daemon would fetch, over one keep-alive connection (undici, as the daemon). */
 async function upstreamAlone(url: string, names: string[]): Promise<Lat> {
@@ -298,16 +369,69 @@ function summarizeProfile(dir: string): { self_pct: number; fn: string }[] {
 }
 
 // ---- the table ------------------------------------------------------------------------------
-interface Row { id: RowId; section: string; what: string; latchkey: string; files: string; ratio: string; target: string }
+type Cells = Record<Backend, string>;
+interface Row { id: RowId; section: string; what: string; cells: Cells; vs: Record<Versus, string>; target: string }
 const rows = new Map<RowId, Row>();
-function row(id: RowId, r: Omit<Row, 'id'>): void { rows.set(id, { id, ...r }); }
-const verdict = (ok: boolean): string => (ok ? '**met**' : '**missed**');
+const notes: string[] = [];
+/** Measurements that failed for an SSSD or nscd column (the run goes on; the note says why). */
+const failed = new Set<string>();
+
+/** A row: cells not given say "skipped" (backend not there), "error" (its measurement failed) or
+ *  "—" (does not apply). `vs` and `target` are optional. */
+function row(id: RowId, section: string, what: string, given: Partial<Cells>, extra: { vs?: Partial<Record<Versus, string>>; target?: string } = {}): void {
+  const cells = Object.fromEntries(BACKENDS.map((b) => [b,
+    given[b] ?? (skipped[b] ? 'skipped' : failed.has(`${id}:${b}`) ? 'error (see the notes)' : '—')])) as Cells;
+  const vs = Object.fromEntries(VERSUS.map((v) => [v, extra.vs?.[v] ?? ''])) as Record<Versus, string>;
+  rows.set(id, { id, section, what, cells, vs, target: extra.target ?? '' });
+}
+
+/** Runs f for each live backend in bs; a failure in an SSSD or nscd column is noted and the run
+ *  goes on (latchkey's and files' failures end it). */
+async function each<T>(id: RowId, bs: readonly Backend[], f: (b: Backend) => Promise<T>): Promise<Partial<Record<Backend, T>>> {
+  const out: Partial<Record<Backend, T>> = {};
+  for (const b of bs) {
+    if (skipped[b]) continue;
+    try {
+      out[b] = await f(b);
+    } catch (e) {
+      if (!EXTERNAL.has(b)) throw e;
+      failed.add(`${id}:${b}`);
+      notes.push(`${BACKEND_LABEL[b]}, ${id}: ${(e instanceof Error ? e.message : String(e)).split('\n').slice(0, 3).join(' ')}`);
+    }
+  }
+  return out;
+}
+
+/** The ratio columns: how many times faster the map is (times: theirs ÷ the map's; rates: the map's ÷ theirs). */
+function versus(r: Partial<Record<Backend, number>>, kind: 'time' | 'rate'): Record<Versus, string> {
+  const m = r.map;
+  return Object.fromEntries(VERSUS.map((v) => {
+    const o = r[v];
+    if (m === undefined || o === undefined) return [v, ''];
+    return [v, fmtX(kind === 'time' ? o / m : m / o)];
+  })) as Record<Versus, string>;
+}
+const p50s = (r: Partial<Record<Backend, Lat>>): Partial<Record<Backend, number>> =>
+  Object.fromEntries(Object.entries(r).map(([b, l]) => [b, (l as Lat).p50_us])) as Partial<Record<Backend, number>>;
+const latCells = (r: Partial<Record<Backend, Lat>>): Partial<Cells> =>
+  Object.fromEntries(Object.entries(r).map(([b, l]) => [b, fmtLat(l as Lat)])) as Partial<Cells>;
+
+/** Target text of a warm hit: the map's p50 and its lead over SSSD's memcache; the socket's p50 when unpinned. */
+function hitTarget(r: Partial<Record<Backend, Lat>>, unpinned: boolean): string {
+  const parts: string[] = [];
+  if (r.map) parts.push(`map p50 ≤ ${T.hitUs} µs: ${verdict(r.map.p50_us <= T.hitUs)}`);
+  parts.push(`map ≥ ${T.vsSssd}× SSSD memcache: ${r.map && r.sss_mc ? verdict(r.sss_mc.p50_us / r.map.p50_us >= T.vsSssd) : 'n/a (no SSSD)'}`);
+  if (unpinned && r.socket) parts.push(`socket p50 ≤ ${T.socketHitUs} µs: ${verdict(r.socket.p50_us <= T.socketHitUs)}`);
+  return parts.join('; ');
+}
 
 function markdown(meta: Json): string {
-  const head = `latchkey bench — ${meta.date}, ${meta.machine}, N = ${N.toLocaleString('en-US')} users${QUICK ? ' (--quick: numbers are not meaningful)' : ''}\n\n`
-    + '| | measurement | latchkey | files (nss_files) | latchkey ÷ files | target |\n|---|---|---|---|---|---|\n';
-  const body = ROW_IDS.map((id) => rows.get(id) ?? { id, section: '', what: id, latchkey: 'not measured', files: '', ratio: '', target: '' })
-    .map((r) => `| ${r.section} | ${r.what} | ${r.latchkey} | ${r.files} | ${r.ratio} | ${r.target} |`).join('\n');
+  const cols = ['', 'measurement', ...BACKENDS.map((b) => BACKEND_LABEL[b]), ...VERSUS.map((v) => `map vs ${BACKEND_LABEL[v]}`), 'target'];
+  const head = `latchkey bench — ${meta.date}, ${meta.machine}, N = ${N.toLocaleString('en-US')} users${QUICK ? ' (--quick: numbers are not meaningful)' : ''}\n`
+    + 'Ratio columns: how many times faster the map is than that column (times: theirs ÷ the map\'s p50; rates: the map\'s ÷ theirs); above 1 the map wins.\n\n'
+    + `| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|\n`;
+  const body = ROW_IDS.map((id) => rows.get(id) ?? { id, section: '', what: id, cells: Object.fromEntries(BACKENDS.map((b) => [b, 'not measured'])) as Cells, vs: { sss_mc: '', nscd: '', files: '' }, target: '' })
+    .map((r) => `| ${[r.section, r.what, ...BACKENDS.map((b) => r.cells[b]), ...VERSUS.map((v) => r.vs[v]), r.target].join(' | ')} |`).join('\n');
   return head + body + '\n';
 }
 
@@ -328,10 +452,10 @@ async function main(): Promise<void> {
   mkdirSync(join(WORK, 'homes'));
   const profileDir = argv.profile ? join(OUT, `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`) : null;
   const raw: Json = {};
-  const notes: string[] = [];
   try {
     writeFileSync(nsFile('latchkey'), 'passwd: latchkey\ngroup: files\nshadow: files\nhosts: files\n');
     writeFileSync(nsFile('files'), 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n');
+    writeFileSync(nsFile('sss'), 'passwd: sss\ngroup: files\nshadow: files\nhosts: files\n');
     writePasswd(passwdFile(), N);
 
     say(`generating ${N} users (${P.stormHashes} bcrypt cost-10 hashes for the login storm)`);
@@ -351,8 +475,6 @@ async function main(): Promise<void> {
     writeFileSync(join(WORK, 'users.json'), JSON.stringify(users));
     const names = users.slice(0, N).map((u) => u.username);
     writeFileSync(join(WORK, 'names.txt'), names.join('\n') + '\n');
-    writeFileSync(join(WORK, 'cold0.txt'), coldNames.d0.join('\n') + '\n');
-    writeFileSync(join(WORK, 'cold1.txt'), coldNames.d1.join('\n') + '\n');
     const passwdBytes = statSync(passwdFile()).size;
 
     const service = await startService(join(WORK, 'users.json'));
@@ -363,123 +485,207 @@ async function main(): Promise<void> {
     const idle = memOf(daemon.pid);
     raw.daemon_idle = idle;
 
-    // ---- warm the cache: every user once, 8 threads (first lookups: upstream fetches)
-    say(`warming the cache: ${N} first lookups with 8 threads`);
-    const fill = await driver('latchkey', ['each', join(WORK, 'names.txt'), '8']);
+    // ---- SSSD and nscd, each in its own namespace (others.ts)
+    const setup: OtherSetup = { work: WORK, passwd: passwdFile(), nsswitchFiles: nsFile('files'), users: N, register: (o) => { others.push(o); started.push(o.proc); } };
+    const otherIdle: Partial<Record<Instance, Mem>> = {};
+    if (!sssdInstalled()) { skipped.sss_mc = NOT_INSTALLED; skipped.sss = NOT_INSTALLED; }
+    if (!nscdInstalled()) skipped.nscd = NOT_INSTALLED;
+    const sssdInsts = skipped.sss_mc ? [] : (['sss_mc', 'sss', 'sss_enum'] as const);
+    for (const inst of [...sssdInsts, ...(skipped.nscd ? [] : ['nscd'] as const)]) {
+      say(`starting ${inst} in its own namespace`);
+      try {
+        const o = inst === 'nscd' ? await startNscd(setup) : await startSssd(inst, setup);
+        ext[inst] = o;
+        otherIdle[inst] = memOf(...otherPids(o));
+      } catch (e) {
+        const why = `skipped: ${inst === 'nscd' ? 'nscd' : 'sssd'} did not start: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}`;
+        notes.push(why);
+        if (inst === 'nscd') skipped.nscd = why;
+        else if (inst === 'sss_enum') notes.push('SSSD enumeration not measured');
+        else skipped[inst] = why;
+      }
+    }
+    raw.others_idle = otherIdle;
+
+    // ---- warm the caches: every user once, 8 threads (latchkey alone: upstream fetches)
+    say(`warming latchkey's cache: ${N} first lookups from ${Math.min(FILL_PROCS, N)} processes, each as its own uid`);
+    const fill = await fillLatchkey(names, 'n');
     raw.fill = fill;
-    if (fill.found !== N) throw new Error(`warm-up found ${String(fill.found)} of ${N} users: ${JSON.stringify(fill)}`);
+    if (fill.found !== N) throw new Error(`warm-up found ${String(fill.found)} of ${N} users: ${JSON.stringify(fill)}\ndaemon log: ${readFileSync(daemon.log, 'utf8').slice(-3000)}`);
     const memWarm = memOf(daemon.pid);
     const cacheBytes = fileSize(dbPath);
+    const mapPath = join(SOCKDIR, 'nss.map');
+    await sleep(200); // the map is written behind the answers
+    const mapBytes = existsSync(mapPath) ? statSync(mapPath).size : NaN;
     raw.daemon_warm = memWarm;
     raw.cache_bytes = cacheBytes;
-    row('fill', { section: 'cache', what: `fill: ${N.toLocaleString('en-US')} first lookups (upstream fetch each), 8 threads`, latchkey: `${fmtRate(fill.ops_per_s as number)} (${fmtUs(fill.wall_us as number)} in all)`, files: 'n/a (no cache)', ratio: '', target: '' });
+    raw.map_bytes = mapBytes;
+
+    // SSSD and nscd fill at the same time as each other (their first lookups scan the passwd
+    // file; SSSD's first enumeration of N users takes minutes): not a measurement, a warm-up.
+    say('warming SSSD and nscd (at once; SSSD\'s first enumeration of all users takes a while)');
+    const otherFill: Partial<Record<Instance, { wall_us: number; found: number }>> = {};
+    await Promise.all((['sss_mc', 'sss', 'nscd', 'sss_enum'] as const).filter((i) => ext[i]).map(async (inst) => {
+      const b: Backend = inst === 'sss_enum' ? 'sss_mc' : inst;
+      const o: ClientOpts = { enumerating: inst === 'sss_enum' };
+      const s = Date.now();
+      try {
+        const j = inst === 'sss_enum'
+          ? await driver(b, ['enum'], o, Math.max(300_000, N * 60))
+          : await driver(b, ['each', join(WORK, 'names.txt'), '8'], o);
+        const found = Number(inst === 'sss_enum' ? j.entries : j.found);
+        otherFill[inst] = { wall_us: (Date.now() - s) * 1000, found };
+        if (found < N) throw new Error(`found ${found} of ${N} users`);
+      } catch (e) {
+        notes.push(`${inst} warm-up: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}`);
+        if (inst === 'sss_enum') { ext.sss_enum = undefined; } else { skipped[inst] = `skipped: warm-up failed (see the notes)`; }
+      }
+    }));
+    raw.others_fill = otherFill;
+    if (ext.sss && !skipped.sss && sssdHasMemcache(ext.sss)) { skipped.sss = 'skipped: memcache_timeout = 0 left a memcache file'; notes.push(skipped.sss); }
+    if (ext.sss_mc && !skipped.sss_mc && !sssdHasMemcache(ext.sss_mc)) { skipped.sss_mc = 'skipped: no memcache file after the warm-up'; notes.push(skipped.sss_mc); }
+    const nscdAfterFill = ext.nscd && !skipped.nscd ? nscdStats(await run(clientArgv('nscd', ['nscd', '-g']))) : undefined;
+    if (nscdAfterFill && !(nscdAfterFill.cached >= N)) {
+      skipped.nscd = `skipped: nscd holds ${nscdAfterFill.cached} entries after the warm-up, not ${N}: the clients did not reach it`;
+      notes.push(skipped.nscd);
+    }
+    const otherWarm: Partial<Record<Instance, Mem>> = {};
+    for (const inst of ['sss_mc', 'sss', 'nscd'] as const) if (ext[inst]) otherWarm[inst] = memOf(...otherPids(ext[inst]));
+    raw.others_warm = otherWarm;
+
+    const mapUsed = Number.isFinite(mapBytes);
+    row('setup', 'setup', 'what each column is', {
+      map: mapUsed ? 'latchkeyd; the NSS module reads nss.map first (socket for what the map cannot answer)' : 'latchkeyd; **no nss.map was written: these are socket lookups**',
+      socket: 'the same daemon, LATCHKEY_NSS_NO_MMAP=1 in the client (every lookup on nss.sock)',
+      sss_mc: skipped.sss_mc ?? `sssd ${sssdVersion()}, proxy provider → nss_files, memcache on; client \`passwd: sss\``,
+      sss: skipped.sss ?? 'the same, memcache_timeout = 0 (every lookup on SSSD\'s socket)',
+      nscd: skipped.nscd ?? `nscd (glibc ${glibcVersion()}), shared passwd cache, its nsswitch \`passwd: files\``,
+      files: 'nss_files over the same passwd file (a linear scan)',
+    });
+    const fillCell = (i: Instance): string | undefined => {
+      const f = otherFill[i];
+      return f ? `${f.found.toLocaleString('en-US')} in ${fmtUs(f.wall_us)} (with the other fills at once)` : undefined;
+    };
+    row('fill', 'cache', `fill: ${N.toLocaleString('en-US')} first lookups (latchkey: an upstream fetch each, from ${fill.procs} processes as ${fill.procs} uids, alone on the machine; the others: 8 threads)`, {
+      map: `${fmtRate(fill.ops_per_s)} (${fmtUs(fill.wall_us)} in all; ${fill.retries.toLocaleString('en-US')} refusals retried)`, socket: '(the same daemon)',
+      sss_mc: fillCell('sss_mc'), sss: fillCell('sss'), nscd: fillCell('nscd'), files: 'n/a (no cache)',
+    });
 
     // ---- warm latency: hit and miss, first/middle/last user
     say('warm getpwnam_r / getpwuid_r latency');
     const picks = { first: 0, middle: Math.floor(N / 2), last: N - 1 };
-    const lat: Record<string, Record<Backend, Lat>> = {};
+    const lat: Record<string, Partial<Record<Backend, Lat>>> = {};
     for (const fn of ['name', 'uid'] as const) {
       for (const [pos, i] of [...Object.entries(picks), ['miss', -1] as const]) {
-        const key = fn === 'name' ? (i < 0 ? 'nosuchbenchuser' : userName(i as number)) : String(i < 0 ? localUid(N + 5_000_000) : localUid(i as number));
-        const r: Partial<Record<Backend, Lat>> = {};
-        for (const b of ['latchkey', 'files'] as const) {
-          const j = await driver(b, ['lat', fn, key, String(P.latIters), String(P.latSecs)]);
-          const expectFound = i >= 0 ? j.n : 0;
-          if (j.found !== expectFound || j.errors !== 0) throw new Error(`${b} lat ${fn} ${key}: ${JSON.stringify(j)}`);
-          r[b] = asLat(j);
-        }
-        lat[`${fn}_${pos}`] = r as Record<Backend, Lat>;
-        const l = r.latchkey!;
-        const f = r.files!;
+        const miss = i < 0;
+        const key = fn === 'name' ? (miss ? 'nosuchbenchuser' : userName(i as number)) : String(miss ? localUid(N + 5_000_000) : localUid(i as number));
         const id = `${fn === 'name' ? 'getpwnam' : 'getpwuid'}_${pos}` as RowId;
-        const what = `${fn === 'name' ? 'getpwnam_r' : 'getpwuid_r'} ${pos === 'miss' ? 'miss (no such user; latchkey: negative cache)' : `hit, ${pos} user`}`;
-        const hitTarget = pos === 'miss' ? '' : `p50 ≤ 50 µs: ${verdict(l.p50_us <= 50)}`;
-        row(id, { section: 'warm, 1 process', what, latchkey: fmtLat(l), files: fmtLat(f), ratio: ratio(l.p50_us, f.p50_us), target: hitTarget });
+        const r = await each(id, BACKENDS, async (b) => {
+          // A miss as uid 65534, once before the measured run: the daemon publishes a negative
+          // entry in the map only for a non-root asker (root's lookups may carry passwords).
+          if (miss) { await driver(b, ['lat', fn, key, '1'], { asUid: NOBODY }); await sleep(200); }
+          const j = await driver(b, ['lat', fn, key, String(P.latIters), String(P.latSecs)], miss ? { asUid: NOBODY } : {});
+          if (j.found !== (miss ? 0 : j.n) || j.errors !== 0) throw new Error(`${b} lat ${fn} ${key}: ${JSON.stringify(j)}`);
+          return asLat(j);
+        });
+        lat[id] = r;
+        const what = `${fn === 'name' ? 'getpwnam_r' : 'getpwuid_r'} ${miss ? `miss (no such user; asked as uid ${NOBODY}, which asked once before)` : `hit, ${pos} user`}`;
+        const target = miss ? `map p50 ≤ ${T.missUs} µs: ${r.map ? verdict(r.map.p50_us <= T.missUs) : 'n/a'}` : hitTarget(r, true);
+        row(id, 'warm, 1 process', what, latCells(r), { vs: versus(p50s(r), 'time'), target });
       }
     }
     raw.latency = lat;
 
-    // The same hit with the client and the daemon pinned (taskset) to one core, then to different
-    // cores: a round trip that wakes an idle vCPU costs more than one that stays on a busy core, and
-    // unpinned runs land on either (bimodal p50). files is pinned the same way for the ratio.
+    // The same hit with the client and the daemon(s) pinned (taskset) to one core, then to
+    // different cores: a round trip that wakes an idle vCPU costs more than one that stays on a
+    // busy core, and unpinned runs land on either (bimodal p50).
     const ncpu = cpus().length;
     const allCpus = `0-${ncpu - 1}`;
+    const daemonPids = (b: Backend): number[] => (b === 'map' || b === 'socket' ? [daemon.pid] : b === 'files' ? [] : otherPids(ext[b]!));
+    const pin = async (b: Backend, cpu: string): Promise<void> => {
+      for (const pid of daemonPids(b)) await run(['taskset', '-a', '-pc', cpu, String(pid)], { env: process.env });
+    };
     const pinned: Json = {};
     for (const [id, cpu, label] of [['pin_same', '0', 'client and daemon pinned to the same core'], ['pin_cross', '1', 'client and daemon pinned to different cores']] as const) {
-      if (id === 'pin_cross' && ncpu < 2) { row(id, { section: 'warm, 1 process', what: `getpwnam_r hit, middle user, ${label}`, latchkey: 'skipped: one CPU', files: '', ratio: '', target: '' }); continue; }
-      await run(['taskset', '-a', '-pc', '0', String(daemon.pid)], { env: process.env });
-      const r: Partial<Record<Backend, Lat>> = {};
-      for (const b of ['latchkey', 'files'] as const) {
-        const j = await run(inNs(b, ['taskset', '-c', cpu, BIN_DRIVER, 'lat', 'name', userName(picks.middle), String(P.latIters), String(P.latSecs)]));
-        r[b] = asLat(lastJson(j));
-      }
-      await run(['taskset', '-a', '-pc', allCpus, String(daemon.pid)], { env: process.env });
+      const what = `getpwnam_r hit, middle user, ${label}`;
+      if (id === 'pin_cross' && ncpu < 2) { row(id, 'warm, 1 process', what, Object.fromEntries(live().map((b) => [b, 'skipped: one CPU']))); continue; }
+      const r = await each(id, BACKENDS, async (b) => {
+        await pin(b, '0');
+        try {
+          return asLat(await driver(b, ['lat', 'name', userName(picks.middle), String(P.latIters), String(P.latSecs)], { cpu }));
+        } finally {
+          await pin(b, allCpus);
+        }
+      });
       pinned[id] = r;
-      row(id, { section: 'warm, 1 process', what: `getpwnam_r hit, middle user, ${label}`, latchkey: fmtLat(r.latchkey!), files: fmtLat(r.files!), ratio: ratio(r.latchkey!.p50_us, r.files!.p50_us), target: `p50 ≤ 50 µs: ${verdict(r.latchkey!.p50_us <= 50)}` });
+      row(id, 'warm, 1 process', what, latCells(r), { vs: versus(p50s(r), 'time'), target: hitTarget(r, false) });
     }
     raw.pinned = pinned;
 
     // ---- throughput
     say('throughput with 1, 2 and 8 threads');
-    const tput: Record<string, Record<Backend, number>> = {};
+    const tput: Record<string, Partial<Record<Backend, number>>> = {};
     for (const th of [1, 2, 8]) {
-      const r: Partial<Record<Backend, number>> = {};
-      for (const b of ['latchkey', 'files'] as const) {
+      const id = `tput_${th}` as RowId;
+      const r = await each(id, BACKENDS, async (b) => {
         const j = await driver(b, ['tput', join(WORK, 'names.txt'), String(th), String(P.tputSecs)]);
         if (j.errors !== 0 || j.found !== j.ops) throw new Error(`${b} tput: ${JSON.stringify(j)}`);
-        r[b] = j.ops_per_s as number;
-      }
-      tput[`t${th}`] = r as Record<Backend, number>;
-      row(`tput_${th}` as RowId, {
-        section: 'throughput', what: `getpwnam_r lookups/s, ${th} client thread${th > 1 ? 's' : ''} (all users, round robin)`,
-        latchkey: fmtRate(r.latchkey!), files: fmtRate(r.files!), ratio: ratio(r.latchkey!, r.files!),
-        target: th === 1 ? '' : `≥ 50,000/s on 2 cores: ${verdict(r.latchkey! >= 50_000)}`,
+        return j.ops_per_s as number;
       });
+      tput[`t${th}`] = r;
+      row(id, 'throughput', `getpwnam_r lookups/s, ${th} client thread${th > 1 ? 's' : ''} (all users, round robin)`,
+        Object.fromEntries(Object.entries(r).map(([b, v]) => [b, fmtRate(v)])), {
+          vs: versus(r, 'rate'),
+          target: th === 2 ? `map ≥ ${T.tput2.toLocaleString('en-US')}/s: ${r.map !== undefined ? verdict(r.map >= T.tput2) : 'n/a'}` : '',
+        });
     }
     raw.throughput = tput;
 
     // ---- whole processes
     say('whole getent processes (hyperfine)');
     const mid = userName(picks.middle);
-    const gl = await hyperfine('latchkey', ['getent', 'passwd', mid], P.hfRuns, P.hfWarm);
-    const gf = await hyperfine('files', ['getent', 'passwd', mid], P.hfRuns, P.hfWarm);
+    const gp = await each('getent_one', BACKENDS, (b) => hyperfine(b, ['getent', 'passwd', mid], P.hfRuns, P.hfWarm));
     const tr = await hyperfine('files', ['/bin/true'], P.hfRuns, P.hfWarm);
-    raw.process = { getent_latchkey: gl, getent_files: gf, bin_true: tr };
-    row('getent_one', { section: 'process', what: `\`getent passwd ${mid}\` (middle user), whole process`, latchkey: fmtLat(gl), files: fmtLat(gf), ratio: ratio(gl.p50_us, gf.p50_us), target: '' });
-    row('getent_floor', { section: 'process', what: '`/bin/true` (process floor), and getent p50 minus it', latchkey: `floor ${fmtLat(tr)}; getent − floor ${fmtUs(gl.p50_us - tr.p50_us)}`, files: `getent − floor ${fmtUs(gf.p50_us - tr.p50_us)}`, ratio: ratio(gl.p50_us - tr.p50_us, gf.p50_us - tr.p50_us), target: '' });
+    raw.process = { getent: gp, bin_true: tr };
+    row('getent_one', 'process', `\`getent passwd ${mid}\` (middle user), whole process`, latCells(gp), { vs: versus(p50s(gp), 'time') });
+    const over = Object.fromEntries(Object.entries(gp).map(([b, l]) => [b, Math.max(0.01, (l as Lat).p50_us - tr.p50_us)])) as Partial<Record<Backend, number>>;
+    row('getent_floor', 'process', `… minus the process floor (\`/bin/true\`: ${fmtLat(tr)}), p50`,
+      Object.fromEntries(Object.entries(over).map(([b, v]) => [b, fmtUs(v)])), { vs: versus(over, 'time') });
 
     // ---- enumeration
     say('enumeration (getent passwd)');
-    const el = await hyperfine('latchkey', ['getent', 'passwd'], P.enumRuns, 1);
-    const ef = await hyperfine('files', ['getent', 'passwd'], P.enumRuns, 1);
-    const cl = await driver('latchkey', ['enum']);
-    const cf = await driver('files', ['enum']);
-    raw.enumeration = { latchkey: el, files: ef, count_latchkey: cl, count_files: cf };
-    if (cl.entries !== N) notes.push(`latchkey enumeration returned ${String(cl.entries)} entries, expected ${N}`);
-    row('enum', { section: 'enumeration', what: `\`getent passwd\` (all users; entries: latchkey ${String(cl.entries)}, files ${String(cf.entries)})`, latchkey: fmtLat(el), files: fmtLat(ef), ratio: ratio(el.p50_us, ef.p50_us), target: '' });
+    const enumBs = BACKENDS.filter((b) => b !== 'sss' && (b !== 'sss_mc' || ext.sss_enum));
+    const en = await each('enum', enumBs, (b) => hyperfine(b, ['getent', 'passwd'], P.enumRuns, 1, { enumerating: b === 'sss_mc' }));
+    const counts = await each('enum', enumBs, async (b) => Number((await driver(b, ['enum'], { enumerating: b === 'sss_mc' })).entries));
+    raw.enumeration = { times: en, entries: counts, sssd_first_enumeration: otherFill.sss_enum };
+    for (const b of ['map', 'socket'] as const) if (counts[b] !== N) notes.push(`latchkey (${b}) enumeration returned ${String(counts[b])} entries, expected ${N}`);
+    const enumCells = latCells(en);
+    if (en.sss_mc && otherFill.sss_enum) enumCells.sss_mc = `${enumCells.sss_mc} (the instance with enumerate = true; its first one after start: ${fmtUs(otherFill.sss_enum.wall_us)})`;
+    if (!skipped.sss) enumCells.sss = '(enumeration never reads the memcache: see the memcache column)';
+    if (en.nscd) enumCells.nscd = `${enumCells.nscd} (nscd does not serve getpwent: glibc reads files)`;
+    row('enum', 'enumeration', `\`getent passwd\` (all users; entries: ${enumBs.filter((b) => counts[b] !== undefined).map((b) => `${BACKEND_LABEL[b]} ${counts[b]}`).join(', ')})`, enumCells, {
+      vs: versus(p50s(en), 'time'),
+      target: `map ≤ ${T.enumMs} ms at ${T.enumAt.toLocaleString('en-US')} users: ${N !== T.enumAt ? `n/a (N = ${N})` : en.map ? verdict(en.map.p50_us <= T.enumMs * 1000) : 'n/a'}`,
+    });
 
-    // ---- cold path
+    // ---- cold path (latchkey only: a first lookup always goes to the daemon, map or not)
     say('cold path: first lookups of never-seen users, upstream delay 0 and 1 ms');
     const cold: Json = {};
-    const filesLast = lat.name_last!.files;
+    const filesLast = lat.getpwnam_last!.files!;
     for (const [delay, list, key] of [[0, coldNames.d0, 'cold0.txt'], [1, coldNames.d1, 'cold1.txt']] as const) {
       await service.control({ delayMs: delay });
       // the first name opens the daemon's upstream connection: not part of the sample
-      await driver('latchkey', ['lat', 'name', list[0]!, '1']);
+      await driver('map', ['lat', 'name', list[0]!, '1']);
       writeFileSync(join(WORK, key), list.slice(1).join('\n') + '\n');
-      const c = await driver('latchkey', ['each', join(WORK, key)]);
+      const c = await driver('map', ['each', join(WORK, key)]);
       if (c.found !== list.length - 1) throw new Error(`cold ${delay} ms: ${JSON.stringify(c)}`);
       const up = await upstreamAlone(service.url, list.slice(1));
-      const over = (c.p50_us as number) - up.p50_us;
-      cold[`delay_${delay}`] = { lookup: c, upstream_alone: up, overhead_p50_us: over };
-      row(`cold_${delay}ms` as RowId, {
-        section: 'cold miss', what: `first lookup of a never-seen user, upstream delay ${delay} ms (files: last-user scan)`,
-        latchkey: fmtLat(asLat(c)), files: fmtLat(filesLast), ratio: ratio(c.p50_us as number, filesLast.p50_us), target: '',
-      });
-      row(`cold_over_${delay}ms` as RowId, {
-        section: 'cold miss', what: `… the upstream alone (same GETs, undici keep-alive) and the daemon's overhead (p50 difference)`,
-        latchkey: `upstream ${fmtLat(up)}; overhead ${fmtUs(over)}`, files: '', ratio: '', target: `overhead ≤ 1 ms: ${verdict(over <= 1000)}`,
-      });
+      const overUs = (c.p50_us as number) - up.p50_us;
+      cold[`delay_${delay}`] = { lookup: c, upstream_alone: up, overhead_p50_us: overUs };
+      row(`cold_${delay}ms` as RowId, 'cold miss', `first lookup of a never-seen user, upstream delay ${delay} ms (latchkey: the daemon, map or not; files: last-user scan)`,
+        { map: fmtLat(asLat(c)), files: fmtLat(filesLast) }, { vs: { files: fmtX(filesLast.p50_us / (c.p50_us as number)) } });
+      row(`cold_over_${delay}ms` as RowId, 'cold miss', '… the upstream alone (same GETs, undici keep-alive) and the daemon\'s overhead (p50 difference)',
+        { map: `upstream ${fmtLat(up)}; overhead ${fmtUs(overUs)}` }, { target: `overhead ≤ 1 ms: ${verdict(overUs <= T.coldOverUs)}` });
     }
     await service.control({ delayMs: 0 });
     raw.cold = cold;
@@ -490,8 +696,9 @@ async function main(): Promise<void> {
     // client against nss_files (first user: ~5 µs of work) during an identical storm, so what is
     // scheduling noise on a loaded machine and what is the daemon can be told apart.
     writeFileSync(join(WORK, 'first.txt'), userName(0) + '\n');
-    const stormOnce = async (b: Backend, logins: number): Promise<{ lookups: Lat; logins?: Lat; ok?: number; wall_ms?: number }> => {
-      const cmd = inNs(b, [BIN_DRIVER, 'paced', join(WORK, b === 'latchkey' ? 'names.txt' : 'first.txt'), String(P.pacedUs)]);
+    interface Storm { lookups: Lat; logins?: Lat; ok?: number; refused?: Record<string, number>; retried?: number; wall_ms?: number }
+    const stormOnce = async (b: 'map' | 'socket' | 'files', logins: number): Promise<Storm> => {
+      const cmd = clientArgv(b, [BIN_DRIVER, 'paced', join(WORK, b === 'files' ? 'first.txt' : 'names.txt'), String(P.pacedUs)]);
       const p = spawn(cmd[0]!, cmd.slice(1), { env: nsEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
       started.push(p);
       p.stdin!.on('error', () => { /* exited early: reported by its exit code */ });
@@ -502,17 +709,31 @@ async function main(): Promise<void> {
       const closed = new Promise<number | null>((r) => p.on('close', r));
       while (!out.includes('"ready"')) { if (p.exitCode !== null) throw new Error(`paced: ${err}`); await sleep(10); }
       await sleep(100);
-      let res: { logins?: Lat; ok?: number; wall_ms?: number } = {};
+      let res: Omit<Storm, 'lookups'> = {};
       if (logins === 0) {
         await sleep(P.baselineMs);
       } else {
         const s0 = Date.now();
         const times = await Promise.all(Array.from({ length: logins }, async (_, i) => {
           const a = process.hrtime.bigint();
-          const r = await request(join(SOCKDIR, 'priv.sock'), 'AUTH_PASSWORD', { user: userName(i), password: stormPw(i), service: 'sshd', rhost: '127.0.0.1' }, 300_000);
-          return { us: Number(process.hrtime.bigint() - a) / 1000, ok: r.status === 0 };
+          // one client address per login, as many people logging in at once: the daemon lets one
+          // address have only a few checks in flight (MAX_CHECKS_IN_FLIGHT_PER_HOST)
+          const rhost = `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+          // A check that cannot get a hash slot soon is refused with "try again" (HASH_WAIT_MS):
+          // the client tries again, as sshd's user would, so the hashing never lets up.
+          let retries = 0;
+          for (;;) {
+            const r = await request(join(SOCKDIR, 'priv.sock'), 'AUTH_PASSWORD', { user: userName(i), password: stormPw(i), service: 'sshd', rhost }, 300_000);
+            if (r.status === 0 || !/try again/.test(r.detail) || Date.now() - s0 > 120_000) {
+              return { us: Number(process.hrtime.bigint() - a) / 1000, status: r.status, detail: r.detail, retries };
+            }
+            retries++;
+            await sleep(100);
+          }
         }));
-        res = { logins: latFrom(times.map((x) => x.us)), ok: times.filter((x) => x.ok).length, wall_ms: Date.now() - s0 };
+        const refused: Record<string, number> = {};
+        for (const t of times) if (t.status !== 0) { const k = `status ${t.status}${t.detail ? `: ${t.detail}` : ''}`; refused[k] = (refused[k] ?? 0) + 1; }
+        res = { logins: latFrom(times.map((x) => x.us)), ok: times.filter((x) => x.status === 0).length, refused, retried: times.reduce((n, x) => n + x.retries, 0), wall_ms: Date.now() - s0 };
       }
       p.stdin!.end();
       if ((await closed) !== 0) throw new Error(`paced: ${err}`);
@@ -520,56 +741,87 @@ async function main(): Promise<void> {
       if (j.errors !== 0) throw new Error(`paced lookups failed during the storm: ${JSON.stringify(j)}`);
       return { lookups: asLat(j), ...res };
     };
-    const base = await stormOnce('latchkey', 0);
-    const baseF = await stormOnce('files', 0);
-    const storm = await stormOnce('latchkey', P.storm);
-    const stormF = await stormOnce('files', P.storm);
-    raw.storm = { baseline: base, baseline_files_first_user: baseF, storm, storm_files_first_user: stormF };
-    if (storm.ok !== P.storm || stormF.ok !== P.storm) notes.push(`only ${storm.ok} and ${stormF.ok} of ${P.storm} storm logins succeeded`);
-    row('storm_base', { section: 'bcrypt storm', what: `lookup latency, no logins (paced: 1 lookup per ${P.pacedUs} µs; files: first user)`, latchkey: fmtLat(base.lookups), files: fmtLat(baseF.lookups), ratio: ratio(base.lookups.p50_us, baseF.lookups.p50_us), target: '' });
-    row('storm', { section: 'bcrypt storm', what: `lookup latency while ${P.storm} bcrypt cost-10 logins run at once (AUTH_PASSWORD on priv.sock)`, latchkey: fmtLat(storm.lookups), files: fmtLat(stormF.lookups), ratio: ratio(storm.lookups.p50_us, stormF.lookups.p50_us), target: `p99 < 5 ms: ${verdict(storm.lookups.p99_us < 5000)}` });
-    row('storm_logins', { section: 'bcrypt storm', what: `… the ${P.storm} logins themselves (${storm.ok} OK)`, latchkey: `${fmtLat(storm.logins!)}; all done in ${fmtUs(storm.wall_ms! * 1000)}`, files: `(second storm) all done in ${fmtUs(stormF.wall_ms! * 1000)}`, ratio: '', target: '' });
+    const stormBs = ['map', 'socket', 'files'] as const;
+    const base: Partial<Record<Backend, Storm>> = {};
+    const storm: Partial<Record<Backend, Storm>> = {};
+    for (const b of stormBs) base[b] = await stormOnce(b, 0);
+    for (const b of stormBs) storm[b] = await stormOnce(b, P.storm);
+    raw.storm = { baseline: base, storm };
+    for (const b of stormBs) if (storm[b]!.ok !== P.storm) notes.push(`storm (${b} column): ${storm[b]!.ok} of ${P.storm} logins succeeded; refusals: ${JSON.stringify(storm[b]!.refused)}`);
+    const stormLat = (s: Partial<Record<Backend, Storm>>): Partial<Record<Backend, Lat>> => Object.fromEntries(Object.entries(s).map(([b, x]) => [b, (x as Storm).lookups]));
+    row('storm_base', 'bcrypt storm', `lookup latency, no logins (paced: 1 lookup per ${P.pacedUs} µs; files: first user)`, latCells(stormLat(base)), { vs: versus(p50s(stormLat(base)), 'time') });
+    row('storm', 'bcrypt storm', `lookup latency while ${P.storm} bcrypt cost-10 logins run at once (AUTH_PASSWORD on priv.sock from ${P.storm} addresses, "try again" retried; a new storm for each column)`, latCells(stormLat(storm)), {
+      vs: versus(p50s(stormLat(storm)), 'time'), target: `p99 < 5 ms: map ${verdict(storm.map!.lookups.p99_us < T.stormP99Us)}, socket ${verdict(storm.socket!.lookups.p99_us < T.stormP99Us)}`,
+    });
+    row('storm_logins', 'bcrypt storm', `… the ${P.storm} logins themselves`, Object.fromEntries(stormBs.map((b) => [b, `${storm[b]!.ok} OK (${storm[b]!.retried} "try again" retried); ${fmtLat(storm[b]!.logins!)}; all done in ${fmtUs(storm[b]!.wall_ms! * 1000)}`])));
 
     // ---- memory
     const memEnd = memOf(daemon.pid);
     raw.daemon_end = memEnd;
-    row('mem_idle', { section: 'memory', what: 'daemon RSS, idle (empty cache)', latchkey: fmtMem(idle), files: 'n/a', ratio: '', target: '' });
-    row('mem_n', { section: 'memory', what: `daemon RSS / peak (VmHWM) at ${N.toLocaleString('en-US')} users, after warm-up and after all runs`, latchkey: `${fmtMem(memWarm)}, peak ${fmtBytes(memWarm.hwm_kb * 1024)}; at the end ${fmtBytes(memEnd.rss_kb * 1024)}, peak ${fmtBytes(memEnd.hwm_kb * 1024)}`, files: 'n/a', ratio: '', target: N >= FULL_N ? `RSS < 80 MB at 100k: ${verdict(memEnd.rss_kb * 1024 < 80e6)}` : '' });
-    row('cache_n', { section: 'memory', what: `cache file size at ${N.toLocaleString('en-US')} users (files: the passwd file)`, latchkey: fmtBytes(cacheBytes), files: fmtBytes(passwdBytes), ratio: ratio(cacheBytes, passwdBytes), target: '' });
+    const otherCells = (mm: Partial<Record<Instance, Mem>>): Partial<Cells> =>
+      Object.fromEntries((['sss_mc', 'sss', 'nscd'] as const).filter((i) => mm[i] && !skipped[i]).map((i) => [i, fmtMem(mm[i]!)]));
+    row('mem_idle', 'memory', 'daemon memory, idle (empty cache)', { map: fmtMem(idle), socket: '(the same daemon)', ...otherCells(otherIdle), files: 'n/a' });
+    row('mem_n', 'memory', `daemon memory at ${N.toLocaleString('en-US')} cached users, after the warm-up (latchkey: and after all runs)`, {
+      map: `${fmtMem(memWarm)}, peak ${fmtBytes(memWarm.hwm_kb * 1024)}; at the end RSS ${fmtBytes(memEnd.rss_kb * 1024)} (anon ${fmtBytes(memEnd.anon_kb * 1024)})`,
+      socket: '(the same daemon)', ...otherCells(otherWarm), files: 'n/a',
+    }, { target: N >= FULL_N ? `RSS < 80 MB at 100k: ${verdict(memEnd.rss_kb * 1024 < T.rss100kBytes)}` : '' });
+    const sssBytes = (i: 'sss_mc' | 'sss'): string | undefined => {
+      if (!ext[i] || skipped[i]) return undefined;
+      const s = sssdStateBytes(ext[i]);
+      return `cache db ${fmtBytes(s.db)}${s.mc > 0 ? ` + memcache files ${fmtBytes(s.mc)}` : ''}`;
+    };
+    const nscdNow = ext.nscd && !skipped.nscd ? nscdStats(await run(clientArgv('nscd', ['nscd', '-g']))) : undefined;
+    row('cache_n', 'memory', `cache size at ${N.toLocaleString('en-US')} users (files: the passwd file)`, {
+      map: `cache db ${fmtBytes(cacheBytes)}; nss.map ${fmtBytes(mapBytes)}`, socket: '(the same daemon)',
+      sss_mc: sssBytes('sss_mc'), sss: sssBytes('sss'), nscd: nscdNow ? `${fmtBytes(nscdNow.usedPool)} of its shared pool` : undefined, files: fmtBytes(passwdBytes),
+    });
 
     await daemon.stop();
     await service.stop();
 
+    // Anonymous memory growth from idle (RssAnon): at N here, per 100,000 users only where measured
+    // (--full: a second daemon filled with 100k). Never extrapolated from 10k: the daemon's V8 heap
+    // does not grow linearly (its first thousands of users cost more each than the next ones).
+    const grew = (a: Mem, b: Mem): number => (b.anon_kb - a.anon_kb) * 1024;
+    const plus = (b: number): string => `${b >= 0 ? '+' : '−'}${fmtBytes(Math.abs(b))}`;
+    let growth100k: number | undefined = N >= FULL_N ? (grew(idle, memWarm) * FULL_N) / N : undefined;
     if (DO_FULL) {
-      say(`--full: daemon RSS and cache size at ${FULL_N} users`);
+      say(`--full: daemon memory and cache size at ${FULL_N} users`);
       const big = makeUsers(FULL_N, sharedHash, stormHashes, 0);
       writeFileSync(join(WORK, 'users-full.json'), JSON.stringify(big));
-      writeFileSync(join(WORK, 'names-full.txt'), big.map((u) => u.username).join('\n') + '\n');
       writePasswd(join(WORK, 'passwd-full'), FULL_N);
       const svc = await startService(join(WORK, 'users-full.json'));
       const db2 = join(SOCKDIR, 'cache-full.db');
       const d2 = await startDaemon(writeConfig(WORK, svc.url, db2), null);
-      const f2 = await driver('latchkey', ['each', join(WORK, 'names-full.txt'), '8']);
+      const idle2 = memOf(d2.pid);
+      const f2 = await fillLatchkey(big.map((u) => u.username), 'full');
       if (f2.found !== FULL_N) throw new Error(`--full warm-up: ${JSON.stringify(f2)}`);
+      await sleep(500);
       const m2 = memOf(d2.pid);
       const s2 = fileSize(db2);
-      raw.full = { fill: f2, mem: m2, cache_bytes: s2 };
-      row('mem_full', { section: 'memory', what: `daemon RSS / peak at ${FULL_N.toLocaleString('en-US')} users (--full)`, latchkey: `${fmtMem(m2)}, peak ${fmtBytes(m2.hwm_kb * 1024)}`, files: 'n/a', ratio: '', target: `RSS < 80 MB: ${verdict(m2.rss_kb * 1024 < 80e6)}` });
-      row('cache_full', { section: 'memory', what: `cache file size at ${FULL_N.toLocaleString('en-US')} users (files: the passwd file)`, latchkey: fmtBytes(s2), files: fmtBytes(statSync(join(WORK, 'passwd-full')).size), ratio: ratio(s2, statSync(join(WORK, 'passwd-full')).size), target: '' });
+      const map2 = existsSync(mapPath) ? statSync(mapPath).size : NaN;
+      raw.full = { fill: f2, idle: idle2, mem: m2, cache_bytes: s2, map_bytes: map2 };
+      growth100k = grew(idle2, m2);
+      row('mem_full', 'memory', `daemon memory at ${FULL_N.toLocaleString('en-US')} cached users (--full)`, { map: `${fmtMem(m2)}, peak ${fmtBytes(m2.hwm_kb * 1024)}`, socket: '(the same daemon)' },
+        { target: `RSS < 80 MB: ${verdict(m2.rss_kb * 1024 < T.rss100kBytes)}` });
+      row('cache_full', 'memory', `cache size at ${FULL_N.toLocaleString('en-US')} users (files: the passwd file)`,
+        { map: `cache db ${fmtBytes(s2)}; nss.map ${fmtBytes(map2)}`, socket: '(the same daemon)', files: fmtBytes(statSync(join(WORK, 'passwd-full')).size) });
       await d2.stop();
       await svc.stop();
     } else if (N < FULL_N) {
-      row('mem_full', { section: 'memory', what: `daemon RSS at ${FULL_N.toLocaleString('en-US')} users`, latchkey: 'not run (default is 10k: `scripts/bench --full` or `--users 100000`)', files: '', ratio: '', target: 'RSS < 80 MB' });
-      row('cache_full', { section: 'memory', what: `cache file size at ${FULL_N.toLocaleString('en-US')} users`, latchkey: 'not run (see above)', files: '', ratio: '', target: '' });
+      row('mem_full', 'memory', `daemon memory at ${FULL_N.toLocaleString('en-US')} cached users`, { map: 'not run (default is 10k: `scripts/bench --full` or `--users 100000`)' }, { target: 'RSS < 80 MB' });
+      row('cache_full', 'memory', `cache size at ${FULL_N.toLocaleString('en-US')} users`, { map: 'not run (see above)' });
     } else {
-      row('mem_full', { section: 'memory', what: `daemon RSS at ${FULL_N.toLocaleString('en-US')} users`, latchkey: 'see the row above (this run is ≥ 100k)', files: '', ratio: '', target: '' });
-      row('cache_full', { section: 'memory', what: `cache file size at ${FULL_N.toLocaleString('en-US')} users`, latchkey: 'see the row above', files: '', ratio: '', target: '' });
+      row('mem_full', 'memory', `daemon memory at ${FULL_N.toLocaleString('en-US')} cached users`, { map: 'see the rows above (this run is ≥ 100k)' });
+      row('cache_full', 'memory', `cache size at ${FULL_N.toLocaleString('en-US')} users`, { map: 'see the rows above' });
     }
-
-    // ---- other NSS backends
-    const have = (c: string): boolean => spawnSync('sh', ['-c', `command -v ${c} || test -x /usr/sbin/${c}`]).status === 0;
-    row('sss', { section: 'others', what: '`sss` (SSSD)', latchkey: have('sssd') ? 'skipped: installed, but the bench does not configure SSSD' : 'skipped: sssd not installed', files: '', ratio: '', target: '' });
-    row('nscd', { section: 'others', what: '`nscd` in front of files', latchkey: have('nscd') ? 'skipped: installed, but the bench does not configure nscd' : 'skipped: nscd not installed', files: '', ratio: '', target: '' });
+    raw.anon_growth = { at_n_bytes: grew(idle, memWarm), per_100k_bytes: growth100k ?? null };
+    const otherGrowth = Object.fromEntries((['sss_mc', 'sss', 'nscd'] as const).filter((i) => otherIdle[i] && otherWarm[i] && !skipped[i])
+      .map((i) => [i, `${plus(grew(otherIdle[i]!, otherWarm[i]!))} at ${N.toLocaleString('en-US')}`]));
+    row('mem_growth', 'memory', 'anonymous memory growth from idle (RssAnon of the daemon\'s processes)', {
+      map: `${plus(grew(idle, memWarm))} at ${N.toLocaleString('en-US')}; ${growth100k !== undefined ? `${plus(growth100k)} per 100,000 (measured${DO_FULL ? ', --full' : ''})` : 'per 100,000: `--full` measures it'}`,
+      socket: '(the same daemon)', ...otherGrowth, files: 'n/a',
+    }, { target: `≤ ${T.growthMiB} MiB per 100k users: ${growth100k !== undefined ? verdict(growth100k <= T.growthMiB * MIB) : 'n/a (run --full)'}` });
 
     // ---- output
     const cpu = cpus();
@@ -587,7 +839,10 @@ async function main(): Promise<void> {
     const stamp = meta.date.replace(/[:]/g, '-');
     const jsonFile = join(OUT, `bench-${stamp}.json`);
     const rowList = ROW_IDS.map((id) => rows.get(id)!);
-    writeFileSync(jsonFile, JSON.stringify({ ...meta, users: N, quick: QUICK, full: DO_FULL || N >= FULL_N, params: P, daemon_env: DAEMON_ENV, daemon_node_args: DAEMON_NODE_ARGS, rows: rowList, notes, raw }, null, 2) + '\n');
+    writeFileSync(jsonFile, JSON.stringify({
+      ...meta, users: N, quick: QUICK, full: DO_FULL || N >= FULL_N, params: P, targets: T, backends: BACKENDS, skipped,
+      daemon_env: DAEMON_ENV, daemon_node_args: DAEMON_NODE_ARGS, rows: rowList, notes, raw,
+    }, null, 2) + '\n');
     writeFileSync(join(OUT, `bench-${stamp}.md`), md + (notes.length ? '\n' + notes.map((n) => `- ${n}`).join('\n') + '\n' : ''));
     process.stdout.write('\n' + md);
     for (const n of notes) process.stdout.write(`\nnote: ${n}`);
@@ -597,6 +852,8 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\nwritten: ${jsonFile} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
   } finally {
+    // SSSD and nscd first, gracefully (sssd's monitor stops its own children); then the rest
+    await Promise.all(others.map((o) => stopOther(o)));
     const dying = started.filter((p) => p.exitCode === null && p.signalCode === null && p.pid);
     for (const p of dying) { try { process.kill(p.pid!, 'SIGKILL'); } catch { /* gone */ } }
     await Promise.race([Promise.all(dying.map((p) => new Promise((r) => p.once('exit', r)))), sleep(5000)]);
