@@ -36,7 +36,7 @@ export function log(level: LogLevel, event: string, fields: Record<string, unkno
 
 /** At most one line per key per this interval from logLimited. */
 export const LIMITED_INTERVAL_MS = 60_000;
-const LIMITED_KEYS_MAX = 4096;
+export const LIMITED_KEYS_MAX = 4096;
 const limited = new Map<string, { at: number; suppressed: number }>();
 
 /**

@@ -287,9 +287,11 @@ export class Resolver {
             log('warn', 'user.uid_reassigned', { uid: user.uid, from: prev.username, to: user.username, detail: 'the by-uid endpoint names another user for this uid (a rename upstream); the old name no longer resolves' });
           }
         }
-        this.cache.put(user);
+        // Answer with the cache's own copy: the reply frame built for this answer then serves
+        // the next hits too (answers/nss.ts keeps frames by object).
+        const kept = this.cache.put(user);
         this.stats.upstream.found++;
-        outcome = { kind: 'found', user };
+        outcome = { kind: 'found', user: kept };
       } else {
         this.cache.putNegative(key, now, now + cfg.cache.negativeTtlSec * 1000, publish);
         // A user removed upstream must stop resolving: drop the positive entry for this key too.

@@ -34,7 +34,7 @@ interface Waiter { lane: Lane; uid: number; grant: () => void; refuse: (e: Error
 interface Bucket { tokens: number; at: number }
 
 /** Per-uid state kept for at most this many uids; the idlest go first. */
-const MAX_TRACKED_UIDS = 10_000;
+export const MAX_TRACKED_UIDS = 10_000;
 
 export class UpstreamScheduler {
   private inFlight = 0;

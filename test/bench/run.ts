@@ -279,7 +279,8 @@ async function startDaemon(config: string, profileDir: string | null): Promise<D
   const nodeOptions = [process.env.NODE_OPTIONS ?? '', ...nodeArgs].join(' ').trim();
   const proc = spawn(LATCHKEYD, ['--config', config], {
     stdio: ['ignore', fd, fd],
-    env: { ...process.env, LATCHKEY_NSS_DISABLE: '1', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}), ...DAEMON_ENV },
+    // MALLOC_ARENA_MAX=2 as etc/systemd/latchkeyd.service sets it: the bench measures what systemd runs.
+    env: { ...process.env, LATCHKEY_NSS_DISABLE: '1', MALLOC_ARENA_MAX: '2', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}), ...DAEMON_ENV },
   });
   closeSync(fd);
   started.push(proc);
