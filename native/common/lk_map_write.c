@@ -212,31 +212,75 @@ static uint32_t pow2_at_least(uint64_t n)
 
 /* Copies the live, unexpired entries of w->f (those kept) into a new file with room for `extra`
  * more users, and publishes it. */
-int lkw_rebuild(struct lk_map_writer *w, uint32_t extra, int keep_users, int keep_negatives)
+/* Calls fn once for every live, unexpired record of `o` that a rebuild keeps: users and name
+ * negatives from the name table (a user is in both tables), uid negatives from the uid table. */
+static void each_kept(const struct file *o, uint64_t now, int keep_users, int keep_negatives,
+                      void (*fn)(void *ctx, const uint8_t *rec, const struct lk_map_rec *r),
+                      void *ctx)
 {
-    uint64_t now = lkw_now_ms();
-    uint64_t bytes = 0, names = 0, uids = 0;
     uint8_t buf[LK_MAP_MAX_RECORD];
     struct lk_map_rec r;
-    const struct file *o = &w->f;
     for (int pass = 0; pass < 2 && o->base; pass++) {
         const uint64_t *t = pass == 0 ? o->names : o->uids;
         for (uint32_t i = 0; i < o->v.slots; i++) {
             uint32_t ref = lk_map_ref(t[i]);
             if (ref == 0 || ref == LK_MAP_SLOT_TOMBSTONE || lk_map_rec_copy(&o->v, ref, buf, &r))
                 continue;
-            int keep = r.expires_ms > now &&
-                       (r.kind == LK_MAP_KIND_PASSWD ? keep_users && pass == 0 : keep_negatives);
-            if (!keep)
-                continue;
-            bytes += align8(((const struct lk_map_record *)buf)->size);
-            names += pass == 0;
-            uids += pass == 1 || r.kind == LK_MAP_KIND_PASSWD;
+            int keep = r.kind == LK_MAP_KIND_PASSWD ? keep_users && pass == 0 : keep_negatives;
+            if (keep && r.expires_ms > now)
+                fn(ctx, buf, &r);
         }
     }
-    uint64_t most = (names > uids ? names : uids) + extra + 64u;
+}
+
+struct sizing {
+    uint64_t bytes, names, uids;
+};
+
+static void count_one(void *ctx, const uint8_t *rec, const struct lk_map_rec *r)
+{
+    struct sizing *z = ctx;
+    z->bytes += align8(((const struct lk_map_record *)rec)->size);
+    z->names += r->kind != LK_MAP_KIND_NEG_UID;
+    z->uids += r->kind != LK_MAP_KIND_NEG_NAME;
+}
+
+struct copying {
+    struct lk_map_writer *w;
+    struct file *nf;
+};
+
+static void copy_one(void *ctx, const uint8_t *rec, const struct lk_map_rec *r)
+{
+    struct copying *c = ctx;
+    struct file *nf = c->nf;
+    struct lk_map_slot sn = { -1, 0, 0 }, su = { -1, 0, 0 };
+    if (r->kind != LK_MAP_KIND_NEG_UID)
+        lk_map_probe_name(&nf->v, r->name.p, r->name.len, &sn);
+    if (r->kind != LK_MAP_KIND_NEG_NAME)
+        lk_map_probe_uid(&nf->v, r->uid, &su);
+    /* Both keys or none (a fresh half-full table with a new key: none is all but impossible). */
+    if (sn.free_slot < 0 || su.free_slot < 0)
+        return;
+    uint32_t ref = lkw_append(nf, rec, ((const struct lk_map_record *)rec)->size);
+    if (r->kind != LK_MAP_KIND_NEG_UID)
+        lkw_place(nf->names, &nf->names_used, &sn, lk_map_hash_name(&nf->v, r->name.p, r->name.len),
+                  ref);
+    if (r->kind != LK_MAP_KIND_NEG_NAME)
+        lkw_place(nf->uids, &nf->uids_used, &su, lk_map_hash_uid(&nf->v, r->uid), ref);
+    c->w->users += r->kind == LK_MAP_KIND_PASSWD;
+    c->w->neg_names += r->kind == LK_MAP_KIND_NEG_NAME;
+    c->w->neg_uids += r->kind == LK_MAP_KIND_NEG_UID;
+}
+
+int lkw_rebuild(struct lk_map_writer *w, uint32_t extra, int keep_users, int keep_negatives)
+{
+    uint64_t now = lkw_now_ms();
+    struct sizing z = { 0, 0, 0 };
+    each_kept(&w->f, now, keep_users, keep_negatives, count_one, &z);
+    uint64_t most = (z.names > z.uids ? z.names : z.uids) + extra + 64u;
     uint32_t slots = pow2_at_least(most * 2u);
-    uint64_t data_size = align8(bytes * 2u + (uint64_t)extra * 256u + MIN_DATA);
+    uint64_t data_size = align8(z.bytes * 2u + (uint64_t)extra * 256u + MIN_DATA);
     if ((uint64_t)slots * FILL_NUM / FILL_DEN < most || data_size / LK_MAP_ALIGN >= UINT32_MAX - 1)
         return lkw_fail(w, ENOSPC, "map would exceed %u slots", LK_MAP_MAX_SLOTS);
     char tmp[PATH_MAX + 8];
@@ -245,37 +289,8 @@ int lkw_rebuild(struct lk_map_writer *w, uint32_t extra, int keep_users, int kee
     if (rc)
         return rc;
     w->users = w->neg_names = w->neg_uids = 0;
-    for (int pass = 0; pass < 2 && o->base; pass++) {
-        const uint64_t *t = pass == 0 ? o->names : o->uids;
-        for (uint32_t i = 0; i < o->v.slots; i++) {
-            uint32_t ref = lk_map_ref(t[i]);
-            if (ref == 0 || ref == LK_MAP_SLOT_TOMBSTONE || lk_map_rec_copy(&o->v, ref, buf, &r))
-                continue;
-            int keep = r.expires_ms > now &&
-                       (r.kind == LK_MAP_KIND_PASSWD ? keep_users && pass == 0 : keep_negatives);
-            if (!keep)
-                continue;
-            uint32_t nref = lkw_append(&nf, buf, ((const struct lk_map_record *)buf)->size);
-            struct lk_map_slot s;
-            if (r.kind != LK_MAP_KIND_NEG_UID) {
-                lk_map_probe_name(&nf.v, r.name.p, r.name.len, &s);
-                if (s.free_slot >= 0)
-                    lkw_place(nf.names, &nf.names_used, &s,
-                              lk_map_hash_name(&nf.v, r.name.p, r.name.len), nref);
-                if (r.kind == LK_MAP_KIND_PASSWD)
-                    w->users++;
-                else
-                    w->neg_names++;
-            }
-            if (r.kind != LK_MAP_KIND_NEG_NAME) {
-                lk_map_probe_uid(&nf.v, r.uid, &s);
-                if (s.free_slot >= 0)
-                    lkw_place(nf.uids, &nf.uids_used, &s, lk_map_hash_uid(&nf.v, r.uid), nref);
-                if (r.kind == LK_MAP_KIND_NEG_UID)
-                    w->neg_uids++;
-            }
-        }
-    }
+    struct copying c = { w, &nf };
+    each_kept(&w->f, now, keep_users, keep_negatives, copy_one, &c);
     w->rebuilds++;
     return publish(w, &nf, tmp);
 }

@@ -200,86 +200,88 @@ static void end(void)
         reclaim();
 }
 
-enum lk_nss_map_answer lk_nss_map_passwd(const char *name, uint32_t uid, struct passwd *pw,
-                                         char *buf, size_t buflen, enum nss_status *status,
-                                         int *errnop)
+enum query {
+    BY_NAME,
+    BY_UID,
+    GROUP
+};
+
+/* One question to the current mapping (ASK when the map is off or has none). */
+static enum lk_map_result ask_map(enum query q, const char *name, uint32_t id,
+                                  uint8_t copy[LK_MAP_MAX_RECORD], struct lk_map_rec *rec)
 {
     if (map_disabled())
-        return LK_NSS_MAP_ASK;
-    uint8_t copy[LK_MAP_MAX_RECORD];
-    struct lk_map_rec rec;
+        return LK_MAP_ASK;
     enum lk_map_result r = LK_MAP_ASK;
     struct mapping *m = begin();
-    if (m)
-        r = name ? lk_map_find_name(&m->v, name, real_ms(), copy, &rec)
-                 : lk_map_find_uid(&m->v, uid, real_ms(), copy, &rec);
+    if (m) {
+        int64_t now = real_ms();
+        r = q == BY_NAME  ? lk_map_find_name(&m->v, name, now, copy, rec)
+            : q == BY_UID ? lk_map_find_uid(&m->v, id, now, copy, rec)
+                          : lk_map_find_group(&m->v, name, id, now, copy, rec);
+    }
     end();
+    return r;
+}
+
+/* The NSS answer for what the map said; `fill` is the lk_fill_* result of a FOUND record. */
+static enum lk_nss_map_answer answered(enum lk_map_result r, int fill, enum nss_status *status,
+                                       int *errnop)
+{
     if (r == LK_MAP_ASK)
         return LK_NSS_MAP_ASK;
     if (r == LK_MAP_ABSENT) {
         *errnop = ENOENT;
         *status = NSS_STATUS_NOTFOUND;
-        return LK_NSS_MAP_DONE;
-    }
-    struct lk_passwd_rec pr;
-    lk_map_rec_passwd(&rec, &pr);
-    if (lk_fill_passwd(&pr, pw, buf, buflen) != 0) {
+    } else if (fill != 0) {
+        /* glibc rule: a buffer too small is TRYAGAIN + ERANGE; the caller retries bigger. */
         *errnop = ERANGE;
         *status = NSS_STATUS_TRYAGAIN;
     } else {
         *status = NSS_STATUS_SUCCESS;
     }
     return LK_NSS_MAP_DONE;
+}
+
+enum lk_nss_map_answer lk_nss_map_passwd(const char *name, uint32_t uid, struct passwd *pw,
+                                         char *buf, size_t buflen, enum nss_status *status,
+                                         int *errnop)
+{
+    uint8_t copy[LK_MAP_MAX_RECORD];
+    struct lk_map_rec rec;
+    enum lk_map_result r = ask_map(name ? BY_NAME : BY_UID, name, uid, copy, &rec);
+    int fill = 0;
+    if (r == LK_MAP_FOUND) {
+        struct lk_passwd_rec pr;
+        lk_map_rec_passwd(&rec, &pr);
+        fill = lk_fill_passwd(&pr, pw, buf, buflen);
+    }
+    return answered(r, fill, status, errnop);
 }
 
 enum lk_nss_map_answer lk_nss_map_group(const char *name, uint32_t gid, struct group *gr, char *buf,
                                         size_t buflen, enum nss_status *status, int *errnop)
 {
-    if (map_disabled())
-        return LK_NSS_MAP_ASK;
     uint8_t copy[LK_MAP_MAX_RECORD];
     struct lk_map_rec rec;
-    enum lk_map_result r = LK_MAP_ASK;
-    struct mapping *m = begin();
-    if (m)
-        r = lk_map_find_group(&m->v, name, gid, real_ms(), copy, &rec);
-    end();
-    if (r == LK_MAP_ASK)
-        return LK_NSS_MAP_ASK;
-    if (r == LK_MAP_ABSENT) {
-        *errnop = ENOENT;
-        *status = NSS_STATUS_NOTFOUND;
-        return LK_NSS_MAP_DONE;
+    enum lk_map_result r = ask_map(GROUP, name, gid, copy, &rec);
+    int fill = 0;
+    if (r == LK_MAP_FOUND) {
+        struct lk_group_rec gw;
+        lk_map_rec_group(&rec, &gw);
+        fill = lk_fill_group(&gw, gr, buf, buflen);
     }
-    struct lk_group_rec gw;
-    lk_map_rec_group(&rec, &gw);
-    if (lk_fill_group(&gw, gr, buf, buflen) != 0) {
-        *errnop = ERANGE;
-        *status = NSS_STATUS_TRYAGAIN;
-    } else {
-        *status = NSS_STATUS_SUCCESS;
-    }
-    return LK_NSS_MAP_DONE;
+    return answered(r, fill, status, errnop);
 }
 
 enum lk_nss_map_answer lk_nss_map_initgroups(enum nss_status *status, int *errnop)
 {
-    if (map_disabled())
-        return LK_NSS_MAP_ASK;
     uint8_t copy[LK_MAP_MAX_RECORD];
     struct lk_map_rec rec;
-    enum lk_map_result r = LK_MAP_ASK;
-    struct mapping *m = begin();
     /* The map's group record carries no member list: an authoritative, fresh one means the
      * daemon's only group has no members, so no user gains a supplementary group from it. */
-    if (m)
-        r = lk_map_find_group(&m->v, NULL, 0, real_ms(), copy, &rec);
-    end();
-    if (r == LK_MAP_ASK)
-        return LK_NSS_MAP_ASK;
-    *errnop = ENOENT;
-    *status = NSS_STATUS_NOTFOUND;
-    return LK_NSS_MAP_DONE;
+    enum lk_map_result r = ask_map(GROUP, NULL, 0, copy, &rec);
+    return answered(r == LK_MAP_ASK ? r : LK_MAP_ABSENT, 0, status, errnop);
 }
 
 void lk_nss_map_reset_for_tests(void)
