@@ -5,8 +5,17 @@
 #include "lk_map.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "lk_records.h"
+
+int64_t lk_map_now_ms(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) != 0)
+        return -1;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- SipHash-1-3 (Aumasson and Bernstein; the variant Rust's HashMap uses), 64-bit output --
  * Keyed with a random key per file, so that names do not collide by accident or across files.

@@ -37,6 +37,11 @@ struct lk_map_view {
  * LK_MAP_MAX_SLOTS); -1 otherwise. `base` must be 8-byte aligned (mmap's is). */
 int lk_map_view_open(struct lk_map_view *v, const void *base, size_t size);
 
+/* CLOCK_REALTIME_COARSE in ms (the clock of records' expires_ms), or -1. The coarse clock costs a
+ * third of the precise one on a hot path; a record may answer a tick (a few ms) past its expiry,
+ * well inside what a TTL means. */
+int64_t lk_map_now_ms(void);
+
 /* SipHash-1-3 of `len` bytes under the key (k0, k1). */
 uint64_t lk_map_hash(uint64_t k0, uint64_t k1, const void *data, size_t len);
 uint64_t lk_map_hash_name(const struct lk_map_view *v, const char *name, size_t len);

@@ -42,13 +42,6 @@ static uint64_t align8(uint64_t n)
     return (n + 7u) & ~(uint64_t)7u;
 }
 
-uint64_t lkw_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void file_drop(struct file *f, int retire)
 {
     if (f->base) {
@@ -275,7 +268,8 @@ static void copy_one(void *ctx, const uint8_t *rec, const struct lk_map_rec *r)
 
 int lkw_rebuild(struct lk_map_writer *w, uint32_t extra, int keep_users, int keep_negatives)
 {
-    uint64_t now = lkw_now_ms();
+    int64_t clock = lk_map_now_ms();
+    uint64_t now = clock > 0 ? (uint64_t)clock : 0; /* 0: keep everything */
     struct sizing z = { 0, 0, 0 };
     each_kept(&w->f, now, keep_users, keep_negatives, count_one, &z);
     uint64_t most = (z.names > z.uids ? z.names : z.uids) + extra + 64u;
@@ -295,13 +289,21 @@ int lkw_rebuild(struct lk_map_writer *w, uint32_t extra, int keep_users, int kee
     return publish(w, &nf, tmp);
 }
 
+/* Removes `path` if it is still the file open on `fd` (not one that replaced it since). */
+static void unlink_if_same(const char *path, int fd)
+{
+    struct stat a, b;
+    if (fd >= 0 && fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_ino == b.st_ino &&
+        a.st_dev == b.st_dev)
+        unlink(path);
+}
+
 /* The file at the path when a writer starts (a previous daemon's, left by a crash): marked
  * retired at once, before the new map exists, so that its readers ask the socket rather than
  * trust a map nobody updates. 1 when it was retired (this uid owns it). */
-static int retire_previous(int fd)
+static void retire_previous(int fd)
 {
     struct stat st;
-    int done = 0;
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
         st.st_size >= (off_t)LK_MAP_HEADER_SIZE) {
         struct lk_map_header *h =
@@ -309,12 +311,10 @@ static int retire_previous(int fd)
         if (h != MAP_FAILED) {
             if (h->magic == LK_MAP_MAGIC) {
                 __atomic_store_n(&h->retired, 1u, __ATOMIC_RELEASE);
-                done = 1;
             }
             munmap(h, LK_MAP_HEADER_SIZE);
         }
     }
-    return done;
 }
 
 int lkw_open(struct lk_map_writer **out, const char *path, uint32_t expect_users)
@@ -332,13 +332,8 @@ int lkw_open(struct lk_map_writer **out, const char *path, uint32_t expect_users
     int old = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
     retire_previous(old);
     int rc = lkw_rebuild(w, expect_users, 0, 0);
-    if (rc) {
-        /* No new map: the old one must not stay where a reader would open it again. */
-        struct stat a, b;
-        if (old >= 0 && fstat(old, &a) == 0 && lstat(path, &b) == 0 && a.st_ino == b.st_ino &&
-            a.st_dev == b.st_dev)
-            unlink(path);
-    }
+    if (rc) /* No new map: the old one must not stay where a reader would open it again. */
+        unlink_if_same(path, old);
     if (old >= 0)
         close(old);
     *out = w; /* on failure too, for lkw_error; the caller closes it */
@@ -349,13 +344,8 @@ void lkw_close(struct lk_map_writer *w, int unlink_file)
 {
     if (w == NULL)
         return;
-    if (unlink_file && w->f.fd >= 0) {
-        /* Only if the path is still this writer's file. */
-        struct stat a, b;
-        if (fstat(w->f.fd, &a) == 0 && lstat(w->path, &b) == 0 && a.st_ino == b.st_ino &&
-            a.st_dev == b.st_dev)
-            unlink(w->path);
-    }
+    if (unlink_file)
+        unlink_if_same(w->path, w->f.fd);
     file_drop(&w->f, 1);
     free(w);
 }

@@ -56,7 +56,8 @@ int lkw_remove_name(struct lk_map_writer *w, const char *name);
 int lkw_remove_uid(struct lk_map_writer *w, uint32_t uid);
 /* A new file holding only what `keep_users` / `keep_negatives` say, and the group. */
 int lkw_reset(struct lk_map_writer *w, int keep_users, int keep_negatives);
-/* The group (name NULL: none; then group lookups ask the socket). A new file. */
+/* The group (name NULL: none; then group lookups ask the socket). A new file when it changed;
+ * the same group only has its expiry moved. */
 int lkw_set_group(struct lk_map_writer *w, const char *name, uint32_t gid, uint64_t expires_ms);
 /* Moves the group record's expiry (the daemon keeps it fresh while it runs). */
 void lkw_touch_group(struct lk_map_writer *w, uint64_t expires_ms);

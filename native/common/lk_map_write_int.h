@@ -39,7 +39,7 @@ struct lk_map_writer {
     struct file f;
     uint32_t users, neg_names, neg_uids;
     uint64_t generation, rebuilds, not_published;
-    uint64_t collision_rebuild_at; /* lkw_now_ms() of the last rebuild for colliding names */
+    int64_t collision_rebuild_at; /* lk_map_now_ms() of the last rebuild for colliding names */
     int have_group;
     char group[LK_MAX_NAME + 1];
     uint32_t gid;
@@ -62,7 +62,5 @@ void lkw_place(uint64_t *table, uint32_t *used, const struct lk_map_slot *s, uin
                uint32_t ref);
 /* A new file holding the live, unexpired entries kept, room for `extra` users, published. */
 int lkw_rebuild(struct lk_map_writer *w, uint32_t extra, int keep_users, int keep_negatives);
-/* CLOCK_REALTIME in ms. */
-uint64_t lkw_now_ms(void);
 
 #endif /* LK_MAP_WRITE_INT_H */

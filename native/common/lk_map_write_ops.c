@@ -129,7 +129,7 @@ static int find_both(struct lk_map_writer *w, const char *name, uint32_t uid, ui
             return 0;
         if (attempt > 0)
             break;
-        uint64_t now = lkw_now_ms();
+        int64_t now = lk_map_now_ms();
         if (!room) {
             /* Growth. Negative entries share it only up to their cap (put_neg). */
         } else if (!is_user || now < w->collision_rebuild_at + LKW_COLLISION_REBUILD_MS) {
@@ -150,15 +150,12 @@ int lkw_put_user(struct lk_map_writer *w, const struct lkw_user *u)
     uint8_t buf[LK_MAP_MAX_RECORD];
     uint32_t size = lkw_build(buf, LK_MAP_KIND_PASSWD, u->expires_ms, u->uid, u->gid, u->name,
                               u->gecos, u->dir, u->shell);
-    if (size == 0 || u->uid == 0) {
-        /* Not published: nothing stale may stay in its place. */
-        lkw_remove_name(w, u->name);
-        lkw_remove_uid(w, u->uid);
-        w->not_published++;
-        return 1;
-    }
     struct lk_map_slot sn, su;
-    int rc = find_both(w, u->name, u->uid, size, 1, &sn, &su);
+    int rc = 1;
+    if (size != 0 && u->uid != 0)
+        rc = find_both(w, u->name, u->uid, size, 1, &sn, &su); /* counts what it cannot place */
+    else
+        w->not_published++;
     if (rc == 1) {
         /* Not published: nothing stale may stay in its place. */
         lkw_remove_name(w, u->name);
@@ -232,7 +229,6 @@ static int put_neg(struct lk_map_writer *w, const char *name, uint32_t uid, uint
         w->not_published++;
         return 1;
     }
-    k = kind_at(f, s);
     if (k == (name ? LK_MAP_KIND_NEG_NAME : LK_MAP_KIND_NEG_UID)) {
         /* The same negative entry: a new expiry. */
         __atomic_store_n(&((struct lk_map_record *)rec_of(f, s->ref))->expires_ms, expires,
@@ -288,6 +284,10 @@ int lkw_set_group(struct lk_map_writer *w, const char *name, uint32_t gid, uint6
 {
     if (name != NULL && (strlen(name) == 0 || strlen(name) > LK_MAX_NAME || gid == 0))
         return lkw_fail(w, EINVAL, "group %s (gid %u) cannot be published", name, gid);
+    if (name ? w->have_group && strcmp(w->group, name) == 0 && w->gid == gid : !w->have_group) {
+        lkw_touch_group(w, expires_ms); /* the same group: no new file */
+        return 0;
+    }
     w->have_group = name != NULL;
     if (name)
         strcpy(w->group, name);

@@ -36,8 +36,8 @@ struct mapping {
 /* Readers never lock, and never write a cache line another thread writes: a lookup marks itself
  * under way in its thread's stripe of `active` (threads spread over LK_STRIPES counters, each on
  * a cache line of its own; one shared counter made two threads slower than one). The current
- * mapping is swapped by one thread at a time (`owner`, a pid; a fork child starts with every
- * counter and `owner` cleared, see after_fork_child). A replaced mapping is unmapped once every stripe has
+ * mapping is swapped by one thread at a time (`owner`; a fork child starts with every counter
+ * and `owner` cleared, see after_fork_child). A replaced mapping is unmapped once every stripe has
  * been seen at zero after the swap: a lookup that could still be reading it keeps its stripe
  * above zero until it ends. */
 #define LK_STRIPES 16
@@ -54,23 +54,6 @@ static struct mapping *retired; /* under `owner` */
 static atomic_int pending;      /* retired != NULL */
 static atomic_llong next_try_ms;
 static atomic_int disabled = -1;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The coarse clock (a few ms of resolution, a third of the cost): a record may answer a tick
- * past its expiry, well inside what a TTL means. */
-static int64_t real_ms(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) != 0)
-        return -1;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int env_on(const char *name)
 {
@@ -90,11 +73,8 @@ static int map_disabled(void)
 
 static int lock(void)
 {
-    int me = (int)getpid(), v = 0;
-    if (atomic_compare_exchange_strong(&owner, &v, me))
-        return 1;
-    /* Held by another process: a fork child inherited a parent thread's claim. */
-    return v != me && atomic_compare_exchange_strong(&owner, &v, me);
+    int v = 0;
+    return atomic_compare_exchange_strong(&owner, &v, 1);
 }
 
 static void unlock(void)
@@ -136,13 +116,13 @@ static struct mapping *map_open(void)
 /* Replaces a retired (or missing) current mapping; called with a lookup under way. */
 static struct mapping *remap(struct mapping *old)
 {
-    if (mono_ms() < atomic_load(&next_try_ms) || !lock())
+    if (lk_mono_ms() < atomic_load(&next_try_ms) || !lock())
         return NULL;
     struct mapping *m = atomic_load(&current);
     if (m == old) {
         m = map_open();
         if (m == NULL)
-            atomic_store(&next_try_ms, mono_ms() + REOPEN_BACKOFF_MS);
+            atomic_store(&next_try_ms, lk_mono_ms() + REOPEN_BACKOFF_MS);
         atomic_store(&current, m);
         if (old) {
             old->unseen = (1u << LK_STRIPES) - 1;
@@ -215,7 +195,7 @@ static enum lk_map_result ask_map(enum query q, const char *name, uint32_t id,
     enum lk_map_result r = LK_MAP_ASK;
     struct mapping *m = begin();
     if (m) {
-        int64_t now = real_ms();
+        int64_t now = lk_map_now_ms();
         r = q == BY_NAME  ? lk_map_find_name(&m->v, name, now, copy, rec)
             : q == BY_UID ? lk_map_find_uid(&m->v, id, now, copy, rec)
                           : lk_map_find_group(&m->v, name, id, now, copy, rec);

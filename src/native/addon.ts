@@ -49,7 +49,7 @@ export interface MapWriter {
   removeUid(uid: number): 0;
   /** a new file holding only what is kept (and the group) */
   reset(keepUsers: boolean, keepNegatives: boolean): 0;
-  /** the group (null: none); a new file */
+  /** the group (null: none); a new file when it changed, else only its expiry moves */
   setGroup(name: string | null, gid: number, expiresMs: number): 0;
   touchGroup(expiresMs: number): void;
   stats(): MapWriterStats;

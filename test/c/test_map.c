@@ -112,6 +112,14 @@ static void test_basics(void)
     CHECK(lk_map_find_group(&r.v, "lega", 0, (int64_t)now_ms(), buf, &rec) == LK_MAP_FOUND);
     CHECK(lk_map_find_group(&r.v, NULL, 10000, (int64_t)now_ms(), buf, &rec) == LK_MAP_FOUND);
     CHECK(lk_map_find_group(&r.v, "wheel", 0, (int64_t)now_ms(), buf, &rec) == LK_MAP_ABSENT);
+    /* The same group again (every reload says it): its expiry moves, no new file. */
+    struct lkw_stats g0, g1;
+    lkw_get_stats(w, &g0);
+    CHECK(lkw_set_group(w, "lega", 10000, exp + 5) == 0);
+    lkw_get_stats(w, &g1);
+    CHECK(g1.rebuilds == g0.rebuilds && __atomic_load_n(&r.v.h->retired, __ATOMIC_ACQUIRE) == 0);
+    CHECK(lk_map_find_group(&r.v, "lega", 0, (int64_t)now_ms(), buf, &rec) == LK_MAP_FOUND &&
+          rec.expires_ms == exp + 5);
 
     /* A refresh with the same data moves the expiry in place (no new record). */
     struct lkw_stats s0, s1;
