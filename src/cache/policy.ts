@@ -17,9 +17,14 @@ export interface FreshnessConfig { refreshAheadSec: number; staleGraceSec: numbe
  * Expiry is exclusive (at `expiresAt` the entry is already expired) and so is the end of the
  * grace period, so a zero refresh-ahead window never triggers and a zero grace never serves stale.
  */
+/** From when a lookup of an entry refreshes it in the background: the end of plain 'fresh'. */
+export function refreshAheadFrom(expiresAt: number, cfg: Pick<FreshnessConfig, 'refreshAheadSec'>): number {
+  return expiresAt - cfg.refreshAheadSec * 1000;
+}
+
 export function classify(expiresAt: number, now: number, cfg: FreshnessConfig): Freshness {
   if (now < expiresAt) {
-    return now >= expiresAt - cfg.refreshAheadSec * 1000 ? 'refresh-ahead' : 'fresh';
+    return now >= refreshAheadFrom(expiresAt, cfg) ? 'refresh-ahead' : 'fresh';
   }
   return now < expiresAt + cfg.staleGraceSec * 1000 ? 'stale-servable' : 'dead';
 }

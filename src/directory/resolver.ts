@@ -145,6 +145,11 @@ export class Resolver {
     return this.cache.getByName(name) !== null;
   }
 
+  /** Whether a cached user still passes the rules (the shared-memory map publishes only those). */
+  serves(u: CachedUser): boolean {
+    return this.usable(u) !== null;
+  }
+
   /** A cached entry counts only if it still passes the rules: the config may have been reloaded. */
   private usable(u: CachedUser | null, nameChecked = false): CachedUser | null {
     // A row found by name carries that name, which byName/refreshByName checked already: the

@@ -16,6 +16,7 @@ import type { MapWriter, MapWriterStats } from '../native/addon.js';
 import { passwdEntry, groupEntry } from '../directory/entries.js';
 import type { LocalAccounts } from '../users/local.js';
 import { MAP_FILE } from '../protocol/generated.js';
+import { refreshAheadFrom } from '../cache/policy.js';
 import { log } from '../log.js';
 
 /** The group record is kept fresh by the sweep (every 30 s); a daemon that died stops doing so. */
@@ -29,8 +30,7 @@ export const LOCAL_CHECK_MS = 500;
 
 /** What the publisher needs of the resolver: the rules a cached user must still pass. */
 export interface MapRules {
-  uidAllowed(uid: number): boolean;
-  nameAllowed(name: string): boolean;
+  serves(u: CachedUser): boolean;
   readonly local: LocalAccounts;
 }
 
@@ -73,7 +73,7 @@ export class MapPublisher implements CacheListener {
     }
     this.state = 'on';
     this.reason = null;
-    this.refill(users);
+    this.refill(users, true);
     this.localTimer = setInterval(() => this.followLocal(), LOCAL_CHECK_MS);
     this.localTimer.unref();
   }
@@ -99,6 +99,7 @@ export class MapPublisher implements CacheListener {
     });
   }
 
+  /** The group as the directory decides it (the writer makes a new file only when it changed). */
   private publishGroup(w: MapWriter): void {
     const g = groupEntry(this.cfg().users, this.rules.local);
     w.setGroup(g ? g.name : null, g ? g.gid : 0, this.now() + GROUP_FRESH_MS);
@@ -108,14 +109,15 @@ export class MapPublisher implements CacheListener {
   /** Everything decided again: a reload (shell, home base, gid, rules) or changed local files. */
   rebuild(): void {
     if (!this.w) { this.start(); return; }
-    this.refill(this.cache.all());
+    this.refill(this.cache.all(), false);
   }
 
-  private refill(users: CachedUser[]): void {
+  /** Fills the map from the cache; `fresh`: the writer was just opened (its file is empty). */
+  private refill(users: CachedUser[], fresh: boolean): void {
     this.localSig = this.rules.local.signature();
     this.guard(() => {
       const w = this.w!;
-      w.reset(false, false);
+      if (!fresh) w.reset(false, false);
       this.publishGroup(w);
       for (const u of users) this.putUser(w, u);
       const now = this.now();
@@ -188,8 +190,8 @@ export class MapPublisher implements CacheListener {
   /** Publishes a user the socket would answer as fresh, else removes whatever the map holds. */
   private putUser(w: MapWriter, u: CachedUser): void {
     const cfg = this.cfg();
-    const until = u.expiresAt - cfg.cache.refreshAheadSec * 1000;
-    if (until <= this.now() || !this.rules.uidAllowed(u.uid) || !this.rules.nameAllowed(u.username)) {
+    const until = refreshAheadFrom(u.expiresAt, cfg.cache);
+    if (until <= this.now() || !this.rules.serves(u)) {
       w.removeName(u.username);
       w.removeUid(u.uid);
       return;
