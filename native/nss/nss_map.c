@@ -84,7 +84,7 @@ static void unlock(void)
 
 /* Opens and checks the file: a regular file of the daemon account (lk_peer's rule, the same as
  * for the sockets), writable by nobody else, of a sane size, whose header passes. */
-static struct mapping *map_open(void)
+static struct mapping *map_open_once(int *replaced)
 {
     char path[sizeof((struct sockaddr_un *)0)->sun_path];
     if (lk_socket_path(path, sizeof path, lk_socket_dir(), LK_MAP_FILE) != 0)
@@ -103,13 +103,27 @@ static struct mapping *map_open(void)
         return NULL;
     struct mapping *m = calloc(1, sizeof *m);
     if (m == NULL || lk_map_view_open(&m->v, base, (size_t)st.st_size) != 0 ||
-        __atomic_load_n(&m->v.h->retired, __ATOMIC_ACQUIRE) != 0) {
+        (*replaced = __atomic_load_n(&m->v.h->retired, __ATOMIC_ACQUIRE) != 0)) {
         munmap(base, (size_t)st.st_size);
         free(m);
         return NULL;
     }
     m->base = base;
     m->size = (size_t)st.st_size;
+    return m;
+}
+
+/* A file found retired was replaced between open and the check (the daemon rebuilt the map):
+ * the path already holds its successor, so it is opened again at once rather than after the
+ * failure backoff, a few times at most. */
+static struct mapping *map_open(void)
+{
+    struct mapping *m = NULL;
+    int replaced = 1;
+    for (int i = 0; i < 3 && m == NULL && replaced; i++) {
+        replaced = 0;
+        m = map_open_once(&replaced);
+    }
     return m;
 }
 

@@ -225,7 +225,7 @@ static void test_growth(void)
 /* ---- the NSS reader under a writer that keeps changing the map ------------------------------ */
 
 static atomic_int stop;
-static atomic_long seen_found, seen_bad;
+static atomic_long seen_found, seen_bad, lookups;
 
 static void expect_consistent(const struct passwd *pw)
 {
@@ -247,6 +247,7 @@ static void *reader(void *arg)
     char name[32], buf[1024];
     struct passwd pw;
     while (!atomic_load(&stop)) {
+        atomic_fetch_add(&lookups, 1);
         unsigned i = (unsigned)rand_r(&seed) % 600;
         enum nss_status st;
         int err;
@@ -291,7 +292,12 @@ static void test_concurrent(int iterations)
     atomic_store(&stop, 0);
     for (uintptr_t i = 0; i < 4; i++)
         pthread_create(&t[i], NULL, reader, (void *)(i + 1));
+    /* At least this many rounds, and on until the readers really ran beside the writer: on a
+     * loaded machine the churn can be over before a thread is first scheduled. */
+    double until = lk_now_ms() + 10000;
     churn(w, (unsigned)iterations * 40);
+    while (atomic_load(&lookups) < 4000 && lk_now_ms() < until)
+        churn(w, 1000);
     atomic_store(&stop, 1);
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
