@@ -26,6 +26,11 @@ export interface CachedUser extends UpstreamUser {
   fetchedAt: number;
   /** epoch milliseconds after which the entry is no longer fresh */
   expiresAt: number;
+  /**
+   * Set only for a persistent local user (src/localusers/): never cached, never fetched. Its
+   * upstreamUid is -1, its expiresAt never comes, and accountExpiresAt is 0 while it is disabled.
+   */
+  local?: { context: string | null; shell: string | null };
 }
 
 /** What NSS sees: the public passwd fields. Home and shell come from config, never from upstream. */

@@ -166,6 +166,9 @@ class MapWriter : public Napi::ObjectWrap<MapWriter>
             return Bad(env, "removeName(name)");
         if (!Open(env))
             return env.Undefined();
+        // removeName(name, true): the negative entry goes too (a stored local user was added)
+        if (info.Length() >= 2 && info[1].ToBoolean().Value())
+            lkw_remove_neg_name(w_, name.c_str());
         return Result(env, lkw_remove_name(w_, name.c_str()));
     }
 
@@ -177,6 +180,8 @@ class MapWriter : public Napi::ObjectWrap<MapWriter>
             return Bad(env, "removeUid(uid)");
         if (!Open(env))
             return env.Undefined();
+        if (info.Length() >= 2 && info[1].ToBoolean().Value())
+            lkw_remove_neg_uid(w_, static_cast<uint32_t>(uid));
         return Result(env, lkw_remove_uid(w_, static_cast<uint32_t>(uid)));
     }
 

@@ -54,6 +54,10 @@ int lkw_put_neg_uid(struct lk_map_writer *w, uint32_t uid, uint64_t expires_ms);
 /* Removes the user with this name / uid (negative entries stay). */
 int lkw_remove_name(struct lk_map_writer *w, const char *name);
 int lkw_remove_uid(struct lk_map_writer *w, uint32_t uid);
+/* Removes the negative entry for this name / uid, if any: the daemon now answers for it from
+ * elsewhere (a persistent local user was added). Users stay. */
+int lkw_remove_neg_name(struct lk_map_writer *w, const char *name);
+int lkw_remove_neg_uid(struct lk_map_writer *w, uint32_t uid);
 /* A new file holding only what `keep_users` / `keep_negatives` say, and the group. */
 int lkw_reset(struct lk_map_writer *w, int keep_users, int keep_negatives);
 /* The group (name NULL: none; then group lookups ask the socket). A new file when it changed;

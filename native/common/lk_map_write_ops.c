@@ -275,6 +275,31 @@ int lkw_remove_uid(struct lk_map_writer *w, uint32_t uid)
     return 0;
 }
 
+int lkw_remove_neg_name(struct lk_map_writer *w, const char *name)
+{
+    struct lk_map_slot s;
+    size_t len = strlen(name);
+    if (len == 0 || len > LK_MAX_NAME)
+        return 0;
+    lk_map_probe_name(&w->f.v, name, len, &s);
+    if (kind_at(&w->f, &s) == LK_MAP_KIND_NEG_NAME) {
+        tombstone(&w->f.names[s.found]);
+        w->neg_names--;
+    }
+    return 0;
+}
+
+int lkw_remove_neg_uid(struct lk_map_writer *w, uint32_t uid)
+{
+    struct lk_map_slot s;
+    lk_map_probe_uid(&w->f.v, uid, &s);
+    if (kind_at(&w->f, &s) == LK_MAP_KIND_NEG_UID) {
+        tombstone(&w->f.uids[s.found]);
+        w->neg_uids--;
+    }
+    return 0;
+}
+
 int lkw_reset(struct lk_map_writer *w, int keep_users, int keep_negatives)
 {
     return lkw_rebuild(w, w->users, keep_users, keep_negatives);

@@ -3,7 +3,8 @@
  *   rootd_main.c    arguments, signals, the accept loop, frames in and out
  *   rootd_socket.c  the listening socket: made with --socket, or passed by systemd
  *   rootd_config.c  the policy: the few latchkey.conf keys rootd needs, read strictly
- *   rootd_check.c   decoding a request and checking it against the policy (no side effects)
+ *   rootd_check.c   decoding a request and checking it against the policy (no side effects);
+ *                   also the --daemon-user argument, read from the host passwd file
  *   rootd_ops.c     the operations: home creation (homes.c) and ending a session
  *   rootd_log.c     one line per event on stderr, syslog priority prefix, rate-limited
  * The wire format is rootd_proto.h, generated from src/protocol/spec.json ("rootd") by
@@ -29,6 +30,8 @@ struct rootd_policy {
     uint32_t uid_shift;          /* [users] uid_shift (ega_uid_shift): no served uid is below it */
     uint32_t min_uid;            /* [users] min_uid */
     uint32_t max_uid;            /* [users] max_uid */
+    uint32_t local_min_uid;      /* [local] min_uid: the local store's users (0: none) */
+    uint32_t local_max_uid;      /* [local] max_uid (0: none) */
     char deny_names[1024];       /* [users] deny_names, as written (validated) */
     char local_passwd[PATH_MAX]; /* [users] local_passwd: the host's own accounts */
 };
@@ -68,6 +71,10 @@ int rootd_check_create(const struct rootd_request *req, const struct rootd_polic
 int rootd_check_end(const struct rootd_request *req, const struct rootd_policy *pol,
                     const struct rootd_identity *id, pid_t peer_pid, struct rootd_reply *rep);
 int rootd_name_is_portable(const char *name);
+/* `root, admin backup`: a [users] deny_names value (keys.ts parseNameList) is well-formed. */
+int rootd_deny_list_ok(const char *list);
+/* --daemon-user NAME|UID: 0 and *out, or -1 (root, unknown, out of range). */
+int rootd_parse_user(const char *arg, uid_t *out);
 void rootd_reply_set(struct rootd_reply *rep, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -87,9 +94,6 @@ int rootd_activated_socket(void);
 #define ROOTD_LOG_WARNING 4
 #define ROOTD_LOG_INFO 6
 /* Always written (start, stop, reload, fatal errors). */
-/* --daemon-user NAME|UID: 0 and *out, or -1 (root, unknown, out of range). */
-int rootd_parse_user(const char *arg, uid_t *out);
-
 void rootd_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Per-request events: at most ROOTD_LOG_BURST lines per ROOTD_LOG_WINDOW_S, then counted and
  * summed up in one line, so a peer cannot flood the journal. */

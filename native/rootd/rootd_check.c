@@ -1,9 +1,11 @@
 /* Decoding a request frame and deciding whether the policy allows it. Nothing here changes
  * anything: a request is checked completely before rootd_ops.c acts on it, so a refused request
  * leaves the disk and every process as they were. The daemon checked the same things already;
- * rootd checks them again because the daemon is the party it does not trust. */
+ * rootd checks them again because the daemon is the party it does not trust. Here too: the
+ * --daemon-user argument, read from the host's passwd file like the local accounts below. */
 #define _GNU_SOURCE
 #include "rootd.h"
+#include "lk_local.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -125,6 +127,22 @@ int rootd_name_is_portable(const char *name)
     return n > 0 && name[0] != '-' && name[0] != '.' && strspn(name, ok) == n;
 }
 
+/* `root, admin backup`: the deny list syntax of keys.ts parseNameList. */
+int rootd_deny_list_ok(const char *v)
+{
+    char copy[sizeof((struct rootd_policy *)0)->deny_names];
+    snprintf(copy, sizeof copy, "%s", v);
+    char *save = NULL;
+    for (char *n = strtok_r(copy, ", \t", &save); n; n = strtok_r(NULL, ", \t", &save)) {
+        size_t len = strlen(n);
+        if (n[len - 1] == '$')
+            n[--len] = '\0';
+        if (len == 0 || len > 32 || n[0] == '-' || !rootd_name_is_portable(n))
+            return 0;
+    }
+    return 1;
+}
+
 static int in_deny_list(const char *name, const char *list)
 {
     char copy[sizeof((struct rootd_policy *)0)->deny_names];
@@ -180,6 +198,22 @@ static int local_account(const char *file, const char *name, uint32_t uid, struc
     return found;
 }
 
+/* --daemon-user: a uid, or a name in the local passwd file. */
+int rootd_parse_user(const char *arg, uid_t *out)
+{
+    if (arg[0] != '\0' && strspn(arg, "0123456789") == strlen(arg) && strlen(arg) <= 10) {
+        unsigned long v = strtoul(arg, NULL, 10);
+        *out = (uid_t)v;
+        return v > 0 && v < 4294967295UL ? 0 : -1;
+    }
+    /* From the passwd file, never through NSS: latchkey's own module must not be asked. */
+    uid_t uid;
+    if (lk_local_uid(NULL, arg, &uid) != 1 || uid == 0)
+        return -1;
+    *out = uid;
+    return 0;
+}
+
 static int check_name(const char *name, const struct rootd_policy *pol, struct rootd_reply *rep)
 {
     if (strlen(name) == 0 || !rootd_name_is_portable(name) || !home_name_is_valid(name) ||
@@ -199,15 +233,22 @@ static int check_name(const char *name, const struct rootd_policy *pol, struct r
 static int check_uid(uint32_t uid, const struct rootd_policy *pol, const struct rootd_identity *id,
                      struct rootd_reply *rep)
 {
-    /* The daemon's rules (src/users/rules.ts): never root, never below the shift (upstream uids
-     * are not negative), inside [min_uid, max_uid], never nobody/(uint16_t)-1. */
-    if (uid == 0 || uid < pol->uid_shift || uid < pol->min_uid || uid > pol->max_uid ||
-        uid == 65534 || uid == 65535 || uid == id->daemon_uid) {
+    /* The daemon's rules (src/users/rules.ts): an upstream uid is at least the shift (upstream
+     * uids are not negative) and inside [users] min_uid..max_uid; a local store user's is inside
+     * [local] min_uid..max_uid (disjoint from the first, rootd_config.c); never root,
+     * nobody/(uint16_t)-1 or the daemon. */
+    uint32_t up_lo = pol->min_uid > pol->uid_shift ? pol->min_uid : pol->uid_shift;
+    int upstream = uid >= up_lo && uid <= pol->max_uid;
+    int local = pol->local_min_uid != 0 && uid >= pol->local_min_uid && uid <= pol->local_max_uid;
+    if (uid == 0 || !(upstream || local) || uid == 65534 || uid == 65535 || uid == id->daemon_uid) {
+        char lr[48] = "none";
+        if (pol->local_min_uid != 0)
+            snprintf(lr, sizeof lr, "%u..%u", (unsigned)pol->local_min_uid,
+                     (unsigned)pol->local_max_uid);
         rootd_reply_set(rep, ROOTD_REFUSED,
-                        "uid %u is outside the served range (%u..%u, at "
-                        "least uid_shift %u, never 0, 65534, 65535 or the daemon's)",
-                        (unsigned)uid, (unsigned)pol->min_uid, (unsigned)pol->max_uid,
-                        (unsigned)pol->uid_shift);
+                        "uid %u is outside the served ranges (upstream %u..%u, local %s; "
+                        "never 0, 65534, 65535 or the daemon's)",
+                        (unsigned)uid, (unsigned)up_lo, (unsigned)pol->max_uid, lr);
         return -1;
     }
     return 0;

@@ -7,7 +7,6 @@
  * FILE:LINE, the key and the fix. Keys rootd does not use are left to latchkeyd's own loader. */
 #define _GNU_SOURCE
 #include "rootd.h"
-#include "lk_local.h"
 #include "safedir.h"
 
 #include <errno.h>
@@ -31,6 +30,8 @@ enum target {
     T_SHIFT,
     T_MIN,
     T_MAX,
+    T_LMIN, /* T_SHIFT..T_LMAX: the uid keys, kept together for apply() */
+    T_LMAX,
     T_DENY,
     T_PASSWD,
     T_COUNT
@@ -49,6 +50,8 @@ static const struct key {
     [T_SHIFT] = { "users", "uid_shift", "ega_uid_shift" },
     [T_MIN] = { "users", "min_uid", NULL },
     [T_MAX] = { "users", "max_uid", NULL },
+    [T_LMIN] = { "local", "min_uid", NULL },
+    [T_LMAX] = { "local", "max_uid", NULL },
     [T_DENY] = { "users", "deny_names", NULL },
     [T_PASSWD] = { "users", "local_passwd", NULL },
 };
@@ -60,10 +63,8 @@ struct ctx {
     int set_at[T_COUNT]; /* line where each key was given, 0 = default */
 };
 
-static int fail(struct ctx *c, int line, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(struct ctx *c, int line, const char *key, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int fail(struct ctx *c, int line, const char *key,
+                                                      const char *fmt, ...)
 {
     char problem[512];
     va_list ap;
@@ -132,22 +133,6 @@ static int parse_uint(const char *v, unsigned long long min, unsigned long long 
     return *out >= min && *out <= max ? 0 : -1;
 }
 
-/* `root, admin backup`: the deny list syntax of keys.ts parseNameList. */
-static int deny_list_ok(const char *v)
-{
-    char copy[sizeof((struct rootd_policy *)0)->deny_names];
-    snprintf(copy, sizeof copy, "%s", v);
-    char *save = NULL;
-    for (char *n = strtok_r(copy, ", \t", &save); n; n = strtok_r(NULL, ", \t", &save)) {
-        size_t len = strlen(n);
-        if (n[len - 1] == '$')
-            n[--len] = '\0';
-        if (len == 0 || len > 32 || n[0] == '-' || !rootd_name_is_portable(n))
-            return 0;
-    }
-    return 1;
-}
-
 static int apply(struct ctx *c, enum target t, const char *name, int line, const char *v,
                  struct rootd_policy *p)
 {
@@ -208,16 +193,20 @@ static int apply(struct ctx *c, enum target t, const char *name, int line, const
         return 0;
     case T_SHIFT:
     case T_MIN:
-    case T_MAX: {
-        unsigned long long lo = t == T_SHIFT ? 0 : 1;
-        unsigned long long hi = t == T_SHIFT ? 2147483647ULL : 4294967294ULL;
+    case T_MAX:
+    case T_LMIN:
+    case T_LMAX: {
+        unsigned long long lo = t == T_SHIFT ? 0 : t == T_MIN || t == T_MAX ? 1 : 1000;
+        unsigned long long hi = t == T_MIN || t == T_MAX ? 4294967294ULL : 2147483647ULL;
         if (parse_uint(v, lo, hi, 10, &n) != 0)
             return fail(c, line, name, "\"%s\" is not a number from %llu to %llu", v, lo, hi);
-        *(t == T_SHIFT ? &p->uid_shift : t == T_MIN ? &p->min_uid : &p->max_uid) = (uint32_t)n;
+        uint32_t *dst[] = { &p->uid_shift, &p->min_uid, &p->max_uid, &p->local_min_uid,
+                            &p->local_max_uid };
+        *dst[t - T_SHIFT] = (uint32_t)n;
         return 0;
     }
     case T_DENY:
-        if (strlen(v) >= sizeof p->deny_names || !deny_list_ok(v))
+        if (strlen(v) >= sizeof p->deny_names || !rootd_deny_list_ok(v))
             return fail(c, line, name,
                         "\"%s\" is not a list of user names; expected names "
                         "separated by commas, e.g. root, admin",
@@ -279,6 +268,33 @@ static int parse_line(struct ctx *c, char *line, int no, char *section, size_t s
     return 0;
 }
 
+/* [local] min_uid..max_uid, by load.ts finishLocal's rules: a local uid inside the upstream's
+ * shifted range could be answered for by an upstream record, so such a range set by the admin
+ * stops rootd; the default gives way (no local uids) so a small LocalEGA uid_shift still starts. */
+static int check_local_range(struct ctx *c, struct rootd_policy *p)
+{
+    uint32_t lo = p->local_min_uid, hi = p->local_max_uid;
+    int min_at = c->set_at[T_LMIN], max_at = c->set_at[T_LMAX];
+    if (lo > hi)
+        return fail(c, min_at ? min_at : max_at, "local.min_uid", "is above max_uid (%u)", hi);
+    unsigned r = lo <= 65534 ? 65534 : 65535;
+    if (lo <= 65535 && hi >= 65534)
+        return fail(c, max_at, "local.max_uid",
+                    "makes the range %u .. %u include %u (nobody/(uint16)-1); end it below %u", lo,
+                    hi, r, r);
+    uint32_t up_lo = p->min_uid > p->uid_shift ? p->min_uid : p->uid_shift;
+    if (lo > p->max_uid || hi < up_lo)
+        return 0;
+    if (min_at != 0 || max_at != 0)
+        return fail(c, min_at ? min_at : max_at, min_at ? "local.min_uid" : "local.max_uid",
+                    "makes the local users' range %u .. %u overlap the upstream's shifted range "
+                    "%u .. %u ([users] uid_shift, min_uid, max_uid); choose a local range "
+                    "outside it, e.g. below uid_shift",
+                    lo, hi, up_lo, p->max_uid);
+    p->local_min_uid = p->local_max_uid = 0;
+    return 0;
+}
+
 /* Opens the config without following a symlink anywhere on its path and checks what was opened:
  * whoever could change this file could point rootd's chown at any directory. */
 static int open_trusted(struct ctx *c)
@@ -326,7 +342,9 @@ int rootd_config_load(const char *file, struct rootd_policy *out, char *err, siz
                               .gid = 10000,
                               .uid_shift = 10000,
                               .min_uid = 1000,
-                              .max_uid = 2147483647u };
+                              .max_uid = 2147483647u,
+                              .local_min_uid = 9000,
+                              .local_max_uid = 9999 };
     snprintf(p.base, sizeof p.base, "/ega/inbox");
     snprintf(p.upload_dir, sizeof p.upload_dir, "inbox");
     snprintf(p.deny_names, sizeof p.deny_names, "root");
@@ -374,22 +392,8 @@ int rootd_config_load(const char *file, struct rootd_policy *out, char *err, siz
     if (p.uid_shift > p.max_uid)
         return fail(&c, c.set_at[T_SHIFT], "users.uid_shift",
                     "is above max_uid (%u), so every user would be refused", p.max_uid);
-    *out = p;
-    return 0;
-}
-
-/* --daemon-user: a uid, or a name in the local passwd file. */
-int rootd_parse_user(const char *arg, uid_t *out)
-{
-    if (arg[0] != '\0' && strspn(arg, "0123456789") == strlen(arg) && strlen(arg) <= 10) {
-        unsigned long v = strtoul(arg, NULL, 10);
-        *out = (uid_t)v;
-        return v > 0 && v < 4294967295UL ? 0 : -1;
-    }
-    /* From the passwd file, never through NSS: latchkey's own module must not be asked. */
-    uid_t uid;
-    if (lk_local_uid(NULL, arg, &uid) != 1 || uid == 0)
+    if (check_local_range(&c, &p) != 0)
         return -1;
-    *out = uid;
+    *out = p;
     return 0;
 }

@@ -9,6 +9,7 @@ import type { Resolver } from '../directory/resolver.js';
 import { accountState } from '../directory/account.js';
 import type { LoginIdentity } from '../directory/identity.js';
 import { checkPassword } from '../verify/login.js';
+import type { CachedUser } from '../types.js';
 import { hostKey, type Throttle } from '../verify/throttle.js';
 import { log, logLimited } from '../log.js';
 import { identityFailure, replyDetail, unavailable } from './replies.js';
@@ -29,7 +30,14 @@ export class AuthStats {
  *  address hold 10 unauthenticated connections; a person logs in once at a time). */
 export const MAX_CHECKS_IN_FLIGHT_PER_HOST = 4;
 
-export function authHandlers(resolver: Resolver, identity: LoginIdentity, throttle: Throttle, stats: AuthStats, cfg: () => Config): HandlerTable {
+/**
+ * `afterLogin`: told of every accepted password with the user it was checked against, after the
+ * answer is decided and never awaited (the local users' hash upgrade, src/localusers/upgrade.ts).
+ */
+export function authHandlers(
+  resolver: Resolver, identity: LoginIdentity, throttle: Throttle, stats: AuthStats, cfg: () => Config,
+  afterLogin: ((user: CachedUser, password: string) => void) | null = null,
+): HandlerTable {
   const inFlight = new Map<string, number>();
   return {
     // pam_latchkey, before it asks for a password: is this (name, uid NSS resolved) ours?
@@ -55,6 +63,10 @@ export function authHandlers(resolver: Resolver, identity: LoginIdentity, thrott
       let o: Awaited<ReturnType<typeof checkPassword>>;
       try {
         o = await checkPassword(resolver, throttle, { user, password: f.password as string, rhost }, 'login');
+        if (o.result === 'ok' && o.user && afterLogin) {
+          // A failing hook must cost the login nothing: it is the upgrade's to log.
+          try { afterLogin(o.user, f.password as string); } catch (e) { log('error', 'auth.after_login_failed', { user, error: e instanceof Error ? e.message : String(e) }); }
+        }
       } finally {
         const n = (inFlight.get(source) ?? 1) - 1;
         if (n <= 0) inFlight.delete(source); else inFlight.set(source, n);
@@ -113,7 +125,7 @@ export function authHandlers(resolver: Resolver, identity: LoginIdentity, thrott
       switch (a.state) {
         case 'active': return ok();
         case 'expired':
-          log('info', 'account.expired', { user, service: f.service, rhost: f.rhost, expired_at: new Date(a.expiredAt).toISOString() });
+          log('info', 'account.expired', { user, service: f.service, rhost: f.rhost, expired_at: new Date(a.expiredAt).toISOString(), detail: a.detail });
           return fail(Status.EXPIRED, a.detail);
         case 'removed':
           log('info', 'account.removed_upstream', { user, service: f.service, rhost: f.rhost });

@@ -62,9 +62,10 @@ function round(ms: number): number { return Math.round(ms * 1000) / 1000; }
  * Every lookup counts exactly one result:
  * hit (fresh cache entry), negative (fresh "no such user" entry), rule (refused by the name/uid
  * rules, never asked), miss (answered by upstream, found or not), stale (upstream failed, stale
- * entry served), unavail (upstream failed, nothing servable).
+ * entry served), unavail (upstream failed, nothing servable), local (a persistent local user,
+ * src/localusers/), local_notfound (a uid in the local users' range that none of them has).
  */
-export type LookupResult = 'hit' | 'negative' | 'rule' | 'miss' | 'stale' | 'unavail';
+export type LookupResult = 'hit' | 'negative' | 'rule' | 'miss' | 'stale' | 'unavail' | 'local' | 'local_notfound';
 
 export interface ResolverStatsSnapshot {
   /** one result per lookup, plus `notfound`: the misses upstream answered "no such user" */
@@ -79,7 +80,7 @@ export interface ResolverStatsSnapshot {
 }
 
 export class ResolverStats {
-  readonly lookups: Record<LookupResult | 'notfound', number> = { hit: 0, negative: 0, rule: 0, miss: 0, stale: 0, unavail: 0, notfound: 0 };
+  readonly lookups: Record<LookupResult | 'notfound', number> = { hit: 0, negative: 0, rule: 0, miss: 0, stale: 0, unavail: 0, local: 0, local_notfound: 0, notfound: 0 };
   readonly upstream = { found: 0, notfound: 0, error: 0, background_refresh: 0, busy: 0, late: 0 };
   readonly upstreamLatency = new Histogram();
 

@@ -34,6 +34,14 @@ export interface FlagSpec {
   bool?: readonly string[];
   /** flags that take one value, e.g. ['user'] for --user NAME or --user=NAME */
   value?: readonly string[];
+  /** value flags that may be repeated (--key A --key B): their values joined by NUL, which no
+   *  argv string can hold; `listFlag` splits them again */
+  multi?: readonly string[];
+}
+
+/** The values of a repeatable flag (FlagSpec.multi), in the order given. */
+export function listFlag(v: string | boolean | undefined): string[] {
+  return typeof v === 'string' ? v.split('\0') : [];
 }
 
 export interface Parsed {
@@ -82,7 +90,8 @@ export function parseGlobal(argv: readonly string[]): { global: GlobalOptions; c
 /** Parses one command's arguments against its declared flags. */
 export function parseCommand(command: string, rest: readonly string[], spec: FlagSpec): { positionals: string[]; flags: Record<string, string | boolean> } {
   const bool = new Set(spec.bool ?? []);
-  const value = new Set(spec.value ?? []);
+  const multi = new Set(spec.multi ?? []);
+  const value = new Set([...(spec.value ?? []), ...multi]);
   const positionals: string[] = [];
   const flags: Record<string, string | boolean> = {};
   let dashdash = false;
@@ -99,7 +108,7 @@ export function parseCommand(command: string, rest: readonly string[], spec: Fla
     } else if (value.has(name)) {
       const v = eq >= 0 ? a.slice(eq + 1) : rest[++i];
       if (v === undefined || v === '') throw new UsageError(`--${name} needs a value`, command);
-      flags[name] = v;
+      flags[name] = multi.has(name) && typeof flags[name] === 'string' ? `${flags[name]}\0${v}` : v;
     } else {
       throw new UsageError(`unknown option --${name}`, command);
     }

@@ -46,11 +46,37 @@ export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' |
         ? `on: ${r.map.users} users, ${r.map.negative} negative, ${formatBytes(r.map.size_bytes)} (${r.map.file})`
         : `${r.map.state}${r.map.reason ? `: ${r.map.reason}` : ''} (${r.map.file}); lookups go over nss.sock`],
   ];
+  if (r.local) pairs.push(...localPairs(r.local, machine, t));
   // Weakened settings (insecure_http, insecure_tls) are shown every time, never only in a log
   // an admin may not read; no line at all when there are none.
   if (r.insecure.length > 0) pairs.push(['insecure', r.insecure.join(machine ? '\t' : '; ')]);
   // The summary line already carries version and pid on a terminal.
   return machine ? pairs.filter(([k]) => k !== 'daemon') : pairs.filter(([k]) => k !== 'version' && k !== 'pid');
+}
+
+/** The "local users" block: role, count, snapshot age in words, last sync, conflicts, upgrades. */
+export function localPairs(l: NonNullable<AdminReplyData<'status'>['local']>, machine: boolean, t: (at: number | null) => string): Pair[] {
+  const ctxs = Object.entries(l.contexts).map(([id, n]) => `${id} ${n}`).join(machine ? ',' : ', ') || '-';
+  const snap = l.snapshot;
+  const up = l.upgrades;
+  const pairs: Pair[] = [
+    ['local users', machine ? `${l.users} ${l.role} ${l.precedence}` : `${l.users} (${l.role}; a name both have is answered by the ${l.precedence === 'local' ? 'local store' : 'upstream'}) in ${l.db}`],
+    ['local contexts', machine ? `${l.default_context} ${l.upgrade} ${ctxs}` : `default ${l.default_context}, upgrade ${l.upgrade}; users: ${ctxs}`],
+  ];
+  if (l.role !== 'standalone') {
+    pairs.push(['local snapshot', snap === null ? (machine ? '-' : 'none yet')
+      : machine ? `${t(snap.taken_at)} ${snap.taken_on ?? '-'} ${snap.users}`
+        : `taken ${t(snap.taken_at)}${snap.taken_on ? ` on ${snap.taken_on}` : ''}, ${snap.users} users`]);
+    pairs.push(['last sync', machine ? `${t(l.last_sync_at)} ${l.last_sync_error ?? 'ok'}`
+      : l.last_sync_at === null ? 'never' : `${t(l.last_sync_at)}: ${l.last_sync_error ?? 'ok'}`]);
+  }
+  if (l.conflicts.length > 0) {
+    pairs.push(['local conflicts', l.conflicts.map((c) => (machine ? `${c.name}:${c.with}` : `${c.name} (with ${c.with}: ${c.detail})`)).join(machine ? ',' : '; ')]);
+  }
+  pairs.push(['upgrades', machine
+    ? `${up.local_ok} ${up.local_failed} ${up.remote_ok} ${up.remote_failed} ${up.remote_skipped}`
+    : `local ${up.local_ok} ok, ${up.local_failed} failed; remote ${up.remote_ok} ok, ${up.remote_failed} failed, ${up.remote_skipped} skipped`]);
+  return pairs;
 }
 
 export const status: CommandDef = {

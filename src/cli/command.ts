@@ -27,6 +27,8 @@ export interface CommandDef {
   /** per-command flags (global ones are handled by main) */
   bool?: readonly string[];
   value?: readonly string[];
+  /** value flags that may be repeated (args.ts listFlag reads them) */
+  multi?: readonly string[];
   run(ctx: Ctx, positionals: string[], flags: Record<string, string | boolean>): Promise<number>;
 }
 

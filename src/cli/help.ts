@@ -22,6 +22,8 @@ commands:
                                lift lockouts: clear the failures recorded
   check-config [FILE]          validate a config file offline, print it with secrets redacted
   auth-test NAME               prompt for a password and verify it as PAM would
+  local SUBCOMMAND             persistent local users: add, passwd, keys, disable, enable,
+                               remove, list, show, contexts ("latchkeyctl local --help")
   help [COMMAND]               this text, or one command's
 
 global options:
@@ -50,8 +52,10 @@ export const COMMAND_HELP: Record<string, string> = {
 Shows whether latchkeyd is up, its version and config file, uptime, socket paths, whether the
 upstream user service answers (a probe request for a name that does not exist) and its last
 error, the cache file and size, entries by state, the cache hit ratio, the open sessions and
-whether latchkey-rootd (which creates homes and ends sessions) accepts a connection, and the
-shared-memory map the NSS module reads before it asks the daemon (on, or why it is off).
+whether latchkey-rootd (which creates homes and ends sessions) accepts a connection, the
+shared-memory map the NSS module reads before it asks the daemon (on, or why it is off), and
+the persistent local users: role, how many, the snapshot's age, the last sync error, names
+both the store and the upstream have, and hash upgrades.
 Exit 3 when the daemon is down.
 
 examples:
@@ -69,6 +73,11 @@ examples:
   map {file, state ("on", "off", "failed"), reason, users, negative, size_bytes, rebuilds,
        not_published}   (the shared-memory map; "failed": lookups go over nss.sock)
   insecure [TEXT]   (weakened settings in effect, e.g. insecure_http; [] when none)
+  local {role, precedence, db, users, default_context, upgrade, contexts {ID: users},
+         snapshot {taken_at, taken_on, users} | null, last_sync_at, last_sync_error,
+         conflicts [{name, with, detail}],
+         upgrades {local_ok, local_failed, remote_ok, remote_failed, remote_skipped}}
+        (the persistent local users; absent from a daemon without them)
   (times are epoch milliseconds; when the daemon is down: {"daemon": "down", "error": "..."})
 `,
   users: `usage: latchkeyctl users [--stale] [--negative] [--json] [--utc]
@@ -265,6 +274,64 @@ examples:
 --json fields:
   user, authenticated, result ("ok"|"wrong_password"|"no_password"|"unknown_user"|"throttled"|"unavailable"),
   reason, hash {kind, cost, cost_name} | null, source, ms
+`,
+  local: `usage: latchkeyctl local add NAME [--uid N] [--gecos TEXT] [--shell PATH] [--key FILE]...
+                             [--expires WHEN] [--password | --password-stdin] [--force]
+       latchkeyctl local passwd NAME [--password-stdin]
+       latchkeyctl local keys NAME add FILE | remove KEY | list
+       latchkeyctl local disable|enable|remove NAME
+       latchkeyctl local list | show NAME|UID | contexts
+       (all with --json)
+
+Persistent local users: kept in latchkeyd's own store on disk ([local] db_path), not in the
+upstream, served by NSS, PAM and the keys helper like upstream users, surviving restarts.
+
+add       a user with the lowest free uid of [local] min_uid .. max_uid (or --uid). Refused when
+          the name fails the name rule, is a host account, on the deny list, a local user's, or
+          an upstream user's; when the upstream cannot be asked, only --force adds it.
+          --key FILE: the public key lines of FILE (- for stdin); may be repeated.
+          --expires WHEN: YYYY-MM-DD (start of that day, UTC), an ISO date-time with its zone,
+          or a duration from now (30d, 12h, 90m, 2w). No password: key logins only.
+          --password asks for one (twice, no echo); --password-stdin reads one line of stdin.
+passwd    sets the password, hashed under [local] default_context: asked twice with no echo on
+          a terminal; one line of stdin with --password-stdin or when stdin is not a terminal.
+keys      add FILE (each key line of FILE), remove KEY (its number in "keys NAME list", its
+          SHA256: fingerprint or its line), list.
+disable   the user still resolves (its files keep their owner) but may not log in; enable undoes it.
+remove    deletes the user from the store; its home is left as it is.
+contexts  the hash contexts and how many users each holds (hashes of another context than the
+          default are upgraded at the next login when [local] upgrade says so).
+
+On a secondary ([local] role = secondary) every change is refused with where to make it:
+"this host is a secondary: make changes on the primary (USER@HOST)". No hash is ever printed:
+the password shows as its kind, cost and context.
+
+columns of list: NAME UID STATE PASSWORD CONTEXT KEYS EXPIRES GECOS
+  STATE   enabled, disabled, or expired (past --expires)
+columns of keys: # TYPE FINGERPRINT COMMENT        of contexts: ID ALGORITHM COST DEFAULT USERS
+show, and every change, prints one "key<TAB>value" line per fact when piped.
+
+exit codes: 1 when refused (conflict, invalid, not_found, read_only, range_full, unavailable).
+
+examples:
+  sudo latchkeyctl local add opsuser --gecos "Operations" --key ~ops/.ssh/id_ed25519.pub --password
+  printf '%s\n' "$PW" | sudo latchkeyctl local passwd opsuser --password-stdin
+  sudo latchkeyctl local add partner --expires 30d --key partner.pub
+  sudo latchkeyctl local keys opsuser remove 2
+  sudo latchkeyctl local list --json | jq '.users[].name'
+
+--json fields:
+  add, passwd, disable, enable, show:
+    user {name, uid, gecos, shell (null: the [users] shell), home,
+          password {kind, cost, cost_name, context} | null,
+          keys [{index, type, fingerprint, comment}], expires_at, disabled, created_at, updated_at}
+  keys: name, keys [{index, type, fingerprint, comment}]
+  remove: removed (the name), uid
+  list: now, role ("standalone"|"primary"|"secondary"), primary (USER@HOST or null),
+        users [{name, uid, gecos, has_password, context, keys (count), expires_at, disabled}]
+  contexts: default_context, upgrade ("off"|"local"|"remote"),
+            contexts [{id, algorithm (null: not configured), cost, default, users}]
+  (times are epoch milliseconds)
 `,
 };
 

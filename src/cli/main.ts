@@ -12,11 +12,12 @@ import { sessions } from './cmd-sessions.js';
 import { throttle } from './cmd-throttle.js';
 import { authTest } from './cmd-auth.js';
 import { checkConfig } from './cmd-config.js';
+import { local } from './cmd-local.js';
 import { DAEMON_VERSION } from '../protocol/generated.js';
 
 const COMMANDS: Record<string, CommandDef> = {
   status, users, show, lookup, invalidate, flush, sessions, stats,
-  'check-config': checkConfig, 'auth-test': authTest, throttle,
+  'check-config': checkConfig, 'auth-test': authTest, throttle, local,
 };
 
 /** Daemon error codes (src/protocol/admin.ts) → exit codes. */
@@ -62,7 +63,7 @@ export async function run(argv: readonly string[], io: IO = processIO()): Promis
     const def = COMMANDS[command];
     if (!def) throw new UsageError(`unknown command "${command}"; commands: ${Object.keys(COMMANDS).join(', ')}`);
     if (g.global.help) { io.out(helpFor(command)!); return EXIT_OK; }
-    const { positionals, flags } = parseCommand(command, g.rest, { bool: def.bool ?? [], value: def.value ?? [] });
+    const { positionals, flags } = parseCommand(command, g.rest, { bool: def.bool ?? [], value: def.value ?? [], multi: def.multi ?? [] });
     const socketDir = resolveSocketDir(g.global.socketDir, io.env);
     const ctx: Ctx = {
       global: g.global,

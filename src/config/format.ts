@@ -21,6 +21,13 @@ export function redactConfig(cfg: Config): Record<string, unknown> {
     homes: { ...cfg.homes, mode: formatOctal(cfg.homes.mode, 4), umask: formatOctal(cfg.homes.umask, 3) },
     pam: { ...cfg.pam },
     daemon: { ...cfg.daemon },
+    local: {
+      ...cfg.local,
+      contexts: cfg.local.contexts.map((c) => ({ ...c })),
+      upgradeBasicAuth: cfg.local.upgradeBasicAuth ? { user: cfg.local.upgradeBasicAuth.user, password: REDACTED } : null,
+      upgradeBearerToken: cfg.local.upgradeBearerToken === null ? null : REDACTED,
+      upgradeListenToken: cfg.local.upgradeListenToken === null ? null : REDACTED,
+    },
   };
 }
 

@@ -1,14 +1,14 @@
 // The table of every config key: where it lives, its LocalEGA name, how its value is parsed and
 // where it lands in Config. Parsing, conflict detection, suggestions and the INI dump all read
 // this one table, so a key added here is known everywhere at once.
-import type { Config } from './types.js';
+import type { Config, ContextAlgorithm, HashContext } from './types.js';
 import {
   ValueProblem, parseAbsolutePath, parseDaemonUser, parseBool, parseChoice, parseDirName, parseDurationMs,
   parseDurationSec, parseEndpoint, parseGroupName, parseInteger, parseJsonPrefix, parseNameRegex,
   parseOctal, parseOptionalPath, parseSize, formatDuration, formatOctal, formatSize,
 } from './values.js';
 
-export const SECTIONS = ['upstream', 'cache', 'users', 'homes', 'pam', 'daemon'] as const;
+export const SECTIONS = ['upstream', 'cache', 'users', 'homes', 'pam', 'daemon', 'local'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** Where a value was set: used to name both lines when a key is given twice. */
@@ -20,6 +20,9 @@ export interface Draft {
   username: string | null;
   password: string | null;
   secretsFile: string | null;
+  /** [local] upgrade_username / upgrade_password, paired in finish() like the upstream's */
+  upgradeUsername: string | null;
+  upgradePassword: string | null;
   /** target → where it was set */
   setAt: Map<string, Loc>;
 }
@@ -132,6 +135,57 @@ function gidValue(raw: string): number {
 }
 
 const us = (c: Config) => c.upstream;
+const lc = (c: Config) => c.local;
+
+/** Ranges of each context algorithm's cost (bcrypt: log2 rounds; yescrypt: crypt_gensalt's
+ *  count; sha*crypt: rounds, as crypt(5) accepts them). */
+export const CONTEXT_COST: Record<ContextAlgorithm, [number, number]> = {
+  bcrypt: [4, 31], yescrypt: [1, 11], sha512crypt: [1000, 999_999_999], sha256crypt: [1000, 999_999_999],
+};
+const CONTEXT_ID = /^[A-Za-z0-9_-]{1,16}$/;
+
+/** `y5=yescrypt:5, b12=bcrypt:12`: id=algorithm:cost, separated by commas. */
+export function parseContexts(raw: string): HashContext[] {
+  const out: HashContext[] = [];
+  for (const part of raw.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const m = /^([^=\s]+)\s*=\s*([a-z0-9]+)\s*:\s*(\d{1,9})$/.exec(part);
+    if (!m) throw new ValueProblem(`holds ${JSON.stringify(part)}; expected ID=ALGORITHM:COST entries separated by commas, e.g. y5=yescrypt:5, b12=bcrypt:12`);
+    const [, id, alg, costText] = m as unknown as [string, string, string, string];
+    if (!CONTEXT_ID.test(id)) throw new ValueProblem(`has the context id ${JSON.stringify(id)}; an id is 1 to 16 letters, digits, _ or -`);
+    if (!(alg in CONTEXT_COST)) throw new ValueProblem(`names the algorithm ${JSON.stringify(alg)} (context ${id}); expected one of ${Object.keys(CONTEXT_COST).join(', ')}`);
+    const [lo, hi] = CONTEXT_COST[alg as ContextAlgorithm];
+    const cost = Number(costText);
+    if (cost < lo || cost > hi) throw new ValueProblem(`gives context ${id} the ${alg} cost ${cost}; expected ${lo} .. ${hi}`);
+    if (out.some((c) => c.id === id)) throw new ValueProblem(`defines the context ${id} twice; an id names one algorithm and cost for good`);
+    out.push({ id, algorithm: alg as ContextAlgorithm, cost });
+  }
+  if (out.length === 0) throw new ValueProblem('is empty; expected at least one context, e.g. y5=yescrypt:5');
+  return out;
+}
+
+/** `host:port` for a listener; the host may be an IPv4 address, [IPv6] or a name. */
+function parseListen(raw: string): string {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(raw.trim());
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ValueProblem('is not of the form ADDRESS:PORT, e.g. 192.0.2.10:8443 or [::]:8443');
+  return raw.trim();
+}
+
+/** An ssh destination user@host (no options, nothing a shell or ssh would read as a flag). */
+function parseSshDestination(raw: string): string {
+  const v = raw.trim();
+  if (!/^[a-z_][a-z0-9_.-]{0,31}@[A-Za-z0-9][A-Za-z0-9.-]{0,252}$|^[a-z_][a-z0-9_.-]{0,31}@\[[0-9A-Fa-f:.]+\]$/.test(v)) {
+    throw new ValueProblem('is not an ssh destination of the form USER@HOST, e.g. latchkey-sync@primary.example.org');
+  }
+  return v;
+}
+
+function httpsUrl(raw: string): string {
+  let u: URL;
+  try { u = new URL(raw.trim()); } catch { throw new ValueProblem('is not a URL; expected https://primary.example.org:8443/latchkey/v1/upgrade'); }
+  if (u.protocol !== 'https:') throw new ValueProblem('must be https://: it carries a password (the one just typed at the login)');
+  if (u.username || u.password) throw new ValueProblem('must not carry credentials; use upgrade_username/upgrade_password or upgrade_bearer_token');
+  return u.toString();
+}
 
 export const KEYS: readonly KeySpec[] = [
   ...section('upstream', [
@@ -252,10 +306,50 @@ export const KEYS: readonly KeySpec[] = [
     { key: 'user', parse: parseDaemonUser, set: (d, v: string) => { d.cfg.daemon.user = v; }, get: (c) => c.daemon.user },
     { key: 'rootd_socket', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.daemon.rootdSocket = v; }, get: (c) => c.daemon.rootdSocket },
   ]),
+  ...section('local', [
+    { key: 'db_path', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.local.dbPath = v; }, get: (c) => lc(c).dbPath },
+    { key: 'min_uid', parse: (r) => parseInteger(r, 1000, MAX_SIGNED_ID),
+      set: (d, v: number) => { d.cfg.local.minUid = v; }, get: (c) => lc(c).minUid },
+    { key: 'max_uid', parse: (r) => parseInteger(r, 1000, MAX_SIGNED_ID),
+      set: (d, v: number) => { d.cfg.local.maxUid = v; }, get: (c) => lc(c).maxUid },
+    { key: 'precedence', parse: (r) => parseChoice(r, ['local', 'upstream'] as const),
+      set: (d, v: 'local' | 'upstream') => { d.cfg.local.precedence = v; }, get: (c) => lc(c).precedence },
+    { key: 'contexts', parse: parseContexts, set: (d, v: HashContext[]) => { d.cfg.local.contexts = v; },
+      get: (c) => lc(c).contexts, fmt: (v: HashContext[]) => v.map((x) => `${x.id}=${x.algorithm}:${x.cost}`).join(', ') },
+    { key: 'default_context', parse: (r) => { if (!CONTEXT_ID.test(r)) throw new ValueProblem('is not a context id (1 to 16 letters, digits, _ or -)'); return r; },
+      set: (d, v: string) => { d.cfg.local.defaultContext = v; }, get: (c) => lc(c).defaultContext },
+    { key: 'upgrade', parse: (r) => parseChoice(r, ['off', 'local', 'remote'] as const),
+      set: (d, v: 'off' | 'local' | 'remote') => { d.cfg.local.upgrade = v; }, get: (c) => lc(c).upgrade },
+    { key: 'role', parse: (r) => parseChoice(r, ['standalone', 'primary', 'secondary'] as const),
+      set: (d, v: 'standalone' | 'primary' | 'secondary') => { d.cfg.local.role = v; }, get: (c) => lc(c).role },
+    { key: 'primary', parse: parseSshDestination, set: (d, v: string) => { d.cfg.local.primary = v; }, get: (c) => lc(c).primary, fmt: orNull },
+    { key: 'sync_port', parse: (r) => parseInteger(r, 1, 65535), set: (d, v: number) => { d.cfg.local.syncPort = v; }, get: (c) => lc(c).syncPort },
+    { key: 'sync_key', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.local.syncKey = v; }, get: (c) => lc(c).syncKey },
+    { key: 'sync_known_hosts', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.local.syncKnownHosts = v; }, get: (c) => lc(c).syncKnownHosts },
+    { key: 'upgrade_url', parse: httpsUrl, set: (d, v: string) => { d.cfg.local.upgradeUrl = v; }, get: (c) => lc(c).upgradeUrl, fmt: orNull },
+    { key: 'upgrade_username', parse: basicUser, set: (d, v: string) => { d.upgradeUsername = v; },
+      get: (c) => lc(c).upgradeBasicAuth?.user ?? null, fmt: orNull },
+    { key: 'upgrade_password', secret: true, parse: nonEmpty('a password'), set: (d, v: string) => { d.upgradePassword = v; },
+      get: (c) => (lc(c).upgradeBasicAuth ? '<redacted>' : null), fmt: orNull },
+    { key: 'upgrade_bearer_token', secret: true, parse: token, set: (d, v: string) => { d.cfg.local.upgradeBearerToken = v; },
+      get: (c) => (lc(c).upgradeBearerToken ? '<redacted>' : null), fmt: orNull },
+    { key: 'upgrade_cacertfile', parse: parseOptionalPath, set: (d, v: string | null) => { d.cfg.local.upgradeCaFile = v; }, get: (c) => lc(c).upgradeCaFile, fmt: orNull },
+    { key: 'upgrade_certfile', parse: parseOptionalPath, set: (d, v: string | null) => { d.cfg.local.upgradeCertFile = v; }, get: (c) => lc(c).upgradeCertFile, fmt: orNull },
+    { key: 'upgrade_keyfile', parse: parseOptionalPath, set: (d, v: string | null) => { d.cfg.local.upgradeKeyFile = v; }, get: (c) => lc(c).upgradeKeyFile, fmt: orNull },
+    { key: 'upgrade_timeout', parse: (r) => parseDurationMs(r, 100, 60_000),
+      set: (d, v: number) => { d.cfg.local.upgradeTimeoutMs = v; }, get: (c) => lc(c).upgradeTimeoutMs, fmt: formatDuration },
+    { key: 'upgrade_max_concurrent', parse: (r) => parseInteger(r, 1, 64),
+      set: (d, v: number) => { d.cfg.local.upgradeMaxConcurrent = v; }, get: (c) => lc(c).upgradeMaxConcurrent },
+    { key: 'upgrade_listen', parse: parseListen, set: (d, v: string) => { d.cfg.local.upgradeListen = v; }, get: (c) => lc(c).upgradeListen, fmt: orNull },
+    { key: 'upgrade_listen_cert', parse: parseOptionalPath, set: (d, v: string | null) => { d.cfg.local.upgradeListenCert = v; }, get: (c) => lc(c).upgradeListenCert, fmt: orNull },
+    { key: 'upgrade_listen_key', parse: parseOptionalPath, set: (d, v: string | null) => { d.cfg.local.upgradeListenKey = v; }, get: (c) => lc(c).upgradeListenKey, fmt: orNull },
+    { key: 'upgrade_listen_token', secret: true, parse: token, set: (d, v: string) => { d.cfg.local.upgradeListenToken = v; },
+      get: (c) => (lc(c).upgradeListenToken ? '<redacted>' : null), fmt: orNull },
+  ]),
 ];
 
-/** The keys a secrets_file may hold, mapped to the [upstream] keys they stand for. */
-export const SECRETS_FILE_KEYS = ['username', 'password', 'bearer_token'] as const;
+/** The keys a secrets_file may hold, mapped to the config keys they stand for. */
+export const SECRETS_FILE_KEYS = ['username', 'password', 'bearer_token', 'upgrade_password', 'upgrade_bearer_token', 'upgrade_listen_token'] as const;
 
 export function findNative(sec: string, key: string): KeySpec | undefined {
   return KEYS.find((k) => k.section === sec && k.key === key);

@@ -7,10 +7,11 @@ import { checkedAccount, groupIsPrivate } from '../privsep/account.js';
 import { ConfigError } from '../errors.js';
 import type { Config } from './types.js';
 import {
-  KEYS, SECRETS_FILE_KEYS, SECTIONS, displayName, findLegacy, findNative, type Draft, type KeySpec, type Loc,
+  KEYS, RESERVED_IDS, SECRETS_FILE_KEYS, SECTIONS, displayName, findLegacy, findNative, type Draft, type KeySpec, type Loc,
 } from './keys.js';
 import { closest, decodeValues, hasGluedCommentChar, scanIni, type Entry, type Header } from './scan.js';
 import { ValueProblem } from './values.js';
+import { yescryptGensalt } from '../verify/hash.js';
 import { checkTrustedMode, checkTrustedOwner, checkTrustedPath, credentialsOverHttp, plainHttpOrigins, UntrustedPath } from './safety.js';
 
 export { redactConfig, formatConfigIni, REDACTED } from './format.js';
@@ -46,6 +47,15 @@ export function defaultConfig(overrides: Overrides = {}): Config {
       throttleWindowSec: 300, throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0,
       maxBcryptCost: 13, maxShaRounds: 1_000_000, maxYescryptMemory: 64 * 1024 * 1024,
     },
+    local: {
+      dbPath: '/var/lib/latchkey/local.db', minUid: 9000, maxUid: 9999, precedence: 'local',
+      contexts: [{ id: 'y5', algorithm: 'yescrypt', cost: 5 }], defaultContext: 'y5', upgrade: 'local',
+      role: 'standalone', primary: null, syncPort: 22,
+      syncKey: '/etc/latchkey/sync_ed25519', syncKnownHosts: '/etc/latchkey/sync_known_hosts',
+      upgradeUrl: null, upgradeBasicAuth: null, upgradeBearerToken: null, upgradeCaFile: null, upgradeCertFile: null, upgradeKeyFile: null,
+      upgradeTimeoutMs: 2000, upgradeMaxConcurrent: 4,
+      upgradeListen: null, upgradeListenCert: null, upgradeListenKey: null, upgradeListenToken: null,
+    },
     daemon: { socketDir: '/run/latchkey', maxConnections: 0, maxConnectionsPerUid: 0, idleTimeoutMs: 30000, logLevel: 'info', sshdConfig: '/etc/ssh/sshd_config', user: '_latchkey', rootdSocket: '/run/latchkey-rootd/rootd.sock' },
   };
   for (const [sec, values] of Object.entries(overrides)) {
@@ -55,11 +65,15 @@ export function defaultConfig(overrides: Overrides = {}): Config {
   return cfg;
 }
 
-/** Parses config text; pure (a `secrets_file` is not read: loadConfig does that). */
-export function parseConfig(text: string, file: string): Config {
+/**
+ * Parses config text; pure (a `secrets_file` is not read: loadConfig does that). `secretsUnread`:
+ * the caller cannot read the secrets_file (latchkey-sync, which runs as the daemon account and
+ * needs only [local]), so a credential whose other half may sit there is not an error.
+ */
+export function parseConfig(text: string, file: string, opts: { secretsUnread?: boolean } = {}): Config {
   const state = newState(file);
   applyFile(state, text, file, 'config');
-  return finish(state);
+  return finish(state, opts.secretsUnread === true && state.draft.secretsFile !== null);
 }
 
 /**
@@ -107,7 +121,7 @@ interface State { file: string; draft: Draft; headers: Header[] }
 function newState(file: string): State {
   return {
     file,
-    draft: { cfg: defaultConfig(), username: null, password: null, secretsFile: null, setAt: new Map() },
+    draft: { cfg: defaultConfig(), username: null, password: null, secretsFile: null, upgradeUsername: null, upgradePassword: null, setAt: new Map() },
     headers: [],
   };
 }
@@ -163,7 +177,7 @@ function checkSection(h: Header, file: string): void {
 function resolveKey(e: Entry, file: string, kind: 'config' | 'secrets'): KeySpec {
   if (kind === 'secrets') {
     e.display = e.key;
-    if ((SECRETS_FILE_KEYS as readonly string[]).includes(e.key)) return findNative('upstream', e.key)!;
+    if ((SECRETS_FILE_KEYS as readonly string[]).includes(e.key)) return findNative(e.key.startsWith('upgrade_') ? 'local' : 'upstream', e.key)!;
     const near = closest(e.key, SECRETS_FILE_KEYS);
     throw new ConfigError(file, e.line, e.key,
       `unknown key in a secrets_file; ${near ? `did you mean ${near}? ` : ''}expected ${SECRETS_FILE_KEYS.join(', ')}`);
@@ -196,7 +210,7 @@ function unknownKeyHint(e: Entry): string {
 }
 
 /** Checks that need several keys at once; runs after every file is applied. */
-function finish(state: State): Config {
+function finish(state: State, secretsUnread = false): Config {
   const { draft, file } = state;
   const c = draft.cfg;
   const at = (t: string): Loc => draft.setAt.get(t) ?? { file, line: headerLine(state, t.split('.')[0]!), key: t };
@@ -204,11 +218,11 @@ function finish(state: State): Config {
 
   if (c.upstream.byNameUrl === '') fail(at('upstream.by_name_url'), 'is required; add by_name_url = https://… under [upstream] (LocalEGA: cega_endpoint_username)');
   if (c.upstream.byUidUrl === '') fail(at('upstream.by_uid_url'), 'is required; add by_uid_url = https://… under [upstream] (LocalEGA: cega_endpoint_uid)');
-  if ((draft.username === null) !== (draft.password === null)) {
+  if (!secretsUnread && (draft.username === null) !== (draft.password === null)) {
     const have = draft.username === null ? 'upstream.password' : 'upstream.username';
     fail(at(have), `is set without its pair; give both username and password (or neither)${draft.secretsFile ? ' here or in the secrets_file' : ''}`);
   }
-  c.upstream.basicAuth = draft.username !== null ? { user: draft.username, password: draft.password! } : null;
+  c.upstream.basicAuth = draft.username !== null && draft.password !== null ? { user: draft.username, password: draft.password } : null;
   if (c.upstream.basicAuth && c.upstream.bearerToken !== null) {
     const b = at('upstream.bearer_token');
     const u = at('upstream.password');
@@ -259,7 +273,81 @@ function finish(state: State): Config {
   if (c.users.uidShift > c.users.maxUid) {
     fail(at('users.uid_shift'), `is above max_uid (${c.users.maxUid}), so every user would be refused`);
   }
+  finishLocal(draft, at, fail, secretsUnread);
   return c;
+}
+
+/** [local]: the uid range, contexts, role and upgrade settings, which only make sense together. */
+function finishLocal(draft: Draft, at: (t: string) => Loc, fail: (l: Loc, problem: string) => never, secretsUnread: boolean): void {
+  const c = draft.cfg;
+  const l = c.local;
+  if (l.minUid > l.maxUid) fail(at('local.min_uid'), `is above max_uid (${l.maxUid})`);
+  for (const r of RESERVED_IDS) {
+    if (r >= l.minUid && r <= l.maxUid) fail(at('local.max_uid'), `makes the range ${l.minUid} .. ${l.maxUid} include ${r} (nobody/(uint16)-1); end it below ${r}`);
+  }
+  // The upstream serves local uids uid_shift + upstream uid within [min_uid, max_uid]; a local
+  // user there could be answered for by an upstream record, or the other way round.
+  const upLo = Math.max(c.users.minUid, c.users.uidShift);
+  const upHi = c.users.maxUid;
+  if (l.minUid <= upHi && l.maxUid >= upLo) {
+    // A LocalEGA file with a small uid_shift must keep starting: the default range then gives
+    // way (no local users until [local] min_uid/max_uid say where they live); a range the admin
+    // wrote is an error.
+    if (!draft.setAt.has('local.min_uid') && !draft.setAt.has('local.max_uid')) {
+      l.minUid = 0;
+      l.maxUid = 0;
+      return finishContexts(draft, at, fail, secretsUnread);
+    }
+    fail(at(draft.setAt.has('local.min_uid') ? 'local.min_uid' : 'local.max_uid'),
+      `makes the local users' range ${l.minUid} .. ${l.maxUid} overlap the upstream's shifted range ${upLo} .. ${upHi} `
+      + '([users] uid_shift, min_uid, max_uid); choose a local range outside it, e.g. below uid_shift');
+  }
+  finishContexts(draft, at, fail, secretsUnread);
+}
+
+function finishContexts(draft: Draft, at: (t: string) => Loc, fail: (l: Loc, problem: string) => never, secretsUnread: boolean): void {
+  const c = draft.cfg;
+  const l = c.local;
+  if (!l.contexts.some((x) => x.id === l.defaultContext)) {
+    fail(at('local.default_context'), `names the context ${l.defaultContext}, which [local] contexts does not define (${l.contexts.map((x) => x.id).join(', ')})`);
+  }
+  for (const x of l.contexts) {
+    if (x.algorithm === 'yescrypt') {
+      // The cost is crypt_gensalt's count; what the ceiling bounds is the memory it implies.
+      const { memory } = yescryptGensalt(x.cost);
+      if (memory > c.pam.maxYescryptMemory) {
+        const mib = (n: number): string => `${Math.round((n / 2 ** 20) * 100) / 100} MiB`;
+        fail(at('local.contexts'), `gives context ${x.id} a yescrypt cost of ${x.cost}, which needs ${mib(memory)} per hash, above [pam] max_yescrypt_memory (${mib(c.pam.maxYescryptMemory)}): its hashes would never verify; lower the cost or raise the ceiling`);
+      }
+      continue;
+    }
+    const over = x.algorithm === 'bcrypt' ? (x.cost > c.pam.maxBcryptCost ? `[pam] max_bcrypt_cost (${c.pam.maxBcryptCost})` : null)
+      : x.cost > c.pam.maxShaRounds ? `[pam] max_sha_rounds (${c.pam.maxShaRounds})` : null;
+    if (over) fail(at('local.contexts'), `gives context ${x.id} a ${x.algorithm} cost of ${x.cost}, above ${over}: its hashes would never verify; lower it or raise the ceiling`);
+  }
+  if (!secretsUnread && (draft.upgradeUsername === null) !== (draft.upgradePassword === null)) {
+    fail(at(draft.upgradeUsername === null ? 'local.upgrade_password' : 'local.upgrade_username'), 'is set without its pair; give both upgrade_username and upgrade_password (or neither)');
+  }
+  l.upgradeBasicAuth = draft.upgradeUsername !== null && draft.upgradePassword !== null ? { user: draft.upgradeUsername, password: draft.upgradePassword } : null;
+  if (l.upgradeBasicAuth && l.upgradeBearerToken !== null) fail(at('local.upgrade_bearer_token'), 'conflicts with upgrade_username/upgrade_password; use one or the other');
+  if ((l.upgradeCertFile === null) !== (l.upgradeKeyFile === null)) {
+    fail(at(l.upgradeCertFile ? 'local.upgrade_certfile' : 'local.upgrade_keyfile'), 'a client certificate needs both upgrade_certfile and upgrade_keyfile');
+  }
+  if (l.upgrade === 'remote' && l.upgradeUrl === null) {
+    fail(at('local.upgrade'), 'is remote, which needs upgrade_url (the primary\'s update endpoint, https://…/latchkey/v1/upgrade) under [local]');
+  }
+  if (l.role === 'secondary') {
+    if (l.primary === null) fail(at('local.role'), 'is secondary, which needs primary = USER@HOST (where snapshots come from and changes are made) under [local]');
+    if (l.upgrade === 'local') {
+      fail(at(draft.setAt.has('local.upgrade') ? 'local.upgrade' : 'local.role'),
+        'a secondary\'s store is replaced by every snapshot, so a local upgrade would be lost: set upgrade = remote (with upgrade_url) or upgrade = off');
+    }
+  }
+  if (l.upgradeListen !== null) {
+    if (l.role !== 'primary') fail(at('local.upgrade_listen'), 'only a primary takes upgrades from secondaries; set role = primary or remove it');
+    if (l.upgradeListenCert === null || l.upgradeListenKey === null) fail(at('local.upgrade_listen'), 'needs upgrade_listen_cert and upgrade_listen_key (the endpoint is https only)');
+    if (!secretsUnread && l.upgradeListenToken === null) fail(at('local.upgrade_listen'), 'needs upgrade_listen_token (in the secrets_file): the endpoint takes only secondaries that present it');
+  }
 }
 
 function headerLine(state: State, section: string): number {

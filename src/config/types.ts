@@ -116,6 +116,57 @@ export interface DaemonConfig {
   rootdSocket: string;
 }
 
+/** The algorithms a hash context may name (src/localusers/contexts.ts makes their settings). */
+export type ContextAlgorithm = 'bcrypt' | 'yescrypt' | 'sha512crypt' | 'sha256crypt';
+
+/** One hash context: an id naming an algorithm and its cost, never changed once hashes use it. */
+export interface HashContext {
+  id: string;
+  algorithm: ContextAlgorithm;
+  /** bcrypt log2 cost, yescrypt crypt_gensalt count (1..11), sha*crypt rounds */
+  cost: number;
+}
+
+/** Persistent local users (src/localusers/): the on-disk store, its uid range, hash contexts,
+ *  upgrades on login, and primary/secondary sync. */
+export interface LocalConfig {
+  /** the store's SQLite file, on disk (never the RAM cache); snapshot/ and incoming/ live beside it */
+  dbPath: string;
+  /** the local users' own uid range, disjoint from the upstream's shifted range; both 0 when the
+   *  default range (9000 .. 9999) overlaps the upstream's and none was configured: no local users */
+  minUid: number;
+  maxUid: number;
+  /** who answers a name both have: the local store (default) or the upstream */
+  precedence: 'local' | 'upstream';
+  contexts: HashContext[];
+  defaultContext: string;
+  /** what a login with a hash of another context than the default does */
+  upgrade: 'off' | 'local' | 'remote';
+  /** standalone: read-write, no sync; primary: read-write, publishes snapshots; secondary: read-only, takes them */
+  role: 'standalone' | 'primary' | 'secondary';
+  /** secondary: the ssh destination snapshots come from (user@host), also shown as where to make changes */
+  primary: string | null;
+  syncPort: number;
+  /** secondary: the ssh private key and known_hosts file latchkey-sync uses */
+  syncKey: string;
+  syncKnownHosts: string;
+  /** remote upgrades: the primary's update endpoint (https://…) and its credentials */
+  upgradeUrl: string | null;
+  upgradeBasicAuth: { user: string; password: string } | null;
+  upgradeBearerToken: string | null;
+  upgradeCaFile: string | null;
+  upgradeCertFile: string | null;
+  upgradeKeyFile: string | null;
+  upgradeTimeoutMs: number;
+  upgradeMaxConcurrent: number;
+  /** primary: address:port the update endpoint listens on (https), or null for none */
+  upgradeListen: string | null;
+  upgradeListenCert: string | null;
+  upgradeListenKey: string | null;
+  /** primary: the bearer token secondaries must present */
+  upgradeListenToken: string | null;
+}
+
 export interface Config {
   /** file the config came from ('' for the built-in defaults) */
   source: string;
@@ -125,4 +176,5 @@ export interface Config {
   homes: HomesConfig;
   pam: PamConfig;
   daemon: DaemonConfig;
+  local: LocalConfig;
 }

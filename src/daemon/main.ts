@@ -30,6 +30,7 @@ import { dropPrivileges, verifyUnprivileged } from '../privsep/drop.js';
 import { RootdClient, spawnRootd } from '../privsep/rootd.js';
 import { prepareRuntime, requireReadableAccountFiles, requireWritableCacheDir } from '../privsep/runtime.js';
 import type { SshdFacts } from '../sshdconf/checks.js';
+import { LocalUsers } from '../localusers/service.js';
 
 const USAGE = `usage: latchkeyd [--config FILE] [--check]
   --config FILE  configuration (default /etc/latchkey/latchkey.conf; a LocalEGA auth.conf works too)
@@ -100,16 +101,20 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     throw new Error(`latchkey-rootd answered ${r.status}${r.message ? ': ' + r.message : ''}`);
   }));
   const identity = new LoginIdentity(resolver);
+  // The persistent local users (src/localusers): opened before the sockets serve, so a stored
+  // user is never answered "no such user" by a daemon that has not read its store yet. A store
+  // that cannot be used (a symlink, someone else's file, an unwritable directory) stops the start.
+  const local = await LocalUsers.start(() => cfg, resolver, throttle, () => map.followLocal());
 
   const nss: HandlerTable = nssHandlers(resolver, identity, () => cfg, () => cache.generation);
   let listening: Listening | null = null;
   const priv: HandlerTable = {
     ...nss,
-    ...authHandlers(resolver, identity, throttle, authStats, () => cfg),
+    ...authHandlers(resolver, identity, throttle, authStats, () => cfg, (u, pw) => local.afterLogin(u, pw)),
     ...sessionHandlers(sessions, resolver, () => cfg, (homes, user) => ensureHome(homes, user, rootd), () => sshd),
     ...adminHandlers({
       version: DAEMON_VERSION, startedAt, config: () => cfg, configFile,
-      socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats, rootd, map,
+      socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats, rootd, map, local,
     }),
   };
 
@@ -167,6 +172,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     // Shell, home base, gid, group and rules may have changed: the map is decided again (a
     // map that had failed is tried again).
     map.rebuild();
+    void local.reload();
     log('info', 'config.reloaded', { file: configFile });
     logInsecure(cfg, configFile);
     // rootd reads latchkey.conf itself (its policy is its own); a dropped daemon cannot signal a
@@ -194,6 +200,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       map.close(true);
       await listening!.close();
       await source.close();
+      await local.close();
       sessionStore.close();
       cache.close();
       log('info', 'daemon.stopped', { pid: process.pid });

@@ -1,7 +1,8 @@
 // Whether an account may log in now: the one decision behind PAM's account phase (ACCT_MGMT)
 // and anything else that asks "is this account still usable". Upstream may mark an account
 // expired (`expiresAt`) or disabled (`enabled: false`, stored as expiry 0; upstream/validate.ts);
-// a user the directory had cached and upstream no longer knows was removed upstream.
+// a user the directory had cached and upstream no longer knows was removed upstream. A persistent
+// local user (src/localusers/) is disabled or expired by `latchkeyctl local` the same way.
 import type { CachedUser } from '../types.js';
 import type { Resolver } from './resolver.js';
 
@@ -34,5 +35,8 @@ export async function accountState(resolver: Resolver, name: string, now: () => 
   }
   const e = accountExpiry(l.user, now());
   if (!e.expired) return { state: 'active', user: l.user };
+  if (l.user.local) {
+    return { state: 'expired', detail: e.disabled ? 'local account disabled (latchkeyctl local enable NAME)' : 'local account expired (latchkeyctl local show NAME)', expiredAt: e.at };
+  }
   return { state: 'expired', detail: e.disabled ? 'account disabled upstream' : 'account expired', expiredAt: e.at };
 }

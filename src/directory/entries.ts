@@ -6,11 +6,12 @@ import type { LocalAccounts } from '../users/local.js';
 import { homePath } from '../homes/home.js';
 
 /**
- * The public passwd fields of a user. Home and shell come from config, never from upstream; the
- * password field is not here at all (the NSS module answers `x`).
+ * The public passwd fields of a user. Home and shell come from config, never from upstream (a
+ * persistent local user may have its own shell, set by an admin); the password field is not
+ * here at all (the NSS module answers `x`).
  */
 export function passwdEntry(cfg: Pick<Config, 'users' | 'homes'>, u: CachedUser): PasswdEntry {
-  return { name: u.username, uid: u.uid, gid: cfg.users.gid, gecos: u.gecos, dir: homePath(cfg.homes, u.username), shell: cfg.users.shell };
+  return { name: u.username, uid: u.uid, gid: cfg.users.gid, gecos: u.gecos, dir: homePath(cfg.homes, u.username), shell: u.local?.shell ?? cfg.users.shell };
 }
 
 /**

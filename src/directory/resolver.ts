@@ -4,6 +4,10 @@
 //
 //   refused by the name/uid rules, or a local account / deny-list name / local uid
 //                        → notfound ('rule'), nothing asked upstream (users/local.ts)
+//   a persistent local user (src/localusers/, directory/stored.ts) → found ('local'), nothing
+//                          asked upstream ([local] precedence = local, the default; with
+//                          precedence = upstream only once upstream said "no such user");
+//                          a uid in [local] min_uid..max_uid is the store's alone
 //   fresh                → answer from cache, no upstream I/O
 //   fresh-refresh-ahead  → answer from cache, one background refresh
 //   fresh negative entry → notfound from cache
@@ -25,6 +29,10 @@ import { checkAnswer } from '../upstream/validate.js';
 import { UpstreamScheduler, SchedulerBusy, type Lane, type SchedulerLimits } from '../upstream/scheduler.js';
 import { ANSWER_DEADLINE_MS } from '../protocol/generated.js';
 import { log, logLimited, LogOnce } from '../log.js';
+import { StoredView, type StoredUsers } from './stored.js';
+
+/** A name both the store and the upstream have: shown by `latchkeyctl status`, logged once. */
+export interface StoredConflict { name: string; with: 'upstream'; winner: 'local' | 'upstream'; detail: string; at: number }
 
 type Outcome = { kind: 'found'; user: CachedUser } | { kind: 'notfound' } | { kind: 'error'; reason: string };
 
@@ -65,6 +73,10 @@ export class Resolver {
   private readonly refreshFailedAt = new Map<NegativeKey, number>();
   /** names answered since the last sweep; last_used is written in one batch, off the hot path */
   private readonly used = new Set<string>();
+  /** the persistent local users, once the daemon has opened their store */
+  private stored: StoredView | null = null;
+  /** stored names the upstream also has (checkStoredName, or a lookup with precedence upstream) */
+  readonly conflicts = new Map<string, StoredConflict>();
 
   constructor(
     private readonly cache: UserCache,
@@ -84,6 +96,91 @@ export class Resolver {
       const u = this.cfg().users;
       return { passwd: u.localPasswdFile, group: u.localGroupFile, denyNames: u.denyNames };
     }, now);
+  }
+
+  /** Serves the persistent local users of `store` from now on (the daemon, once it opened it). */
+  useStore(store: StoredUsers): void {
+    this.stored = new StoredView(store);
+  }
+
+  /** Whether `uid` lies in the local users' own range ([local] min_uid .. max_uid; none when 0). */
+  inStoredRange(uid: number): boolean {
+    const l = this.cfg().local;
+    return l.minUid > 0 && uid >= l.minUid && uid <= l.maxUid;
+  }
+
+  /**
+   * The stored user of this name if it may be served: its uid still in the range (a reload may
+   * have moved it) and none of the host's (the host's accounts win over everything, and a name
+   * the host has never reaches here: byName checked it).
+   */
+  private storedByName(name: string): CachedUser | null {
+    const s = this.stored?.get(name) ?? null;
+    return s && this.storedServable(s) ? s : null;
+  }
+
+  private storedServable(s: CachedUser): boolean {
+    if (!this.inStoredRange(s.uid)) {
+      this.once.log(`stored-range:${s.username}:${s.uid}`, 'warn', 'local.user_out_of_range', { name: s.username, uid: s.uid, detail: `uid outside [local] min_uid .. max_uid (${this.cfg().local.minUid} .. ${this.cfg().local.maxUid}); not served until the range holds it again` });
+      return false;
+    }
+    const owner = this.local.uidOwner(s.uid);
+    if (owner !== null) {
+      this.once.log(`stored-uid:${s.username}:${s.uid}`, 'warn', 'local.user_shadowed', { name: s.username, uid: s.uid, local_account: owner, detail: `the host account ${owner} has this uid; the host wins, the stored user is not served (latchkeyctl local remove it, or give the host account another uid)` });
+      return false;
+    }
+    return true;
+  }
+
+  /** Stored users that may be served, ascending uid (enumeration, the map's exclusions). */
+  storedUsers(): CachedUser[] {
+    if (!this.stored) return [];
+    return this.stored.all().filter((u) => this.local.nameReason(u.username) === null && nameProblem(u.username, this.cfg().users) === null && this.storedServable(u));
+  }
+
+  /**
+   * The names and uids the shared-memory map must not answer for (fastpath/publisher.ts): the
+   * host's accounts and every stored user, which nss.sock answers. `signature` changes with them.
+   */
+  mapExclusions(): { signature: string; names: string[]; uids: number[] } {
+    const host = this.local.claimed();
+    const stored = this.stored ? this.stored.all() : [];
+    return {
+      signature: `${this.local.signature()}|${this.stored ? this.stored.store.generation : -1}`,
+      names: [...host.names, ...stored.map((u) => u.username)],
+      uids: [...host.uids, ...stored.map((u) => u.uid)],
+    };
+  }
+
+  /** Whether a name or uid key is the store's (the map publishes no negative for it). */
+  storedClaims(key: NegativeKey): boolean {
+    if (key.startsWith('uid:')) {
+      const uid = Number(key.slice(4));
+      return this.inStoredRange(uid) || this.stored?.getByUid(uid) != null;
+    }
+    return this.stored?.has(key.slice(5)) ?? false;
+  }
+
+  /**
+   * Asks the upstream whether it has a stored user's name too ([local] precedence = local never
+   * asks it on a lookup, so a conflict would go unseen): found → a conflict, logged once and in
+   * `latchkeyctl status`; "no such user" clears it; an error leaves it as it was.
+   */
+  async checkStoredName(name: string): Promise<'yes' | 'no' | { unavailable: string }> {
+    if (nameProblem(name, this.cfg().users) !== null || this.local.nameReason(name) !== null) return 'no';
+    const o = await this.fetch(`name:${name}`, 'known', 0);
+    if (o.kind === 'error') return { unavailable: o.reason };
+    if (o.kind === 'notfound') { this.conflicts.delete(name); return 'no'; }
+    if (this.stored?.has(name)) this.noteConflict(name, 'local');
+    return 'yes';
+  }
+
+  private noteConflict(name: string, winner: 'local' | 'upstream'): void {
+    const detail = winner === 'local'
+      ? 'the upstream has a user of this name too; the stored local user is served ([local] precedence = local), the upstream one never'
+      : 'the upstream has a user of this name too; the upstream one is served ([local] precedence = upstream), the stored one only while the upstream says it has none';
+    if (!this.conflicts.has(name)) this.conflicts.set(name, { name, with: 'upstream', winner, detail, at: this.now() });
+    this.once.log(`stored-conflict:${name}:${winner}`, 'warn', 'local.conflict', { name, winner, detail, fix: 'rename or remove one of the two (latchkeyctl local remove NAME)' });
   }
 
   /** The name rule (users/rules.ts) and the host's own names, checked before any cache or upstream access. */
@@ -108,11 +205,34 @@ export class Resolver {
       this.once.log(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : local === 'local group member' ? `a member of a group in ${this.cfg().users.localGroupFile}` : local === 'local group' ? `a group name in ${this.cfg().users.localGroupFile}` : `in ${this.cfg().users.localPasswdFile}` });
       return this.refused();
     }
-    return this.lookup(`name:${name}`, this.usable(this.cache.getByName(name), true), peerUid);
+    const stored = this.storedByName(name);
+    if (stored && this.cfg().local.precedence === 'local') return this.servedFromStore(stored);
+    const l = await this.lookup(`name:${name}`, this.usable(this.cache.getByName(name), true), peerUid);
+    if (!stored) return l;
+    // precedence = upstream: the stored user only where the upstream says it has none; an
+    // unavailable upstream stays unavailable (it might have the name).
+    if (l.status === 'notfound') return this.servedFromStore(stored);
+    if (l.status === 'found') this.noteConflict(name, 'upstream');
+    return l;
+  }
+
+  private servedFromStore(u: CachedUser): Lookup {
+    this.stats.lookups.local++;
+    return { status: 'found', user: u, source: 'local' };
   }
 
   /** `uid` is the local uid; upstream is asked for uid - uidShift. */
   async byUid(uid: number, peerUid = 0): Promise<Lookup> {
+    if (this.inStoredRange(uid)) {
+      // The store's range is disjoint from the upstream's (config/load.ts): never asked upstream.
+      if (this.local.uidIsLocal(uid)) return this.refused();
+      const s = this.stored?.getByUid(uid) ?? null;
+      if (s && this.local.nameReason(s.username) === null && nameProblem(s.username, this.cfg().users) === null && this.storedServable(s)) {
+        return this.servedFromStore(s);
+      }
+      this.stats.lookups.local_notfound++;
+      return { status: 'notfound', source: 'local' };
+    }
     if (!localUidAllowed(uid, this.cfg().users)) return this.refused();
     if (this.local.uidIsLocal(uid)) {
       this.once.log(`uid:${uid}`, 'info', 'lookup.local_refused', { uid, reason: 'local account', detail: `uid in ${this.cfg().users.localPasswdFile}` });
@@ -130,9 +250,13 @@ export class Resolver {
   async refreshByName(name: string): Promise<Lookup> {
     if (!this.nameAllowed(name)) return this.refused();
     const key: NegativeKey = `name:${name}`;
+    const stored = this.storedByName(name);
+    if (stored && this.cfg().local.precedence === 'local') return this.servedFromStore(stored);
     const cached = this.usable(this.cache.getByName(name), true);
     const outcome = await this.fetch(key, cached ? 'known' : 'new', 0);
-    return this.answer(outcome, cached);
+    const l = this.answer(outcome, cached);
+    if (stored && l.status === 'notfound') return this.servedFromStore(stored);
+    return l;
   }
 
   private refused(): Lookup {
@@ -145,6 +269,11 @@ export class Resolver {
     return this.cache.getByName(name) !== null;
   }
 
+  /** Whether the store holds this name, servable or not (a stored user removed is not "removed upstream"). */
+  isStored(name: string): boolean {
+    return this.stored?.has(name) ?? false;
+  }
+
   /** Whether a cached user still passes the rules (the shared-memory map publishes only those). */
   serves(u: CachedUser): boolean {
     return this.usable(u) !== null;
@@ -154,7 +283,11 @@ export class Resolver {
   private usable(u: CachedUser | null, nameChecked = false): CachedUser | null {
     // A row found by name carries that name, which byName/refreshByName checked already: the
     // hot path (a cache hit) runs the name rule and the local-name check once, not twice.
-    return u && this.uidAllowed(u.uid) && (nameChecked || this.nameAllowed(u.username)) ? u : null;
+    if (!u || !this.uidAllowed(u.uid) || !(nameChecked || this.nameAllowed(u.username))) return null;
+    // A cached upstream user whose name the store serves first is shadowed: not enumerated, not
+    // in the map (a name has one owner).
+    if (this.stored && this.cfg().local.precedence === 'local' && this.storedByName(u.username) !== null) return null;
+    return u;
   }
 
   private async lookup(key: NegativeKey, cached: CachedUser | null, peerUid: number): Promise<Lookup> {
@@ -377,6 +510,19 @@ export class Resolver {
    * caller that stops at a short page does not stop early.
    */
   list(startUid: number, limit: number): CachedUser[] {
+    const cached = this.listCached(startUid, limit);
+    const stored = this.storedUsers().filter((u) => u.uid >= startUid);
+    if (stored.length === 0) return cached;
+    // Merged by uid: a page ends at its last uid and the next starts after it, whichever source
+    // each entry came from. A stored name the upstream also has appears once (precedence).
+    const merged = this.cfg().local.precedence === 'local'
+      ? [...stored, ...cached] // usable() already left out the cached names the store serves
+      : [...stored.filter((u) => !cached.some((c) => c.username === u.username)), ...cached];
+    merged.sort((a, b) => a.uid - b.uid);
+    return merged.slice(0, limit);
+  }
+
+  private listCached(startUid: number, limit: number): CachedUser[] {
     const now = this.now();
     const cfg = this.cfg().cache;
     const out: CachedUser[] = [];

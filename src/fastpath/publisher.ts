@@ -32,6 +32,10 @@ export const LOCAL_CHECK_MS = 500;
 export interface MapRules {
   serves(u: CachedUser): boolean;
   readonly local: LocalAccounts;
+  /** names and uids the map never answers for (the host's accounts, the stored local users) */
+  mapExclusions(): { signature: string; names: string[]; uids: number[] };
+  /** a name or uid key the local users' store answers for: no negative entry in the map */
+  storedClaims(key: NegativeKey): boolean;
 }
 
 export interface MapStatus {
@@ -85,15 +89,19 @@ export class MapPublisher implements CacheListener {
    * rewrites /etc/passwd when he likes (chfn, chsh), and each new file is one more that a reader
    * can hold open on the tmpfs. Only a change of the group (which takes root) writes a new file.
    */
-  private followLocal(): void {
+  followLocal(): void {
     if (!this.w) return;
-    const sig = this.rules.local.signature();
-    if (sig === this.localSig) return;
-    this.localSig = sig;
-    const { names, uids } = this.rules.local.claimed();
+    // The stored local users are answered by nss.sock (they are few, and a change to them must
+    // show at once): their names and uids leave the map like the host's own accounts, and the
+    // store's change callback calls this at once rather than waiting for the timer.
+    const ex = this.rules.mapExclusions();
+    if (ex.signature === this.localSig) return;
+    this.localSig = ex.signature;
+    const { names, uids } = ex;
     this.guard(() => {
-      for (const n of names) this.w!.removeName(n);
-      for (const u of uids) this.w!.removeUid(u);
+      // Negative entries too: a name or uid that was "no such user" may be a stored user now.
+      for (const n of names) this.w!.removeName(n, true);
+      for (const u of uids) this.w!.removeUid(u, true);
       const g = groupEntry(this.cfg().users, this.rules.local);
       if ((g ? `${g.name}:${g.gid}` : '') !== this.group) this.publishGroup(this.w!);
     });
@@ -114,7 +122,7 @@ export class MapPublisher implements CacheListener {
 
   /** Fills the map from the cache; `fresh`: the writer was just opened (its file is empty). */
   private refill(users: CachedUser[], fresh: boolean): void {
-    this.localSig = this.rules.local.signature();
+    this.localSig = this.rules.mapExclusions().signature;
     this.guard(() => {
       const w = this.w!;
       if (!fresh) w.reset(false, false);
@@ -124,7 +132,7 @@ export class MapPublisher implements CacheListener {
       // Name negatives are not republished: the cache does not record who asked for them
       // (see negativeStored), and they come back with the next unprivileged miss.
       for (const n of this.cache.negatives()) {
-        if (n.kind === 'uid' && n.expiresAt > now) w.putNegUid(Number(n.key.slice(4)), n.expiresAt);
+        if (n.kind === 'uid' && n.expiresAt > now && !this.rules.storedClaims(n.key as NegativeKey)) w.putNegUid(Number(n.key.slice(4)), n.expiresAt);
       }
     });
   }
@@ -179,6 +187,7 @@ export class MapPublisher implements CacheListener {
    * name miss out of the map.
    */
   negativeStored(key: NegativeKey, expiresAt: number, publish: boolean): void {
+    if (this.rules.storedClaims(key)) return;
     this.guard(() => {
       if (key.startsWith('uid:')) this.w!.putNegUid(Number(key.slice(4)), expiresAt);
       else if (publish && this.cfg().cache.mapNameMisses !== false) this.w!.putNegName(key.slice(5), expiresAt);

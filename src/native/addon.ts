@@ -45,8 +45,9 @@ export interface MapWriter {
   putUser(name: string, uid: number, gid: number, gecos: string, dir: string, shell: string, expiresMs: number): 0 | 1;
   putNegName(name: string, expiresMs: number): 0 | 1;
   putNegUid(uid: number, expiresMs: number): 0 | 1;
-  removeName(name: string): 0;
-  removeUid(uid: number): 0;
+  /** the user of this name; with `negativeToo`, a negative entry for it as well */
+  removeName(name: string, negativeToo?: boolean): 0;
+  removeUid(uid: number, negativeToo?: boolean): 0;
   /** a new file holding only what is kept (and the group) */
   reset(keepUsers: boolean, keepNegatives: boolean): 0;
   /** the group (null: none); a new file when it changed, else only its expiry moves */

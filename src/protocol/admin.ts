@@ -32,7 +32,16 @@ export { ShapeError } from './shape.js';
  * command's entry in ADMIN_COMMANDS lists them.
  */
 export const ADMIN_ERROR_CODES = ['bad_request', 'unknown_command', 'not_found', 'unavailable', 'internal'] as const;
-export type AdminErrorCodeName = (typeof ADMIN_ERROR_CODES)[number];
+/**
+ * The local users' commands (local_*, issue 16) answer these too:
+ *   conflict    the name or uid is taken: a local user, a host account or the deny list, an
+ *               upstream user of that name, or the key is there already
+ *   invalid     the value is refused by a rule (the name rule, a shell, a key, a password)
+ *   range_full  every uid of [local] min_uid .. max_uid is taken
+ *   read_only   this host is a secondary: changes are made on the primary
+ */
+export const LOCAL_ERROR_CODES = ['conflict', 'invalid', 'range_full', 'read_only'] as const;
+export type AdminErrorCodeName = (typeof ADMIN_ERROR_CODES)[number] | (typeof LOCAL_ERROR_CODES)[number];
 const ANY_COMMAND_ERRORS = ['bad_request', 'unknown_command', 'internal'] as const;
 type CommandSpecificCode = Exclude<AdminErrorCodeName, (typeof ANY_COMMAND_ERRORS)[number]>;
 
@@ -80,6 +89,43 @@ const histogram = object({
   /** `le_1ms` … `le_5000ms`, `+inf`: samples per bucket (not cumulative) */
   buckets: record(count()),
 });
+
+/** A persistent local user (src/localusers/), as `local_show` and every change answer it. */
+const localKey = object({ index: count(), type: string(), fingerprint: string(), comment: string() });
+const localUserFields = {
+  name: string(), uid: number(), gecos: string(),
+  /** null: [users] shell */
+  shell: nullable(string()), home: string(),
+  /** kind, cost and the hash context id (null: made outside any context); never the hash */
+  password: nullable(object({ kind: string(), cost: nullable(number()), cost_name: nullable(string()), context: nullable(string()) })),
+  keys: array(localKey),
+  expires_at: nullable(at()), disabled: boolean(), created_at: at(), updated_at: at(),
+};
+const localUser = object(localUserFields);
+const localSummary = object({
+  name: string(), uid: number(), gecos: string(), has_password: boolean(), context: nullable(string()), keys: count(),
+  expires_at: nullable(at()), disabled: boolean(),
+});
+/** What may be said of the local users in `status` (src/localusers/service.ts status()). */
+const localStatus = object({
+  role: literal('standalone', 'primary', 'secondary'), precedence: literal('local', 'upstream'), db: string(), users: count(),
+  default_context: string(), upgrade: literal('off', 'local', 'remote'),
+  /** users with a password, by hash context id ("unknown": no context recorded) */
+  contexts: record(count()),
+  /** primary: the snapshot last published; secondary: the one in use; null: none */
+  snapshot: nullable(object({ taken_at: nullable(at()), taken_on: nullable(string()), users: count() })),
+  last_sync_at: nullable(at()), last_sync_error: nullable(string()),
+  /** names both the store and the upstream have, and who answers for them */
+  conflicts: array(object({ name: string(), with: string(), detail: string() })),
+  upgrades: object({ local_ok: count(), local_failed: count(), remote_ok: count(), remote_failed: count(), remote_skipped: count() }),
+});
+const localName = text('a user name', MAX_NAME);
+/** epoch ms, within what a JavaScript Date holds */
+const epochMs = integer('a time in epoch milliseconds', 0, 8.64e15);
+/** a password typed by the admin; the ADMIN frame (8 KiB) bounds it further */
+const password = text('a non-empty password', 4096);
+/** unavailable: a latchkeyd whose local users' store is not open (it says why) */
+const localRefusals = ['not_found', 'invalid', 'read_only', 'unavailable'] as const;
 
 // ---- commands ----
 
@@ -129,6 +175,8 @@ export const ADMIN_COMMANDS = {
         users: count(), negative: count(), size_bytes: count(), rebuilds: count(), not_published: count(),
       }),
       insecure: array(string()),
+      /** the persistent local users (issue 16); absent from a daemon without them */
+      local: optional(localStatus),
     }),
   }),
 
@@ -163,13 +211,13 @@ export const ADMIN_COMMANDS = {
   lookup: command({
     request: object({ user: userRef, refresh: flag }),
     reply: object({
-      result: literal('found'), source: literal('cache', 'upstream', 'stale'), ms: number(),
+      result: literal('found'), source: literal('cache', 'upstream', 'stale', 'local'), ms: number(),
       entry: object({ name: string(), uid: number(), gid: number(), gecos: string(), dir: string(), shell: string() }),
     }),
     errors: ['not_found', 'unavailable'],
     errorFields: {
       result: optional(literal('notfound', 'unavail')),
-      source: optional(literal('cache', 'upstream', 'rule')),
+      source: optional(literal('cache', 'upstream', 'rule', 'local')),
       reason: optional(string()),
       ms: optional(number()),
     },
@@ -271,6 +319,65 @@ export const ADMIN_COMMANDS = {
       reason: string(), hash: nullable(hashFacts), source: nullable(string()), ms: number(),
     }),
   }),
+
+  /**
+   * Adds a persistent local user. uid: absent = the lowest free uid of [local] min_uid .. max_uid.
+   * password: hashed under [local] default_context. Refused (conflict) when the name or uid is a
+   * local user's, a host account's or on the deny list, or when the upstream has a user of that
+   * name; unavailable when the upstream cannot say, unless force.
+   */
+  local_add: command({
+    request: object({
+      name: localName, uid: optional(integer('a uid', 0, 0xffffffff)), gecos: optional(string()), shell: optional(text('a shell path', 1024)),
+      keys: optional(array(text('a public key line', 16 * 1024))), expires_at: optional(epochMs), password: optional(password), force: flag,
+    }),
+    reply: object({ user: localUser }),
+    errors: [...localRefusals, 'conflict', 'range_full'],
+  }),
+
+  /** Sets a local user's password, hashed under [local] default_context. */
+  local_passwd: command({
+    request: object({ name: localName, password }),
+    reply: object({ user: localUser }),
+    errors: localRefusals,
+  }),
+
+  /** A local user's public keys: list, add a line, remove one by index (1-based), fingerprint or line. */
+  local_keys: command({
+    request: object({ name: localName, action: literal('add', 'remove', 'list'), key: optional(text('a public key line, fingerprint or index', 16 * 1024)) }),
+    reply: object({ name: string(), keys: array(localKey) }),
+    errors: [...localRefusals, 'conflict'],
+  }),
+
+  /** A disabled user is still resolved (files keep their owner) but may not log in. */
+  local_disable: command({ request: object({ name: localName }), reply: object({ user: localUser }), errors: localRefusals }),
+  local_enable: command({ request: object({ name: localName }), reply: object({ user: localUser }), errors: localRefusals }),
+
+  /** Removes a local user from the store (its home is left as it is). */
+  local_remove: command({ request: object({ name: localName }), reply: object({ removed: string(), uid: nullable(number()) }), errors: localRefusals }),
+
+  /** The served local users, ascending uid. role: where changes are made (secondary: read-only). */
+  local_list: command({
+    request: noArguments,
+    reply: object({ now: at(), role: literal('standalone', 'primary', 'secondary'), primary: nullable(string()), users: array(localSummary) }),
+    errors: ['unavailable'],
+  }),
+
+  /** One local user, by name or uid; not_found when the store does not serve it. */
+  local_show: command({ request: object({ name: userRef }), reply: object({ user: localUser }), errors: ['not_found', 'unavailable'] }),
+
+  /**
+   * The hash contexts: each configured one (algorithm, cost, whether it is the default) and each
+   * id the store holds that the config no longer defines (algorithm null), with its users.
+   */
+  local_contexts: command({
+    request: noArguments,
+    reply: object({
+      default_context: string(), upgrade: literal('off', 'local', 'remote'),
+      contexts: array(object({ id: string(), algorithm: nullable(string()), cost: nullable(number()), default: boolean(), users: count() })),
+    }),
+    errors: ['unavailable'],
+  }),
 };
 
 type Commands = typeof ADMIN_COMMANDS;
@@ -295,6 +402,11 @@ export type AdminReply<C extends AdminCommand> = AdminOkReply<C> | AdminErrorRep
 export type UserSummary = Infer<typeof userSummary>;
 export type SessionInfo = Infer<typeof session>;
 export type HashFacts = Infer<typeof hashFacts>;
+export type LocalUserView = Infer<typeof localUser>;
+export type LocalUserSummary = Infer<typeof localSummary>;
+export type LocalKeyView = Infer<typeof localKey>;
+/** What LocalUsers.status() gives `status` (src/localusers/service.ts). */
+export type LocalStatusView = Infer<typeof localStatus>;
 
 export function isAdminCommand(name: string): name is AdminCommand {
   return Object.hasOwn(ADMIN_COMMANDS, name);
@@ -329,7 +441,7 @@ export function checkAdminRequest(json: string): RequestCheck {
   }
 }
 
-const errorCodesOf = (cmd: AdminCommand): readonly string[] => [...ANY_COMMAND_ERRORS, ...ADMIN_COMMANDS[cmd].errors];
+const errorCodesOf = (cmd: AdminCommand): readonly string[] => [...ANY_COMMAND_ERRORS, ...(ADMIN_COMMANDS[cmd].errors as readonly string[])];
 
 /**
  * latchkeyctl's side: a reply to `cmd`, checked field by field. Throws a ShapeError naming the

@@ -245,3 +245,21 @@ export function encodeYescryptSalt(bytes: Uint8Array): string {
   }
   return out;
 }
+
+/**
+ * The yescrypt parameters crypt_gensalt("$y$", count) writes (libxcrypt lib/crypt-yescrypt.c,
+ * gensalt_yescrypt_rn): counts 1 and 2 use 1 KiB blocks (r = 8) with N = 2^(count + 9); counts
+ * 3 .. 11 use 4 KiB blocks (r = 32, the yescrypt author's advice above 2 MiB) with
+ * N = 2^(count + 7); count 0 means 5. Always flavor 47 (YESCRYPT_DEFAULTS), p = 1, no t, g or ROM.
+ * `setting` is the "$y$" prefix without a salt; `memory` is 128 * r * N bytes, as parseHash says.
+ * Count 5 is "$y$j9T$", 16 MiB; count 11 is 1 GiB.
+ */
+export function yescryptGensalt(count: number): { setting: string; params: YescryptParams; memory: number } {
+  if (!Number.isInteger(count) || count < 0 || count > 11) throw new RangeError(`yescrypt cost ${count} is outside crypt_gensalt's 0 .. 11`);
+  const c = count === 0 ? 5 : count;
+  const [nLog2, r] = c < 3 ? [c + 9, 8] : [c + 7, 32];
+  const params: YescryptParams = { flavor: 47, nLog2, r, p: 1, t: 0, g: 0, nromLog2: null };
+  // Each value is below 48 + its minimum, so libxcrypt's encode64_uint32 writes one character.
+  const setting = `$y$${ITOA64[params.flavor]}${ITOA64[nLog2 - 1]}${ITOA64[r - 1]}$`;
+  return { setting, params, memory: 128 * 2 ** nLog2 * r };
+}

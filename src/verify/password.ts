@@ -164,13 +164,29 @@ const CRYPT_B64 = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 /** Computes `password` with the setting (and salt) of `hash`, on a hash slot; the computed hash,
  *  or null when the algorithm refuses the setting. */
 async function computeLike(password: string, hash: string): Promise<string | null> {
+  return onHashSlot(() => computeOffSlot(password, hash));
+}
+
+/** computeLike without a hash slot: still on the libuv threadpool, never on the event loop. */
+function computeOffSlot(password: string, hash: string): Promise<string | null> {
   if (hash.startsWith('$2')) {
     // The bcrypt package rejects "$2y$" (PHP's name for the fixed algorithm, identical to "$2b$"),
     // so it is given the "$2b$" spelling; "$2a$" and "$2b$" it takes as they are.
     const setting = hash.startsWith('$2y$') ? '$2b$' + hash.slice(4, 29) : hash.slice(0, 29);
-    return onHashSlot(() => bcrypt.hash(password, setting));
+    return bcrypt.hash(password, setting);
   }
-  return onHashSlot(() => crypt(password, hash));
+  return crypt(password, hash);
+}
+
+/**
+ * A new hash of `password` with the kind and cost of `parsed` and a fresh salt (a password set by
+ * an admin, or re-hashed under another context: src/localusers/contexts.ts). It takes no hash
+ * slot: those are the logins' budget (HASH_WAIT_MS), and this work is never part of a login's
+ * answer; callers bound how many run at once. Null when the algorithm refuses the setting.
+ */
+export async function hashWithFreshSalt(password: string, parsed: ParsedHash): Promise<string | null> {
+  if (parsed.setting === null) throw new RangeError(`no new ${parsed.kind} hash is ever made`);
+  return computeOffSlot(password, await withFreshSalt(parsed));
 }
 
 /**

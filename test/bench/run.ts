@@ -256,6 +256,8 @@ group_name = lega
 shell = /bin/bash
 [homes]
 base = ${join(dir, 'homes')}
+[local]
+db_path = ${join(dir, 'state', 'local.db')}
 [daemon]
 socket_dir = ${SOCKDIR}
 log_level = warn

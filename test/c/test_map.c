@@ -121,6 +121,15 @@ static void test_basics(void)
     CHECK(lk_map_find_group(&r.v, "lega", 0, (int64_t)now_ms(), buf, &rec) == LK_MAP_FOUND &&
           rec.expires_ms == exp + 5);
 
+    /* A negative entry removed on its own (a stored local user was added): the map then has no
+     * answer, and a user of the same name stays where removing a negative is asked. */
+    CHECK(lkw_put_neg_name(w, "later", exp) == 0 && lkw_put_neg_uid(w, 9000, exp) == 0);
+    CHECK(by_name(&r, "later", &rec) == LK_MAP_ABSENT && by_uid(&r, 9000, &rec) == LK_MAP_ABSENT);
+    CHECK(lkw_remove_neg_name(w, "later") == 0 && lkw_remove_neg_uid(w, 9000) == 0);
+    CHECK(by_name(&r, "later", &rec) == LK_MAP_ASK && by_uid(&r, 9000, &rec) == LK_MAP_ASK);
+    CHECK(lkw_remove_neg_name(w, "alice") == 0 && lkw_remove_neg_uid(w, 20001) == 0);
+    CHECK(by_name(&r, "alice", &rec) == LK_MAP_FOUND && by_uid(&r, 20001, &rec) == LK_MAP_FOUND);
+
     /* A refresh with the same data moves the expiry in place (no new record). */
     struct lkw_stats s0, s1;
     lkw_get_stats(w, &s0);

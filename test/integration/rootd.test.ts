@@ -19,6 +19,7 @@ import { ROOT } from '../lib/paths.js';
 import { scratchDir } from '../lib/tmp.js';
 import { encodeRootdRequest, decodeRootdReply, ROOTD_REPLY_SIZE as REPLY_SIZE, ROOTD_REQUEST_SIZE as REQ_SIZE } from '../../src/protocol/rootd.js';
 import { RootdFlag, RootdOpcode, RootdStatus as S } from '../../src/protocol/generated.js';
+import { parseConfig } from '../../src/config/load.js';
 
 const ROOTD = join(ROOT, 'native/rootd/latchkey-rootd');
 const DAEMON_UID = 4242; // the test "daemon user": a uid no local account has
@@ -141,7 +142,7 @@ let rootdLog = '';
 let rootdExit: Promise<number | null> = Promise.resolve(null);
 const started: ChildProcess[] = [];
 
-function writeConf(homes: Record<string, string> = {}): void {
+function writeConf(homes: Record<string, string> = {}, local: Record<string, string> = {}): void {
   const h = { base, layout: 'chroot', mode: '2750', upload_dir: 'inbox', ...homes };
   writeFileSync(config, [
     '# latchkeyd reads everything; rootd only [homes] and a few [users] keys',
@@ -155,6 +156,20 @@ function writeConf(homes: Record<string, string> = {}): void {
     'max_uid = 29999',
     'deny_names = admin, backup',
     `local_passwd = ${join(dir, 'passwd')}`,
+    // The local store's section: rootd reads only min_uid/max_uid (default 9000..9999, clear of
+    // this upstream range 20000..29999) and reads past the rest, which is latchkeyd's alone.
+    '[local]',
+    'db_path = /var/lib/latchkey/local.db',
+    'precedence = local',
+    'contexts = y5=yescrypt:5, b12=bcrypt:12',
+    'default_context = y5',
+    'upgrade = remote',
+    'upgrade_url = https://primary.example.org:8443/latchkey/v1/upgrade?from=secondary',
+    'upgrade_timeout = 2s',
+    'role = secondary',
+    'primary = latchkey-sync@primary.example.org',
+    "upgrade_bearer_token = 'not;read#by rootd'",
+    ...Object.entries(local).map(([k, v]) => `${k} = ${v}`),
     '[homes]',
     ...Object.entries(h).map(([k, v]) => `${k} = ${v}`),
     '',
@@ -545,6 +560,134 @@ test('END_SESSION: refuses foreign, pid 1, its own, its parent, the peer and dae
   });
   for (const p of [daemonOwned, otherLogin, noLogin]) p.kill('SIGKILL');
   assert.match(rootdLog, /event=request.done op=END_SESSION status=OK .*name="sess" uid=20020/);
+});
+
+// ---- issue 16: the local store's uid range ([local] min_uid/max_uid) ----
+
+/** latchkeyd's own loader on the same text (with the upstream URLs it requires): its error, or ''. */
+function daemonLoaderError(text: string, file: string): string {
+  const upstream = '[upstream]\nby_name_url = https://u.example/u/\nby_uid_url = https://u.example/i/\n';
+  try {
+    parseConfig(upstream + text, file);
+    return '';
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+test("[local] uids (default 9000..9999) get homes and end sessions; a uid in neither range is refused", async (t) => {
+  const r = await one(create('lena', 9000));
+  assert.equal(r.status, S.OK, r.msg);
+  assert.equal(r.flags & FLAG_CREATED, FLAG_CREATED);
+  const up = lstatSync(join(base, 'lena', 'inbox'));
+  assert.deepEqual([up.uid, up.gid, up.mode & 0o7777], [9000, GID, 0o2750]);
+  const last = await one(create('omar', 9999));
+  assert.equal(last.status, S.OK, last.msg);
+  assert.equal(lstatSync(join(base, 'omar', 'inbox')).uid, 9999);
+
+  for (const uid of [8999, 10000, 19999, 30000]) {
+    await t.test(`uid ${uid}: neither upstream (20000..29999) nor local (9000..9999)`, async () => {
+      await refusedUnchanged(create('bob', uid), S.REFUSED,
+        new RegExp(`^uid ${uid} is outside the served ranges \\(upstream 20000\\.\\.29999, local 9000\\.\\.9999; never 0`));
+    });
+  }
+  await t.test('END_SESSION for a local uid: outside both refused, the recorded login ended', async () => {
+    const victim = startSleep(0, 9100);
+    await sleep(50);
+    const start = startTime(victim.pid!);
+    const no = await one(endSession(victim.pid!, start, 10000, 'lena'));
+    assert.equal(no.status, S.REFUSED, no.msg);
+    assert.match(no.msg, /uid 10000 is outside the served ranges/);
+    assert.ok(alive(victim));
+    const exited = new Promise<string | null>((resolve) => victim.on('exit', (_c, sig) => resolve(sig)));
+    const ok = await one(endSession(victim.pid!, start, 9100, 'lena'));
+    assert.equal(ok.status, S.OK, ok.msg);
+    assert.equal(await exited, 'SIGTERM');
+  });
+});
+
+test('an explicit [local] range is used; one overlapping the upstream range (or bad) stops rootd as it stops latchkeyd', async (t) => {
+  await t.test('min_uid = 5000, max_uid = 5999 (reload): 5000 served, the default 9000 no longer', async () => {
+    writeConf({}, { min_uid: '5000', max_uid: '5999' });
+    assert.equal((await one(reloadReq())).status, S.OK);
+    assert.equal((await one(create('mia', 5000))).status, S.OK);
+    assert.equal(lstatSync(join(base, 'mia', 'inbox')).uid, 5000);
+    await refusedUnchanged(create('bob', 9000), S.REFUSED, /uid 9000 is outside the served ranges \(upstream 20000\.\.29999, local 5000\.\.5999;/);
+  });
+  await t.test('an overlapping range on RELOAD answers FAILED with file:line and key; the old range stays', async () => {
+    writeConf({}, { min_uid: '9000', max_uid: '20000' });
+    const line = readFileSync(config, 'utf8').split('\n').indexOf('min_uid = 9000') + 1;
+    const bad = await one(reloadReq());
+    assert.equal(bad.status, S.FAILED, bad.msg);
+    assert.match(bad.msg, new RegExp(`latchkey\\.conf:${line}: local\\.min_uid: makes the local users' range 9000 \\.\\. 20000 overlap the upstream's shifted range 20000 \\.\\. 29999`));
+    assert.equal((await one(create('nina', 5001))).status, S.OK, 'the old range 5000..5999 stays');
+    await refusedUnchanged(create('bob', 9001), S.REFUSED, /local 5000\.\.5999/);
+  });
+  const bad = join(dir, 'local-bad.conf');
+  const cases: [string, string, RegExp][] = [
+    ['both set, overlapping uid_shift 10000..', '[users]\nuid_shift = 10000\n[local]\nmin_uid = 9500\nmax_uid = 10500\n',
+      /local-bad\.conf:4: local\.min_uid: makes the local users' range 9500 \.\. 10500 overlap the upstream's shifted range 10000 \.\. 2147483647 \(\[users\] uid_shift, min_uid, max_uid\); choose a local range outside it/],
+    ['only max_uid set, reaching the default uid_shift', '[local]\nmax_uid = 10000\n',
+      /local-bad\.conf:2: local\.max_uid: makes the local users' range 9000 \.\. 10000 overlap the upstream's shifted range 10000 \.\. 2147483647/],
+    ['only min_uid set, reaching into [users] min_uid..max_uid', '[users]\nuid_shift = 100\nmin_uid = 1000\nmax_uid = 8999\n[local]\nmin_uid = 8000\n',
+      /local-bad\.conf:6: local\.min_uid: makes the local users' range 8000 \.\. 9999 overlap the upstream's shifted range 1000 \.\. 8999/],
+    ['min_uid above max_uid', '[local]\nmin_uid = 9500\nmax_uid = 9400\n', /local-bad\.conf:2: local\.min_uid: is above max_uid \(9400\)/],
+    ['a range holding 65534', '[users]\nmax_uid = 60000\n[local]\nmin_uid = 65000\nmax_uid = 66000\n',
+      /local-bad\.conf:5: local\.max_uid: makes the range 65000 \.\. 66000 include 65534 \(nobody\/\(uint16\)-1\)/],
+  ];
+  const run = (text: string): { code: number | null; err: string } => {
+    writeFileSync(bad, text, { mode: 0o644 });
+    const r = spawnSync(ROOTD, ['--config', bad, '--daemon-user', String(DAEMON_UID), '--socket', join(dir, 'run4', 's')], { encoding: 'utf8', timeout: 5000 });
+    return { code: r.status, err: r.stderr };
+  };
+  for (const [what, text, why] of cases) {
+    await t.test(`at start: ${what}`, () => {
+      const r = run(text);
+      assert.equal(r.code, 78, r.err);
+      assert.match(r.err, why);
+      // The same refusal, word for word, as latchkeyd's loader (src/config/load.ts) gives.
+      const reason = /event=start\.failed reason="(.*)"$/m.exec(r.err)?.[1] ?? '';
+      const daemon = daemonLoaderError(text, bad).replace(/^(\S+?):(\d+):/, (_m, f: string, n: string) => `${f}:${Number(n) - 3}:`);
+      assert.equal(reason, daemon);
+    });
+  }
+  await t.test('at start: a [local] uid below 1000', () => {
+    const r = run('[local]\nmin_uid = 999\n');
+    assert.equal(r.code, 78, r.err);
+    assert.match(r.err, /local-bad\.conf:2: local\.min_uid: "999" is not a number from 1000 to 2147483647/);
+    assert.match(daemonLoaderError('[local]\nmin_uid = 999\n', bad), /local\.min_uid: "999" is out of range/);
+  });
+  assert.equal(existsSync(join(dir, 'run4')), false, 'no socket dir made by a refused start');
+  writeConf();
+  assert.equal((await one(reloadReq())).status, S.OK);
+});
+
+test('a LocalEGA auth.conf with a small ega_uid_shift is still accepted: the default local range gives way (no local uids)', async () => {
+  // ega_uid_shift 1000 makes the upstream's range 1000..9500 cover the default 9000..9999; neither
+  // [local] key is set, so there is no local range (latchkeyd: minUid = maxUid = 0), not an error.
+  const text = [
+    'cega_endpoint_username = https://cega.example.org/username/',
+    'cega_endpoint_uid = https://cega.example.org/user-id/',
+    `ega_dir = ${base}`,
+    'ega_dir_attrs = 2750',
+    `ega_gid = ${GID}`,
+    'ega_uid_shift = 1000',
+    '[users]',
+    'max_uid = 9500',
+    `local_passwd = ${join(dir, 'passwd')}`,
+    '',
+  ].join('\n');
+  const daemon = parseConfig(text, config);
+  assert.deepEqual([daemon.local.minUid, daemon.local.maxUid], [0, 0], "latchkeyd's reading: no local range");
+  writeFileSync(config, text, { mode: 0o644 });
+  const r = await one(reloadReq());
+  assert.equal(r.status, S.OK, r.msg);
+  assert.equal((await one(create('ola', 1500))).status, S.OK, 'an upstream uid (1000 + 500)');
+  assert.equal((await one(create('pia', 9400))).status, S.OK, 'an upstream uid inside the default local range');
+  await refusedUnchanged(create('bob', 9700), S.REFUSED,
+    /^uid 9700 is outside the served ranges \(upstream 1000\.\.9500, local none; never 0, 65534, 65535 or the daemon's\)$/);
+  writeConf();
+  assert.equal((await one(reloadReq())).status, S.OK);
 });
 
 test('a slow peer is dropped after the receive timeout and does not block the next one', async () => {

@@ -15,6 +15,11 @@ const UNITS = '/etc/systemd/system';
 const DAEMON_UNIT = `${UNITS}/latchkeyd.service`;
 const ROOTD_UNIT = `${UNITS}/latchkey-rootd.service`;
 const ROOTD_BIN = '/usr/local/lib/latchkey/native/rootd/latchkey-rootd';
+// Issue 16: a secondary's pull of the primary's local users snapshot, and its timer.
+const SYNC_UNIT = `${UNITS}/latchkey-sync.service`;
+const SYNC_TIMER = `${UNITS}/latchkey-sync.timer`;
+// Measured with systemd 252 like the others: 1.3.
+const MAX_SYNC_EXPOSURE = 1.3;
 // `systemd-analyze security` exposure measured with systemd 252 (README "Privilege separation");
 // the score is computed from the unit file alone, so any loosening shows up here.
 const MAX_EXPOSURE = { daemon: 1.4, rootd: 1.6 };
@@ -71,6 +76,63 @@ test('systemd-analyze verify accepts both installed units, without a warning', (
   const r = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', stage, DAEMON_UNIT, ROOTD_UNIT], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.equal(r.stdout + r.stderr, '', 'systemd has nothing to say about either unit');
+});
+
+test('systemd-analyze verify accepts latchkey-sync.service and its timer, without a warning', () => {
+  const script = 'mount --make-rprivate / && mount --bind "$1/usr/local" /usr/local && exec systemd-analyze verify --man=no "$1$2" "$1$3"';
+  const r = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', stage, SYNC_UNIT, SYNC_TIMER], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.equal(r.stdout + r.stderr, '', 'systemd has nothing to say about either unit');
+});
+
+test('latchkey-sync.service: a oneshot as _latchkey, no capabilities, writing only incoming/; the timer every 5 min, spread, persistent', () => {
+  const svc = unitKeys(staged(SYNC_UNIT)).Service!;
+  assert.deepEqual(svc.Type, ['oneshot']);
+  assert.deepEqual(svc.ExecStart, ['/usr/local/bin/latchkey-sync --config /etc/latchkey/latchkey.conf']);
+  assert.deepEqual(svc.User, ['_latchkey']);
+  assert.deepEqual(svc.Group, ['_latchkey']);
+  assert.ok(svc.CapabilityBoundingSet && svc.CapabilityBoundingSet.every((v) => v === ''));
+  assert.ok(svc.AmbientCapabilities && svc.AmbientCapabilities.every((v) => v === ''));
+  assert.deepEqual(svc.NoNewPrivileges, ['yes']);
+  assert.deepEqual(svc.ProtectSystem, ['strict']);
+  assert.deepEqual(svc.ReadWritePaths, ['/var/lib/latchkey/incoming'], 'the store beside it stays read-only');
+  assert.deepEqual(svc.StateDirectory, ['latchkey/incoming']);
+  assert.deepEqual(svc.StateDirectoryMode, ['0700']);
+  assert.deepEqual(svc.UMask, ['0077']);
+  assert.deepEqual(svc.Environment, ['LATCHKEY_NSS_DISABLE=1']);
+  const { overall, items } = exposure(stage + SYNC_UNIT);
+  assert.ok(overall <= MAX_SYNC_EXPOSURE, `latchkey-sync.service exposure ${overall}`);
+  assert.equal(items.find((i) => i.json_field === 'UserOrDynamicUser')?.set, true);
+  assert.deepEqual(items.filter((i) => i.json_field.startsWith('CapabilityBoundingSet_') && !i.set).map((i) => i.json_field), []);
+  const timer = unitKeys(staged(SYNC_TIMER));
+  assert.deepEqual(timer.Timer!.OnCalendar, ['*:0/5']);
+  assert.deepEqual(timer.Timer!.Persistent, ['yes']);
+  assert.ok(timer.Timer!.RandomizedDelaySec?.length === 1, 'secondaries do not all connect at once');
+  assert.deepEqual(timer.Install!.WantedBy, ['timers.target']);
+  // The timer fires the service of its own name (no Unit=), and systemd agrees on the schedule.
+  assert.equal(timer.Timer!.Unit, undefined);
+  const cal = spawnSync('systemd-analyze', ['calendar', '--iterations=2', timer.Timer!.OnCalendar![0]!], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
+  assert.equal(cal.status, 0, cal.stderr);
+  const next = [...cal.stdout.matchAll(/(?:Next elapse|Iter\. #\d+): \S+ (\S+ \S+) UTC/g)].map((m) => Date.parse(`${m[1]!.replace(' ', 'T')}Z`));
+  assert.equal(next.length, 2, cal.stdout);
+  assert.equal(next[1]! - next[0]!, 5 * 60_000);
+  // The program and the primary's side of the setup are installed.
+  const link = spawnSync('readlink', [`${stage}/usr/local/bin/latchkey-sync`], { encoding: 'utf8' });
+  assert.equal(link.stdout.trim(), '../lib/latchkey/bin/latchkey-sync');
+  assert.ok(existsSync(`${stage}/usr/local/lib/latchkey/bin/latchkey-sync`));
+  assert.match(staged('/usr/local/share/latchkey/sync/authorized_keys.example'), /^restrict,command="\/usr\/bin\/rrsync -ro \/var\/lib\/latchkey\/snapshot\/" ssh-ed25519 /m);
+  assert.ok(existsSync(`${stage}/usr/local/share/latchkey/sync/README.md`));
+});
+
+test('PREFIX reaches the sync unit', () => {
+  const other = mkdtempSync(join(tmpdir(), 'latchkey-units-sync-opt-'));
+  try {
+    install(other, '/opt/lk');
+    assert.match(readFileSync(`${other}${SYNC_UNIT}`, 'utf8'), /^ExecStart=\/opt\/lk\/bin\/latchkey-sync --config /m);
+    assert.ok(existsSync(`${other}/opt/lk/bin/latchkey-sync`));
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+  }
 });
 
 test('latchkeyd.service: _latchkey with no capabilities, homes not writable, rootd pulled in and reloaded with it', () => {

@@ -49,6 +49,8 @@ export function writeConfig(dir: string, serviceUrl: string, over: ConfigOverrid
     cache: { db_path: join(dir, 'run', 'cache.db'), ttl: '1h', negative_ttl: '60s' },
     users: { uid_shift: 10000, gid: 10000, group_name: 'lega' },
     homes: { base: join(dir, 'homes') },
+    // The persistent local users' store: never the host's /var/lib/latchkey.
+    local: { db_path: join(dir, 'state', 'local.db') },
     // The host's own sshd_config must not decide whether a test daemon starts: no file, no checks.
     daemon: {
       socket_dir: join(dir, 'run'), log_level: 'debug', sshd_config: join(dir, 'no-sshd_config'),

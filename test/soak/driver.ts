@@ -140,6 +140,8 @@ gid = 10000
 group_name = lega
 [homes]
 base = ${join(WORK, 'homes')}
+[local]
+db_path = ${join(WORK, 'state', 'local.db')}
 [daemon]
 socket_dir = ${SOCKDIR}
 log_level = info

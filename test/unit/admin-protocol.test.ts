@@ -42,7 +42,7 @@ function samples(): Map<AdminCommand, Sample> {
 }
 
 /** Fields of a reply that may be left out (record entries, optional fields): "cmd:path". */
-const MAY_BE_ABSENT = [/^users:negative$/, /^stats:upstream_latency\.buckets\.[^.]+$/, /^stats:verify\.by_kind\.[^.]+$/];
+const MAY_BE_ABSENT = [/^users:negative$/, /^status:local$/, /^status:local\.contexts\.[^.]+$/, /^stats:upstream_latency\.buckets\.[^.]+$/, /^stats:verify\.by_kind\.[^.]+$/];
 
 /** Every [path, parent, key] of a JSON value, as ShapeError names paths: a.b[0].c */
 function* fieldsOf(v: Json, path = ''): Generator<[string, { [k: string]: Json } | Json[], string | number]> {
@@ -185,6 +185,8 @@ test('latchkeyctl --help lists every field of the command\'s reply under "--json
   const cli: Record<AdminCommand, string> = {
     status: 'status', users: 'users', show: 'show', lookup: 'lookup', invalidate: 'invalidate', flush: 'flush',
     sessions: 'sessions', 'kill-session': 'sessions', stats: 'stats', throttle: 'throttle', 'throttle-reset': 'throttle', 'auth-test': 'auth-test',
+    local_add: 'local', local_passwd: 'local', local_keys: 'local', local_disable: 'local', local_enable: 'local',
+    local_remove: 'local', local_list: 'local', local_show: 'local', local_contexts: 'local',
   };
   // Field names of an object shape and of the object shapes inside it (list items and
   // nullable parts are documented with their parent).

@@ -9,8 +9,25 @@ import type { Resolver } from '../../directory/resolver.js';
 import type { UserSource } from '../../upstream/types.js';
 import type { SessionRegistry } from '../../sessions/registry.js';
 import type { Throttle } from '../../verify/throttle.js';
-import type { AdminArgs, AdminCommand, AdminErrorCode, AdminErrorFields, AdminReplyData } from '../../protocol/admin.js';
+import type { AdminArgs, AdminCommand, AdminErrorCode, AdminErrorFields, AdminReplyData, LocalStatusView } from '../../protocol/admin.js';
+import type { LocalStore } from '../../localusers/store.js';
+import type { RowRules } from '../../localusers/rows.js';
 import type { AuthStats } from '../priv-auth.js';
+
+/** What the local_* commands need of the persistent local users (src/localusers/service.ts). */
+export interface LocalUsersFacade {
+  store: LocalStore;
+  /** a secondary: why changes are refused here and where to make them; null on a read-write host */
+  readOnly(): string | null;
+  /** a new password's hash under [local] default_context (on the threadpool) */
+  hashNew(password: string): Promise<{ hash: string; context: string }>;
+  rules(): RowRules;
+  /** why the host keeps this name or uid (its account files, the deny list), or null */
+  hostHas(name: string, uid: number | null): string | null;
+  /** whether the upstream has a user of this name, asked now */
+  upstreamHas(name: string): Promise<'yes' | 'no' | { unavailable: string }>;
+  status(): LocalStatusView;
+}
 
 /** Everything the admin commands read or operate; built by main.ts. */
 export interface AdminContext {
@@ -30,6 +47,8 @@ export interface AdminContext {
   rootd: { socketPath: string; probe(): Promise<string | null> };
   /** the shared-memory map's publisher (src/fastpath) */
   map: { status(): MapStatus };
+  /** the persistent local users (issue 16); absent: the local_* commands answer unavailable */
+  local?: LocalUsersFacade;
 }
 
 /** One command: its checked arguments in, the data of its {"ok": true} reply out. */

@@ -2,7 +2,7 @@
 // (src/protocol/admin.ts), runs the command's handler and answers with its JSON reply.
 // Handlers by command group: status.ts (status, stats), users.ts (users, show, lookup,
 // invalidate, flush), sessions.ts (sessions, kill-session), throttle.ts (throttle,
-// throttle-reset), auth-test.ts.
+// throttle-reset), auth-test.ts, local.ts (local_*: the persistent local users).
 import { ok, type HandlerTable, type Peer } from '../../server/dispatch.js';
 import type { Fields } from '../../protocol/codec.js';
 import { checkAdminRequest, type AdminArgs, type AdminCommand } from '../../protocol/admin.js';
@@ -13,6 +13,7 @@ import { userCommands } from './users.js';
 import { sessionCommands } from './sessions.js';
 import { throttleCommands } from './throttle.js';
 import { authTestCommands } from './auth-test.js';
+import { localCommands } from './local.js';
 
 export type { AdminContext } from './context.js';
 
@@ -20,6 +21,7 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
   // Typed as every command of the protocol: a command without a handler does not compile.
   const commands: AdminHandlers<AdminCommand> = {
     ...statusCommands(ctx), ...userCommands(ctx), ...sessionCommands(ctx), ...throttleCommands(ctx), ...authTestCommands(ctx),
+    ...localCommands(ctx),
   };
   const run = <C extends AdminCommand>(cmd: C, args: AdminArgs<C>, peer: Peer): ReturnType<AdminHandlers<AdminCommand>[C]> =>
     (commands[cmd] as (a: AdminArgs<C>, p: Peer) => ReturnType<AdminHandlers<AdminCommand>[C]>)(args, peer);

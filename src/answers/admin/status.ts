@@ -74,6 +74,7 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
           };
         })(),
         insecure: insecureSettings(c),
+        ...(ctx.local ? { local: ctx.local.status() } : {}),
       };
     },
 

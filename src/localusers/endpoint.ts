@@ -1,0 +1,252 @@
+// The primary's update endpoint (issue 16, [local] upgrade_listen): secondaries forward the
+// password of a successful login here (upgrade.ts, upgrade = remote), and the primary re-hashes it
+// under the asked context in its own store, which the next snapshot carries back to them.
+//
+// `POST /latchkey/v1/upgrade`, https only, `Authorization: Bearer <upgrade_listen_token>`, body
+// `{"user": NAME, "password": PW, "context": ID}` (context optional). The password is checked
+// against the stored hash exactly as a login is (verify/password.ts, the same [pam] ceilings) and
+// through the same Throttle as logins, keyed by the peer address, so a secondary's token is no
+// password oracle: a wrong password is a failure that counts, and the answer says no more than 409.
+//
+// Replies: 200 {"upgraded": bool, "context": id} (the context the user is on now), 400 malformed,
+// 401 no or wrong token, 404 no such stored user (or another path), 405 another method, 409 wrong
+// password, 413 body over 4 KiB, 429 throttled, 503 busy or failed.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config/types.js';
+import { log, logLimited } from '../log.js';
+import type { Throttle } from '../verify/throttle.js';
+import { HashBusy, verifyPassword } from '../verify/password.js';
+import { contextProblem, findContext, newHash, UnhashablePassword } from './contexts.js';
+import type { UpgradeStore } from './upgrade.js';
+
+export const UPGRADE_PATH = '/latchkey/v1/upgrade';
+export const MAX_BODY_BYTES = 4096;
+/** A request's headers must arrive within this, and the whole request within REQUEST_TIMEOUT_MS. */
+export const HEADERS_TIMEOUT_MS = 5000;
+export const REQUEST_TIMEOUT_MS = 10_000;
+/** Connections open at once (each secondary keeps at most its upgrade_max_concurrent). */
+export const MAX_CONNECTIONS = 64;
+/** Longest a request waits for the one background hash before it is answered 503. */
+export const HASH_WAIT_MS = 5000;
+
+/** A refusal with its HTTP status; the message goes to the client, so it never names a secret. */
+class Reply extends Error {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+export class UpgradeEndpoint {
+  private server: Server | null = null;
+
+  constructor(
+    private readonly cfg: () => Config,
+    private readonly store: UpgradeStore,
+    private readonly throttle: Throttle,
+  ) {}
+
+  /** Listens on [local] upgrade_listen with upgrade_listen_cert/key. Throws with the cause
+   *  (an unreadable file, an address in use) for the daemon to report. */
+  async start(): Promise<void> {
+    const l = this.cfg().local;
+    if (l.upgradeListen === null || l.upgradeListenCert === null || l.upgradeListenKey === null) {
+      throw new Error('[local] upgrade_listen needs upgrade_listen_cert and upgrade_listen_key');
+    }
+    const { host, port } = splitListen(l.upgradeListen);
+    const server = createServer({
+      cert: readFileSync(l.upgradeListenCert),
+      key: readFileSync(l.upgradeListenKey),
+      // Node's defaults (2 min handshake, 5 min request) would let a silent peer hold a
+      // connection slot for minutes.
+      handshakeTimeout: HEADERS_TIMEOUT_MS,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: HEADERS_TIMEOUT_MS,
+      maxHeaderSize: 8192,
+    }, (req, res) => { void this.handle(req, res); });
+    server.maxConnections = MAX_CONNECTIONS;
+    server.setTimeout(REQUEST_TIMEOUT_MS, (socket) => socket.destroy());
+    server.on('tlsClientError', (e, socket) => {
+      logLimited(`upgrade_endpoint.tls:${socket.remoteAddress ?? '?'}`, 'info', 'upgrade_endpoint.tls_error', { peer: socket.remoteAddress, error: e.message });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => { server.off('error', reject); resolve(); });
+    });
+    server.on('error', (e) => log('error', 'upgrade_endpoint.error', { error: e.message }));
+    this.server = server;
+  }
+
+  address(): AddressInfo | null {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a : null;
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return;
+    await new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const peer = req.socket.remoteAddress ?? '';
+    try {
+      const out = await this.answer(req, peer);
+      send(res, 200, out);
+    } catch (e) {
+      if (e instanceof Reply) {
+        // A request whose body was not read (refused before it) must not be read as the next one.
+        send(res, e.status, { error: e.message }, e.headers, !req.complete);
+        return;
+      }
+      log('error', 'upgrade_endpoint.failed', { peer, error: e instanceof Error ? e.message : String(e) });
+      send(res, 503, { error: 'the upgrade failed; see the primary\'s log' }, {}, !req.complete);
+    }
+  }
+
+  private async answer(req: IncomingMessage, peer: string): Promise<{ upgraded: boolean; context: string }> {
+    const url = (req.url ?? '').split('?')[0];
+    if (url !== UPGRADE_PATH) throw new Reply(404, `not found; the endpoint is POST ${UPGRADE_PATH}`);
+    if (req.method !== 'POST') throw new Reply(405, 'only POST', { allow: 'POST' });
+    const c = this.cfg();
+    if (!tokenMatches(req.headers.authorization, c.local.upgradeListenToken)) {
+      logLimited(`upgrade_endpoint.unauthorized:${peer}`, 'warn', 'upgrade_endpoint.unauthorized', {
+        peer, reason: req.headers.authorization ? 'wrong token' : 'no bearer token',
+        hint: 'the secondary\'s upgrade_bearer_token must equal this primary\'s upgrade_listen_token',
+      });
+      throw new Reply(401, 'a valid bearer token is required', { 'www-authenticate': 'Bearer' });
+    }
+    const body = parseBody(await readBody(req));
+    const user = this.store.get(body.user);
+    if (user === null) throw new Reply(404, 'no such local user');
+    const target = findContext(c.local, body.context) ?? findContext(c.local, c.local.defaultContext);
+    if (target === null) throw new Reply(503, 'no default context');
+
+    const adm = await this.throttle.admit(user.name, peer);
+    if (!adm.allowed) {
+      const r = adm.refusal;
+      if (r.report > 0) {
+        log('warn', 'upgrade_endpoint.throttled', { user: user.name, peer, scope: r.scope, key: r.key, reason: r.reason, retry_after_s: r.retryAfterSec, refused: r.report });
+      }
+      throw new Reply(429, 'too many failures; retry later', { 'retry-after': String(r.retryAfterSec) });
+    }
+    const ticket = adm.ticket;
+    try {
+      let good: boolean;
+      try {
+        good = await verifyPassword(body.password, user.passwordHash, c.pam);
+      } catch (e) {
+        if (e instanceof HashBusy) throw new Reply(503, 'busy; retry later');
+        throw e;
+      }
+      if (!good) {
+        for (const l of ticket.fail()) {
+          log('warn', 'upgrade_endpoint.lockout', { scope: l.scope, key: l.key, failures: l.failures, limit: l.limit, retry_after_s: l.retryAfterSec, user: user.name, peer });
+        }
+        log('info', 'upgrade_endpoint.rejected', { user: user.name, peer, reason: 'wrong password' });
+        throw new Reply(409, 'rejected');
+      }
+    } finally {
+      ticket.release();
+    }
+
+    if (user.context === target.id) return { upgraded: false, context: target.id };
+    const problem = contextProblem(target, c.pam);
+    if (problem !== null) {
+      logLimited(`upgrade_endpoint.context:${target.id}`, 'error', 'upgrade_endpoint.context_refused', { context: target.id, param: problem.param, value: problem.value, ceiling: problem.ceiling });
+      throw new Reply(503, `context ${target.id} is above this primary's [pam] ceilings`);
+    }
+    let hash: string;
+    try {
+      hash = await newHash(body.password, target, AbortSignal.timeout(HASH_WAIT_MS));
+    } catch (e) {
+      if (e instanceof UnhashablePassword) throw new Reply(400, 'the password cannot be hashed');
+      if (e instanceof Error && e.name === 'TimeoutError') throw new Reply(503, 'busy; retry later');
+      throw e;
+    }
+    // Compare-and-swap on the hash just verified: a password changed meanwhile wins.
+    const upgraded = user.passwordHash !== null && this.store.setHashIf(user.name, user.passwordHash, hash, target.id);
+    const now = upgraded ? target.id : (this.store.get(user.name)?.context ?? user.context ?? target.id);
+    log('info', 'upgrade_endpoint.upgrade', { user: user.name, peer, from: user.context, to: target.id, upgraded });
+    return { upgraded, context: now };
+  }
+}
+
+/** The bearer token against the configured one, in time independent of where they differ and of
+ *  their lengths (both are hashed first). */
+function tokenMatches(header: string | undefined, token: string | null): boolean {
+  if (token === null || header === undefined) return false;
+  const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+  if (!m) return false;
+  const a = createHash('sha256').update(m[1]!, 'utf8').digest();
+  const b = createHash('sha256').update(token, 'utf8').digest();
+  return timingSafeEqual(a, b);
+}
+
+/**
+ * The body, at most MAX_BODY_BYTES. Events rather than for-await: leaving a for-await destroys the
+ * request, which resets the socket before the 413 is written.
+ */
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > MAX_BODY_BYTES) return Promise.reject(new Reply(413, `the body is over ${MAX_BODY_BYTES} bytes`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    const done = (): void => {
+      req.off('data', onData); req.off('end', onEnd); req.off('error', onError); req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      n += chunk.length;
+      if (n > MAX_BODY_BYTES) {
+        done();
+        req.pause();
+        reject(new Reply(413, `the body is over ${MAX_BODY_BYTES} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => { done(); resolve(Buffer.concat(chunks)); };
+    const onError = (e: Error): void => { done(); reject(e); };
+    const onClose = (): void => { done(); reject(new Error('the client went away before the body ended')); };
+    req.on('data', onData); req.on('end', onEnd); req.on('error', onError); req.on('close', onClose);
+  });
+}
+
+function parseBody(bytes: Buffer): { user: string; password: string; context: string | null } {
+  let v: unknown;
+  try { v = JSON.parse(bytes.toString('utf8')); } catch { throw new Reply(400, 'the body is not JSON'); }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Reply(400, 'the body is not a JSON object');
+  const o = v as Record<string, unknown>;
+  const extra = Object.keys(o).filter((k) => k !== 'user' && k !== 'password' && k !== 'context');
+  if (extra.length > 0) throw new Reply(400, `unknown field ${JSON.stringify(extra[0]).slice(0, 40)}; expected user, password, context`);
+  if (typeof o.user !== 'string' || o.user === '') throw new Reply(400, 'user must be a non-empty string');
+  if (typeof o.password !== 'string' || o.password === '') throw new Reply(400, 'password must be a non-empty string');
+  if (o.context !== undefined && o.context !== null && typeof o.context !== 'string') throw new Reply(400, 'context must be a string');
+  return { user: o.user, password: o.password, context: typeof o.context === 'string' ? o.context : null };
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}, close = false): void {
+  if (res.headersSent) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store',
+    ...(close ? { connection: 'close' } : {}), ...headers,
+  });
+  res.end(text);
+}
+
+/** `host:port`, `[v6]:port` (config/keys.ts parseListen checked the form). */
+function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(listen.slice(i + 1)) };
+}
