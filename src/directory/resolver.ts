@@ -234,6 +234,18 @@ export class Resolver {
       return { status: 'notfound', source: 'local' };
     }
     if (!localUidAllowed(uid, this.cfg().users)) return this.refused();
+    const l = await this.byUpstreamUid(uid, peerUid);
+    // The upstream user of a name the store answers for (precedence local) is not served by uid
+    // either: a name has one owner, and `ls -l` must not show a stored user's name on files of
+    // another uid.
+    if (l.status === 'found' && this.shadowed(l.user)) {
+      this.noteConflict(l.user.username, 'local');
+      return { status: 'notfound', source: 'local' };
+    }
+    return l;
+  }
+
+  private async byUpstreamUid(uid: number, peerUid: number): Promise<Lookup> {
     if (this.local.uidIsLocal(uid)) {
       this.once.log(`uid:${uid}`, 'info', 'lookup.local_refused', { uid, reason: 'local account', detail: `uid in ${this.cfg().users.localPasswdFile}` });
       return this.refused();
@@ -286,8 +298,12 @@ export class Resolver {
     if (!u || !this.uidAllowed(u.uid) || !(nameChecked || this.nameAllowed(u.username))) return null;
     // A cached upstream user whose name the store serves first is shadowed: not enumerated, not
     // in the map (a name has one owner).
-    if (this.stored && this.cfg().local.precedence === 'local' && this.storedByName(u.username) !== null) return null;
-    return u;
+    return this.shadowed(u) ? null : u;
+  }
+
+  /** An upstream user whose name a stored user has, with precedence local: never served. */
+  private shadowed(u: CachedUser): boolean {
+    return !u.local && this.stored !== null && this.cfg().local.precedence === 'local' && this.storedByName(u.username) !== null;
   }
 
   private async lookup(key: NegativeKey, cached: CachedUser | null, peerUid: number): Promise<Lookup> {

@@ -4,13 +4,20 @@
 //
 // `POST /latchkey/v1/upgrade`, https only, `Authorization: Bearer <upgrade_listen_token>`, body
 // `{"user": NAME, "password": PW, "context": ID}` (context optional). The password is checked
-// against the stored hash exactly as a login is (verify/password.ts, the same [pam] ceilings) and
-// through the same Throttle as logins, keyed by the peer address, so a secondary's token is no
-// password oracle: a wrong password is a failure that counts, and the answer says no more than 409.
+// against the stored hash (the same [pam] ceilings) and through the same Throttle as logins,
+// keyed by the peer address, so a secondary's token is no password oracle: a wrong password is a
+// failure that counts, and the answer says no more than 409.
+//
+// A token holder (a compromised secondary) must not be able to slow the primary's own logins nor
+// weaken a hash: the check runs off the logins' hash slots, one request at a time; each peer has
+// at most PEER_IN_FLIGHT requests open and each user one check per USER_INTERVAL_MS; a user
+// already on the asked context is answered without any check; and only the default context, or
+// one listed after it in [local] contexts (oldest first: a secondary may move ahead, never back),
+// may be asked for. Disabled or expired users are refused unchecked.
 //
 // Replies: 200 {"upgraded": bool, "context": id} (the context the user is on now), 400 malformed,
-// 401 no or wrong token, 404 no such stored user (or another path), 405 another method, 409 wrong
-// password, 413 body over 4 KiB, 429 throttled, 503 busy or failed.
+// 401 no or wrong token, 403 disabled or expired user, 404 no such stored user (or another path),
+// 405 another method, 409 wrong password, 413 body over 4 KiB, 429 throttled or too soon, 503 busy.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
@@ -19,8 +26,10 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/types.js';
 import { log, logLimited } from '../log.js';
 import type { Throttle } from '../verify/throttle.js';
-import { HashBusy, verifyPassword } from '../verify/password.js';
-import { contextProblem, findContext, newHash, UnhashablePassword } from './contexts.js';
+import { verifyOffSlot } from '../verify/password.js';
+import { Semaphore } from '../verify/semaphore.js';
+import type { HashContext } from '../config/types.js';
+import { contextProblem, newHash, UnhashablePassword } from './contexts.js';
 import type { UpgradeStore } from './upgrade.js';
 
 export const UPGRADE_PATH = '/latchkey/v1/upgrade';
@@ -32,6 +41,10 @@ export const REQUEST_TIMEOUT_MS = 10_000;
 export const MAX_CONNECTIONS = 64;
 /** Longest a request waits for the one background hash before it is answered 503. */
 export const HASH_WAIT_MS = 5000;
+/** Requests one peer address may have open at once (a secondary sends a few at most). */
+export const PEER_IN_FLIGHT = 2;
+/** One password check per user this often: a right password never counts as a failure. */
+export const USER_INTERVAL_MS = 60_000;
 
 /** A refusal with its HTTP status; the message goes to the client, so it never names a secret. */
 class Reply extends Error {
@@ -42,11 +55,18 @@ class Reply extends Error {
 
 export class UpgradeEndpoint {
   private server: Server | null = null;
+  /** one check (and re-hash) at a time, never on a login's hash slot */
+  private readonly gate = new Semaphore(1);
+  private readonly inFlight = new Map<string, number>();
+  /** user → when its password was last checked here */
+  private readonly lastCheck = new Map<string, number>();
 
   constructor(
     private readonly cfg: () => Config,
     private readonly store: UpgradeStore,
     private readonly throttle: Throttle,
+    /** tests: another USER_INTERVAL_MS */
+    private readonly userIntervalMs = USER_INTERVAL_MS,
   ) {}
 
   /** Listens on [local] upgrade_listen with upgrade_listen_cert/key. Throws with the cause
@@ -98,7 +118,10 @@ export class UpgradeEndpoint {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const peer = req.socket.remoteAddress ?? '';
+    const open = this.inFlight.get(peer) ?? 0;
+    this.inFlight.set(peer, open + 1);
     try {
+      if (open >= PEER_IN_FLIGHT) throw new Reply(429, `at most ${PEER_IN_FLIGHT} requests at once per address`, { 'retry-after': '1' });
       const out = await this.answer(req, peer);
       send(res, 200, out);
     } catch (e) {
@@ -109,7 +132,29 @@ export class UpgradeEndpoint {
       }
       log('error', 'upgrade_endpoint.failed', { peer, error: e instanceof Error ? e.message : String(e) });
       send(res, 503, { error: 'the upgrade failed; see the primary\'s log' }, {}, !req.complete);
+    } finally {
+      const n = (this.inFlight.get(peer) ?? 1) - 1;
+      if (n <= 0) this.inFlight.delete(peer); else this.inFlight.set(peer, n);
     }
+  }
+
+  /** The context asked for if it is the default or listed after it (newer), else the default. */
+  private target(c: Config, asked: string | null): HashContext | null {
+    const list = c.local.contexts;
+    const def = list.findIndex((x) => x.id === c.local.defaultContext);
+    if (def < 0) return null;
+    const i = asked === null ? -1 : list.findIndex((x) => x.id === asked);
+    return i >= def ? list[i]! : list[def]!;
+  }
+
+  /** One check per user per USER_INTERVAL_MS (the map forgets entries older than that). */
+  private tooSoon(name: string): number {
+    const now = Date.now();
+    const last = this.lastCheck.get(name);
+    if (last !== undefined && now - last < this.userIntervalMs) return Math.ceil((this.userIntervalMs - (now - last)) / 1000);
+    if (this.lastCheck.size > 10_000) for (const [k, at] of this.lastCheck) if (now - at >= this.userIntervalMs) this.lastCheck.delete(k);
+    this.lastCheck.set(name, now);
+    return 0;
   }
 
   private async answer(req: IncomingMessage, peer: string): Promise<{ upgraded: boolean; context: string }> {
@@ -127,8 +172,27 @@ export class UpgradeEndpoint {
     const body = parseBody(await readBody(req));
     const user = this.store.get(body.user);
     if (user === null) throw new Reply(404, 'no such local user');
-    const target = findContext(c.local, body.context) ?? findContext(c.local, c.local.defaultContext);
+    if (user.disabled || (user.expiresAt !== null && Date.now() >= user.expiresAt)) throw new Reply(403, 'the user is disabled or expired here');
+    const target = this.target(c, body.context);
     if (target === null) throw new Reply(503, 'no default context');
+    // Nothing to do, and nothing to check: the answer does not depend on the password.
+    if (user.context === target.id) return { upgraded: false, context: target.id };
+    const wait = this.tooSoon(user.name);
+    if (wait > 0) throw new Reply(429, 'this user\'s password was checked here moments ago; retry later', { 'retry-after': String(wait) });
+    let release: () => void;
+    try {
+      release = await this.gate.acquire(AbortSignal.timeout(HASH_WAIT_MS));
+    } catch {
+      throw new Reply(503, 'busy; retry later');
+    }
+    try {
+      return await this.checkAndUpgrade(c, user, body.password, target, peer);
+    } finally {
+      release();
+    }
+  }
+
+  private async checkAndUpgrade(c: Config, user: NonNullable<ReturnType<UpgradeStore['get']>>, password: string, target: HashContext, peer: string): Promise<{ upgraded: boolean; context: string }> {
 
     const adm = await this.throttle.admit(user.name, peer);
     if (!adm.allowed) {
@@ -140,13 +204,7 @@ export class UpgradeEndpoint {
     }
     const ticket = adm.ticket;
     try {
-      let good: boolean;
-      try {
-        good = await verifyPassword(body.password, user.passwordHash, c.pam);
-      } catch (e) {
-        if (e instanceof HashBusy) throw new Reply(503, 'busy; retry later');
-        throw e;
-      }
+      const good = await verifyOffSlot(password, user.passwordHash, c.pam);
       if (!good) {
         for (const l of ticket.fail()) {
           log('warn', 'upgrade_endpoint.lockout', { scope: l.scope, key: l.key, failures: l.failures, limit: l.limit, retry_after_s: l.retryAfterSec, user: user.name, peer });
@@ -158,7 +216,6 @@ export class UpgradeEndpoint {
       ticket.release();
     }
 
-    if (user.context === target.id) return { upgraded: false, context: target.id };
     const problem = contextProblem(target, c.pam);
     if (problem !== null) {
       logLimited(`upgrade_endpoint.context:${target.id}`, 'error', 'upgrade_endpoint.context_refused', { context: target.id, param: problem.param, value: problem.value, ceiling: problem.ceiling });
@@ -166,7 +223,7 @@ export class UpgradeEndpoint {
     }
     let hash: string;
     try {
-      hash = await newHash(body.password, target, AbortSignal.timeout(HASH_WAIT_MS));
+      hash = await newHash(password, target, AbortSignal.timeout(HASH_WAIT_MS));
     } catch (e) {
       if (e instanceof UnhashablePassword) throw new Reply(400, 'the password cannot be hashed');
       if (e instanceof Error && e.name === 'TimeoutError') throw new Reply(503, 'busy; retry later');

@@ -307,6 +307,13 @@ export class SnapshotFollower {
         this.rejected = null;
         return 'current';
       }
+      // An older snapshot than the one in use (a replayed file, a primary restored from a
+      // backup) would bring back users removed or disabled since: refused, and said how to take
+      // it on purpose.
+      if (cur.takenAt !== null && (c.info.takenAt === null || c.info.takenAt < cur.takenAt)) {
+        throw new Error(`it was taken ${c.info.takenAt === null ? 'at an unknown time' : new Date(c.info.takenAt).toISOString()}, before the one in use (${new Date(cur.takenAt).toISOString()}); `
+          + `if the primary was restored on purpose, stop latchkeyd, remove ${this.store.path} and start it: the next sync takes the primary's`);
+      }
       this.swap(tmp);
       this.rejected = null;
       log('info', 'local.snapshot_taken', {

@@ -27,8 +27,15 @@ import { MAX_KEYS_PER_USER, type RowFields, type RowRules, rangeProblem, rowProb
 /** The version this code writes. Add a migration below for every bump. */
 export const LOCAL_SCHEMA_VERSION = 1;
 
-/** A snapshot larger than this is no store of local users (a million users is ~300 MB). */
-export const MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024;
+/**
+ * A snapshot larger than this is refused (by rsync on the secondary too): 64 MiB holds some
+ * 200,000 users, far more than any host keeps outside its upstream, and bounds what one hostile
+ * file can make a secondary read.
+ */
+export const MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024;
+
+/** Longest value a snapshot row may hold in any column, checked in SQL before a row is read. */
+const MAX_SNAPSHOT_VALUE = 256 * 1024;
 
 const USERS_TABLE = `CREATE TABLE users (
   name TEXT PRIMARY KEY,
@@ -359,7 +366,8 @@ export class LocalStore {
     throw new LocalStoreError('invalid', `local user ${name} is stored but not served: ${got.problem}`);
   }
 
-  add(u: NewLocalUser, rules: RowRules): LocalUser {
+  /** `avoid`: uids never picked when `u.uid` is null (the host's accounts have them). */
+  add(u: NewLocalUser, rules: RowRules, avoid: (uid: number) => boolean = () => false): LocalUser {
     const range = rangeProblem(rules);
     if (range) throw new LocalStoreError('invalid', range);
     const keys = u.keys.map(normalKey);
@@ -369,9 +377,11 @@ export class LocalStore {
       let uid = u.uid;
       if (uid === null) {
         const taken = this.db.prepare('SELECT uid FROM users WHERE uid BETWEEN ? AND ? ORDER BY uid').pluck().all(rules.minUid, rules.maxUid) as number[];
+        // The lowest uid no stored user has and `avoid` (the host's accounts) does not refuse.
+        const used = new Set(taken);
         uid = rules.minUid;
-        for (const t of taken) { if (t === uid) uid++; else if (t > uid) break; }
-        if (uid > rules.maxUid) throw new LocalStoreError('range_full', `every uid of the local range ${rules.minUid} .. ${rules.maxUid} is taken; widen [local] min_uid .. max_uid`);
+        while (uid <= rules.maxUid && (used.has(uid) || avoid(uid))) uid++;
+        if (uid > rules.maxUid) throw new LocalStoreError('range_full', `every uid of the local range ${rules.minUid} .. ${rules.maxUid} is taken (by local users or the host's accounts); widen [local] min_uid .. max_uid`);
       } else {
         const holder = this.db.prepare('SELECT name FROM users WHERE uid = ?').pluck().get(uid) as string | undefined;
         if (holder !== undefined) throw new LocalStoreError('uid_taken', `uid ${uid} is the local user ${holder}'s`);
@@ -491,6 +501,34 @@ export class LocalStore {
   }
 }
 
+/** The columns of `users` at LOCAL_SCHEMA_VERSION, as a fresh store makes them. */
+const SNAPSHOT_COLUMNS = ['name', 'uid', 'gecos', 'shell', 'password_hash', 'context', 'keys', 'expires_at', 'disabled', 'created_at', 'updated_at'];
+
+/**
+ * Why a snapshot's schema is not the store's own, or null. Read from sqlite_master and
+ * table_xinfo only, which evaluate nothing: no triggers, views or other tables; only the
+ * implicit indexes of the keys (no expression index); no generated or hidden column. A file of
+ * an older version may lack columns its migration adds, never have others.
+ */
+function schemaProblem(db: Database.Database): string | null {
+  const objects = db.prepare('SELECT type, name, tbl_name, sql FROM sqlite_master').all() as Array<{ type: string; name: string; tbl_name: string; sql: string | null }>;
+  for (const o of objects) {
+    const ours = (o.tbl_name === 'users' || o.tbl_name === 'meta');
+    if (o.type === 'table' && ours && o.name === o.tbl_name) continue;
+    if (o.type === 'index' && ours && o.sql === null && o.name.startsWith('sqlite_autoindex_')) continue;
+    return `the file defines ${o.type} ${JSON.stringify(o.name.slice(0, 64))}, which a latchkey store never has; refused unread`;
+  }
+  const allowed: Record<string, string[]> = { users: SNAPSHOT_COLUMNS, meta: ['key', 'value'] };
+  for (const [table, cols] of Object.entries(allowed)) {
+    const info = db.prepare(`PRAGMA table_xinfo(${table})`).all() as Array<{ name: string; hidden: number }>;
+    for (const c of info) {
+      if (c.hidden !== 0) return `column ${table}.${c.name} is generated or hidden; a latchkey store has plain columns only`;
+      if (!cols.includes(c.name)) return `column ${table}.${JSON.stringify(c.name.slice(0, 64))} is not one of a latchkey store`;
+    }
+  }
+  return null;
+}
+
 /**
  * Checks a snapshot file before it may replace the store: a private copy is opened (so a
  * file changed meanwhile cannot pass one check and serve another content), integrity_check,
@@ -509,12 +547,21 @@ export function checkSnapshotFile(path: string, rules: RowRules): SnapshotCheck 
     const copy = join(dir, 'local.db');
     copyFileSync(path, copy);
     db = new Database(copy, { fileMustExist: true });
+    // Before anything evaluates the file's schema (integrity_check computes index expressions,
+    // a SELECT computes generated columns): a hostile primary's schema could make a value of
+    // gigabytes out of a few bytes. Only the store's own tables, plain columns and the
+    // indexes of their keys are allowed; nothing the file defines ever runs.
+    db.pragma('trusted_schema = OFF');
+    const schema = schemaProblem(db);
+    if (schema) return { ok: false, error: schema };
     const integrity = db.pragma('integrity_check', { simple: true });
     if (integrity !== 'ok') return { ok: false, error: `integrity_check: ${String(integrity)}` };
     db.close();
     db = null;
     db = openAtCurrentVersion(copy);
     const range = rangeProblem(rules);
+    const big = db.prepare(`SELECT name FROM users WHERE ${SNAPSHOT_COLUMNS.map((c) => `length(${c}) > ${MAX_SNAPSHOT_VALUE}`).join(' OR ')} LIMIT 1`).pluck().get();
+    if (big !== undefined) return { ok: false, error: `a row holds a value longer than ${MAX_SNAPSHOT_VALUE} bytes; no local user has one` };
     const rows = db.prepare('SELECT * FROM users').all() as DbRow[];
     if (range && rows.length > 0) return { ok: false, error: range };
     const names = new Set<string>();

@@ -13,6 +13,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, st
 import { dirname, join, resolve } from 'node:path';
 import { parseConfig } from '../config/load.js';
 import type { LocalConfig } from '../config/types.js';
+import { MAX_SNAPSHOT_BYTES } from './store.js';
 
 /** The files beside the store that sync uses (issue 16 layout). */
 export interface SyncPaths {
@@ -41,7 +42,7 @@ export function syncPaths(dbPath: string): SyncPaths {
 /** The file name the primary publishes, relative to the directory its rrsync serves. */
 export const SNAPSHOT_NAME = 'local.db';
 /** A store of local users is a few MB at most; rsync refuses to bring anything bigger. */
-export const MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024;
+export { MAX_SNAPSHOT_BYTES };
 /** rsync --timeout: no data moving for this long ends the run. */
 export const RSYNC_IO_TIMEOUT_SEC = 60;
 /** ssh ConnectTimeout: an unreachable primary fails the run quickly. */

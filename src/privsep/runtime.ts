@@ -64,7 +64,7 @@ export function prepareRuntime(cfg: Config, account: DaemonAccount): void {
 /**
  * As root: the directory of the persistent local users' store ([local] db_path, default
  * /var/lib/latchkey; systemd's StateDirectory= does the same) made or checked by the
- * symlink-free walk and handed to the daemon account, mode 0750: the store inside is 0600, and
+ * symlink-free walk and handed to the daemon account, mode 0710: the store inside is 0600, and
  * the group (the daemon's, whose only other member is a primary's sync account) may reach the
  * published snapshot/ and nothing else.
  */
@@ -76,7 +76,7 @@ function prepareStateDir(cfg: Config, account: DaemonAccount): void {
   const ours = st !== null && st.isDirectory() && !st.isSymbolicLink() && st.uid === account.uid && (st.mode & 0o022) === 0;
   const r = ours
     ? checkDir({ path: dirname(dir), what: 'parent of the directory of [local] db_path', parentOf: 'db_path', create: false, rootOnly: true, mode: 0o755 })
-    : checkDir({ path: dir, what: 'directory of [local] db_path', parentOf: 'db_path', create: true, rootOnly: false, mode: 0o750 });
+    : checkDir({ path: dir, what: 'directory of [local] db_path', parentOf: 'db_path', create: true, rootOnly: false, mode: 0o710 });
   if (!r.ok) fail(`cannot use [local] db_path ${cfg.local.dbPath}: ${r.problem}`);
   lchownSync(dir, account.uid, account.gid);
 }

@@ -190,6 +190,20 @@ export async function hashWithFreshSalt(password: string, parsed: ParsedHash): P
 }
 
 /**
+ * Whether `password` matches `hash`, without a hash slot and without the dummy: for work that is
+ * no login (the primary's update endpoint, localusers/endpoint.ts), which bounds its own
+ * concurrency and must never take the logins' slots. Same refusals as verifyPassword: too long,
+ * NUL, above the ceilings, no usable hash.
+ */
+export async function verifyOffSlot(password: string, hash: string | null, ceilings: HashCeilings = DEFAULT_CEILINGS): Promise<boolean> {
+  if (Buffer.byteLength(password, 'utf8') > MAX_PASSWORD_BYTES || password.includes('\0')) return false;
+  const parsed = parseHash(hash);
+  if (hash === null || parsed.kind === 'none' || parsed.kind === 'unknown' || costProblem(parsed, ceilings) !== null) return false;
+  if (parsed.kind === 'des') return verifyDes(password, hash);
+  return equal(await computeOffSlot(password, hash), normalized(hash));
+}
+
+/**
  * A hash's cost parameters come from upstream. bcrypt cost 31 is ~40 h, a
  * sha512crypt of 999999999 rounds hours, a yescrypt with a large r gigabytes of RSS: a handful of
  * attempts against such a user holds every hash slot. The parameters are checked against the

@@ -167,14 +167,16 @@ export async function startEnv(over: ConfigOverrides = {}, users: CegaUser[] = e
     throw e;
   }
   const shimEnv = { LATCHKEY_SOCKET_DIR: socketDir, LD_LIBRARY_PATH: NSS_LIB_DIR, LATCHKEY_DAEMON_USER: String(TEST_DAEMON_UID) };
-  return {
+  const env: TestEnv = {
     dir, socketDir, configFile, service, daemon, shimEnv,
     async stop() {
-      await daemon.stop();
+      // env.daemon, not the first one: a test may have restarted it.
+      await env.daemon.stop();
       await service.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return env;
 }
 
 export interface RunResult { code: number | null; stdout: string; stderr: string; ms: number }

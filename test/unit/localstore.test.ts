@@ -270,7 +270,7 @@ test('checkSnapshotFile refuses truncated, corrupt, empty, newer, foreign and ho
     ['empty', (p) => writeFileSync(p, ''), /empty/],
     ['not sqlite', (p) => writeFileSync(p, 'hello\n'.repeat(1000)), /./],
     ['newer', (p) => { copyFileSync(good, p); const d = new Database(p); d.pragma(`user_version = ${LOCAL_SCHEMA_VERSION + 1}`); d.close(); }, /newer/],
-    ['foreign', (p) => { const d = new Database(p); d.exec('CREATE TABLE other (x)'); d.close(); }, /not a latchkey local users file/],
+    ['foreign', (p) => { const d = new Database(p); d.exec('CREATE TABLE other (x)'); d.close(); }, /which a latchkey store never has/],
     ['no meta', (p) => { copyFileSync(good, p); const d = new Database(p); d.exec('DROP TABLE meta'); d.close(); }, /no meta/],
   ];
   const hostile: Array<[string, string]> = [
@@ -321,4 +321,13 @@ test('rowProblem: the shape of what may be served', () => {
   assert.match(rowProblem({ ...row, context: 'has space' }, RULES)!, /context/);
   assert.match(rowProblem({ ...row, passwordHash: '' }, RULES)!, /empty/);
   assert.match(rowProblem(row, { ...RULES, minUid: 0, maxUid: 0 })!, /min_uid and max_uid/);
+});
+
+test('a uid picked for a new user skips the uids the host\'s accounts have', () => {
+  const s = open(':memory:', { ...RULES, maxUid: 9003 });
+  const host = new Set([9000, 9002]);
+  assert.equal(s.add(newUser('first'), RULES, (uid) => host.has(uid)).uid, 9001);
+  assert.equal(s.add(newUser('second'), RULES, (uid) => host.has(uid)).uid, 9003);
+  assert.throws(() => s.add(newUser('third'), { ...RULES, maxUid: 9003 }, (uid) => host.has(uid)), /host's accounts/);
+  s.close();
 });

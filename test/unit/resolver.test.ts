@@ -383,7 +383,7 @@ test('every lookup counts exactly one result; the snapshot carries the latency h
   await r.byName('alice'); // stale
   await r.byName('carol'); // unavail
   const s = r.stats.snapshot();
-  assert.deepEqual(s.lookups, { hit: 1, negative: 1, rule: 1, miss: 2, stale: 1, unavail: 1, notfound: 1 });
+  assert.deepEqual(s.lookups, { hit: 1, negative: 1, rule: 1, miss: 2, stale: 1, unavail: 1, local: 0, local_notfound: 0, notfound: 1 });
   assert.equal(s.hit_ratio, 0.3333);
   assert.deepEqual(s.upstream, { found: 1, notfound: 1, error: 2, background_refresh: 0, busy: 0, late: 0 });
   assert.equal(s.upstream_latency.count, 4);

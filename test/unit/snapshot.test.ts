@@ -175,6 +175,30 @@ test('follower: a good snapshot replaces the store (by rename) and status shows 
   }
 });
 
+test('follower: an older snapshot than the one in use (a replay) is refused, the newer store kept', async () => {
+  const { store: ps, pub, bytes: first } = await primaryWith(['alice', 'bob']);
+  ps.remove('bob');
+  await new Promise((r) => setTimeout(r, 5));
+  pub.changed();
+  await pub.idle();
+  const second = readFileSync(pub.paths.snapshotFile);
+  await pub.stop();
+  ps.close();
+  const { store, f } = secondary();
+  try {
+    deliver(f, second);
+    assert.equal(f.check(), 'taken');
+    assert.equal(store.get('bob'), null);
+    deliver(f, first);
+    assert.equal(f.check(), 'rejected');
+    assert.equal(store.get('bob'), null, 'a user removed on the primary does not come back');
+    assert.match(f.status().lastSyncError ?? '', /before the one in use/);
+  } finally {
+    f.stop();
+    store.close();
+  }
+});
+
 test('follower: truncated, corrupt, newer-schema and hostile snapshots are refused, the old store kept, status says why', async () => {
   const { store: ps, pub, bytes } = await primaryWith(['alice']);
   await pub.stop();

@@ -282,11 +282,11 @@ function primaryConfig(): Config {
   });
 }
 
-async function endpointSetup() {
+async function endpointSetup(userIntervalMs = 0) {
   const cfg = primaryConfig();
   const store = LocalStore.open(':memory:', { rules: () => rowRules(cfg) });
   const throttle = new Throttle(() => cfg.pam);
-  const ep = new UpgradeEndpoint(() => cfg, store, throttle);
+  const ep = new UpgradeEndpoint(() => cfg, store, throttle, userIntervalMs);
   await ep.start();
   const port = ep.address()!.port;
   const agent = new Agent({ connect: { ca: readFileSync(pki.ca) } });
@@ -354,16 +354,21 @@ test('endpoint: a wrong password is 409 and counts in the throttle; past the bud
 test('endpoint: the right password re-hashes under the asked context, else the default; then the upgrader end to end', async () => {
   const e = await endpointSetup();
   await addUser(e.store, e.cfg, 'ivy', CONTEXTS[0]!);
-  const r = await e.post({ user: 'ivy', password: PASSWORD, context: 'y1' });
-  assert.deepEqual({ status: r.status, body: r.body }, { status: 200, body: { upgraded: true, context: 'y1' } });
-  assert.equal(e.store.get('ivy')!.context, 'y1');
+  // A context listed after the default (newer): a secondary may move ahead of its primary.
+  e.cfg.local.contexts = [...CONTEXTS, { id: 'b5', algorithm: 'bcrypt', cost: 5 }];
+  const r = await e.post({ user: 'ivy', password: PASSWORD, context: 'b5' });
+  assert.deepEqual({ status: r.status, body: r.body }, { status: 200, body: { upgraded: true, context: 'b5' } });
+  assert.equal(e.store.get('ivy')!.context, 'b5');
   assert.equal(await verifyPassword(PASSWORD, e.store.get('ivy')!.passwordHash), true);
-  // Unknown context: the primary's default.
-  const d = await e.post({ user: 'ivy', password: PASSWORD, context: 'zz' });
-  assert.deepEqual(d.body, { upgraded: true, context: 'y5' });
-  assert.equal(parseHash(e.store.get('ivy')!.passwordHash).setting, '$y$j9T$');
-  // Already there: nothing to do.
-  assert.deepEqual((await e.post({ user: 'ivy', password: PASSWORD })).body, { upgraded: false, context: 'y5' });
+  // An older context than the default (a weaker hash) or an unknown one: the primary's default.
+  for (const asked of ['b4', 'zz']) {
+    await addUser(e.store, e.cfg, `ivy-${asked}`, CONTEXTS[1]!);
+    const d = await e.post({ user: `ivy-${asked}`, password: PASSWORD, context: asked });
+    assert.deepEqual(d.body, { upgraded: true, context: 'y5' });
+    assert.equal(parseHash(e.store.get(`ivy-${asked}`)!.passwordHash).setting, '$y$j9T$');
+  }
+  // Already there: nothing to do, and nothing checked (the answer does not depend on the password).
+  assert.deepEqual((await e.post({ user: 'ivy-zz', password: 'not the password' })).body, { upgraded: false, context: 'y5' });
 
   // A secondary's upgrader against this endpoint.
   await addUser(e.store, e.cfg, 'jack', CONTEXTS[0]!);
@@ -372,5 +377,19 @@ test('endpoint: the right password re-hashes under the asked context, else the d
   await until('the remote upgrade', () => up.counts().remote_ok === 1);
   assert.equal(e.store.get('jack')!.context, 'y5');
   await up.close();
+  await e.close();
+});
+
+test('endpoint: one check per user per interval, a few requests per peer, disabled users unchecked; logins keep their hash slots', async () => {
+  const e = await endpointSetup(60_000);
+  await addUser(e.store, e.cfg, 'kim', CONTEXTS[0]!);
+  await addUser(e.store, e.cfg, 'lou', CONTEXTS[0]!);
+  assert.equal((await e.post({ user: 'kim', password: 'wrong' })).status, 409);
+  // A compromised secondary repeating a password (right or wrong) gets one check a minute.
+  const again = await e.post({ user: 'kim', password: PASSWORD });
+  assert.equal(again.status, 429);
+  assert.equal(e.store.get('kim')!.context, 'b4');
+  e.store.setDisabled('lou', true);
+  assert.equal((await e.post({ user: 'lou', password: PASSWORD })).status, 403);
   await e.close();
 });

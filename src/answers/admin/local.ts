@@ -105,7 +105,7 @@ export function localCommands(ctx: AdminContext): AdminHandlers<LocalCommand> {
       const u = change(() => l.store.add({
         name: args.name, uid: args.uid ?? null, gecos: args.gecos ?? '', shell: args.shell ?? null,
         passwordHash: pw?.hash ?? null, context: pw?.context ?? null, keys: args.keys ?? [], expiresAt: args.expires_at ?? null,
-      }, rules));
+      }, rules, (uid) => l.hostHas(args.name, uid) !== null));
       changed('local.user_added', peer, {
         user: u.name, uid: u.uid, password: pw !== null, context: u.context, keys: u.keys.length, expires_at: u.expiresAt,
         ...(up !== 'no' ? { forced: true, upstream: up === 'yes' ? 'has this name' : up.unavailable } : {}),
