@@ -219,11 +219,13 @@ function checkChroot(sshd: SshdConfigText, input: DeploymentInput, who: Latchkey
   return { findings: out, chrootAt: chroot.applies === 'always' ? decisive : null };
 }
 
-/** (d) db_path must be writable under latchkeyd's sandbox, the homes base under latchkey-rootd's. */
+/** (d) db_path and the local users' store must be writable under latchkeyd's sandbox, the homes
+ *  base under latchkey-rootd's. */
 function checkUnit(unit: UnitSandbox, cfg: Config, service: 'latchkeyd' | 'latchkey-rootd'): Finding[] {
   const out: Finding[] = [];
   const paths: Array<[string, string, string]> = service === 'latchkeyd'
-    ? [['[cache] db_path', posix.dirname(cfg.cache.dbPath), 'the cache file and its journal are created there']]
+    ? [['[cache] db_path', posix.dirname(cfg.cache.dbPath), 'the cache file and its journal are created there'],
+      ['[local] db_path', posix.dirname(cfg.local.dbPath), 'the local users\' store, its journal and snapshots are written there']]
     : [['[homes] base', cfg.homes.base, 'latchkey-rootd creates homes there at first login']];
   for (const [key, dir, why] of paths) {
     const a = pathAccess(unit, dir);

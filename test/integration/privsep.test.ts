@@ -195,6 +195,8 @@ test('systemd-style: rootd started on its own, latchkeyd started as its user; ho
 
     mkdirSync(run, { mode: 0o755 });
     chownSync(run, TEST_DAEMON_UID, TEST_DAEMON_UID); // RuntimeDirectory= with User=
+    mkdirSync(join(dir, 'state'), { mode: 0o710 });
+    chownSync(join(dir, 'state'), TEST_DAEMON_UID, TEST_DAEMON_UID); // StateDirectory= with User=
     mkdirSync(join(dir, 'rootd'), { mode: 0o755 });
     mkdirSync(join(dir, 'homes'), { mode: 0o755 });
     const rootd = spawn(join(ROOT, 'native/rootd/latchkey-rootd'),

@@ -225,14 +225,18 @@ test('(d) the shipped units keep db_path (latchkeyd) and the default homes base 
   assert.equal(pathAccess(shipped, '/run/latchkey').access, 'writable');
   assert.equal(pathAccess(shipped, '/ega/inbox').access, 'read-only', 'the unprivileged daemon never writes homes');
   assert.equal(pathAccess(rootd, '/ega/inbox').access, 'writable');
-  assert.equal(pathAccess(shipped, '/var/lib/latchkey').access, 'read-only');
+  // StateDirectory=latchkey: the local users' store (issue 16); nothing else under /var/lib.
+  assert.equal(pathAccess(shipped, '/var/lib/latchkey').access, 'writable');
+  assert.equal(pathAccess(shipped, '/var/lib/other').access, 'read-only');
   assert.equal(pathAccess(shipped, '/home/inbox').access, 'inaccessible');
   assert.deepEqual(only(checkDeployment(input(null, defaultConfig(), { unit: shipped, rootdUnit: rootd })).findings, 'error'), []);
-  const moved = defaultConfig({ cache: { dbPath: '/var/lib/latchkey/cache.db' }, homes: { base: '/srv/inbox' } });
+  const moved = defaultConfig({ cache: { dbPath: '/var/cache/latchkey/cache.db' }, homes: { base: '/srv/inbox' } });
+  moved.local.dbPath = '/srv/latchkey/local.db';
   const e = only(checkDeployment(input(null, moved, { unit: shipped, rootdUnit: rootd })).findings, 'error');
-  assert.deepEqual(e.map((f) => f.check), ['systemd.writable', 'systemd.writable']);
-  assert.match(e[0]!.message, /db_path.*\/var\/lib\/latchkey.*read-only.*ProtectSystem=strict/);
-  assert.match(e[1]!.fix!, /ReadWritePaths=\/srv\/inbox.*systemctl edit latchkey-rootd/);
+  assert.deepEqual(e.map((f) => f.check), ['systemd.writable', 'systemd.writable', 'systemd.writable']);
+  assert.match(e[0]!.message, /db_path.*\/var\/cache\/latchkey.*read-only.*ProtectSystem=strict/);
+  assert.match(e[1]!.message, /\[local\] db_path.*\/srv\/latchkey.*read-only/);
+  assert.match(e[2]!.fix!, /ReadWritePaths=\/srv\/inbox.*systemctl edit latchkey-rootd/);
   // A drop-in adds the path (systemctl edit); an empty assignment resets the list.
   const fixed = parseUnitSandbox([{ path: 'u', text: '[Service]\nProtectSystem=strict\nReadWritePaths=/ega/inbox\n' }, { path: 'd', text: '[Service]\nReadWritePaths=-/srv/inbox\n' }]);
   assert.equal(pathAccess(fixed, '/srv/inbox/x').access, 'writable');
