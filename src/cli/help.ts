@@ -190,9 +190,10 @@ examples:
 
 --json fields:
   since, uptime_s,
-  lookups {hit, miss, stale, negative, rule, unavail, notfound}, hit_ratio (0..1 or null)
+  lookups {hit, miss, stale, negative, rule, unavail, notfound, local, local_notfound}, hit_ratio (0..1 or null)
     hit: fresh from cache; negative: a cached "no such user"; miss: went upstream; stale: served
-    an expired entry because upstream failed; rule: refused by the name/uid rule; unavail: no answer
+    an expired entry because upstream failed; rule: refused by the name/uid rule; unavail: no answer;
+    local: a persistent local user (latchkeyctl local); local_notfound: a uid of their range none has
   upstream {found, notfound, error, background_refresh, busy, late}
     busy: lookups refused an upstream slot (per-uid rate, queue); late: answered "unavailable" at
     the answer deadline while the request went on
@@ -201,6 +202,8 @@ examples:
     KIND: bcrypt, md5crypt, sha256crypt, sha512crypt, yescrypt, des, none, unknown
   throttle {trackedUsers, trackedHosts, lockedUsers [{user, retryAfterSec}],
             lockedHosts [{rhost, retryAfterSec}], failures, lockouts, refused, evictions, inFlight}
+  upgrades {local_ok, local_failed, remote_ok, remote_failed, remote_skipped}
+    hash upgrades of local users on login ([local] upgrade); skipped: over upgrade_max_concurrent
 `,
   throttle: `usage: latchkeyctl throttle [--json] [--utc]
        latchkeyctl throttle reset USER | --host RHOST | --all [--json]

@@ -172,7 +172,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     // Shell, home base, gid, group and rules may have changed: the map is decided again (a
     // map that had failed is tried again).
     map.rebuild();
-    void local.reload();
+    local.reload().catch((e: unknown) => log('error', 'local.reload_failed', { error: e instanceof Error ? e.message : String(e) }));
     log('info', 'config.reloaded', { file: configFile });
     logInsecure(cfg, configFile);
     // rootd reads latchkey.conf itself (its policy is its own); a dropped daemon cannot signal a

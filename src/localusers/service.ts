@@ -97,7 +97,7 @@ export class LocalUsers implements LocalUsersFacade {
     if (l.dbPath !== this.store.path) log('warn', 'config.needs_restart', { key: 'local.db_path', running: this.store.path, configured: l.dbPath });
     await this.endpoint?.close();
     this.endpoint = null;
-    if (l.role === 'primary') await this.startEndpoint();
+    if (this.role === 'primary') await this.startEndpoint();
     this.store.reindex();
     this.onChange();
   }

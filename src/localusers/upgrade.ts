@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
 import type { Config, LocalConfig } from '../config/types.js';
 import { log, logLimited } from '../log.js';
+import { readCapped } from '../upstream/client.js';
 import { contextProblem, findContext, newHash } from './contexts.js';
 import type { LocalStore } from './store.js';
 
@@ -187,7 +188,7 @@ export class Upgrader {
         body: JSON.stringify({ user: name, password, context: l.defaultContext }), signal: ac.signal,
       });
       status = res.statusCode;
-      const reply = await readBounded(res.body as unknown as BodyStream, MAX_REPLY_BYTES);
+      const reply = await readCapped(res.body as unknown as BodyStream, MAX_REPLY_BYTES, () => new Error(`the primary's reply is over ${MAX_REPLY_BYTES} bytes`));
       if (status !== 200) throw new Error(`the primary answered HTTP ${status}${statusHint(status)}`);
       const parsed = parseReply(reply);
       this.stats.counts.remote_ok++;
@@ -251,21 +252,6 @@ function readPem(path: string, key: string): Buffer {
   } catch (e) {
     throw new Error(`cannot read [local] ${key} ${path}: ${errorText(e)}`);
   }
-}
-
-/** The reply body, at most `max` bytes; a longer one is an error (the stream is dropped). */
-async function readBounded(body: BodyStream, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of body) {
-    n += chunk.length;
-    if (n > max) {
-      body.destroy();
-      throw new Error(`the primary's reply is over ${max} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }
 
 function parseReply(bytes: Buffer): { upgraded: boolean; context: string } {

@@ -19,18 +19,7 @@ function fail(message: string): never {
 /** As root: socket_dir owned by the daemon user (0755), its files too; rootd's socket dir root's. */
 export function prepareRuntime(cfg: Config, account: DaemonAccount): void {
   const dir = cfg.daemon.socketDir;
-  let st;
-  try { st = lstatSync(dir); } catch { st = null; }
-  // Handed over before (an earlier start): a real directory of the daemon's, in a parent only
-  // root can change. Anything else (missing, root's, a symlink, someone else's) goes through the
-  // same symlink-free walk as ever, which makes it or names the problem and the fix.
-  const ours = st !== null && st.isDirectory() && !st.isSymbolicLink() && st.uid === account.uid && (st.mode & 0o022) === 0;
-  const walked = ours
-    ? checkDir({ path: dirname(dir), what: 'parent of the socket_dir', parentOf: 'socket_dir', create: false, rootOnly: true, mode: 0o755 })
-    : checkDir({ path: dir, what: 'socket_dir', parentOf: 'socket_dir', create: true, rootOnly: false, mode: 0o755 });
-  if (!walked.ok) fail(`cannot use [daemon] socket_dir: ${walked.problem}`);
-  // Every component is root's and not writable by others now: the path cannot be swapped.
-  lchownSync(dir, account.uid, account.gid);
+  handOver(dir, account, 'socket_dir', 'socket_dir', 0o755, '[daemon] socket_dir');
   for (const name of readdirSync(dir)) {
     if (!OWN_FILES.test(name)) continue;
     const f = join(dir, name);
@@ -69,15 +58,24 @@ export function prepareRuntime(cfg: Config, account: DaemonAccount): void {
  * published snapshot/ and nothing else.
  */
 function prepareStateDir(cfg: Config, account: DaemonAccount): void {
-  const dir = dirname(cfg.local.dbPath);
+  handOver(dirname(cfg.local.dbPath), account, 'directory of [local] db_path', 'db_path', 0o710, `[local] db_path ${cfg.local.dbPath}`);
+}
+
+/**
+ * Makes or checks `dir` and gives it to the daemon account. Handed over before (an earlier
+ * start): a real directory of the daemon's, in a parent only root can change. Anything else
+ * (missing, root's, a symlink, someone else's) goes through the same symlink-free walk as ever,
+ * which makes it (with `mode`) or names the problem and the fix.
+ */
+function handOver(dir: string, account: DaemonAccount, what: string, key: string, mode: number, shown: string): void {
   let st;
   try { st = lstatSync(dir); } catch { st = null; }
-  // Handed over at an earlier start (as socket_dir above): then only its parents are checked.
   const ours = st !== null && st.isDirectory() && !st.isSymbolicLink() && st.uid === account.uid && (st.mode & 0o022) === 0;
-  const r = ours
-    ? checkDir({ path: dirname(dir), what: 'parent of the directory of [local] db_path', parentOf: 'db_path', create: false, rootOnly: true, mode: 0o755 })
-    : checkDir({ path: dir, what: 'directory of [local] db_path', parentOf: 'db_path', create: true, rootOnly: false, mode: 0o710 });
-  if (!r.ok) fail(`cannot use [local] db_path ${cfg.local.dbPath}: ${r.problem}`);
+  const walked = ours
+    ? checkDir({ path: dirname(dir), what: `parent of the ${what}`, parentOf: key, create: false, rootOnly: true, mode: 0o755 })
+    : checkDir({ path: dir, what, parentOf: key, create: true, rootOnly: false, mode });
+  if (!walked.ok) fail(`cannot use ${shown}: ${walked.problem}`);
+  // Every component is root's and not writable by others now: the path cannot be swapped.
   lchownSync(dir, account.uid, account.gid);
 }
 

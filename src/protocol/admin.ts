@@ -259,7 +259,11 @@ export const ADMIN_COMMANDS = {
     request: noArguments,
     reply: object({
       since: at(), uptime_s: number(),
-      lookups: object({ hit: count(), negative: count(), rule: count(), miss: count(), stale: count(), unavail: count(), notfound: count() }),
+      /** local: answered by the local users' store; local_notfound: a uid of its range that none has */
+      lookups: object({
+        hit: count(), negative: count(), rule: count(), miss: count(), stale: count(), unavail: count(), notfound: count(),
+        local: optional(count()), local_notfound: optional(count()),
+      }),
       hit_ratio: nullable(number()),
       upstream: object({ found: count(), notfound: count(), error: count(), background_refresh: count(), busy: count(), late: count() }),
       upstream_latency: histogram,
@@ -273,6 +277,8 @@ export const ADMIN_COMMANDS = {
         lockedHosts: array(object({ rhost: string(), retryAfterSec: number() })),
         failures: count(), lockouts: count(), refused: count(), evictions: count(), inFlight: count(),
       }),
+      /** the local users' hash upgrades on login (issue 16): done, failed, skipped over the cap */
+      upgrades: optional(object({ local_ok: count(), local_failed: count(), remote_ok: count(), remote_failed: count(), remote_skipped: count() })),
     }),
   }),
 

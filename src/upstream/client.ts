@@ -228,7 +228,14 @@ function errorCode(e: unknown): string | undefined {
   return undefined;
 }
 
-async function readCapped(body: BodyStream, max: number): Promise<Buffer> {
+/**
+ * A reply body, at most `max` bytes; past that the stream is dropped and `over(n)` thrown. Also
+ * what the local users' upgrade client reads the primary's reply with (localusers/upgrade.ts).
+ */
+export async function readCapped(
+  body: Pick<BodyStream, 'destroy'> & AsyncIterable<Buffer>, max: number,
+  over: (n: number) => Error = (n) => tooLarge(max, `exceeded after ${n} bytes`),
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const chunk of body) {
@@ -236,7 +243,7 @@ async function readCapped(body: BodyStream, max: number): Promise<Buffer> {
     if (n > max) {
       // Stop reading now: the rest of a hostile body must not reach memory.
       body.destroy();
-      throw tooLarge(max, `exceeded after ${n} bytes`);
+      throw over(n);
     }
     chunks.push(chunk);
   }

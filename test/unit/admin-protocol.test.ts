@@ -42,7 +42,7 @@ function samples(): Map<AdminCommand, Sample> {
 }
 
 /** Fields of a reply that may be left out (record entries, optional fields): "cmd:path". */
-const MAY_BE_ABSENT = [/^users:negative$/, /^status:local$/, /^status:local\.contexts\.[^.]+$/, /^stats:upstream_latency\.buckets\.[^.]+$/, /^stats:verify\.by_kind\.[^.]+$/];
+const MAY_BE_ABSENT = [/^users:negative$/, /^status:local$/, /^stats:upgrades$/, /^stats:lookups\.local(_notfound)?$/, /^status:local\.contexts\.[^.]+$/, /^stats:upstream_latency\.buckets\.[^.]+$/, /^stats:verify\.by_kind\.[^.]+$/];
 
 /** Every [path, parent, key] of a JSON value, as ShapeError names paths: a.b[0].c */
 function* fieldsOf(v: Json, path = ''): Generator<[string, { [k: string]: Json } | Json[], string | number]> {

@@ -89,6 +89,7 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
         ...ctx.resolver.stats.snapshot(),
         verify: { by_kind: byKind, unknown_user: ctx.authStats.unknownUser, throttled: ctx.authStats.throttled },
         throttle: ctx.throttle.snapshot(),
+        ...(ctx.local ? { upgrades: ctx.local.status().upgrades } : {}),
       };
     },
   };
