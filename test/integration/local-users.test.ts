@@ -155,6 +155,35 @@ describe('persistent local users: latchkeyctl local, getent, sshd, restart and /
     assert.ok(daemon.logs.some((l) => l.includes('"local.conflict"') && l.includes(upstreamName)));
   });
 
+  test('local passwd on a terminal: asked twice without echo; a mismatch changes nothing', async () => {
+    // script(1) gives latchkeyctl a pseudo-terminal and feeds it what we type.
+    const onTty = (input: string): Promise<Out> => new Promise((resolve, reject) => {
+      const cmd = `'${process.execPath}' '${CTL}' local passwd ops1`;
+      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...process.env, LATCHKEY_SOCKET_DIR: env.socketDir, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+      p.on('error', reject);
+      p.on('close', (code) => resolve({ code, stdout, stderr: '' }));
+      // One line at a time, as a person types: the second prompt comes after the first answer.
+      const lines = input.split('\n');
+      let i = 0;
+      const next = (): void => { if (i < lines.length) { p.stdin.write(lines[i++] + (i < lines.length ? '\n' : '')); setTimeout(next, 300); } else p.stdin.end(); };
+      setTimeout(next, 500);
+    });
+    const bad = await onTty('Tty-pass-2\nTty-pass-3');
+    assert.notEqual(bad.code, 0, bad.stdout);
+    assert.match(bad.stdout, /do not match/);
+    const good = await onTty('Tty-pass-2\nTty-pass-2');
+    assert.equal(good.code, 0, good.stdout);
+    assert.match(good.stdout, /new password for ops1: /);
+    assert.match(good.stdout, /again: /);
+    assert.doesNotMatch(good.stdout, /Tty-pass-2/, 'never echoed');
+    const login = await sftp(sshd.port, 'ops1', 'ls\n', { password: 'Tty-pass-2' }, work);
+    assert.equal(login.code, 0, diag(login));
+    const old = await sftp(sshd.port, 'ops1', 'ls\n', { password: 'Ops-pass-1' }, work);
+    assert.notEqual(old.code, 0, 'the old password no longer works');
+  });
+
   test('the store file is the daemon account\'s, 0600, and never shows a hash to latchkeyctl', async () => {
     const db = JSON.parse(await ok(['status', '--json'])) as { local: { db: string } };
     const st = statSync(db.local.db);
