@@ -6,6 +6,7 @@ import type { Config, UsersConfig } from '../config/types.js';
 import { nameProblem } from '../users/rules.js';
 import { parseHash } from '../verify/hash.js';
 import { checkSshPublicKey } from '../upstream/sshkeys.js';
+import type { LocalUser } from './types.js';
 
 /** What a row must pass: the name rule, the local uid range, and the contexts ids. */
 export interface RowRules {
@@ -28,16 +29,7 @@ export const MAX_KEYS_PER_USER = 64;
 export const MAX_FIELD_LENGTH = 1024;
 
 /** A row as the store keeps it (the LocalUser fields that are checked). */
-export interface RowFields {
-  name: string;
-  uid: number;
-  gecos: string;
-  shell: string | null;
-  passwordHash: string | null;
-  context: string | null;
-  keys: readonly string[];
-  expiresAt: number | null;
-}
+export type RowFields = Pick<LocalUser, 'name' | 'uid' | 'gecos' | 'shell' | 'passwordHash' | 'context' | 'expiresAt'> & { keys: readonly string[] };
 
 /** Why the range allows no uid at all, naming the keys to set; null when it has one. */
 export function rangeProblem(rules: RowRules): string | null {

@@ -25,18 +25,9 @@ export interface LocalUser {
   updatedAt: number;
 }
 
-/** What `latchkeyctl local add` gives the store. */
-export interface NewLocalUser {
-  name: string;
-  /** null: the lowest free uid of the range */
-  uid: number | null;
-  gecos: string;
-  shell: string | null;
-  passwordHash: string | null;
-  context: string | null;
-  keys: string[];
-  expiresAt: number | null;
-}
+/** What `latchkeyctl local add` gives the store: a LocalUser before it exists; `uid` null picks
+ *  the lowest free uid of the range. */
+export type NewLocalUser = Omit<LocalUser, 'uid' | 'disabled' | 'createdAt' | 'updatedAt'> & { uid: number | null };
 
 /** Why the store refused a change; `code` maps to the admin error codes. */
 export type LocalStoreErrorCode = 'exists' | 'uid_taken' | 'not_found' | 'invalid' | 'range_full' | 'read_only' | 'io';

@@ -10,16 +10,15 @@
 import { scratchDir } from '../lib/tmp.js';
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { ROOT, startDaemon, startEnv, writeConfig, type ConfigOverrides, type TestEnv } from '../lib/harness.js';
+import { latchkeyctl, startDaemon, startEnv, writeConfig, type ConfigOverrides, type TestEnv } from '../lib/harness.js';
 import { latchkeyStack, makePamDir, pamtester } from '../lib/pam.js';
 
-const CTL = join(ROOT, 'bin/latchkeyctl');
 const SVC = 'lk-upgrade';
 const PASSWORD = 'Upgrade-me-1';
 const USERS = ['up1', 'up2', 'up3', 'up4', 'up5', 'up6', 'up7'];
@@ -28,16 +27,7 @@ const USERS = ['up1', 'up2', 'up3', 'up4', 'up5', 'up6', 'up7'];
 const CONTEXTS = 's5k=sha512crypt:5000, b13=bcrypt:13';
 
 function ctl(env: TestEnv, args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CTL, ...args], { env: { ...process.env, LATCHKEY_SOCKET_DIR: env.socketDir }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.on('error', () => undefined);
-    p.stdin.end(input);
-  });
+  return latchkeyctl(env.socketDir, args, input);
 }
 
 async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {

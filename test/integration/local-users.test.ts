@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, runInNamespace, startDaemon, startEnv, exampleUsers, type DaemonProc, type TestEnv } from '../lib/harness.js';
+import { ROOT, latchkeyctl, runInNamespace, startDaemon, startEnv, exampleUsers, type DaemonProc, type TestEnv } from '../lib/harness.js';
 import { startSshd, sftp, type Sshd } from '../lib/sshd.js';
 
 const CTL = join(ROOT, 'bin/latchkeyctl');
@@ -25,17 +25,7 @@ describe('persistent local users: latchkeyctl local, getent, sshd, restart and /
   let key: string;
   const upstreamName = exampleUsers()[0]!.username;
 
-  const ctl = (args: string[], input = ''): Promise<Out> => new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CTL, ...args], { env: { ...process.env, LATCHKEY_SOCKET_DIR: env.socketDir }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.on('error', () => undefined);
-    p.stdin.end(input);
-  });
+  const ctl = (args: string[], input = ''): Promise<Out> => latchkeyctl(env.socketDir, args, input);
   const ok = async (args: string[], input = ''): Promise<string> => {
     const r = await ctl(args, input);
     assert.equal(r.code, 0, `latchkeyctl ${args.join(' ')}: ${r.stdout}${r.stderr}`);

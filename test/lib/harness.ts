@@ -223,6 +223,25 @@ export async function runInNamespace(script: string, env: Record<string, string>
   }
 }
 
+/**
+ * The real bin/latchkeyctl as its own process, `input` on its stdin; never spawnSync: the example
+ * user service runs in the test's process and must keep answering.
+ */
+export function latchkeyctl(socketDir: string, args: string[], input = '', timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const p = spawn(process.execPath, [join(ROOT, 'bin/latchkeyctl'), ...args], { env: { ...process.env, LATCHKEY_SOCKET_DIR: socketDir }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+    p.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    p.on('error', reject);
+    p.on('close', (code) => { clearTimeout(timer); resolvePromise({ code, stdout, stderr }); });
+    p.stdin!.on('error', () => { /* it may exit before reading stdin */ });
+    p.stdin!.end(input);
+  });
+}
+
 export function haveCommand(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 }
