@@ -135,7 +135,18 @@ export class Resolver {
   /** Stored users that may be served, ascending uid (enumeration, the map's exclusions). */
   storedUsers(): CachedUser[] {
     if (!this.stored) return [];
-    return this.stored.all().filter((u) => this.local.nameReason(u.username) === null && nameProblem(u.username, this.cfg().users) === null && this.storedServable(u));
+    return this.stored.all().filter((u) => this.servedByUid(u));
+  }
+
+  /**
+   * A stored user answered by uid or enumerated: its name passes the rules, and with precedence
+   * = upstream the upstream does not have it too (the name is then the upstream user's: a name
+   * has one owner, by name and by uid; a byName that hears "no such user" clears the conflict).
+   */
+  private servedByUid(u: CachedUser): boolean {
+    if (this.local.nameReason(u.username) !== null || nameProblem(u.username, this.cfg().users) !== null) return false;
+    if (this.cfg().local.precedence === 'upstream' && this.conflicts.get(u.username)?.winner === 'upstream') return false;
+    return this.storedServable(u);
   }
 
   /**
@@ -171,7 +182,7 @@ export class Resolver {
     const o = await this.fetch(`name:${name}`, 'known', 0);
     if (o.kind === 'error') return { unavailable: o.reason };
     if (o.kind === 'notfound') { this.conflicts.delete(name); return 'no'; }
-    if (this.stored?.has(name)) this.noteConflict(name, 'local');
+    if (this.stored?.has(name)) this.noteConflict(name, this.cfg().local.precedence);
     return 'yes';
   }
 
@@ -211,7 +222,10 @@ export class Resolver {
     if (!stored) return l;
     // precedence = upstream: the stored user only where the upstream says it has none; an
     // unavailable upstream stays unavailable (it might have the name).
-    if (l.status === 'notfound') return this.servedFromStore(stored);
+    if (l.status === 'notfound') {
+      this.conflicts.delete(name);
+      return this.servedFromStore(stored);
+    }
     if (l.status === 'found') this.noteConflict(name, 'upstream');
     return l;
   }
@@ -227,7 +241,7 @@ export class Resolver {
       // The store's range is disjoint from the upstream's (config/load.ts): never asked upstream.
       if (this.local.uidIsLocal(uid)) return this.refused();
       const s = this.stored?.getByUid(uid) ?? null;
-      if (s && this.local.nameReason(s.username) === null && nameProblem(s.username, this.cfg().users) === null && this.storedServable(s)) {
+      if (s && this.servedByUid(s)) {
         return this.servedFromStore(s);
       }
       this.stats.lookups.local_notfound++;
@@ -267,7 +281,10 @@ export class Resolver {
     const cached = this.usable(this.cache.getByName(name), true);
     const outcome = await this.fetch(key, cached ? 'known' : 'new', 0);
     const l = this.answer(outcome, cached);
-    if (stored && l.status === 'notfound') return this.servedFromStore(stored);
+    if (stored && l.status === 'notfound') {
+      this.conflicts.delete(name);
+      return this.servedFromStore(stored);
+    }
     return l;
   }
 

@@ -22,7 +22,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Config } from '../config/types.js';
 import { log, logLimited } from '../log.js';
 import type { Throttle } from '../verify/throttle.js';
@@ -43,6 +43,9 @@ export const MAX_CONNECTIONS = 64;
 export const HASH_WAIT_MS = 5000;
 /** Requests one peer address may have open at once (a secondary sends a few at most). */
 export const PEER_IN_FLIGHT = 2;
+/** TCP connections one peer address may hold, counted before TLS: a client without the token
+ *  must not fill MAX_CONNECTIONS and shut the secondaries out. */
+export const PEER_CONNECTIONS = 8;
 /** One password check per user this often: a right password never counts as a failure. */
 export const USER_INTERVAL_MS = 60_000;
 
@@ -89,6 +92,21 @@ export class UpgradeEndpoint {
       maxHeaderSize: 8192,
     }, (req, res) => { void this.handle(req, res); });
     server.maxConnections = MAX_CONNECTIONS;
+    const conns = new Map<string, number>();
+    server.on('connection', (socket: Socket) => {
+      const peer = socket.remoteAddress ?? '';
+      const n = (conns.get(peer) ?? 0) + 1;
+      if (n > PEER_CONNECTIONS) {
+        logLimited(`upgrade_endpoint.peer_connections:${peer}`, 'warn', 'upgrade_endpoint.too_many_connections', { peer, limit: PEER_CONNECTIONS, detail: 'connection closed before TLS' });
+        socket.destroy();
+        return;
+      }
+      conns.set(peer, n);
+      socket.once('close', () => {
+        const left = (conns.get(peer) ?? 1) - 1;
+        if (left <= 0) conns.delete(peer); else conns.set(peer, left);
+      });
+    });
     server.setTimeout(REQUEST_TIMEOUT_MS, (socket) => socket.destroy());
     server.on('tlsClientError', (e, socket) => {
       logLimited(`upgrade_endpoint.tls:${socket.remoteAddress ?? '?'}`, 'info', 'upgrade_endpoint.tls_error', { peer: socket.remoteAddress, error: e.message });
@@ -147,14 +165,19 @@ export class UpgradeEndpoint {
     return i >= def ? list[i]! : list[def]!;
   }
 
-  /** One check per user per USER_INTERVAL_MS (the map forgets entries older than that). */
+  /** Seconds until this user's password may be checked again (0: now); one check per user per
+   *  USER_INTERVAL_MS, counted from the check itself (checked(), once the gate is held). */
   private tooSoon(name: string): number {
-    const now = Date.now();
     const last = this.lastCheck.get(name);
-    if (last !== undefined && now - last < this.userIntervalMs) return Math.ceil((this.userIntervalMs - (now - last)) / 1000);
+    const since = Date.now() - (last ?? 0);
+    return last !== undefined && since < this.userIntervalMs ? Math.ceil((this.userIntervalMs - since) / 1000) : 0;
+  }
+
+  private checked(name: string): void {
+    const now = Date.now();
+    // The map holds at most the stored users (an unknown one is 404 before this).
     if (this.lastCheck.size > 10_000) for (const [k, at] of this.lastCheck) if (now - at >= this.userIntervalMs) this.lastCheck.delete(k);
     this.lastCheck.set(name, now);
-    return 0;
   }
 
   private async answer(req: IncomingMessage, peer: string): Promise<{ upgraded: boolean; context: string }> {
@@ -186,6 +209,10 @@ export class UpgradeEndpoint {
       throw new Reply(503, 'busy; retry later');
     }
     try {
+      // Marked once the gate is held: a request answered "busy" does not cost a retry its turn.
+      const late = this.tooSoon(user.name);
+      if (late > 0) throw new Reply(429, 'this user\'s password was checked here moments ago; retry later', { 'retry-after': String(late) });
+      this.checked(user.name);
       return await this.checkAndUpgrade(c, user, body.password, target, peer);
     } finally {
       release();

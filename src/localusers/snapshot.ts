@@ -209,6 +209,9 @@ export class SnapshotPublisher {
   }
 }
 
+/** How far ahead of this host's clock a snapshot's taken_at may be (clocks differ a little). */
+export const FUTURE_SLACK_MS = 10 * 60_000;
+
 export interface FollowerOptions {
   /** the rules every row of a snapshot must pass (the current config's) */
   rules: () => RowRules;
@@ -310,6 +313,11 @@ export class SnapshotFollower {
       // An older snapshot than the one in use (a replayed file, a primary restored from a
       // backup) would bring back users removed or disabled since: refused, and said how to take
       // it on purpose.
+      // One from the future (a primary whose clock ran ahead) would make every later, correct
+      // snapshot look older, and revocations would stop reaching this host: refused too.
+      if (c.info.takenAt !== null && c.info.takenAt > Date.now() + FUTURE_SLACK_MS) {
+        throw new Error(`it was taken ${new Date(c.info.takenAt).toISOString()}, more than ${FUTURE_SLACK_MS / 60_000} minutes ahead of this host's clock; check the primary's clock (and this one's)`);
+      }
       if (cur.takenAt !== null && (c.info.takenAt === null || c.info.takenAt < cur.takenAt)) {
         throw new Error(`it was taken ${c.info.takenAt === null ? 'at an unknown time' : new Date(c.info.takenAt).toISOString()}, before the one in use (${new Date(cur.takenAt).toISOString()}); `
           + `if the primary was restored on purpose, stop latchkeyd, remove ${this.store.path} and start it: the next sync takes the primary's`);

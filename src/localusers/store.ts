@@ -504,36 +504,43 @@ export class LocalStore {
 /** The columns of `users` at LOCAL_SCHEMA_VERSION, as a fresh store makes them. */
 const SNAPSHOT_COLUMNS = ['name', 'uid', 'gecos', 'shell', 'password_hash', 'context', 'keys', 'expires_at', 'disabled', 'created_at', 'updated_at'];
 
+/** sqlite_master of a store this code makes: the only schema a snapshot may have, to the byte. */
+let canonicalSchema: Map<string, string | null> | null = null;
+function canonical(): Map<string, string | null> {
+  if (!canonicalSchema) {
+    const db = openAtCurrentVersion(':memory:');
+    canonicalSchema = new Map((db.prepare('SELECT type, name, sql FROM sqlite_master').all() as Array<{ type: string; name: string; sql: string | null }>)
+      .map((o) => [`${o.type} ${o.name}`, o.sql]));
+    db.close();
+  }
+  return canonicalSchema;
+}
+
 /**
  * Why a snapshot's schema is not the store's own, or null. Read from sqlite_master and
- * table_xinfo only, which evaluate nothing: no triggers, views or other tables; only the
- * implicit indexes of the keys (no expression index); no generated or hidden column. A file of
- * an older version may lack columns its migration adds, never have others.
+ * table_xinfo only, which evaluate nothing. The schema must be, to the byte, the one this
+ * latchkeyd makes (a primary of the same schema version makes exactly that): a CHECK constraint,
+ * a DEFAULT expression, a trigger, a view, an expression index or a generated column is SQL the
+ * sender wrote, which SQLite would run while the file is checked or read (a constraint of a
+ * few bytes can take seconds per row, a default gigabytes).
  */
 function schemaProblem(db: Database.Database): string | null {
   const objects = db.prepare('SELECT type, name, tbl_name, sql FROM sqlite_master').all() as Array<{ type: string; name: string; tbl_name: string; sql: string | null }>;
+  const want = canonical();
   for (const o of objects) {
-    const ours = (o.tbl_name === 'users' || o.tbl_name === 'meta');
-    if (o.type === 'table' && ours && o.name === o.tbl_name) continue;
-    if (o.type === 'index' && ours && o.sql === null && o.name.startsWith('sqlite_autoindex_')) continue;
-    return `the file defines ${o.type} ${JSON.stringify(o.name.slice(0, 64))}, which a latchkey store never has; refused unread`;
+    const key = `${o.type} ${o.name}`;
+    if (!want.has(key)) return `the file defines ${o.type} ${JSON.stringify(o.name.slice(0, 64))}, which a latchkey store never has; refused unread`;
+    if (want.get(key) !== o.sql) return `the file's ${o.type} ${o.name} is not defined as a latchkey store defines it (a primary of another schema version, or SQL someone added); refused unread`;
   }
-  const allowed: Record<string, string[]> = { users: SNAPSHOT_COLUMNS, meta: ['key', 'value'] };
-  for (const [table, cols] of Object.entries(allowed)) {
-    const info = db.prepare(`PRAGMA table_xinfo(${table})`).all() as Array<{ name: string; hidden: number }>;
-    for (const c of info) {
-      if (c.hidden !== 0) return `column ${table}.${c.name} is generated or hidden; a latchkey store has plain columns only`;
-      if (!cols.includes(c.name)) return `column ${table}.${JSON.stringify(c.name.slice(0, 64))} is not one of a latchkey store`;
-    }
-  }
+  if (objects.length !== want.size) return 'the file lacks part of a latchkey store\'s schema; refused unread';
   return null;
 }
 
 /**
  * Checks a snapshot file before it may replace the store: a private copy is opened (so a
- * file changed meanwhile cannot pass one check and serve another content), integrity_check,
- * version (older: the copy is migrated; newer: refused), tables, every row through rows.ts,
- * uid and name uniqueness. Never throws.
+ * file changed meanwhile cannot pass one check and serve another content), its schema version
+ * (this latchkeyd's only) and schema (byte for byte this latchkeyd's), integrity_check, every
+ * row through rows.ts, uid and name uniqueness. Never throws.
  */
 export function checkSnapshotFile(path: string, rules: RowRules): SnapshotCheck {
   let dir: string | null = null;
@@ -552,21 +559,28 @@ export function checkSnapshotFile(path: string, rules: RowRules): SnapshotCheck 
     // gigabytes out of a few bytes. Only the store's own tables, plain columns and the
     // indexes of their keys are allowed; nothing the file defines ever runs.
     db.pragma('trusted_schema = OFF');
+    // The version first: the schema to compare with is this version's (an older primary's
+    // snapshot is refused, saying so, rather than migrated: migrating runs the file's SQL too).
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > LOCAL_SCHEMA_VERSION) return { ok: false, error: `schema version ${version} is newer than this latchkeyd understands (${LOCAL_SCHEMA_VERSION}); a newer latchkeyd wrote it: upgrade latchkey here first` };
+    if (version < LOCAL_SCHEMA_VERSION) return { ok: false, error: `schema version ${version} is older than this latchkeyd's (${LOCAL_SCHEMA_VERSION}); upgrade latchkey on the primary` };
     const schema = schemaProblem(db);
     if (schema) return { ok: false, error: schema };
+    // A backstop, should a constraint ever pass the comparison above: never evaluated.
+    db.pragma('ignore_check_constraints = ON');
     const integrity = db.pragma('integrity_check', { simple: true });
     if (integrity !== 'ok') return { ok: false, error: `integrity_check: ${String(integrity)}` };
-    db.close();
-    db = null;
-    db = openAtCurrentVersion(copy);
     const range = rangeProblem(rules);
     const big = db.prepare(`SELECT name FROM users WHERE ${SNAPSHOT_COLUMNS.map((c) => `length(${c}) > ${MAX_SNAPSHOT_VALUE}`).join(' OR ')} LIMIT 1`).pluck().get();
     if (big !== undefined) return { ok: false, error: `a row holds a value longer than ${MAX_SNAPSHOT_VALUE} bytes; no local user has one` };
-    const rows = db.prepare('SELECT * FROM users').all() as DbRow[];
-    if (range && rows.length > 0) return { ok: false, error: range };
+    const count = Number(db.prepare('SELECT count(*) FROM users').pluck().get());
+    if (range && count > 0) return { ok: false, error: range };
+    const outside = db.prepare('SELECT uid FROM users WHERE uid NOT BETWEEN ? AND ? LIMIT 1').pluck().get(rules.minUid, rules.maxUid);
+    if (outside !== undefined) return { ok: false, error: `uid ${String(outside)} is outside [local] min_uid .. max_uid (${rules.minUid} .. ${rules.maxUid}) of this host` };
     const names = new Set<string>();
     const uids = new Set<number>();
-    for (const r of rows) {
+    // Row by row: a hostile file is refused at its first bad row, without building them all.
+    for (const r of db.prepare('SELECT * FROM users').iterate() as IterableIterator<DbRow>) {
       const got = fromDb(r, rules);
       const label = typeof r.name === 'string' ? JSON.stringify(r.name.slice(0, 64)) : '?';
       if ('problem' in got) return { ok: false, error: `user ${label}: ${got.problem}` };
@@ -575,7 +589,7 @@ export function checkSnapshotFile(path: string, rules: RowRules): SnapshotCheck 
       names.add(got.user.name);
       uids.add(got.user.uid);
     }
-    return { ok: true, info: { ...readMeta(db), users: rows.length } };
+    return { ok: true, info: { ...readMeta(db), users: count } };
   } catch (e) {
     return { ok: false, error: message(e) };
   } finally {

@@ -135,3 +135,16 @@ test('a disabled or expiring stored user carries its account expiry (0 = disable
   const temp = await r.byName('temp');
   assert.equal(temp.status === 'found' && temp.user.accountExpiresAt, 5_000);
 });
+
+test('precedence upstream: while the upstream has a stored name, the stored user is not answered by uid nor listed; once it has none, it is', async () => {
+  const { r, src } = setup('upstream');
+  assert.equal((await r.byName('ops')).status === 'found', true);
+  assert.deepEqual(await r.byUid(9000), { status: 'notfound', source: 'local' });
+  assert.ok(!r.list(0, 100).some((u) => u.uid === 9000), 'one owner per name in the enumeration');
+  src.users.delete('ops');
+  r.sweep();
+  const again = await r.refreshByName('ops');
+  assert.equal(again.status === 'found' && again.source, 'local');
+  assert.equal((await r.byUid(9000)).status, 'found');
+});
+

@@ -393,3 +393,25 @@ test('endpoint: one check per user per interval, a few requests per peer, disabl
   assert.equal((await e.post({ user: 'lou', password: PASSWORD })).status, 403);
   await e.close();
 });
+
+test('endpoint: one address holds at most PEER_CONNECTIONS connections, counted before TLS; closing them frees the room', async () => {
+  const e = await endpointSetup();
+  const { connect } = await import('node:net');
+  const { PEER_CONNECTIONS } = await import('../../src/localusers/endpoint.js');
+  const open = async (): Promise<{ closed: Promise<boolean>; s: import('node:net').Socket }> => {
+    const s = connect(e.port, '127.0.0.1');
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    const closed = new Promise<boolean>((r) => { s.once('close', () => r(true)); setTimeout(() => r(false), 500); });
+    return { closed, s };
+  };
+  const held = [];
+  for (let i = 0; i < PEER_CONNECTIONS; i++) held.push(await open());
+  const extra = await open();
+  assert.equal(await extra.closed, true, 'the connection over the limit is closed at once');
+  for (const h of held) assert.equal(h.s.destroyed, false);
+  for (const h of held) h.s.destroy();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await e.post({ user: 'nobody', password: 'x' })).status, 404, 'room again once they closed');
+  await e.close();
+});
+
