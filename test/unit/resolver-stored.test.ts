@@ -3,9 +3,10 @@
 // user" (precedence upstream), the local uid range never asked upstream, the host's accounts over
 // both, and a name both have recorded as a conflict.
 import { test } from 'node:test';
+import { scratchDir } from '../lib/tmp.js';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
+
 import { join } from 'node:path';
 import { Resolver } from '../../src/directory/resolver.js';
 import type { StoredUsers } from '../../src/directory/stored.js';
@@ -48,7 +49,7 @@ class Stored implements StoredUsers {
 }
 
 function setup(precedence: 'local' | 'upstream' = 'local', hostPasswd = 'root:x:0:0:root:/root:/bin/bash\n'): { r: Resolver; src: Source; store: Stored; cfg: Config } {
-  const dir = mkdtempSync(join(tmpdir(), 'latchkey-stored-'));
+  const dir = scratchDir('latchkey-stored-');
   writeFileSync(join(dir, 'passwd'), hostPasswd);
   writeFileSync(join(dir, 'group'), 'root:x:0:\n');
   const cfg = defaultConfig({ cache: { dbPath: ':memory:' }, users: { localPasswdFile: join(dir, 'passwd'), localGroupFile: join(dir, 'group') } });
