@@ -13,9 +13,9 @@ import { appendFileSync, chmodSync, chownSync, mkdirSync, readFileSync, renameSy
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import {
-  ROOT, NSS_LIB_DIR, TEST_DAEMON_PASSWD_LINE, TEST_DAEMON_UID, runCommand, startEnv, type RunResult, type TestEnv,
+  ROOT, TEST_DAEMON_PASSWD_LINE, TEST_DAEMON_UID, runCommand, startEnv, type RunResult, type TestEnv,
 } from '../lib/harness.js';
-import { AUTH_KEYS_HELPER, AUTH_KEYS_HELPER_IN_NS, makePrivateEtc, planSshd, shippedPamStack, type PrivateEtc } from '../lib/sshd.js';
+import { makePrivateEtc, planSshd, shippedPamStack, sshdNamespaceScript, type PrivateEtc } from '../lib/sshd.js';
 import { makePamDir, pamtester } from '../lib/pam.js';
 import { scratchDir } from '../lib/tmp.js';
 
@@ -103,25 +103,7 @@ async function startPrimarySshd(lab: Lab, dir: string, socketDir: string, env: R
     after: () => [`Match User ${SYNC_USER}`, `    AuthorizedKeysFile /etc/${SYNC_USER}/authorized_keys`],
     etc,
   });
-  const pamDir = makePamDir(plan.dir, { sshd: shippedPamStack() });
-  const ns = join(plan.dir, 'nsswitch.conf');
-  writeFileSync(ns, 'passwd: files latchkey\ngroup: files latchkey\nshadow: files\nhosts: files\n');
-  const script = [
-    'set -e',
-    'mount --make-rprivate /',
-    `mount -t overlay latchkey-test-etc -o lowerdir=/etc,upperdir=${etc.upper},workdir=${etc.work} /etc`,
-    `echo ${NSS_LIB_DIR} > /etc/ld.so.conf.d/zz-latchkey-test.conf`,
-    'if [ -d /var/cache/ldconfig ]; then mount -t tmpfs -o mode=0700 latchkey-test-ldcache /var/cache/ldconfig; fi',
-    'ldconfig -X',
-    `mount --bind ${ns} /etc/nsswitch.conf`,
-    `mount --bind ${pamDir} /etc/pam.d`,
-    'mount -t tmpfs -o mode=0755 latchkey-test-run /run',
-    'mkdir -p /run/sshd /run/latchkey /run/latchkey-bin',
-    `install -m 0755 ${AUTH_KEYS_HELPER} ${AUTH_KEYS_HELPER_IN_NS}`,
-    `mount --bind ${socketDir} /run/latchkey`,
-    `/usr/sbin/sshd -t -f ${plan.configFile}`,
-    `exec /usr/sbin/sshd -D -e -f ${plan.configFile}`,
-  ].join('\n');
+  const script = sshdNamespaceScript(plan.dir, socketDir, etc, plan.configFile);
   const proc = spawn('nsenter', ['-t', String(lab.a), '-n', '--', 'unshare', '-m', '--propagation', 'private', 'sh', '-c', script], {
     env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });

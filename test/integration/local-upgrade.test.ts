@@ -7,11 +7,10 @@
 // - upgrade = remote against a primary that is down, slow (never answers) and failing (500):
 //   every login succeeds without waiting for it, `status` counts the failures and the skipped
 //   upgrades, and the primary never sees more than upgrade_max_concurrent requests at once.
-import { scratchDir } from '../lib/tmp.js';
+import { testPki } from '../lib/pki.js';
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
@@ -84,17 +83,7 @@ describe('hash upgrades on login: local and remote, through pamtester and latchk
       const r = await ctl(env, ['local', 'add', u, '--password-stdin'], `${PASSWORD}\n`);
       assert.equal(r.code, 0, r.stdout + r.stderr);
     }
-    // The daemon (dropped to its own uid) reads the CA file: a directory it can traverse.
-    const dir = scratchDir('lk-upgrade-pki-');
-    chmodSync(dir, 0o755);
-    const p = (f: string) => join(dir, f);
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.pem'), '-days', '2', '-subj', '/CN=latchkey test CA');
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('srv.key'), '-out', p('srv.csr'), '-subj', '/CN=127.0.0.1');
-    writeFileSync(p('ext.cnf'), 'subjectAltName = IP:127.0.0.1\n');
-    ssl('x509', '-req', '-in', p('srv.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('srv.pem'), '-days', '2', '-extfile', p('ext.cnf'));
-    chmodSync(p('ca.pem'), 0o644);
-    pki = { ca: p('ca.pem'), cert: p('srv.pem'), key: p('srv.key') };
+    pki = testPki();
   });
   after(async () => {
     for (const s of servers) { s.closeAllConnections(); s.close(); }

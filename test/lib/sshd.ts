@@ -143,13 +143,14 @@ export function makePrivateEtc(parent: string, accounts: LocalAccount[]): Privat
   return { upper, work, passwd: join(upper, 'passwd'), group: join(upper, 'group') };
 }
 
-export async function startSshd(dir: string, socketDir: string, env: Record<string, string>, plan?: SshdPlan): Promise<Sshd> {
-  const p = plan ?? await planSshd(dir);
-  const sdir = p.dir;
-  const cfg = p.configFile;
-  const pamDir = makePamDir(sdir, { sshd: shippedPamStack() });
-  const etc = p.etc ?? makePrivateEtc(sdir, []);
-  const ns = join(sdir, 'nsswitch.conf');
+/**
+ * The shell script that runs sshd (`configFile`) in a private mount namespace: the /etc overlay
+ * of `etc`, the shipped pam.d stack, `passwd: files latchkey` and the daemon's socket dir at
+ * /run/latchkey. Whoever spawns it picks the network namespace (this host's, or a test lab's).
+ */
+export function sshdNamespaceScript(dir: string, socketDir: string, etc: PrivateEtc, configFile: string): string {
+  const pamDir = makePamDir(dir, { sshd: shippedPamStack() });
+  const ns = join(dir, 'nsswitch.conf');
   writeFileSync(ns, 'passwd: files latchkey\ngroup: files latchkey\nshadow: files\nhosts: files\n');
   // /run gets a private tmpfs so /run/sshd (privsep dir) and /run/latchkey exist without
   // touching the host's /run. The /etc overlay comes first: the bind mounts go on top of it.
@@ -157,7 +158,7 @@ export async function startSshd(dir: string, socketDir: string, env: Record<stri
   // helper resolves the user through NSS as sshd did: the private ld.so.cache lists the NSS
   // module's directory, as an installed module in the system libdir would be found (ldconfig -X
   // touches no symlinks, and its aux cache goes to a private tmpfs).
-  const script = [
+  return [
     'set -e',
     'mount --make-rprivate /',
     `mount -t overlay latchkey-test-etc -o lowerdir=/etc,upperdir=${etc.upper},workdir=${etc.work} /etc`,
@@ -173,9 +174,15 @@ export async function startSshd(dir: string, socketDir: string, env: Record<stri
     'mkdir -p /run/sshd /run/latchkey /run/latchkey-bin',
     `install -m 0755 ${AUTH_KEYS_HELPER} ${AUTH_KEYS_HELPER_IN_NS}`,
     `mount --bind ${socketDir} /run/latchkey`,
-    `/usr/sbin/sshd -t -f ${cfg}`,
-    `exec /usr/sbin/sshd -D -e -f ${cfg}`,
+    `/usr/sbin/sshd -t -f ${configFile}`,
+    `exec /usr/sbin/sshd -D -e -f ${configFile}`,
   ].join('\n');
+}
+
+export async function startSshd(dir: string, socketDir: string, env: Record<string, string>, plan?: SshdPlan): Promise<Sshd> {
+  const p = plan ?? await planSshd(dir);
+  const cfg = p.configFile;
+  const script = sshdNamespaceScript(p.dir, socketDir, p.etc ?? makePrivateEtc(p.dir, []), cfg);
   const proc: ChildProcess = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], {
     env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -7,15 +7,13 @@
 //   changed meanwhile wins (compare-and-swap on the real store);
 // - the endpoint: token, size, malformed bodies, wrong password (409, counted by the throttle),
 //   throttling (429), an upgrade done, and the upgrader and the endpoint talking to each other.
-import { scratchDir } from '../lib/tmp.js';
+import { testPki, type TestPki } from '../lib/pki.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import type { Config, HashContext } from '../../src/config/types.js';
@@ -36,19 +34,7 @@ const CONTEXTS: HashContext[] = [{ id: 'b4', algorithm: 'bcrypt', cost: 4 }, { i
 const logs: string[] = [];
 setLogSink((l) => { logs.push(l); });
 
-/** A CA and a certificate for 127.0.0.1 signed by it, made by openssl. */
-function makePki(): { dir: string; ca: string; cert: string; key: string } {
-  const dir = scratchDir('lk-upgrade-pki-');
-  const p = (f: string) => join(dir, f);
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.pem'), '-days', '2', '-subj', '/CN=latchkey test CA');
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('srv.key'), '-out', p('srv.csr'), '-subj', '/CN=127.0.0.1');
-  writeFileSync(p('ext.cnf'), 'subjectAltName = IP:127.0.0.1\n');
-  ssl('x509', '-req', '-in', p('srv.csr'), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('srv.pem'), '-days', '2', '-extfile', p('ext.cnf'));
-  return { dir, ca: p('ca.pem'), cert: p('srv.pem'), key: p('srv.key') };
-}
-
-let pki: ReturnType<typeof makePki>;
+let pki: TestPki;
 const servers: Server[] = [];
 /** Closed when the file ends, also after a failed assertion, so a failure never hangs the run. */
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -63,7 +49,7 @@ async function httpsServer(handler: (req: IncomingMessage, res: import('node:htt
   return { server, port: (server.address() as AddressInfo).port, open: () => open, maxOpen: () => maxOpen };
 }
 
-before(() => { pki = makePki(); });
+before(() => { pki = testPki(); });
 after(async () => {
   for (const c of cleanups.splice(0)) await c();
   for (const s of servers) { s.closeAllConnections(); s.close(); }
