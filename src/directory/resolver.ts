@@ -132,8 +132,8 @@ export class Resolver {
     return true;
   }
 
-  /** Stored users that may be served, ascending uid (enumeration, the map's exclusions). */
-  storedUsers(): CachedUser[] {
+  /** Stored users that may be served, ascending uid (enumeration). */
+  private storedUsers(): CachedUser[] {
     if (!this.stored) return [];
     return this.stored.all().filter((u) => this.servedByUid(u));
   }
@@ -151,16 +151,17 @@ export class Resolver {
 
   /**
    * The names and uids the shared-memory map must not answer for (fastpath/publisher.ts): the
-   * host's accounts and every stored user, which nss.sock answers. `signature` changes with them.
+   * host's accounts and every stored user, which nss.sock answers.
    */
-  mapExclusions(): { signature: string; names: string[]; uids: number[] } {
+  mapExclusions(): { names: string[]; uids: number[] } {
     const host = this.local.claimed();
     const stored = this.stored ? this.stored.all() : [];
-    return {
-      signature: `${this.local.signature()}|${this.stored ? this.stored.store.generation : -1}`,
-      names: [...host.names, ...stored.map((u) => u.username)],
-      uids: [...host.uids, ...stored.map((u) => u.uid)],
-    };
+    return { names: [...host.names, ...stored.map((u) => u.username)], uids: [...host.uids, ...stored.map((u) => u.uid)] };
+  }
+
+  /** Changes whenever mapExclusions() would: cheap, for the publisher's 500 ms check. */
+  mapExclusionsSignature(): string {
+    return `${this.local.signature()}|${this.stored ? this.stored.store.generation : -1}`;
   }
 
   /** Whether a name or uid key is the store's (the map publishes no negative for it). */
@@ -216,12 +217,20 @@ export class Resolver {
       this.once.log(`name:${name}`, 'info', 'lookup.local_refused', { name, reason: local, detail: local === 'deny list' ? 'in [users] deny_names' : local === 'local group member' ? `a member of a group in ${this.cfg().users.localGroupFile}` : local === 'local group' ? `a group name in ${this.cfg().users.localGroupFile}` : `in ${this.cfg().users.localPasswdFile}` });
       return this.refused();
     }
+    return this.withStore(name, () => this.lookup(`name:${name}`, this.usable(this.cache.getByName(name), true), peerUid));
+  }
+
+  /**
+   * A name lookup with the store around it: precedence = local answers a stored name from the
+   * store and never runs `upstream`; precedence = upstream runs it first and falls back to the
+   * stored user only where the upstream says it has none (an unavailable upstream stays
+   * unavailable: it might have the name), noting a name both have.
+   */
+  private async withStore(name: string, upstream: () => Promise<Lookup>): Promise<Lookup> {
     const stored = this.storedByName(name);
     if (stored && this.cfg().local.precedence === 'local') return this.servedFromStore(stored);
-    const l = await this.lookup(`name:${name}`, this.usable(this.cache.getByName(name), true), peerUid);
+    const l = await upstream();
     if (!stored) return l;
-    // precedence = upstream: the stored user only where the upstream says it has none; an
-    // unavailable upstream stays unavailable (it might have the name).
     if (l.status === 'notfound') {
       this.conflicts.delete(name);
       return this.servedFromStore(stored);
@@ -276,16 +285,10 @@ export class Resolver {
   async refreshByName(name: string): Promise<Lookup> {
     if (!this.nameAllowed(name)) return this.refused();
     const key: NegativeKey = `name:${name}`;
-    const stored = this.storedByName(name);
-    if (stored && this.cfg().local.precedence === 'local') return this.servedFromStore(stored);
-    const cached = this.usable(this.cache.getByName(name), true);
-    const outcome = await this.fetch(key, cached ? 'known' : 'new', 0);
-    const l = this.answer(outcome, cached);
-    if (stored && l.status === 'notfound') {
-      this.conflicts.delete(name);
-      return this.servedFromStore(stored);
-    }
-    return l;
+    return this.withStore(name, async () => {
+      const cached = this.usable(this.cache.getByName(name), true);
+      return this.answer(await this.fetch(key, cached ? 'known' : 'new', 0), cached);
+    });
   }
 
   private refused(): Lookup {
@@ -296,11 +299,6 @@ export class Resolver {
   /** Whether the cache holds a row for this name, servable or not (the account check's "known before"). */
   isCached(name: string): boolean {
     return this.cache.getByName(name) !== null;
-  }
-
-  /** Whether the store holds this name, servable or not (a stored user removed is not "removed upstream"). */
-  isStored(name: string): boolean {
-    return this.stored?.has(name) ?? false;
   }
 
   /** Whether a cached user still passes the rules (the shared-memory map publishes only those). */

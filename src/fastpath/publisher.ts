@@ -33,7 +33,9 @@ export interface MapRules {
   serves(u: CachedUser): boolean;
   readonly local: LocalAccounts;
   /** names and uids the map never answers for (the host's accounts, the stored local users) */
-  mapExclusions(): { signature: string; names: string[]; uids: number[] };
+  mapExclusions(): { names: string[]; uids: number[] };
+  /** changes whenever mapExclusions() would; cheap enough for every LOCAL_CHECK_MS */
+  mapExclusionsSignature(): string;
   /** a name or uid key the local users' store answers for: no negative entry in the map */
   storedClaims(key: NegativeKey): boolean;
 }
@@ -94,10 +96,10 @@ export class MapPublisher implements CacheListener {
     // The stored local users are answered by nss.sock (they are few, and a change to them must
     // show at once): their names and uids leave the map like the host's own accounts, and the
     // store's change callback calls this at once rather than waiting for the timer.
-    const ex = this.rules.mapExclusions();
-    if (ex.signature === this.localSig) return;
-    this.localSig = ex.signature;
-    const { names, uids } = ex;
+    const sig = this.rules.mapExclusionsSignature();
+    if (sig === this.localSig) return;
+    this.localSig = sig;
+    const { names, uids } = this.rules.mapExclusions();
     this.guard(() => {
       // Negative entries too: a name or uid that was "no such user" may be a stored user now.
       for (const n of names) this.w!.removeName(n, true);
@@ -122,7 +124,7 @@ export class MapPublisher implements CacheListener {
 
   /** Fills the map from the cache; `fresh`: the writer was just opened (its file is empty). */
   private refill(users: CachedUser[], fresh: boolean): void {
-    this.localSig = this.rules.mapExclusions().signature;
+    this.localSig = this.rules.mapExclusionsSignature();
     this.guard(() => {
       const w = this.w!;
       if (!fresh) w.reset(false, false);
