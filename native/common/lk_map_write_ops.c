@@ -254,50 +254,58 @@ int lkw_put_neg_uid(struct lk_map_writer *w, uint32_t uid, uint64_t expires_ms)
     return put_neg(w, NULL, uid, expires_ms);
 }
 
-int lkw_remove_name(struct lk_map_writer *w, const char *name)
+/* Removes what slot s of one table holds if it is of `kind`: a user from both tables, a negative
+ * entry from its own. */
+static void remove_kind(struct lk_map_writer *w, const struct lk_map_slot *s, int in_names,
+                        uint16_t kind)
+{
+    if (kind_at(&w->f, s) != kind)
+        return;
+    if (kind == LK_MAP_KIND_PASSWD) {
+        drop_user(w, s, in_names);
+        return;
+    }
+    tombstone(in_names ? &w->f.names[s->found] : &w->f.uids[s->found]);
+    (*(in_names ? &w->neg_names : &w->neg_uids))--;
+}
+
+static int remove_name_kind(struct lk_map_writer *w, const char *name, uint16_t kind)
 {
     struct lk_map_slot s;
     size_t len = strlen(name);
     if (len == 0 || len > LK_MAX_NAME)
         return 0;
     lk_map_probe_name(&w->f.v, name, len, &s);
-    if (kind_at(&w->f, &s) == LK_MAP_KIND_PASSWD)
-        drop_user(w, &s, 1);
+    remove_kind(w, &s, 1, kind);
     return 0;
+}
+
+static int remove_uid_kind(struct lk_map_writer *w, uint32_t uid, uint16_t kind)
+{
+    struct lk_map_slot s;
+    lk_map_probe_uid(&w->f.v, uid, &s);
+    remove_kind(w, &s, 0, kind);
+    return 0;
+}
+
+int lkw_remove_name(struct lk_map_writer *w, const char *name)
+{
+    return remove_name_kind(w, name, LK_MAP_KIND_PASSWD);
 }
 
 int lkw_remove_uid(struct lk_map_writer *w, uint32_t uid)
 {
-    struct lk_map_slot s;
-    lk_map_probe_uid(&w->f.v, uid, &s);
-    if (kind_at(&w->f, &s) == LK_MAP_KIND_PASSWD)
-        drop_user(w, &s, 0);
-    return 0;
+    return remove_uid_kind(w, uid, LK_MAP_KIND_PASSWD);
 }
 
 int lkw_remove_neg_name(struct lk_map_writer *w, const char *name)
 {
-    struct lk_map_slot s;
-    size_t len = strlen(name);
-    if (len == 0 || len > LK_MAX_NAME)
-        return 0;
-    lk_map_probe_name(&w->f.v, name, len, &s);
-    if (kind_at(&w->f, &s) == LK_MAP_KIND_NEG_NAME) {
-        tombstone(&w->f.names[s.found]);
-        w->neg_names--;
-    }
-    return 0;
+    return remove_name_kind(w, name, LK_MAP_KIND_NEG_NAME);
 }
 
 int lkw_remove_neg_uid(struct lk_map_writer *w, uint32_t uid)
 {
-    struct lk_map_slot s;
-    lk_map_probe_uid(&w->f.v, uid, &s);
-    if (kind_at(&w->f, &s) == LK_MAP_KIND_NEG_UID) {
-        tombstone(&w->f.uids[s.found]);
-        w->neg_uids--;
-    }
-    return 0;
+    return remove_uid_kind(w, uid, LK_MAP_KIND_NEG_UID);
 }
 
 int lkw_reset(struct lk_map_writer *w, int keep_users, int keep_negatives)
