@@ -13,11 +13,12 @@
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import {
-  closeSync, constants, copyFileSync, fchmodSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync,
+  closeSync, constants, copyFileSync, fchmodSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, rmSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { log, LogOnce } from '../log.js';
+import { migrate, moveAside } from '../storage/versioned.js';
 import { defaultConfig } from '../config/load.js';
 import { checkSshPublicKey } from '../upstream/sshkeys.js';
 import { parseHash } from '../verify/hash.js';
@@ -145,13 +146,7 @@ function openAtCurrentVersion(path: string, opts: { readonly?: boolean } = {}): 
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new Error(`quick_check: ${String(check)}`);
     if (version < LOCAL_SCHEMA_VERSION && opts.readonly) throw new Error(`schema version ${version} needs a migration`);
-    for (let v = version; v < LOCAL_SCHEMA_VERSION; v++) {
-      db.transaction(() => {
-        MIGRATIONS[v]!(db);
-        db.pragma(`user_version = ${v + 1}`);
-      })();
-      log('info', 'local.store_migrated', { path, from_version: v, to_version: v + 1 });
-    }
+    migrate(db, path, version, LOCAL_SCHEMA_VERSION, MIGRATIONS, 'local.store_migrated');
     const now = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
     if (!now.includes('meta')) throw new Error('not a latchkey local users file (no meta table)');
     return db;
@@ -251,14 +246,8 @@ export class LocalStore {
       return this.finishOpen(openAtCurrentVersion(path));
     } catch (e) {
       if (created) throw new LocalStoreError('io', `cannot create the local users file ${path}: ${message(e)}; check that its directory is writable by the daemon`);
-      const aside = `${path}.bad-${new Date(this.now()).toISOString().replace(/[-:.]/g, '')}`;
-      const moved: string[] = [];
-      for (const suffix of ['', '-journal', '-wal', '-shm']) {
-        try { renameSync(path + suffix, aside + suffix); moved.push(aside + suffix); } catch (e2) {
-          if ((e2 as NodeJS.ErrnoException).code === 'ENOENT') continue;
-          throw new LocalStoreError('io', `the local users file ${path} cannot be used (${message(e)}) nor moved aside (${message(e2)}); move it away by hand and restart latchkeyd`);
-        }
-      }
+      const { aside, moved } = moveAside(path, this.now(), (why) =>
+        new LocalStoreError('io', `the local users file ${path} cannot be used (${message(e)}) nor moved aside (${why}); move it away by hand and restart latchkeyd`));
       log('error', 'local.store_unusable', {
         path, reason: message(e), moved_to: moved,
         fix: 'latchkeyd starts with no local users: the users in the moved file are not served. '

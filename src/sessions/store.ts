@@ -4,9 +4,10 @@
 // (PRAGMA user_version) with a migration for every older version, and a file that cannot be
 // used is moved aside, kept and reported at err, never emptied.
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, constants, existsSync, mkdirSync, openSync, renameSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, mkdirSync, openSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { log } from '../log.js';
+import { migrate, moveAside } from '../storage/versioned.js';
 import { LatchkeyError } from '../errors.js';
 
 /** The version this code writes. Add a migration below for every bump. */
@@ -71,13 +72,7 @@ function openAtCurrentVersion(path: string): { db: Database.Database; created: b
     }
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new Error(`quick_check: ${String(check)}`);
-    for (let v = version; v < SESSIONS_SCHEMA_VERSION; v++) {
-      db.transaction(() => {
-        MIGRATIONS[v]!(db);
-        db.pragma(`user_version = ${v + 1}`);
-      })();
-      log('info', 'sessions.store_migrated', { path, from_version: v, to_version: v + 1 });
-    }
+    migrate(db, path, version, SESSIONS_SCHEMA_VERSION, MIGRATIONS, 'sessions.store_migrated');
     return { db, created: false };
   } catch (e) {
     db.close();
@@ -126,14 +121,8 @@ export class SessionStore {
       if (!existsSync(path)) createPrivate(path);
       opened = openAtCurrentVersion(path);
     } catch (e) {
-      const aside = `${path}.bad-${new Date(now()).toISOString().replace(/[-:.]/g, '')}`;
-      const moved: string[] = [];
-      for (const suffix of ['', '-wal', '-shm']) {
-        if (!existsSync(path + suffix)) continue;
-        try { renameSync(path + suffix, aside + suffix); moved.push(aside + suffix); } catch (e2) {
-          throw new LatchkeyError('E_SESSIONS', `the sessions file ${path} cannot be used (${e instanceof Error ? e.message : String(e)}) nor moved aside (${e2 instanceof Error ? e2.message : String(e2)}); move it away by hand and restart latchkeyd`);
-        }
-      }
+      const { aside, moved } = moveAside(path, now(), (why) =>
+        new LatchkeyError('E_SESSIONS', `the sessions file ${path} cannot be used (${e instanceof Error ? e.message : String(e)}) nor moved aside (${why}); move it away by hand and restart latchkeyd`));
       log('error', 'sessions.store_unusable', {
         path, reason: e instanceof Error ? e.message : String(e), moved_to: moved,
         fix: 'latchkeyd starts with no sessions recorded: the logins listed in the moved file are not counted, listed or ended by it. '
