@@ -4,11 +4,10 @@
 // endpoint, endpoint.ts). Either way it is opportunistic: the login never waits for it, a failure
 // is counted and logged (rate-limited, never the password) and otherwise ignored, and the next
 // login tries again. Nothing here is on a login's path but a few synchronous checks.
-import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
 import type { Config, LocalConfig } from '../config/types.js';
 import { log, logLimited } from '../log.js';
-import { readCapped } from '../upstream/client.js';
+import { credentialHeader, readCapped, readPem } from '../upstream/client.js';
 import { contextProblem, findContext, newHash } from './contexts.js';
 import type { LocalStore } from './store.js';
 
@@ -214,9 +213,9 @@ export class Upgrader {
     const agent = new Agent({
       connect: {
         timeout: l.upgradeTimeoutMs,
-        ca: l.upgradeCaFile ? readPem(l.upgradeCaFile, 'upgrade_cacertfile') : undefined,
-        cert: l.upgradeCertFile ? readPem(l.upgradeCertFile, 'upgrade_certfile') : undefined,
-        key: l.upgradeKeyFile ? readPem(l.upgradeKeyFile, 'upgrade_keyfile') : undefined,
+        ca: l.upgradeCaFile ? readPem(l.upgradeCaFile, 'upgrade_cacertfile', '[local]') : undefined,
+        cert: l.upgradeCertFile ? readPem(l.upgradeCertFile, 'upgrade_certfile', '[local]') : undefined,
+        key: l.upgradeKeyFile ? readPem(l.upgradeKeyFile, 'upgrade_keyfile', '[local]') : undefined,
         rejectUnauthorized: true,
       },
       headersTimeout: l.upgradeTimeoutMs,
@@ -233,25 +232,14 @@ export class Upgrader {
 }
 
 function authorization(l: LocalConfig): string | null {
-  if (l.upgradeBasicAuth) return `Basic ${Buffer.from(`${l.upgradeBasicAuth.user}:${l.upgradeBasicAuth.password}`, 'utf8').toString('base64')}`;
-  if (l.upgradeBearerToken) return `Bearer ${l.upgradeBearerToken}`;
-  return null;
+  return credentialHeader(l.upgradeBasicAuth, l.upgradeBearerToken).header;
 }
 
 /** Error texts come from undici and the TLS stack; none carries a credential, but make sure. */
 function redact(text: string, l: LocalConfig): string {
   let out = text;
-  const secrets = [l.upgradeBasicAuth?.password, l.upgradeBearerToken, authorization(l)?.split(' ')[1]];
-  for (const s of secrets) if (s) out = out.split(s).join('<redacted>');
+  for (const s of credentialHeader(l.upgradeBasicAuth, l.upgradeBearerToken).secrets) out = out.split(s).join('<redacted>');
   return out;
-}
-
-function readPem(path: string, key: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new Error(`cannot read [local] ${key} ${path}: ${errorText(e)}`);
-  }
 }
 
 function parseReply(bytes: Buffer): { upgraded: boolean; context: string } {

@@ -38,17 +38,7 @@ export class RestUserSource implements UserSource {
     this.nameOrigin = checkUrl(cfg.byNameUrl, '%s', 'cega_endpoint_username');
     this.uidOrigin = checkUrl(cfg.byUidUrl, '%u', 'cega_endpoint_uid');
 
-    if (cfg.basicAuth) {
-      const token = Buffer.from(`${cfg.basicAuth.user}:${cfg.basicAuth.password}`, 'utf8').toString('base64');
-      this.authHeader = `Basic ${token}`;
-      this.secrets = [cfg.basicAuth.password, token];
-    } else if (cfg.bearerToken) {
-      this.authHeader = `Bearer ${cfg.bearerToken}`;
-      this.secrets = [cfg.bearerToken];
-    } else {
-      this.authHeader = null;
-      this.secrets = [];
-    }
+    ({ header: this.authHeader, secrets: this.secrets } = credentialHeader(cfg.basicAuth, cfg.bearerToken));
 
     this.agent = new Agent({
       connect: {
@@ -292,11 +282,25 @@ function checkUrl(template: string, placeholder: '%s' | '%u', key: string): stri
   return u.origin;
 }
 
-function readPem(path: string, key: string): Buffer {
+/**
+ * The Authorization header of basic or bearer credentials (null: none), and the strings no log
+ * line or error text may carry. Also the local users' upgrade client's (localusers/upgrade.ts).
+ */
+export function credentialHeader(basic: { user: string; password: string } | null, bearer: string | null): { header: string | null; secrets: string[] } {
+  if (basic) {
+    const token = Buffer.from(`${basic.user}:${basic.password}`, 'utf8').toString('base64');
+    return { header: `Basic ${token}`, secrets: [basic.password, token] };
+  }
+  if (bearer) return { header: `Bearer ${bearer}`, secrets: [bearer] };
+  return { header: null, secrets: [] };
+}
+
+/** A PEM file a config key names, read now; unreadable is a ConfigError naming the key. */
+export function readPem(path: string, key: string, section = '[upstream]'): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new ConfigError('[upstream]', 0, key, `cannot read ${path}: ${(e as Error).message}`);
+    throw new ConfigError(section, 0, key, `cannot read ${path}: ${(e as Error).message}`);
   }
 }
 
