@@ -8,7 +8,7 @@ import {
   parseOctal, parseOptionalPath, parseSize, formatDuration, formatOctal, formatSize,
 } from './values.js';
 
-export const SECTIONS = ['upstream', 'cache', 'users', 'homes', 'pam', 'daemon', 'local'] as const;
+export const SECTIONS = ['upstream', 'cache', 'users', 'homes', 'pam', 'daemon', 'local', 'events', 'cleanup'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** Where a value was set: used to name both lines when a key is given twice. */
@@ -97,6 +97,15 @@ function creds(raw: string): { user: string; password: string } {
 function token(raw: string): string {
   if (raw === '' || /[\s\0]/.test(raw)) throw new ValueProblem('must be one non-empty word without spaces');
   return raw;
+}
+
+/** token_url / [events] url: http(s) without credentials in it (http:// is checked against insecure_http by load.ts). */
+function tokenUrl(raw: string): string {
+  let u: URL;
+  try { u = new URL(raw.trim()); } catch { throw new ValueProblem('is not a URL; expected https://host/path'); }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ValueProblem(`has scheme ${u.protocol}; expected https://`);
+  if (u.username || u.password) throw new ValueProblem('must not carry credentials; put them in the secrets_file');
+  return raw.trim();
 }
 
 function dbPath(raw: string): string {
@@ -201,6 +210,9 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: { user: string; password: string }) => { d.username = basicUser(v.user); d.password = v.password; } },
     { key: 'bearer_token', secret: true, parse: token, set: (d, v: string) => { d.cfg.upstream.bearerToken = v; },
       get: (c) => (us(c).bearerToken ? '<redacted>' : null), fmt: orNull },
+    { key: 'token_url', parse: tokenUrl, set: (d, v: string) => { d.cfg.upstream.tokenUrl = v; }, get: (c) => us(c).tokenUrl, fmt: orNull },
+    { key: 'api_key', secret: true, parse: token, set: (d, v: string) => { d.cfg.upstream.apiKey = v; },
+      get: (c) => (us(c).apiKey ? '<redacted>' : null), fmt: orNull },
     { key: 'secrets_file', parse: parseAbsolutePath, set: (d, v: string) => { d.secretsFile = v; } },
     { key: 'json_prefix', legacy: 'cega_json_prefix', parse: parseJsonPrefix,
       set: (d, v: string) => { d.cfg.upstream.jsonPrefix = v; }, get: (c) => us(c).jsonPrefix },
@@ -280,10 +292,21 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: number) => { d.cfg.pam.throttleWindowSec = v; }, get: (c) => c.pam.throttleWindowSec * 1000, fmt: formatDuration },
     { key: 'throttle_lockout', parse: (r) => parseDurationSec(r),
       set: (d, v: number) => { d.cfg.pam.throttleLockoutSec = v; }, get: (c) => c.pam.throttleLockoutSec * 1000, fmt: formatDuration },
-    { key: 'max_sessions_per_user', parse: (r) => parseInteger(r, 0, 100_000),
+    { key: 'max_sessions', targets: ['pam.max_sessions'], parse: (r) => parseInteger(r, 0, 100_000),
       set: (d, v: number) => { d.cfg.pam.maxSessionsPerUser = v; }, get: (c) => c.pam.maxSessionsPerUser },
+    // The name before session_limit existed; the same setting (both may not be given).
+    { key: 'max_sessions_per_user', targets: ['pam.max_sessions'], parse: (r) => parseInteger(r, 0, 100_000),
+      set: (d, v: number) => { d.cfg.pam.maxSessionsPerUser = v; } },
+    { key: 'session_limit', parse: (r) => parseChoice(r, ['per-user', 'per-user-service', 'per-user-service-host'] as const),
+      set: (d, v: Config['pam']['sessionLimit']) => { d.cfg.pam.sessionLimit = v; }, get: (c) => c.pam.sessionLimit },
+    { key: 'on_limit', parse: (r) => parseChoice(r, ['refuse', 'replace-oldest'] as const),
+      set: (d, v: Config['pam']['onLimit']) => { d.cfg.pam.onLimit = v; }, get: (c) => c.pam.onLimit },
     { key: 'max_session_age', parse: (r) => parseDurationSec(r),
       set: (d, v: number) => { d.cfg.pam.maxSessionAgeSec = v; }, get: (c) => c.pam.maxSessionAgeSec * 1000, fmt: formatDuration },
+    { key: 'session_renewal', parse: (r) => parseChoice(r, ['off', 'on-login'] as const),
+      set: (d, v: Config['pam']['sessionRenewal']) => { d.cfg.pam.sessionRenewal = v; }, get: (c) => c.pam.sessionRenewal },
+    { key: 'privileged_groups', parse: parseNameList, set: (d, v: string[]) => { d.cfg.pam.privilegedGroups = v; },
+      get: (c) => c.pam.privilegedGroups, fmt: (v: string[]) => v.join(', ') },
     // bcrypt accepts 4..31; 13 is ~0.5 s here. sha*crypt: 1000..999999999 rounds, 1M is ~0.2 s.
     { key: 'max_bcrypt_cost', parse: (r) => parseInteger(r, 4, 31),
       set: (d, v: number) => { d.cfg.pam.maxBcryptCost = v; }, get: (c) => c.pam.maxBcryptCost },
@@ -346,10 +369,36 @@ export const KEYS: readonly KeySpec[] = [
     { key: 'upgrade_listen_token', secret: true, parse: token, set: (d, v: string) => { d.cfg.local.upgradeListenToken = v; },
       get: (c) => (lc(c).upgradeListenToken ? '<redacted>' : null), fmt: orNull },
   ]),
+  ...section('events', [
+    { key: 'url', parse: tokenUrl, set: (d, v: string) => { d.cfg.events.url = v; }, get: (c) => c.events.url, fmt: orNull },
+    { key: 'bearer_token', secret: true, parse: token, set: (d, v: string) => { d.cfg.events.bearerToken = v; },
+      get: (c) => (c.events.bearerToken ? '<redacted>' : null), fmt: orNull },
+    { key: 'cacertfile', parse: parseOptionalPath, set: (d, v: string | null) => { d.cfg.events.caFile = v; }, get: (c) => c.events.caFile, fmt: orNull },
+    { key: 'queue_size', parse: (r) => parseInteger(r, 1, 1_000_000),
+      set: (d, v: number) => { d.cfg.events.queueSize = v; }, get: (c) => c.events.queueSize },
+    { key: 'timeout', parse: (r) => parseDurationMs(r, 100, 60_000),
+      set: (d, v: number) => { d.cfg.events.timeoutMs = v; }, get: (c) => c.events.timeoutMs, fmt: formatDuration },
+  ]),
+  ...section('cleanup', [
+    // 0 (or 0s) turns the periodic run off; `latchkeyctl purge --expired` still works.
+    { key: 'interval', parse: (r) => { const v = parseDurationSec(r); if (v !== 0 && v < 10) throw new ValueProblem('is below 10s; expected 0 (off) or a duration such as 1h'); return v; },
+      set: (d, v: number) => { d.cfg.cleanup.intervalSec = v; }, get: (c) => c.cleanup.intervalSec * 1000, fmt: formatDuration },
+    { key: 'expired_grace', parse: (r) => parseDurationSec(r),
+      set: (d, v: number) => { d.cfg.cleanup.expiredGraceSec = v; }, get: (c) => c.cleanup.expiredGraceSec * 1000, fmt: formatDuration },
+  ]),
 ];
 
-/** The keys a secrets_file may hold, mapped to the config keys they stand for. */
-export const SECRETS_FILE_KEYS = ['username', 'password', 'bearer_token', 'upgrade_password', 'upgrade_bearer_token', 'upgrade_listen_token'] as const;
+/**
+ * The keys a secrets_file (or the systemd credential latchkey.secrets) may hold, and the
+ * [section] key each stands for: one flat file, so names that repeat across sections get a prefix.
+ */
+export const SECRETS_FILE_MAP = {
+  username: ['upstream', 'username'], password: ['upstream', 'password'], bearer_token: ['upstream', 'bearer_token'],
+  api_key: ['upstream', 'api_key'],
+  upgrade_password: ['local', 'upgrade_password'], upgrade_bearer_token: ['local', 'upgrade_bearer_token'],
+  upgrade_listen_token: ['local', 'upgrade_listen_token'], events_bearer_token: ['events', 'bearer_token'],
+} as const satisfies Record<string, readonly [Section, string]>;
+export const SECRETS_FILE_KEYS = Object.keys(SECRETS_FILE_MAP) as Array<keyof typeof SECRETS_FILE_MAP>;
 
 export function findNative(sec: string, key: string): KeySpec | undefined {
   return KEYS.find((k) => k.section === sec && k.key === key);

@@ -7,7 +7,7 @@ import { checkedAccount, groupIsPrivate } from '../privsep/account.js';
 import { ConfigError } from '../errors.js';
 import type { Config } from './types.js';
 import {
-  KEYS, RESERVED_IDS, SECRETS_FILE_KEYS, SECTIONS, displayName, findLegacy, findNative, type Draft, type KeySpec, type Loc,
+  KEYS, RESERVED_IDS, SECRETS_FILE_KEYS, SECRETS_FILE_MAP, SECTIONS, displayName, findLegacy, findNative, type Draft, type KeySpec, type Loc,
 } from './keys.js';
 import { closest, decodeValues, hasGluedCommentChar, scanIni, type Entry, type Header } from './scan.js';
 import { ValueProblem } from './values.js';
@@ -31,7 +31,7 @@ export function defaultConfig(overrides: Overrides = {}): Config {
   const cfg: Config = {
     source: '',
     upstream: {
-      byNameUrl: '', byUidUrl: '', basicAuth: null, bearerToken: null, jsonPrefix: '',
+      byNameUrl: '', byUidUrl: '', basicAuth: null, bearerToken: null, tokenUrl: null, apiKey: null, jsonPrefix: '',
       connectTimeoutMs: 2000, requestTimeoutMs: 4000, maxBodyBytes: 65536, maxConcurrent: 16,
       caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true, insecureHttp: false, insecureTls: false,
     },
@@ -45,6 +45,7 @@ export function defaultConfig(overrides: Overrides = {}): Config {
     pam: {
       prompt: 'Please, enter your EGA password: ', chrootSessions: false, maxFailures: 5, hostMaxFailures: 20,
       throttleWindowSec: 300, throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0,
+      sessionLimit: 'per-user', onLimit: 'refuse', sessionRenewal: 'off', privilegedGroups: ['root', 'sudo', 'wheel', 'adm'],
       maxBcryptCost: 13, maxShaRounds: 1_000_000, maxYescryptMemory: 64 * 1024 * 1024,
     },
     local: {
@@ -56,6 +57,8 @@ export function defaultConfig(overrides: Overrides = {}): Config {
       upgradeTimeoutMs: 2000, upgradeMaxConcurrent: 4,
       upgradeListen: null, upgradeListenCert: null, upgradeListenKey: null, upgradeListenToken: null,
     },
+    events: { url: null, bearerToken: null, caFile: null, queueSize: 1000, timeoutMs: 2000 },
+    cleanup: { intervalSec: 3600, expiredGraceSec: 7 * 86400 },
     daemon: { socketDir: '/run/latchkey', maxConnections: 0, maxConnectionsPerUid: 0, idleTimeoutMs: 30000, logLevel: 'info', sshdConfig: '/etc/ssh/sshd_config', user: '_latchkey', rootdSocket: '/run/latchkey-rootd/rootd.sock' },
   };
   for (const [sec, values] of Object.entries(overrides)) {
@@ -177,7 +180,10 @@ function checkSection(h: Header, file: string): void {
 function resolveKey(e: Entry, file: string, kind: 'config' | 'secrets'): KeySpec {
   if (kind === 'secrets') {
     e.display = e.key;
-    if ((SECRETS_FILE_KEYS as readonly string[]).includes(e.key)) return findNative(e.key.startsWith('upgrade_') ? 'local' : 'upstream', e.key)!;
+    if (Object.hasOwn(SECRETS_FILE_MAP, e.key)) {
+      const [sec, key] = SECRETS_FILE_MAP[e.key as keyof typeof SECRETS_FILE_MAP];
+      return findNative(sec, key)!;
+    }
     const near = closest(e.key, SECRETS_FILE_KEYS);
     throw new ConfigError(file, e.line, e.key,
       `unknown key in a secrets_file; ${near ? `did you mean ${near}? ` : ''}expected ${SECRETS_FILE_KEYS.join(', ')}`);
@@ -228,6 +234,21 @@ function finish(state: State, secretsUnread = false): Config {
     const u = at('upstream.password');
     fail(b, `conflicts with basic credentials (${u.key} at ${u.file}:${u.line}); use one or the other`);
   }
+  // Token mode: the username/password (or api_key) are the login to token_url, never sent to the
+  // user endpoints; a static bearer_token would make two sources of the Authorization header.
+  const u = c.upstream;
+  if (u.tokenUrl !== null) {
+    if (u.bearerToken !== null) fail(at('upstream.bearer_token'), 'conflicts with token_url (token mode gets its bearer token from token_url); use one or the other');
+    if (!secretsUnread && u.apiKey === null && u.basicAuth === null) {
+      fail(at('upstream.token_url'), 'needs the credentials to log in with: username and password, or api_key (in the secrets_file or the latchkey.secrets credential)');
+    }
+    if (u.apiKey !== null && u.basicAuth !== null) fail(at('upstream.api_key'), 'conflicts with username/password; token mode logs in with one or the other');
+    if (!u.insecureHttp && /^http:/i.test(u.tokenUrl)) {
+      fail(at('upstream.token_url'), 'would send the login credentials and receive the token in clear text over http://; use https://, or, for a private link such as loopback, accept it with insecure_http = yes');
+    }
+  } else if (u.apiKey !== null) {
+    fail(at('upstream.api_key'), 'is only used in token mode; set token_url (where it is exchanged for a token), or use bearer_token for a static token');
+  }
   // Plain http:// would show the credentials to anyone on the path on every request (basic auth
   // is only base64), and without certificate checks anyone on the path can answer as the user
   // service with any password hash: both only when the admin says so (insecure_http/_tls),
@@ -273,6 +294,17 @@ function finish(state: State, secretsUnread = false): Config {
   if (c.users.uidShift > c.users.maxUid) {
     fail(at('users.uid_shift'), `is above max_uid (${c.users.maxUid}), so every user would be refused`);
   }
+  if (!given('pam.max_sessions') && given('pam.session_limit')) c.pam.maxSessionsPerUser = 1;
+  if (c.pam.onLimit === 'replace-oldest' && c.pam.maxSessionsPerUser === 0) {
+    fail(at('pam.on_limit'), 'has no limit to act on; set max_sessions (and session_limit for its scope)');
+  }
+  if (c.pam.sessionRenewal === 'on-login' && c.pam.maxSessionAgeSec === 0) {
+    fail(at('pam.session_renewal'), 'has nothing to renew: sessions have no age limit; set max_session_age (e.g. 8h) or remove it');
+  }
+  if (c.events.url !== null && !c.upstream.insecureHttp && /^http:/i.test(c.events.url)) {
+    fail(at('events.url'), `would send session events${c.events.bearerToken ? ' and the bearer token' : ''} in clear text over http://; use https://, or accept it with [upstream] insecure_http = yes`);
+  }
+  if (c.events.url === null && c.events.bearerToken !== null) fail(at('events.bearer_token'), 'is set but [events] url is not; set url or remove it');
   finishLocal(draft, at, fail, secretsUnread);
   return c;
 }

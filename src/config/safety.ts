@@ -130,7 +130,7 @@ export function plainHttpOrigins(c: Config): string[] {
 
 export function credentialsOverHttp(c: Config): string[] {
   const u = c.upstream;
-  if (!u.basicAuth && u.bearerToken === null) return [];
+  if (!u.basicAuth && u.bearerToken === null && u.tokenUrl === null) return [];
   return [...new Set([u.byNameUrl, u.byUidUrl].filter(isPlainHttp).map(origin))];
 }
 
@@ -143,11 +143,19 @@ export function insecureSettings(c: Config): string[] {
   const out: string[] = [];
   const plain = credentialsOverHttp(c);
   if (u.insecureHttp && plain.length > 0) {
-    out.push(`insecure_http: the upstream ${u.basicAuth ? 'password' : 'bearer token'} goes in clear text over ${plain.join(', ')}`);
+    out.push(`insecure_http: the upstream ${u.tokenUrl !== null ? 'token' : u.basicAuth ? 'password' : 'bearer token'} goes in clear text over ${plain.join(', ')}`);
   } else if (u.insecureHttp && plainHttpOrigins(c).length > 0) {
     out.push(`insecure_http: user records (password hashes, keys) arrive unauthenticated over ${plainHttpOrigins(c).join(', ')}`);
   }
   if (u.insecureTls && !u.verifyPeer) out.push("insecure_tls: the upstream's TLS certificate is not verified (verify_peer = no)");
   else if (u.insecureTls && !u.verifyHostname) out.push("insecure_tls: the upstream's host name is not checked against its certificate (verify_hostname = no)");
   return out;
+}
+
+/** How latchkeyd authenticates to the user service: for `status` and the log, never the secret. */
+export function upstreamAuthMode(c: Config): 'none' | 'basic' | 'bearer' | 'token' {
+  const u = c.upstream;
+  if (u.tokenUrl !== null) return 'token';
+  if (u.bearerToken !== null) return 'bearer';
+  return u.basicAuth ? 'basic' : 'none';
 }

@@ -10,6 +10,11 @@ export interface UpstreamConfig {
   basicAuth: { user: string; password: string } | null;
   /** bearer token alternative to basic auth, or null */
   bearerToken: string | null;
+  /** token mode (token_url): username/password (basicAuth) or apiKey are POSTed here for a
+   *  short-lived bearer token that is then sent instead (src/upstream/token.ts); null = not token mode */
+  tokenUrl: string | null;
+  /** token mode: log in with this api key instead of username/password — api_key */
+  apiKey: string | null;
   /** dotted path to the user object inside the reply ('' = top level) — cega_json_prefix */
   jsonPrefix: string;
   connectTimeoutMs: number;
@@ -88,10 +93,20 @@ export interface PamConfig {
   hostMaxFailures: number;
   throttleWindowSec: number;
   throttleLockoutSec: number;
-  /** 0 = unlimited */
+  /** open sessions allowed per sessionLimit scope (max_sessions, formerly max_sessions_per_user); 0 = unlimited */
   maxSessionsPerUser: number;
+  /** what counts against maxSessionsPerUser: all of a user's sessions, those of one PAM service,
+   *  or those of one service from one remote host (Hailo's "one per application and device") */
+  sessionLimit: 'per-user' | 'per-user-service' | 'per-user-service-host';
+  /** at the limit: refuse the new login, or end the oldest session in its scope and let it in */
+  onLimit: 'refuse' | 'replace-oldest';
   /** 0 = unlimited; older sessions are ended */
   maxSessionAgeSec: number;
+  /** on-login: a user's successful authentication restarts the age clock of their open sessions
+   *  (never for members of privilegedGroups); off: sessions end at max age whatever happens */
+  sessionRenewal: 'off' | 'on-login';
+  /** host groups (local_group file) whose members' sessions are never renewed, by login or by latchkeyctl */
+  privilegedGroups: string[];
   /** ceilings on the work a hash from upstream may ask for; above them it is refused unchecked */
   maxBcryptCost: number;
   maxShaRounds: number;
@@ -167,6 +182,24 @@ export interface LocalConfig {
   upgradeListenToken: string | null;
 }
 
+/** Session events POSTed to a collector (src/events/): off when url is null. */
+export interface EventsConfig {
+  url: string | null;
+  bearerToken: string | null;
+  caFile: string | null;
+  /** events waiting to be sent; past it new events are dropped and counted */
+  queueSize: number;
+  timeoutMs: number;
+}
+
+/** The periodic cleanup of temporary accounts (src/cleanup/). */
+export interface CleanupConfig {
+  /** how often it runs; 0 = never (latchkeyctl purge --expired still works) */
+  intervalSec: number;
+  /** expired cache entries and expired local users are removed this long after their expiry */
+  expiredGraceSec: number;
+}
+
 export interface Config {
   /** file the config came from ('' for the built-in defaults) */
   source: string;
@@ -177,4 +210,6 @@ export interface Config {
   pam: PamConfig;
   daemon: DaemonConfig;
   local: LocalConfig;
+  events: EventsConfig;
+  cleanup: CleanupConfig;
 }

@@ -30,11 +30,20 @@ import { UpstreamScheduler, SchedulerBusy, type Lane, type SchedulerLimits } fro
 import { ANSWER_DEADLINE_MS } from '../protocol/generated.js';
 import { log, logLimited, LogOnce } from '../log.js';
 import { StoredView, type StoredUsers } from './stored.js';
+import { accountExpiry } from './account.js';
 
 /** A name both the store and the upstream have: shown by `latchkeyctl status`, logged once. */
 export interface StoredConflict { name: string; with: 'upstream'; winner: 'local' | 'upstream'; detail: string; at: number }
 
 type Outcome = { kind: 'found'; user: CachedUser } | { kind: 'notfound' } | { kind: 'error'; reason: string };
+
+/**
+ * What an upstream answer just said about an account that can no longer log in: removed (the
+ * directory had it cached and upstream now says "no such user"), disabled, or expired. Told at
+ * every answer that says so (listeners must be idempotent): the session registry ends the
+ * user's open sessions with it (src/sessions/).
+ */
+export interface AccountChange { name: string; uid: number; state: 'removed' | 'disabled' | 'expired'; detail: string }
 
 /**
  * Consecutive timeouts or refused connections before the upstream counts as down. One slow or
@@ -77,6 +86,8 @@ export class Resolver {
   private stored: StoredView | null = null;
   /** stored names the upstream also has (checkStoredName, or a lookup with precedence upstream) */
   readonly conflicts = new Map<string, StoredConflict>();
+  /** told when an upstream answer says an account can no longer log in (see AccountChange) */
+  accountChanged: ((c: AccountChange) => void) | null = null;
 
   constructor(
     private readonly cache: UserCache,
@@ -461,11 +472,18 @@ export class Resolver {
         const kept = this.cache.put(user);
         this.stats.upstream.found++;
         outcome = { kind: 'found', user: kept };
+        const exp = accountExpiry(kept, now);
+        if (exp.expired) {
+          this.tellAccountChanged({ name: kept.username, uid: kept.uid, state: exp.disabled ? 'disabled' : 'expired', detail: exp.disabled ? 'account disabled upstream' : `account expired upstream at ${new Date(exp.at).toISOString()}` });
+        }
       } else {
         this.cache.putNegative(key, now, now + cfg.cache.negativeTtlSec * 1000, publish);
         // A user removed upstream must stop resolving: drop the positive entry for this key too.
         const gone = byUid ? this.cache.getByUid(Number(value)) : this.cache.getByName(value);
-        if (gone) this.cache.remove(gone.username);
+        if (gone) {
+          this.cache.remove(gone.username);
+          this.tellAccountChanged({ name: gone.username, uid: gone.uid, state: 'removed', detail: 'account no longer exists upstream' });
+        }
         this.stats.upstream.notfound++;
         outcome = { kind: 'notfound' };
       }
@@ -493,6 +511,15 @@ export class Resolver {
       ...(outcome.kind === 'error' ? { error_kind: errorKind, error: outcome.reason } : {}),
     });
     return outcome;
+  }
+
+  /** A listener's failure is its own: logged, never the lookup's. */
+  private tellAccountChanged(c: AccountChange): void {
+    try {
+      this.accountChanged?.(c);
+    } catch (e) {
+      log('error', 'resolver.account_change_failed', { name: c.name, state: c.state, error: e instanceof Error ? e.message : String(e) });
+    }
   }
 
   /**

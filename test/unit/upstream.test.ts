@@ -32,7 +32,7 @@ setLogSink((l) => logLines.push(l));
 
 function cfg(url: string, over: Partial<UpstreamConfig> = {}): UpstreamConfig {
   return {
-    byNameUrl: `${url}/username/`, byUidUrl: `${url}/user-id/`, basicAuth: AUTH, bearerToken: null,
+    byNameUrl: `${url}/username/`, byUidUrl: `${url}/user-id/`, basicAuth: AUTH, bearerToken: null, tokenUrl: null, apiKey: null,
     jsonPrefix: 'response.result', connectTimeoutMs: 1000, requestTimeoutMs: 1500, maxBodyBytes: 64 * 1024,
     maxConcurrent: 4, caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true, insecureHttp: true, insecureTls: false, ...over,
   };
