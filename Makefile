@@ -10,7 +10,7 @@ TS_STAMP := dist/.stamp
 NODEDIR ?= $(shell d=$$(npm config get nodedir 2>/dev/null); [ -n "$$d" ] && [ "$$d" != undefined ] && echo $$d || { [ -f /usr/include/node/node_api.h ] && echo /usr; })
 TS_SOURCES := $(shell find src test scripts -name '*.ts' -not -path '*/node_modules/*' 2>/dev/null)
 
-.PHONY: all build bootstrap deps lint test test-unit test-c test-integration demo bench soak fuzz install clean
+.PHONY: all build bootstrap deps lint test test-unit test-c test-integration demo bench soak fuzz install uninstall deb man clean
 
 all: build
 
@@ -33,7 +33,18 @@ $(TS_STAMP): $(NODE_DEPS) $(TS_SOURCES) src/protocol/generated.ts tsconfig.json
 $(ADDON): $(NODE_DEPS) $(wildcard native/addon/*.c native/addon/*.cc native/addon/*.h native/addon/binding.gyp native/common/safedir.[ch] native/common/lk_map*.[ch])
 	@cd native/addon && npm_config_nodedir=$(NODEDIR) ../../node_modules/.bin/node-gyp rebuild --loglevel=error >/dev/null
 
-build: $(TS_STAMP) $(ADDON) native/common/latchkey_proto.h
+# The man pages, dist/man/NAME.5 and NAME.8 (what make install and make deb ship), generated from
+# the sources the programs read: scripts/gen-man.mjs lists them. A second or so.
+MAN_STAMP := dist/man/.stamp
+MAN_SOURCES := scripts/gen-man.mjs etc/latchkey.conf package.json \
+               $(wildcard etc/*.[58].md src/*/*.[58].md pam/*.[58].md native/*/*.[58].md)
+$(MAN_STAMP): $(TS_STAMP) $(ADDON) $(MAN_SOURCES)
+	@node scripts/gen-man.mjs dist/man
+	@touch $@
+
+man: $(MAN_STAMP)
+
+build: $(TS_STAMP) $(ADDON) native/common/latchkey_proto.h $(MAN_STAMP)
 	@$(MAKE) -s -C native
 	@$(MAKE) -s -C native/rootd
 	@$(MAKE) -s -C pam
@@ -62,8 +73,19 @@ soak: bootstrap build
 fuzz: bootstrap build
 	@$(MAKE) -s -C native fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-60}
 
+# Runtime files only (the compiled JS, the runtime node_modules, the native parts); the layout is
+# in scripts/install's header. `make uninstall` removes what it put there, keeping
+# /etc/latchkey/latchkey.conf unless PURGE=1.
 install: build
 	@scripts/install "$(DESTDIR)" "$(PREFIX)"
+
+uninstall:
+	@scripts/uninstall "$(DESTDIR)" "$(PREFIX)" $(if $(PURGE),--purge)
+
+# build/deb/latchkey_<version>_<arch>.deb (DEB_OUT=DIR elsewhere), from the built tree with
+# dpkg-deb (scripts/deb/build says why); man pages from dist/man/ (make build makes them).
+deb: build
+	@scripts/deb/build $(DEB_OUT)
 
 clean:
 	rm -rf dist native/addon/build

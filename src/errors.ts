@@ -14,9 +14,12 @@ export class ConfigError extends LatchkeyError {
   }
 }
 
-/** The upstream user service failed (timeout, 5xx, bad JSON, invalid record). */
+/**
+ * The upstream user service failed (timeout, 5xx, bad JSON, invalid record), or, in token mode,
+ * no token could be had from token_url ('auth': the directory serves stale or "unavailable").
+ */
 export class UpstreamError extends LatchkeyError {
-  constructor(readonly kind: 'timeout' | 'connect' | 'http' | 'body' | 'json' | 'invalid' | 'too_large', message: string) {
+  constructor(readonly kind: 'timeout' | 'connect' | 'http' | 'body' | 'json' | 'invalid' | 'too_large' | 'auth', message: string) {
     super('E_UPSTREAM', message);
   }
 }

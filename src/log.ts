@@ -1,16 +1,43 @@
 // One JSON object per line on stderr (journald keeps each line as one record).
 // Callers pass fields, never secrets: passwords, hashes and credentials must not reach here.
+import { fstatSync } from 'node:fs';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 let threshold: LogLevel = (process.env.LATCHKEY_LOG_LEVEL as LogLevel) in order
   ? (process.env.LATCHKEY_LOG_LEVEL as LogLevel)
   : 'info';
-let sink: (line: string) => void = (line) => process.stderr.write(line + '\n');
+
+/** syslog priorities (journalctl -p): err, warning, info, debug */
+export const JOURNAL_PRIORITY: Record<LogLevel, number> = { error: 3, warn: 4, info: 6, debug: 7 };
+
+/**
+ * Whether stderr is connected to the journal: systemd sets JOURNAL_STREAM to the device and inode
+ * of that stream, which we compare with fd 2 itself (an inherited variable must not count when
+ * stderr was redirected elsewhere; systemd.exec(5)).
+ */
+export function stderrIsJournal(env: NodeJS.ProcessEnv = process.env): boolean {
+  const js = env.JOURNAL_STREAM;
+  if (!js) return false;
+  const [dev, ino] = js.split(':');
+  try {
+    const st = fstatSync(2, { bigint: true });
+    return String(st.dev) === dev && String(st.ino) === ino;
+  } catch {
+    return false;
+  }
+}
+
+// journald takes a "<N>" prefix as the line's priority (SyslogLevelPrefix=, on by default), so
+// `journalctl -p warning -u latchkeyd` finds the warnings and errors. Elsewhere lines stay plain JSON.
+const toJournal = stderrIsJournal();
+let sink: (line: string, level: LogLevel) => void = (line, level) => {
+  process.stderr.write(toJournal ? `<${JOURNAL_PRIORITY[level]}>${line}\n` : line + '\n');
+};
 
 export function setLogLevel(level: LogLevel): void { threshold = level; }
 /** Tests capture log lines through this. */
-export function setLogSink(fn: (line: string) => void): void { sink = fn; }
+export function setLogSink(fn: (line: string, level: LogLevel) => void): void { sink = fn; }
 
 /** Lets hot paths skip building fields for a line that would be dropped. */
 export function logEnabled(level: LogLevel): boolean { return order[level] >= order[threshold]; }
@@ -31,7 +58,7 @@ export function log(level: LogLevel, event: string, fields: Record<string, unkno
   for (const [k, v] of Object.entries(fields)) {
     rec[k] = v instanceof Error ? v.message : v;
   }
-  sink(JSON.stringify(rec).replace(UNSAFE_IN_LOG, unicodeEscape));
+  sink(JSON.stringify(rec).replace(UNSAFE_IN_LOG, unicodeEscape), level);
 }
 
 /** At most one line per key per this interval from logLimited. */

@@ -7,6 +7,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports)
     exports.Set("crypt", Napi::Function::New(env, Crypt, "crypt"));
     exports.Set("checkDir", Napi::Function::New(env, CheckDir, "checkDir"));
     exports.Set("MapWriter", MapWriterClass(env));
+    exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
     return exports;
 }
 

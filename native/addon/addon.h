@@ -7,6 +7,7 @@
 Napi::Value PeerCred(const Napi::CallbackInfo &info);
 Napi::Value Crypt(const Napi::CallbackInfo &info);
 Napi::Value CheckDir(const Napi::CallbackInfo &info);
+Napi::Value SdNotify(const Napi::CallbackInfo &info);
 Napi::Function MapWriterClass(Napi::Env env);
 
 #endif

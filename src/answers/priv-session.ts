@@ -46,10 +46,12 @@ export function sessionHandlers(
       // repairs it made (mode, group), logged by it together with home.created: the home is usable.
       const r = sessions.open({ user, uid: l.user.uid, service, rhost, tty: f.tty as string, pid });
       if (!r.ok) {
-        log('warn', 'session.limit', { user, service, rhost, open: r.open, max: r.max });
-        return fail(Status.LIMIT, `${user} already has ${r.open} open sessions (max ${r.max})`);
+        const scope = cfg.pam.sessionLimit ?? 'per-user';
+        const where = scope === 'per-user' ? '' : scope === 'per-user-service' ? ` for ${service}` : ` for ${service} from ${rhost || 'no host'}`;
+        log('warn', 'session.limit', { user, service, rhost, open: r.open, max: r.max, scope, fix: 'the user ends a session first, or [pam] on_limit = replace-oldest' });
+        return fail(Status.LIMIT, `${user} already has ${r.open} open sessions${where} (max ${r.max})`);
       }
-      log('info', 'session.open', { id: r.id, user, service, rhost, pid });
+      // session.open (and session.replaced for what it replaced) are the registry's events.
       // chroot_sessions, except for sshd sessions that sshd's own ChrootDirectory confines
       // (checks.ts sessionChroot: chrooting them here would make sshd refuse the login).
       const chroot = sessionChroot(cfg, sshd(), service);
@@ -58,8 +60,10 @@ export function sessionHandlers(
 
     SESSION_CLOSE: (f) => {
       const user = f.user as string;
+      // Each ended record is a session.close event (the registry's); none open is normal for a
+      // session that was replaced, expired or revoked before sshd closed it.
       const n = sessions.close(user, f.pid as number);
-      log('info', 'session.close', { user, service: f.service, pid: f.pid, ended: n });
+      if (n === 0) log('debug', 'session.close_unrecorded', { user, service: f.service, pid: f.pid });
       return ok();
     },
   };

@@ -142,6 +142,8 @@ export class UserCache {
       invalidateAll: db.prepare<[number, number]>('UPDATE users SET expires_at = ? WHERE expires_at > ?'),
       remove: db.prepare<[string]>('DELETE FROM users WHERE name = ?'),
       removeExpired: db.prepare<[number]>('DELETE FROM users WHERE expires_at <= ?'),
+      accountsEnded: db.prepare<[number], { name: string; uid: number; account_expires_at: number }>('SELECT name, uid, account_expires_at FROM users WHERE account_expires_at IS NOT NULL AND account_expires_at <= ? ORDER BY uid'),
+      removeAccountExpired: db.prepare<[string, number]>('DELETE FROM users WHERE name = ? AND account_expires_at > 0 AND account_expires_at <= ?'),
       flushUsers: db.prepare('DELETE FROM users'),
       flushNeg: db.prepare('DELETE FROM negatives'),
       countFresh: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM users WHERE expires_at > ?'),
@@ -288,6 +290,26 @@ export class UserCache {
     const gone = this.s.remove.run(name).changes > 0;
     this.listener?.removed(name);
     return gone;
+  }
+
+  /**
+   * Users whose account (not entry) ended at or before `at`: expired upstream, or disabled
+   * (accountExpiresAt 0). The cleanup of temporary accounts (src/cleanup/) reads them.
+   */
+  accountsEndedBy(at: number): Array<{ name: string; uid: number; accountExpiresAt: number }> {
+    return this.s.accountsEnded.all(at).map((r) => ({ name: r.name, uid: r.uid, accountExpiresAt: r.account_expires_at }));
+  }
+
+  /**
+   * Removes a user whose account expired at or before `cutoff`, checked in the same statement:
+   * a refetch meanwhile that brought a later expiry (extended upstream) keeps the entry.
+   */
+  removeIfAccountExpired(name: string, cutoff: number): boolean {
+    if (this.s.removeAccountExpired.run(name, cutoff).changes === 0) return false;
+    this.generation++;
+    this.forget(this.memoByName.get(name));
+    this.listener?.removed(name);
+    return true;
   }
 
   /** Drops every user whose entry expired at or before `cutoff`: one statement, whatever the size. */

@@ -70,7 +70,7 @@ async function keyLines(ctx: Ctx, file: string): Promise<string[]> {
   return lines;
 }
 
-function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+export function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = '';
     stream.on('data', (d: Buffer | string) => { buf += d.toString(); });
@@ -121,8 +121,13 @@ export function localUserPairs(u: LocalUserView, ctx: Pick<Ctx, 'mode' | 'time'>
   return pairs;
 }
 
-function printUser(ctx: Ctx, r: { user: LocalUserView }, done?: string): void {
-  if (ctx.mode === 'json') { ctx.out(renderJson({ user: r.user })); return; }
+/** "; ended 2 open sessions" after a change that ended the user's logins; "" when none. */
+const endedText = (n: number | undefined): string => (n ? `; ended ${n} open ${n === 1 ? 'session' : 'sessions'}` : '');
+/** sessions_ended in --json output only when some were ended (the output stays as it was otherwise). */
+const endedJson = (n: number | undefined): { sessions_ended?: number } => (n ? { sessions_ended: n } : {});
+
+function printUser(ctx: Ctx, r: { user: LocalUserView; sessions_ended?: number }, done?: string): void {
+  if (ctx.mode === 'json') { ctx.out(renderJson({ user: r.user, ...endedJson(r.sessions_ended) })); return; }
   if (done && ctx.mode === 'table') ctx.out(`${done}\n`);
   ctx.out(renderPairs(localUserPairs(r.user, ctx), ctx.mode));
 }
@@ -213,13 +218,13 @@ export const local: CommandDef = {
         const name = nameArg(rest[0], sub);
         if (sub === 'remove') {
           const r = await ctx.call({ cmd: 'local_remove', name });
-          if (ctx.mode === 'json') ctx.out(renderJson({ removed: r.removed, uid: r.uid }));
+          if (ctx.mode === 'json') ctx.out(renderJson({ removed: r.removed, uid: r.uid, ...endedJson(r.sessions_ended) }));
           else if (ctx.mode === 'tsv') ctx.out(`${r.removed}\t${str(r.uid)}\n`);
-          else ctx.out(`removed ${r.removed}${r.uid !== null ? ` (uid ${r.uid})` : ''}; its home, if any, is left as it is\n`);
+          else ctx.out(`removed ${r.removed}${r.uid !== null ? ` (uid ${r.uid})` : ''}; its home, if any, is left as it is${endedText(r.sessions_ended)}\n`);
           return EXIT_OK;
         }
         const r = await ctx.call({ cmd: sub === 'disable' ? 'local_disable' : 'local_enable', name });
-        printUser(ctx, r, `${name} ${sub}d`);
+        printUser(ctx, r, `${name} ${sub}d${endedText('sessions_ended' in r ? r.sessions_ended : undefined)}`);
         return EXIT_OK;
       }
       case 'list': {

@@ -1,8 +1,8 @@
-// latchkeyctl sessions [NAME] / sessions kill ID|--user NAME.
+// latchkeyctl sessions [NAME] [--ended] / sessions kill ID|--user NAME / sessions renew ID|--user NAME.
 import { type CommandDef, type Ctx, EXIT_FAIL, EXIT_OK } from './command.js';
 import { type Column, formatTime, isoUtc, renderJson, renderListing } from './format.js';
 import { UsageError, expectPositionals, userArg } from './args.js';
-import type { SessionInfo } from '../protocol/admin.js';
+import type { EndedSessionInfo, SessionInfo } from '../protocol/admin.js';
 
 export function sessionColumns(ctx: Pick<Ctx, 'time'>): Array<Column<SessionInfo> & { tsv?: (r: SessionInfo) => string }> {
   return [
@@ -14,16 +14,37 @@ export function sessionColumns(ctx: Pick<Ctx, 'time'>): Array<Column<SessionInfo
     { header: 'TTY', cell: (r) => r.tty || '-' },
     { header: 'PID', cell: (r) => String(r.pid), right: true },
     { header: 'STARTED', cell: (r) => formatTime(r.started_at, ctx.time), tsv: (r) => isoUtc(r.started_at) },
+    { header: 'RENEWED', cell: (r) => (r.renewed_at ? formatTime(r.renewed_at, ctx.time) : '-'), tsv: (r) => (r.renewed_at ? isoUtc(r.renewed_at) : '-') },
   ];
 }
 
-async function kill(ctx: Ctx, pos: string[], flags: Record<string, string | boolean>): Promise<number> {
+export function endedColumns(ctx: Pick<Ctx, 'time'>): Array<Column<EndedSessionInfo> & { tsv?: (r: EndedSessionInfo) => string }> {
+  return [
+    { header: 'ID', cell: (r) => r.id },
+    { header: 'USER', cell: (r) => r.user },
+    { header: 'UID', cell: (r) => String(r.uid), right: true },
+    { header: 'SERVICE', cell: (r) => r.service },
+    { header: 'RHOST', cell: (r) => r.rhost || '-' },
+    { header: 'PID', cell: (r) => String(r.pid), right: true },
+    { header: 'STARTED', cell: (r) => formatTime(r.started_at, ctx.time), tsv: (r) => isoUtc(r.started_at) },
+    { header: 'ENDED', cell: (r) => formatTime(r.ended_at, ctx.time), tsv: (r) => isoUtc(r.ended_at) },
+    { header: 'REASON', cell: (r) => r.end_reason },
+    { header: 'DETAIL', cell: (r) => r.end_detail ?? '-' },
+  ];
+}
+
+/** ID or --user NAME, for kill and renew. */
+function target(sub: string, pos: string[], flags: Record<string, string | boolean>): { id: string } | { user: string } {
   const user = typeof flags.user === 'string' ? flags.user : undefined;
-  if (user !== undefined && pos.length > 0) throw new UsageError('sessions kill takes an ID or --user NAME, not both', 'sessions');
-  if (user === undefined) expectPositionals('sessions kill', pos, 1, 1, 'a session ID or --user NAME');
+  if (user !== undefined && pos.length > 0) throw new UsageError(`sessions ${sub} takes an ID or --user NAME, not both`, 'sessions');
+  if (user === undefined) expectPositionals(`sessions ${sub}`, pos, 1, 1, 'a session ID or --user NAME');
   const name = user !== undefined ? userArg(user, 'sessions') : undefined;
   if (typeof name === 'number') throw new UsageError('--user takes a NAME', 'sessions');
-  const r = await ctx.call(name !== undefined ? { cmd: 'kill-session', user: name } : { cmd: 'kill-session', id: pos[0]! });
+  return name !== undefined ? { user: name } : { id: pos[0]! };
+}
+
+async function kill(ctx: Ctx, pos: string[], flags: Record<string, string | boolean>): Promise<number> {
+  const r = await ctx.call({ cmd: 'kill-session', ...target('kill', pos, flags) });
   const { ok: _ok, ...json } = r;
   if (ctx.mode === 'json') ctx.out(renderJson(json));
   else if (ctx.mode === 'tsv') ctx.out(`${r.ended}\n`);
@@ -31,17 +52,35 @@ async function kill(ctx: Ctx, pos: string[], flags: Record<string, string | bool
   return r.ended ? EXIT_OK : EXIT_FAIL;
 }
 
+async function renew(ctx: Ctx, pos: string[], flags: Record<string, string | boolean>): Promise<number> {
+  const r = await ctx.call({ cmd: 'renew-session', ...target('renew', pos, flags) });
+  const { ok: _ok, ...json } = r;
+  if (ctx.mode === 'json') ctx.out(renderJson(json));
+  else if (ctx.mode === 'tsv') ctx.out(`${r.renewed}\n`);
+  else ctx.out(`renewed ${r.renewed} ${r.renewed === 1 ? 'session' : 'sessions'}\n`);
+  return EXIT_OK;
+}
+
 export const sessions: CommandDef = {
   value: ['user'],
+  bool: ['ended'],
   async run(ctx, pos, flags) {
     if (pos[0] === 'kill') return kill(ctx, pos.slice(1), flags);
-    if (flags.user !== undefined) throw new UsageError('--user is for "sessions kill"; to list one user\'s sessions: sessions NAME', 'sessions');
+    if (pos[0] === 'renew') return renew(ctx, pos.slice(1), flags);
+    if (flags.user !== undefined) throw new UsageError('--user is for "sessions kill" and "sessions renew"; to list one user\'s sessions: sessions NAME', 'sessions');
     expectPositionals('sessions', pos, 0, 1, 'at most one user NAME');
     const user = pos[0] === undefined ? undefined : userArg(pos[0], 'sessions');
     if (typeof user === 'number') throw new UsageError('sessions lists by user NAME, not uid', 'sessions');
-    const r = await ctx.call(user === undefined ? { cmd: 'sessions' } : { cmd: 'sessions', user });
+    const ended = flags.ended === true;
+    const r = await ctx.call({ cmd: 'sessions', ...(user === undefined ? {} : { user }), ...(ended ? { ended: true } : {}) });
     const { ok: _ok, ...json } = r;
-    ctx.out(renderListing(ctx.mode, r.sessions, sessionColumns(ctx), json));
+    if (!ended || ctx.mode === 'json') {
+      ctx.out(renderListing(ctx.mode, r.sessions, sessionColumns(ctx), json));
+      return EXIT_OK;
+    }
+    // A pipe gets the ended rows alone (one table, one row shape); a terminal both, titled.
+    if (ctx.mode === 'table') ctx.out(`${renderListing(ctx.mode, r.sessions, sessionColumns(ctx), json)}\nended in the last 24 hours:\n`);
+    ctx.out(renderListing(ctx.mode, r.ended ?? [], endedColumns(ctx), json));
     return EXIT_OK;
   },
 };

@@ -31,6 +31,7 @@ export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' |
     ['upstream', machine ? reachable : `${reachable}${up.probe_ms !== null ? ` (probe ${formatMs(up.probe_ms)})` : ''}${up.probe_error ? `: ${up.probe_error}` : ''}`],
     ['upstream url', up.by_name_url],
     ['last upstream error', lastErr ? (machine ? `${t(lastErr.at)}\t${lastErr.message}` : `${lastErr.message} (${t(lastErr.at)})`) : '-'],
+    ...(up.auth ? authPairs(up.auth, machine, t) : []),
     ['cache file', cache.file],
     ['cache size', machine ? String(cache.size_bytes) : formatBytes(cache.size_bytes)],
     ['entries', machine
@@ -47,11 +48,31 @@ export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' |
         : `${r.map.state}${r.map.reason ? `: ${r.map.reason}` : ''} (${r.map.file}); lookups go over nss.sock`],
   ];
   if (r.local) pairs.push(...localPairs(r.local, machine, t));
+  // Session events: off, or the collector and what it took, lost and holds (never the token).
+  if (r.events) {
+    const e = r.events;
+    pairs.push(['events', e.url === null ? 'off' : machine
+      ? `${e.url}\t${e.sent}\t${e.failed_attempts}\t${e.dropped}\t${e.queued}`
+      : `${e.url}: ${e.sent} sent, ${e.queued} queued (of ${e.queue_size}), ${e.dropped} dropped, ${e.failed_attempts} failed attempts${e.last_error ? `; last error: ${e.last_error.message} (${t(e.last_error.at)})` : ''}`]);
+  }
   // Weakened settings (insecure_http, insecure_tls) are shown every time, never only in a log
   // an admin may not read; no line at all when there are none.
   if (r.insecure.length > 0) pairs.push(['insecure', r.insecure.join(machine ? '\t' : '; ')]);
   // The summary line already carries version and pid on a terminal.
   return machine ? pairs.filter(([k]) => k !== 'daemon') : pairs.filter(([k]) => k !== 'version' && k !== 'pid');
+}
+
+/** How the daemon authenticates to the user service; in token mode the token's validity and the last failure at token_url. */
+export function authPairs(a: NonNullable<AdminReplyData<'status'>['upstream']['auth']>, machine: boolean, t: (at: number | null) => string): Pair[] {
+  if (a.mode !== 'token') return [['upstream auth', a.mode]];
+  const err = a.last_auth_error;
+  return [
+    ['upstream auth', machine
+      ? `token\t${a.token_valid_for_s ?? '-'}\t${a.logins}\t${a.refreshes}`
+      : `token: ${a.token_valid_for_s === null ? 'no valid token' : `valid for ${formatDuration(a.token_valid_for_s)} (until ${t(a.token_expires_at)})`}; `
+        + `${a.logins} login${a.logins === 1 ? '' : 's'}, ${a.refreshes} refresh${a.refreshes === 1 ? '' : 'es'}`],
+    ['last auth error', err ? (machine ? `${t(err.at)}\t${err.message}` : `${err.message} (${t(err.at)})`) : '-'],
+  ];
 }
 
 /** The "local users" block: role, count, snapshot age in words, last sync, conflicts, upgrades. */

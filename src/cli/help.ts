@@ -13,18 +13,24 @@ commands:
   invalidate NAME|UID... | --all
                                mark entries expired: the next lookup refetches
   flush [--negative]           drop cache entries (only negative ones with --negative)
-  sessions [NAME]              list open login sessions
+  sessions [NAME] [--ended]     list open login sessions (--ended: also ended ones, and why)
   sessions kill ID | --user NAME
                                end sessions (SIGTERM to the session's process)
+  sessions renew ID | --user NAME
+                               restart the max_session_age clock (never for privileged users)
   stats                        counters and latency histograms
   throttle                     login lockouts and failure counters, per user and per remote host
   throttle reset USER | --host RHOST | --all
                                lift lockouts: clear the failures recorded
   check-config [FILE]          validate a config file offline, print it with secrets redacted
+  reload [--credential FILE]   read the config (and secrets) again; fails when it was refused
   auth-test NAME               prompt for a password and verify it as PAM would
   local SUBCOMMAND             persistent local users: add, passwd, keys, disable, enable,
                                remove, list, show, contexts ("latchkeyctl local --help")
+  purge --expired [--dry-run]  remove temporary accounts expired past [cleanup] expired_grace
+                               now, end their sessions, list their homes (never deleted)
   help [COMMAND]               this text, or one command's
+  version                      latchkeyctl's version (also --version)
 
 global options:
   --socket-dir DIR  where priv.sock lives (default $LATCHKEY_SOCKET_DIR, else /run/latchkey)
@@ -51,7 +57,8 @@ export const COMMAND_HELP: Record<string, string> = {
 
 Shows whether latchkeyd is up, its version and config file, uptime, socket paths, whether the
 upstream user service answers (a probe request for a name that does not exist) and its last
-error, the cache file and size, entries by state, the cache hit ratio, the open sessions and
+error, how latchkeyd authenticates to it (none, basic, bearer, or token: the token's remaining
+validity, logins, refreshes and the last failure at token_url; never a secret), the cache file and size, entries by state, the cache hit ratio, the open sessions and
 whether latchkey-rootd (which creates homes and ends sessions) accepts a connection, the
 shared-memory map the NSS module reads before it asks the daemon (on, or why it is off), and
 the persistent local users: role, how many, the snapshot's age, the last sync error, names
@@ -65,7 +72,9 @@ examples:
 --json fields:
   daemon ("up"), version, pid, started_at, uptime_s, config_file,
   sockets {dir, nss, priv},
-  upstream {by_name_url, by_uid_url, reachable, probe_ms, probe_error, last_error {message, at} | null},
+  upstream {by_name_url, by_uid_url, reachable, probe_ms, probe_error, last_error {message, at} | null,
+            auth {mode ("none", "basic", "bearer", "token"), token_expires_at, token_valid_for_s,
+                  logins, refreshes, last_auth_error {message, at} | null}},
   cache {file, size_bytes, ttl_s, negative_ttl_s, stale_grace_s,
          entries {fresh, stale, expired, negative, total}, hit_ratio (0..1 or null)},
   sessions {open},
@@ -78,6 +87,8 @@ examples:
          conflicts [{name, with, detail}],
          upgrades {local_ok, local_failed, remote_ok, remote_failed, remote_skipped}}
         (the persistent local users; absent from a daemon without them)
+  events {url, queue_size, sent, failed_attempts, dropped, queued, last_error {message, at} | null}
+        (session events POSTed to [events] url; url null: off)
   (times are epoch milliseconds; when the daemon is down: {"daemon": "down", "error": "..."})
 `,
   users: `usage: latchkeyctl users [--stale] [--negative] [--json] [--utc]
@@ -159,25 +170,62 @@ examples:
 --json fields:
   removed (count), negative_only
 `,
-  sessions: `usage: latchkeyctl sessions [NAME] [--json] [--utc]
+  sessions: `usage: latchkeyctl sessions [NAME] [--ended] [--json] [--utc]
        latchkeyctl sessions kill ID | --user NAME
+       latchkeyctl sessions renew ID | --user NAME
 
-Lists open login sessions recorded by pam_latchkey (all, or one user's). "kill" ends one
-session by id, or all of a user's: the session's process gets SIGTERM (for sshd, the
-per-connection process, which ends the login) and the record is closed.
-Exit 1 when no such session (or the user has none).
+Lists open login sessions recorded by pam_latchkey (all, or one user's). --ended also lists
+the sessions that ended in the last 24 hours, with when and why:
+  closed    the user logged out          gone      the process died without closing
+  reopened  the same process opened again replaced  a newer login took its place (on_limit)
+  max_age   older than [pam] max_session_age   killed    ended by "sessions kill"
+  removed / disabled / expired   the account was, upstream or locally (sessions revoked)
+"kill" ends one session by id, or all of a user's: the session's process gets SIGTERM (for
+sshd, the per-connection process, which ends the login) and the record is closed.
+"renew" restarts the max_session_age clock of one session or all of a user's, as a password
+login does with [pam] session_renewal = on-login; refused for members of [pam]
+privileged_groups, whose sessions always end at max_session_age.
+Exit 1 when no such session (or the user has none), or the renewal is refused.
 
-columns: ID USER UID SERVICE RHOST TTY PID STARTED
+columns: ID USER UID SERVICE RHOST TTY PID STARTED RENEWED
+  --ended: ID USER UID SERVICE RHOST PID STARTED ENDED REASON DETAIL
 
 examples:
   sudo latchkeyctl sessions
-  sudo latchkeyctl sessions alice
+  sudo latchkeyctl sessions alice --ended
   sudo latchkeyctl sessions kill 3f6c1f7e-...
   sudo latchkeyctl sessions kill --user alice
+  sudo latchkeyctl sessions renew --user alice
 
 --json fields:
-  sessions [{id, user, uid, service, rhost, tty, pid, started_at}]
+  sessions [{id, user, uid, service, rhost, tty, pid, started_at, renewed_at}]
+  ended [{id, user, uid, service, rhost, tty, pid, started_at, renewed_at, ended_at,
+          end_reason, end_detail}]   (with --ended)
   kill: ended (count)
+  renew: renewed (count)
+`,
+  reload: `usage: latchkeyctl reload [--credential FILE | --credential-stdin] [--json]
+
+Makes latchkeyd read its configuration, secrets_file and credentials again, as SIGHUP does, and
+says whether the new configuration was taken. When it is refused (the message names the file,
+line and fix) the previous configuration stays in force and the exit code is 1: the systemd
+unit's ExecReload runs this, so "systemctl reload latchkeyd" fails visibly. Requests in flight
+finish with the old settings and credentials.
+
+--credential FILE decrypts FILE with "systemd-creds decrypt --name=latchkey.secrets" and hands
+its text (secrets_file lines) to the daemon in place of the $CREDENTIALS_DIRECTORY copy systemd
+made at start (on Debian 12's systemd a LoadCredentialEncrypted= credential is not refreshed by
+a reload). --credential-stdin reads that text from stdin instead. Later reloads keep using it.
+
+examples:
+  sudo latchkeyctl reload
+  sudo systemd-creds encrypt --name=latchkey.secrets new.secrets /etc/latchkey/secrets.cred
+  sudo latchkeyctl reload --credential /etc/latchkey/secrets.cred
+
+--json fields:
+  file (the config file), credential (none | start: systemd's copy | pushed: given to reload),
+  reloaded_at
+  on refusal: {"ok": false, "code": "invalid", "error": "FILE:LINE: key: problem; ..."}
 `,
   stats: `usage: latchkeyctl stats [--json]
 
@@ -204,6 +252,8 @@ examples:
             lockedHosts [{rhost, retryAfterSec}], failures, lockouts, refused, evictions, inFlight}
   upgrades {local_ok, local_failed, remote_ok, remote_failed, remote_skipped}
     hash upgrades of local users on login ([local] upgrade); skipped: over upgrade_max_concurrent
+  events {sent, failed_attempts, dropped, queued}
+    session events POSTed to [events] url (absent when the daemon has none)
 `,
   throttle: `usage: latchkeyctl throttle [--json] [--utc]
        latchkeyctl throttle reset USER | --host RHOST | --all [--json]
@@ -300,8 +350,11 @@ passwd    sets the password, hashed under [local] default_context: asked twice w
           a terminal; one line of stdin with --password-stdin or when stdin is not a terminal.
 keys      add FILE (each key line of FILE), remove KEY (its number in "keys NAME list", its
           SHA256: fingerprint or its line), list.
-disable   the user still resolves (its files keep their owner) but may not log in; enable undoes it.
-remove    deletes the user from the store; its home is left as it is.
+disable   the user still resolves (its files keep their owner) but may not log in, and its open
+          sessions are ended; enable undoes the first part.
+remove    deletes the user from the store and ends its open sessions; its home is left as it is.
+          Users added with --expires are removed automatically after [cleanup] expired_grace
+          ("latchkeyctl purge --help").
 contexts  the hash contexts and how many users each holds (hashes of another context than the
           default are upgraded at the next login when [local] upgrade says so).
 
@@ -328,12 +381,45 @@ examples:
     user {name, uid, gecos, shell (null: the [users] shell), home,
           password {kind, cost, cost_name, context} | null,
           keys [{index, type, fingerprint, comment}], expires_at, disabled, created_at, updated_at}
+    disable also: sessions_ended (open sessions ended; only when some were)
   keys: name, keys [{index, type, fingerprint, comment}]
-  remove: removed (the name), uid
+  remove: removed (the name), uid, sessions_ended (only when some were)
   list: now, role ("standalone"|"primary"|"secondary"), primary (USER@HOST or null),
         users [{name, uid, gecos, has_password, context, keys (count), expires_at, disabled}]
   contexts: default_context, upgrade ("off"|"local"|"remote"),
             contexts [{id, algorithm (null: not configured), cost, default, users}]
+  (times are epoch milliseconds)
+`,
+  purge: `usage: latchkeyctl purge --expired [--dry-run] [--json] [--utc]
+
+The cleanup of temporary accounts, now; latchkeyd also runs it every [cleanup] interval
+(default 1h; 0 = only this command). Temporary accounts are upstream users whose record has
+an expiry (expiresAt) and local users added with "local add --expires":
+- an account expired more than [cleanup] expired_grace ago (default 7d) is removed: from the
+  cache (its next lookup asks the upstream again) and from the local users' store (not on a
+  secondary: the primary removes it and the next snapshot brings that);
+- every account that may no longer log in (expired, or disabled upstream or locally) loses its
+  open sessions (their processes are ended through latchkey-rootd);
+- homes are never deleted: each removed account's home is listed, and the ones that exist are
+  printed under "homes kept" and logged (cleanup.removed), to archive or remove by hand.
+Accounts disabled upstream are not temporary: they leave the cache with its TTL; a disabled
+local user stays until "local remove". --dry-run says what would be done and changes nothing.
+
+columns: SOURCE (upstream | local) NAME UID EXPIRED HOME HOME EXISTS
+exit codes: 0 (also when there was nothing to remove), 3 when the daemon is down.
+
+examples:
+  sudo latchkeyctl purge --expired --dry-run
+  sudo latchkeyctl purge --expired
+  sudo latchkeyctl purge --expired --json | jq -r .homes_kept[]
+
+--json fields:
+  dry_run, now, expired_grace_s,
+  cache_users [{name, uid, expired_at, home, home_exists}]   (upstream users, from the cache)
+  local_users [{name, uid, expired_at, home, home_exists}]   (persistent local users)
+  local_skipped (why local users are not removed on this host, or null)
+  sessions_ended (count; a dry run: that would be ended), session_users [NAME]
+  homes_kept [PATH]   (the listed homes that exist; never deleted)
   (times are epoch milliseconds)
 `,
 };

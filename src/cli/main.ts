@@ -13,11 +13,13 @@ import { throttle } from './cmd-throttle.js';
 import { authTest } from './cmd-auth.js';
 import { checkConfig } from './cmd-config.js';
 import { local } from './cmd-local.js';
+import { purge } from './cmd-purge.js';
+import { reload } from './cmd-reload.js';
 import { DAEMON_VERSION } from '../protocol/generated.js';
 
 const COMMANDS: Record<string, CommandDef> = {
   status, users, show, lookup, invalidate, flush, sessions, stats,
-  'check-config': checkConfig, 'auth-test': authTest, throttle, local,
+  'check-config': checkConfig, 'auth-test': authTest, throttle, local, reload, purge,
 };
 
 /** Daemon error codes (src/protocol/admin.ts) → exit codes. */

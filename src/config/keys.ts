@@ -307,6 +307,8 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: Config['pam']['sessionRenewal']) => { d.cfg.pam.sessionRenewal = v; }, get: (c) => c.pam.sessionRenewal },
     { key: 'privileged_groups', parse: parseNameList, set: (d, v: string[]) => { d.cfg.pam.privilegedGroups = v; },
       get: (c) => c.pam.privilegedGroups, fmt: (v: string[]) => v.join(', ') },
+    { key: 'privileged_users', parse: parseNameList, set: (d, v: string[]) => { d.cfg.pam.privilegedUsers = v; },
+      get: (c) => c.pam.privilegedUsers, fmt: (v: string[]) => v.join(', ') },
     // bcrypt accepts 4..31; 13 is ~0.5 s here. sha*crypt: 1000..999999999 rounds, 1M is ~0.2 s.
     { key: 'max_bcrypt_cost', parse: (r) => parseInteger(r, 4, 31),
       set: (d, v: number) => { d.cfg.pam.maxBcryptCost = v; }, get: (c) => c.pam.maxBcryptCost },

@@ -45,7 +45,7 @@ export function defaultConfig(overrides: Overrides = {}): Config {
     pam: {
       prompt: 'Please, enter your EGA password: ', chrootSessions: false, maxFailures: 5, hostMaxFailures: 20,
       throttleWindowSec: 300, throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0,
-      sessionLimit: 'per-user', onLimit: 'refuse', sessionRenewal: 'off', privilegedGroups: ['root', 'sudo', 'wheel', 'adm'],
+      sessionLimit: 'per-user', onLimit: 'refuse', sessionRenewal: 'off', privilegedGroups: [], privilegedUsers: [],
       maxBcryptCost: 13, maxShaRounds: 1_000_000, maxYescryptMemory: 64 * 1024 * 1024,
     },
     local: {
@@ -84,7 +84,7 @@ export function parseConfig(text: string, file: string, opts: { secretsUnread?: 
  * Every file read here, and the TLS files it names, must be one only root can change
  * (src/config/safety.ts); a file holding secrets must also be unreadable by others.
  */
-export function loadConfig(file: string): Config {
+export function loadConfig(file: string, opts: { credential?: string } = {}): Config {
   const state = newState(file);
   const main = readChecked(file);
   const secretsIn = applyFile(state, main.text, file, 'config');
@@ -97,8 +97,12 @@ export function loadConfig(file: string): Config {
   }
   // systemd credentials (LoadCredential=/LoadCredentialEncrypted=latchkey.secrets:...): the same
   // format as a secrets_file, in a directory only this service can read.
+  // `latchkeyctl reload --credential` hands over a credential systemd cannot refresh while the
+  // service runs (Debian 12's systemd copies credentials at start only): it stands in for that copy.
   const credential = credentialFile();
-  if (credential !== null) {
+  if (opts.credential !== undefined) {
+    applyFile(state, opts.credential, 'credential latchkey.secrets (from latchkeyctl reload)', 'secrets');
+  } else if (credential !== null) {
     const c = readChecked(credential);
     readable.push([credential, c.stats, ['credential latchkey.secrets']]);
     applyFile(state, c.text, credential, 'secrets');

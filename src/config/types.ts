@@ -105,8 +105,11 @@ export interface PamConfig {
   /** on-login: a user's successful authentication restarts the age clock of their open sessions
    *  (never for members of privilegedGroups); off: sessions end at max age whatever happens */
   sessionRenewal: 'off' | 'on-login';
-  /** host groups (local_group file) whose members' sessions are never renewed, by login or by latchkeyctl */
+  /** groups whose members' sessions are never renewed (by login or by latchkeyctl): a latchkey
+   *  user's primary group ([users] group_name/gid) or a host group (local_group) listing the name */
   privilegedGroups: string[];
+  /** latchkey users (upstream or local) whose sessions are never renewed */
+  privilegedUsers: string[];
   /** ceilings on the work a hash from upstream may ask for; above them it is refused unchecked */
   maxBcryptCost: number;
   maxShaRounds: number;

@@ -20,6 +20,7 @@ import { SessionRegistry } from '../sessions/registry.js';
 import { SessionStore, sessionStorePath } from '../sessions/store.js';
 import { LoginIdentity } from '../directory/identity.js';
 import { adminHandlers } from '../answers/admin/index.js';
+import type { ReloadOutcome } from '../answers/admin/context.js';
 import { sshdFactsForDaemon } from '../sshdconf/deploy.js';
 import { ensureHome } from '../homes/home.js';
 import { MapPublisher } from '../fastpath/publisher.js';
@@ -31,6 +32,9 @@ import { RootdClient, spawnRootd } from '../privsep/rootd.js';
 import { prepareRuntime, requireReadableAccountFiles, requireWritableCacheDir } from '../privsep/runtime.js';
 import type { SshdFacts } from '../sshdconf/checks.js';
 import { LocalUsers } from '../localusers/service.js';
+import { SystemdNotifier } from './notify.js';
+import { Cleanup } from '../cleanup/run.js';
+import { SessionEvents } from '../events/hub.js';
 
 const USAGE = `usage: latchkeyd [--config FILE] [--check]
   --config FILE  configuration (default /etc/latchkey/latchkey.conf; a LocalEGA auth.conf works too)
@@ -100,21 +104,35 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     if (r.status === 'gone') return false;
     throw new Error(`latchkey-rootd answered ${r.status}${r.message ? ': ' + r.message : ''}`);
   }));
+  // Session events (src/events): the log line, and the collector when [events] url is set.
+  const events = new SessionEvents(cfg.events);
+  sessions.events = events.emit;
+  // An upstream answer that says an account is removed, disabled or expired ends its sessions.
+  resolver.accountChanged = (c) => {
+    sessions.revoke(c.name, c.state, c.detail).catch((e: unknown) => log('error', 'session.revoke_failed', { user: c.name, reason: c.state, error: e instanceof Error ? e.message : String(e) }));
+  };
   const identity = new LoginIdentity(resolver);
   // The persistent local users (src/localusers): opened before the sockets serve, so a stored
   // user is never answered "no such user" by a daemon that has not read its store yet. A store
   // that cannot be used (a symlink, someone else's file, an unwritable directory) stops the start.
   const local = await LocalUsers.start(() => cfg, resolver, throttle, () => map.followLocal());
+  // Temporary accounts (src/cleanup): every [cleanup] interval and on `latchkeyctl purge`.
+  const cleanup = new Cleanup({ config: () => cfg, cache, resolver, sessions, local });
 
   const nss: HandlerTable = nssHandlers(resolver, identity, () => cfg, () => cache.generation);
   let listening: Listening | null = null;
   const priv: HandlerTable = {
     ...nss,
-    ...authHandlers(resolver, identity, throttle, authStats, () => cfg, (u, pw) => local.afterLogin(u, pw)),
+    ...authHandlers(resolver, identity, throttle, authStats, () => cfg, (u, pw) => {
+      // session_renewal = on-login: the password proved again restarts the user's session age.
+      try { sessions.renewOnLogin(u.username); } catch (e) { log('error', 'session.renew_failed', { user: u.username, error: e instanceof Error ? e.message : String(e) }); }
+      local.afterLogin(u, pw);
+    }),
     ...sessionHandlers(sessions, resolver, () => cfg, (homes, user) => ensureHome(homes, user, rootd), () => sshd),
     ...adminHandlers({
       version: DAEMON_VERSION, startedAt, config: () => cfg, configFile,
       socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats, rootd, map, local,
+      reload: (credential) => reloadNow(credential), cleanup, events,
     }),
   };
 
@@ -127,21 +145,52 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     privHandlers: () => priv,
   });
   map.start();
+  // systemd (Type=notify): ready once the sockets serve, and a one-line STATUS= for `systemctl
+  // status`. No user input in it (STATUS= is shown to every local user): counts and states only.
+  const notifier = new SystemdNotifier();
+  const summary = (): string => {
+    const now = Date.now();
+    const c = cache.counts(now, cfg.cache.staleGraceSec);
+    const err = source.lastError();
+    const upstream = err !== null && now - err.at < 60_000 ? 'failing (latchkeyctl status says why)' : 'ok';
+    return `serving: ${c.fresh} fresh and ${c.stale} stale cached users, ${sessions.countOpen()} open sessions; upstream ${upstream}`;
+  };
+  notifier.ready(summary());
+  cleanup.schedule();
   // An exception in a timer callback is an uncaughtException, which exits the daemon; a
   // failing sweep (e.g. SQLITE_FULL on the tmpfs) must cost only that sweep.
   const sweep = setInterval(() => {
     try { sessions.sweep(); } catch (e) { log('error', 'sessions.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
+    // A user with open sessions is looked up again (a refresh once the entry is stale), so an
+    // account removed, disabled or expired upstream ends its sessions within a cache TTL
+    // (resolver.accountChanged) even when nothing else asks for that user.
+    try {
+      for (const user of new Set(sessions.list().map((s) => s.user))) resolver.byName(user).catch(() => undefined);
+    } catch (e) { log('error', 'sessions.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
     try { resolver.sweep(); } catch (e) { log('error', 'cache.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
     map.sweep();
+    notifier.status(summary());
   }, 30_000);
   sweep.unref();
 
-  const reload = (): void => {
+  // The credential text `latchkeyctl reload --credential` last handed over: later reloads (a
+  // plain SIGHUP too) keep using it rather than systemd's copy from the start, which is older.
+  let pushedCredential: string | undefined;
+  const reloadNow = (credential?: string): ReloadOutcome => {
+    const at = Date.now();
+    notifier.reloading();
+    const result = reloadConfig(at, credential);
+    notifier.ready(summary());
+    return result;
+  };
+  const reloadConfig = (at: number, credential?: string): ReloadOutcome => {
+    const use = credential ?? pushedCredential;
+    const from = use !== undefined ? 'pushed' as const : process.env.CREDENTIALS_DIRECTORY ? 'start' as const : 'none' as const;
     let next: Config;
     let client: RestUserSource;
     let nextSshd: SshdFacts;
     try {
-      next = loadConfig(configFile);
+      next = loadConfig(configFile, use !== undefined ? { credential: use } : {});
       nextSshd = sshdFactsForDaemon(next);
       checkHomeBase(next);
       // The client constructor reads cacertfile/certfile/keyfile and throws a ConfigError when
@@ -149,9 +198,11 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       // killing the daemon with an uncaughtException from the SIGHUP listener.
       client = new RestUserSource(next.upstream, next.users);
     } catch (e) {
-      log('error', 'config.reload_failed', { file: configFile, error: e instanceof Error ? e.message : String(e), kept: 'previous config' });
-      return;
+      const error = e instanceof Error ? e.message : String(e);
+      log('error', 'config.reload_failed', { file: configFile, error, kept: 'previous config' });
+      return { ok: false, at, credential: from, error };
     }
+    if (credential !== undefined) pushedCredential = credential;
     for (const [what, a, b] of [
       ['daemon.socket_dir', cfg.daemon.socketDir, next.daemon.socketDir], ['cache.db_path', cfg.cache.dbPath, next.cache.dbPath],
       ['daemon.user', cfg.daemon.user, next.daemon.user], ['daemon.rootd_socket', cfg.daemon.rootdSocket, next.daemon.rootdSocket],
@@ -173,6 +224,8 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     // map that had failed is tried again).
     map.rebuild();
     local.reload().catch((e: unknown) => log('error', 'local.reload_failed', { error: e instanceof Error ? e.message : String(e) }));
+    cleanup.schedule();
+    try { events.reconfigure(cfg.events); } catch (e) { log('error', 'events.reload_failed', { error: e instanceof Error ? e.message : String(e), kept: 'the previous [events] collector' }); }
     log('info', 'config.reloaded', { file: configFile });
     logInsecure(cfg, configFile);
     // rootd reads latchkey.conf itself (its policy is its own); a dropped daemon cannot signal a
@@ -181,7 +234,9 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       (r) => log(r.status === 'ok' ? 'info' : 'error', 'rootd.reload', { status: r.status, message: r.message }),
       (e: Error) => log('error', 'rootd.reload', { status: 'unavailable', message: e.message }),
     );
+    return { ok: true, at, credential: from };
   };
+  const reload = (): void => { reloadNow(); };
   process.on('SIGHUP', reload);
 
   log('info', 'daemon.ready', {
@@ -194,7 +249,11 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     config: () => cfg,
     listening,
     async stop() {
+      notifier.stopping();
       clearInterval(sweep);
+      cleanup.stop();
+      sessions.stop();
+      events.close();
       process.off('SIGHUP', reload);
       // First the map (retired and removed: readers go to the socket), then the sockets.
       map.close(true);

@@ -1,5 +1,6 @@
 // Lets SIGHUP replace the upstream client (new URL, credentials, TLS) without rebuilding the
 // resolver or dropping its single-flight state.
+import type { TokenStatus } from '../upstream/token.js';
 import type { FetchResult, UserSource } from '../upstream/types.js';
 
 export class SwappableSource implements UserSource {
@@ -27,6 +28,7 @@ export class SwappableSource implements UserSource {
   fetchByName(name: string): Promise<FetchResult> { return this.current.fetchByName(name); }
   fetchByUid(uid: number): Promise<FetchResult> { return this.current.fetchByUid(uid); }
   lastError(): { message: string; at: number } | null { return this.current.lastError(); }
+  tokenStatus(): TokenStatus | null { return this.current.tokenStatus?.() ?? null; }
   async close(): Promise<void> {
     const old = [...this.retiring.keys()];
     for (const t of this.retiring.values()) clearTimeout(t);

@@ -5,13 +5,9 @@
 // local user (src/localusers/) is disabled or expired by `latchkeyctl local` the same way.
 import type { CachedUser } from '../types.js';
 import type { Resolver } from './resolver.js';
+import { accountExpiry } from './expiry.js';
 
-/** The account-expiry rule on its own: expired at or after `accountExpiresAt`; 0 means disabled. */
-export function accountExpiry(u: Pick<CachedUser, 'accountExpiresAt'>, now: number): { expired: false } | { expired: true; disabled: boolean; at: number } {
-  const exp = u.accountExpiresAt;
-  if (exp === null || exp === undefined || now < exp) return { expired: false };
-  return { expired: true, disabled: exp === 0, at: exp };
-}
+export { accountExpiry } from './expiry.js';
 
 export type AccountState =
   | { state: 'active'; user: CachedUser }

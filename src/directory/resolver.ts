@@ -30,7 +30,7 @@ import { UpstreamScheduler, SchedulerBusy, type Lane, type SchedulerLimits } fro
 import { ANSWER_DEADLINE_MS } from '../protocol/generated.js';
 import { log, logLimited, LogOnce } from '../log.js';
 import { StoredView, type StoredUsers } from './stored.js';
-import { accountExpiry } from './account.js';
+import { accountExpiry } from './expiry.js';
 
 /** A name both the store and the upstream have: shown by `latchkeyctl status`, logged once. */
 export interface StoredConflict { name: string; with: 'upstream'; winner: 'local' | 'upstream'; detail: string; at: number }

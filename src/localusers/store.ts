@@ -463,6 +463,20 @@ export class LocalStore {
     });
   }
 
+  /**
+   * Removes a user whose expiry is at or before `cutoff`, checked in the same transaction: an
+   * expiry extended meanwhile (`latchkeyctl local add` again, a snapshot) keeps the user.
+   * False when nothing was removed.
+   */
+  removeIfExpired(name: string, cutoff: number): boolean {
+    let gone = false;
+    this.db.transaction(() => {
+      gone = this.db.prepare('DELETE FROM users WHERE name = ? AND expires_at IS NOT NULL AND expires_at <= ?').run(name, cutoff).changes > 0;
+    })();
+    if (gone) { this.rebuild(); this.changed(); }
+    return gone;
+  }
+
   /** Where this store's content came from: the snapshot facts (null when never from one). */
   meta(): SnapshotInfo {
     return { ...readMeta(this.db), users: this.count() };

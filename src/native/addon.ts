@@ -68,6 +68,8 @@ export interface LatchkeyAddon {
   checkDir(opts: CheckDirOptions): CheckDirResult;
   /** creates an empty map at `path`, retiring any previous one this uid owns */
   MapWriter: new (path: string, expectUsers: number) => MapWriter;
+  /** one datagram to systemd's notification socket (a path or @abstract); throws with the errno text */
+  sdNotify(socketPath: string, message: string): boolean;
 }
 
 const RELATIVE_PATH = join('native', 'addon', 'build', 'Release', 'latchkey.node');

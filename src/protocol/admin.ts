@@ -79,8 +79,20 @@ const userSummaryFields = {
 };
 const userSummary = object(userSummaryFields);
 
-const session = object({
+const sessionFields = {
   id: string(), user: string(), uid: number(), service: string(), rhost: string(), tty: string(), pid: number(), started_at: at(),
+  /** the last renewal ([pam] session_renewal, renew-session): max_session_age counts from it; null: never */
+  renewed_at: optional(at()),
+};
+const session = object(sessionFields);
+/** An ended session (kept 24 h). end_reason: closed, gone, reopened, replaced, max_age, killed,
+ *  removed, disabled, expired; end_detail: what the upstream, the admin or the policy said. */
+const endedSession = object({ ...sessionFields, ended_at: at(), end_reason: string(), end_detail: nullable(string()) });
+/** The session events' collector ([events] url; null: off) and its counters since start. */
+const eventCounters = { sent: count(), failed_attempts: count(), dropped: count(), queued: count() };
+const eventsStatus = object({
+  url: nullable(string()), queue_size: count(), ...eventCounters,
+  last_error: nullable(object({ message: string(), at: at() })),
 });
 
 const histogram = object({
@@ -120,6 +132,8 @@ const localStatus = object({
   upgrades: object({ local_ok: count(), local_failed: count(), remote_ok: count(), remote_failed: count(), remote_skipped: count() }),
 });
 const localName = text('a user name', MAX_NAME);
+/** An account the cleanup removed (or would remove): its home is listed, never deleted. */
+const purgedAccount = object({ name: string(), uid: number(), expired_at: at(), home: string(), home_exists: boolean() });
 /** epoch ms, within what a JavaScript Date holds */
 const epochMs = integer('a time in epoch milliseconds', 0, 8.64e15);
 /** a password typed by the admin; the ADMIN frame (8 KiB) bounds it further */
@@ -162,6 +176,17 @@ export const ADMIN_COMMANDS = {
         by_name_url: string(), by_uid_url: string(),
         reachable: nullable(boolean()), probe_ms: nullable(number()), probe_error: nullable(string()),
         last_error: nullable(object({ message: string(), at: at() })),
+        /**
+         * How latchkeyd authenticates to the user service (issue 17; absent from an older daemon),
+         * never the secret. token mode (token_url): the token's expiry and remaining validity
+         * (null: no valid token now), logins and refreshes since start, the last failure at token_url.
+         */
+        auth: optional(object({
+          mode: literal('none', 'basic', 'bearer', 'token'),
+          token_expires_at: nullable(at()), token_valid_for_s: nullable(count()),
+          logins: count(), refreshes: count(),
+          last_auth_error: nullable(object({ message: string(), at: at() })),
+        })),
       }),
       cache: object({
         file: string(), size_bytes: count(), ttl_s: number(), negative_ttl_s: number(), stale_grace_s: number(),
@@ -177,6 +202,8 @@ export const ADMIN_COMMANDS = {
       insecure: array(string()),
       /** the persistent local users (issue 16); absent from a daemon without them */
       local: optional(localStatus),
+      /** session events (issue 17); absent from an older daemon */
+      events: optional(eventsStatus),
     }),
   }),
 
@@ -238,10 +265,33 @@ export const ADMIN_COMMANDS = {
     reply: object({ removed: count(), negative_only: boolean() }),
   }),
 
-  /** Open sessions, all or one user's. */
+  /** Open sessions, all or one user's; ended: also the ended ones still kept (24 h), with why. */
   sessions: command({
-    request: object({ user: optional(userName) }),
-    reply: object({ sessions: array(session) }),
+    request: object({ user: optional(userName), ended: flag }),
+    reply: object({ sessions: array(session), ended: optional(array(endedSession)) }),
+  }),
+
+  /**
+   * Restarts the max_session_age clock of one session or of all a user's open sessions (as a
+   * password login does with session_renewal = on-login). not_found: nothing open; invalid: the
+   * user is a member of [pam] privileged_groups, whose sessions are never renewed (the message says why).
+   */
+  'renew-session': command({
+    request: exactlyOne({ id: text('a session id', MAX_NAME), user: userName }, 'give exactly one of "id" or "user"'),
+    reply: object({ renewed: count() }),
+    errors: ['not_found', 'invalid'],
+  }),
+
+  /**
+   * Reads latchkey.conf again, as SIGHUP does, and says whether it was taken: invalid (with the
+   * file, line and fix) when it was refused and the previous config stays. credential: the text
+   * of the latchkey.secrets credential (secrets_file format), decrypted by latchkeyctl, which
+   * then replaces the copy systemd made at start. Requests in flight finish on the old settings.
+   */
+  reload: command({
+    request: object({ credential: optional(text('the credential text (secrets_file lines)', 6144)) }),
+    reply: object({ file: string(), credential: literal('none', 'start', 'pushed'), reloaded_at: at() }),
+    errors: ['invalid'],
   }),
 
   /** Ends one session by id or all of a user's; not_found when nothing was open. */
@@ -279,6 +329,8 @@ export const ADMIN_COMMANDS = {
       }),
       /** the local users' hash upgrades on login (issue 16): done, failed, skipped over the cap */
       upgrades: optional(object({ local_ok: count(), local_failed: count(), remote_ok: count(), remote_failed: count(), remote_skipped: count() })),
+      /** session events sent to [events] url (issue 17) */
+      events: optional(object(eventCounters)),
     }),
   }),
 
@@ -355,12 +407,15 @@ export const ADMIN_COMMANDS = {
     errors: [...localRefusals, 'conflict'],
   }),
 
-  /** A disabled user is still resolved (files keep their owner) but may not log in. */
-  local_disable: command({ request: object({ name: localName }), reply: object({ user: localUser }), errors: localRefusals }),
+  /**
+   * A disabled user is still resolved (files keep their owner) but may not log in; its open
+   * sessions are ended (sessions_ended: how many; absent from an older daemon).
+   */
+  local_disable: command({ request: object({ name: localName }), reply: object({ user: localUser, sessions_ended: optional(count()) }), errors: localRefusals }),
   local_enable: command({ request: object({ name: localName }), reply: object({ user: localUser }), errors: localRefusals }),
 
-  /** Removes a local user from the store (its home is left as it is). */
-  local_remove: command({ request: object({ name: localName }), reply: object({ removed: string(), uid: nullable(number()) }), errors: localRefusals }),
+  /** Removes a local user from the store (its home is left as it is) and ends its open sessions. */
+  local_remove: command({ request: object({ name: localName }), reply: object({ removed: string(), uid: nullable(number()), sessions_ended: optional(count()) }), errors: localRefusals }),
 
   /** The served local users, ascending uid. role: where changes are made (secondary: read-only). */
   local_list: command({
@@ -383,6 +438,24 @@ export const ADMIN_COMMANDS = {
       contexts: array(object({ id: string(), algorithm: nullable(string()), cost: nullable(number()), default: boolean(), users: count() })),
     }),
     errors: ['unavailable'],
+  }),
+
+  /**
+   * The cleanup of temporary accounts (src/cleanup/), now: accounts expired more than [cleanup]
+   * expired_grace ago leave the cache (upstream users) and the store (local users, not on a
+   * secondary: local_skipped says why), and accounts that may not log in lose their open
+   * sessions. dry_run: says what would be done, changes nothing. Homes are never deleted:
+   * each account's home is listed, and homes_kept names those that exist.
+   */
+  purge: command({
+    request: object({ expired: literal(true), dry_run: flag }),
+    reply: object({
+      dry_run: boolean(), now: at(), expired_grace_s: number(),
+      cache_users: array(purgedAccount), local_users: array(purgedAccount),
+      local_skipped: nullable(string()),
+      sessions_ended: count(), session_users: array(string()),
+      homes_kept: array(string()),
+    }),
   }),
 };
 
@@ -407,8 +480,11 @@ export type AdminReply<C extends AdminCommand> = AdminOkReply<C> | AdminErrorRep
 /** Parts that several replies share, named for the code that builds or prints them. */
 export type UserSummary = Infer<typeof userSummary>;
 export type SessionInfo = Infer<typeof session>;
+export type EndedSessionInfo = Infer<typeof endedSession>;
+export type EventsStatusView = Infer<typeof eventsStatus>;
 export type HashFacts = Infer<typeof hashFacts>;
 export type LocalUserView = Infer<typeof localUser>;
+export type PurgedAccountView = Infer<typeof purgedAccount>;
 export type LocalUserSummary = Infer<typeof localSummary>;
 export type LocalKeyView = Infer<typeof localKey>;
 /** What LocalUsers.status() gives `status` (src/localusers/service.ts). */

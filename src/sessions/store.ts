@@ -11,7 +11,7 @@ import { migrate, moveAside } from '../storage/versioned.js';
 import { LatchkeyError } from '../errors.js';
 
 /** The version this code writes. Add a migration below for every bump. */
-export const SESSIONS_SCHEMA_VERSION = 1;
+export const SESSIONS_SCHEMA_VERSION = 2;
 
 const TABLE = `CREATE TABLE sessions (
   id TEXT PRIMARY KEY,
@@ -24,7 +24,9 @@ const TABLE = `CREATE TABLE sessions (
   pid_start TEXT,
   started_at INTEGER NOT NULL,
   ended_at INTEGER,
-  end_reason TEXT
+  end_reason TEXT,
+  renewed_at INTEGER,
+  end_detail TEXT
 );`;
 const INDEXES = `CREATE INDEX IF NOT EXISTS sessions_open_user ON sessions (user) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS sessions_open_pid ON sessions (pid) WHERE ended_at IS NULL;`;
@@ -37,13 +39,21 @@ const MIGRATIONS: Array<(db: Database.Database) => void> = [
   // 0 → 1: the unversioned `sessions` table latchkeyd kept inside the cache file (same columns);
   // a copy of such a file, or one an older daemon wrote, gets the indexes and a version.
   (db) => db.exec(INDEXES),
+  // 1 → 2: renewed_at (max_session_age counts from the last renewal, session_renewal) and
+  // end_detail (why a session was revoked: the upstream's word on the account, the admin's kill).
+  (db) => db.exec('ALTER TABLE sessions ADD COLUMN renewed_at INTEGER; ALTER TABLE sessions ADD COLUMN end_detail TEXT;'),
 ];
 
 /** A stored session row, as SQLite returns it. */
 export interface SessionRow {
   id: string; user: string; uid: number; service: string; rhost: string; tty: string;
   pid: number; pid_start: string | null; started_at: number;
+  /** epoch ms of the last renewal (session_renewal), null when never renewed */
+  renewed_at?: number | null;
 }
+
+/** A row with its end, as `latchkeyctl sessions --ended` shows it. */
+export interface EndedRow extends SessionRow { ended_at: number; end_reason: string; end_detail: string | null }
 
 /** Where the sessions live by default: beside the cache file (tmpfs /run/latchkey), never in it. */
 export function sessionStorePath(cachePath: string): string {
@@ -103,6 +113,10 @@ export class SessionStore {
       openOf: db.prepare<[string], SessionRow>('SELECT * FROM sessions WHERE ended_at IS NULL AND user = ? ORDER BY started_at, rowid'),
       countAll: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM sessions WHERE ended_at IS NULL'),
       countOf: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sessions WHERE ended_at IS NULL AND user = ?'),
+      endedAll: db.prepare<[], EndedRow>('SELECT * FROM sessions WHERE ended_at IS NOT NULL ORDER BY ended_at, rowid'),
+      endedOf: db.prepare<[string], EndedRow>('SELECT * FROM sessions WHERE ended_at IS NOT NULL AND user = ? ORDER BY ended_at, rowid'),
+      endWithDetail: db.prepare<[number, string, string, string]>('UPDATE sessions SET ended_at = ?, end_reason = ?, end_detail = ? WHERE id = ? AND ended_at IS NULL'),
+      renew: db.prepare<[number, string]>('UPDATE sessions SET renewed_at = ? WHERE id = ? AND ended_at IS NULL'),
       prune: db.prepare<[number]>('DELETE FROM sessions WHERE ended_at IS NOT NULL AND ended_at < ?'),
     };
   }
@@ -171,7 +185,14 @@ export class SessionStore {
   insert(row: SessionRow): void { this.s.insert.run(row); }
   /** Ends the open sessions of this pid and user; returns how many there were. */
   endByPid(pid: number, user: string, at: number, reason: string): number { return this.s.endByPid.run(at, reason, pid, user).changes; }
-  end(id: string, at: number, reason: string): void { this.s.endById.run(at, reason, id); }
+  /** Ends one open session; returns whether it was open (false: someone else ended it first). */
+  end(id: string, at: number, reason: string, detail?: string): boolean {
+    return (detail === undefined ? this.s.endById.run(at, reason, id) : this.s.endWithDetail.run(at, reason, detail, id)).changes > 0;
+  }
+  /** Restarts the age clock of an open session. */
+  renew(id: string, at: number): boolean { return this.s.renew.run(at, id).changes > 0; }
+  /** Ended sessions still kept (24 h), oldest end first; only this user's when given. */
+  endedRows(user?: string): EndedRow[] { return user === undefined ? this.s.endedAll.all() : this.s.endedOf.all(user); }
   /** Open sessions, oldest first; only this user's when given. */
   openRows(user?: string): SessionRow[] { return user === undefined ? this.s.openAll.all() : this.s.openOf.all(user); }
   countOpen(user?: string): number { return (user === undefined ? this.s.countAll.get()! : this.s.countOf.get(user)!).n; }

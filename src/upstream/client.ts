@@ -13,6 +13,7 @@ import { ConfigError, UpstreamError } from '../errors.js';
 import { log } from '../log.js';
 import type { FetchResult, UserSource } from './types.js';
 import { parseUserReply } from './validate.js';
+import { MAX_TOKEN_REPLY_BYTES, type TokenLogin, TokenSource, type TokenStatus } from './token.js';
 import { nameProblem, upstreamUidProblem } from '../users/rules.js';
 
 type LookupKind = 'name' | 'uid';
@@ -33,6 +34,9 @@ export class RestUserSource implements UserSource {
   /** the configured endpoints' origins: credentials go nowhere else (see fetchUser) */
   private readonly nameOrigin: string;
   private readonly uidOrigin: string;
+  /** token mode (token_url): where the bearer token comes from, and the pool it is fetched over */
+  private readonly tokens: TokenSource | null = null;
+  private readonly tokenAgent: Agent | null = null;
 
   constructor(private readonly cfg: UpstreamConfig, private readonly users: UsersConfig) {
     this.nameOrigin = checkUrl(cfg.byNameUrl, '%s', 'cega_endpoint_username');
@@ -40,16 +44,17 @@ export class RestUserSource implements UserSource {
 
     ({ header: this.authHeader, secrets: this.secrets } = credentialHeader(cfg.basicAuth, cfg.bearerToken));
 
+    const connect = {
+      timeout: cfg.connectTimeoutMs,
+      ca: cfg.caFile ? readPem(cfg.caFile, 'cacertfile') : undefined,
+      cert: cfg.certFile ? readPem(cfg.certFile, 'certfile') : undefined,
+      key: cfg.keyFile ? readPem(cfg.keyFile, 'keyfile') : undefined,
+      rejectUnauthorized: cfg.verifyPeer,
+      // Skipping only the name check still verifies the chain against the CA.
+      ...(cfg.verifyHostname ? {} : { checkServerIdentity: (_h: string, _c: PeerCertificate) => undefined }),
+    };
     this.agent = new Agent({
-      connect: {
-        timeout: cfg.connectTimeoutMs,
-        ca: cfg.caFile ? readPem(cfg.caFile, 'cacertfile') : undefined,
-        cert: cfg.certFile ? readPem(cfg.certFile, 'certfile') : undefined,
-        key: cfg.keyFile ? readPem(cfg.keyFile, 'keyfile') : undefined,
-        rejectUnauthorized: cfg.verifyPeer,
-        // Skipping only the name check still verifies the chain against the CA.
-        ...(cfg.verifyHostname ? {} : { checkServerIdentity: (_h: string, _c: PeerCertificate) => undefined }),
-      },
+      connect,
       headersTimeout: cfg.requestTimeoutMs,
       bodyTimeout: cfg.requestTimeoutMs,
       keepAliveTimeout: KEEPALIVE_MS,
@@ -57,6 +62,18 @@ export class RestUserSource implements UserSource {
       connections: Math.max(1, cfg.maxConcurrent),
       pipelining: 1,
     });
+
+    if (cfg.tokenUrl !== null) {
+      // Token mode: the credentials go to token_url only; the user endpoints see the token. Its
+      // own small pool with the same TLS settings, so a login never queues behind hung lookups.
+      checkUrl(cfg.tokenUrl, null, 'token_url');
+      const tokenUrl = new URL(cfg.tokenUrl);
+      this.tokenAgent = new Agent({
+        connect, headersTimeout: cfg.requestTimeoutMs, bodyTimeout: cfg.requestTimeoutMs,
+        keepAliveTimeout: KEEPALIVE_MS, keepAliveMaxTimeout: KEEPALIVE_MS, connections: 2, pipelining: 1,
+      });
+      this.tokens = new TokenSource(tokenLogin(cfg), (body) => this.postToken(tokenUrl, body));
+    }
   }
 
   async fetchByName(name: string): Promise<FetchResult> {
@@ -90,9 +107,17 @@ export class RestUserSource implements UserSource {
     return this.last;
   }
 
+  /** Token mode's state for `status` (never a token); null in the other modes. */
+  tokenStatus(): TokenStatus | null {
+    return this.tokens?.status() ?? null;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Stops the refresh timer too: a retired client (SIGHUP) must not keep logging in.
+    this.tokens?.close();
+    await this.tokenAgent?.destroy();
     // destroy, not close: a hung upstream must not hold up daemon shutdown. Requests still
     // waiting for a connection fail with UND_ERR_DESTROYED ("upstream client closed").
     await this.agent.destroy();
@@ -115,17 +140,29 @@ export class RestUserSource implements UserSource {
     let status: number | undefined;
     try {
       if (this.closed) throw new UpstreamError('connect', 'upstream client closed');
-      const headers: Record<string, string> = { accept: 'application/json', 'user-agent': USER_AGENT };
-      if (this.authHeader) headers.authorization = this.authHeader;
-      // undici's dispatcher API does not follow redirects, so credentials never leave this origin.
-      const res = await this.agent.request({
-        origin: url.origin,
-        path: url.pathname + url.search,
-        method: 'GET',
-        headers,
-        signal: ac.signal,
-      });
-      status = res.statusCode;
+      let res: Awaited<ReturnType<Agent['request']>>;
+      for (let retried = false; ; retried = true) {
+        const headers: Record<string, string> = { accept: 'application/json', 'user-agent': USER_AGENT };
+        // Token mode: the login (if one is needed) counts against this request's deadline.
+        const sent = this.tokens ? await untilAborted(this.tokens.get(), ac.signal) : null;
+        if (sent !== null) headers.authorization = `Bearer ${sent}`;
+        else if (this.authHeader) headers.authorization = this.authHeader;
+        // undici's dispatcher API does not follow redirects, so credentials never leave this origin.
+        res = await this.agent.request({
+          origin: url.origin,
+          path: url.pathname + url.search,
+          method: 'GET',
+          headers,
+          signal: ac.signal,
+        });
+        status = res.statusCode;
+        // A 401 to a token: it was revoked or expired early. Drop it, log in again (once for a
+        // whole burst of such replies: TokenSource.rejected) and retry this request once.
+        if (status !== 401 || sent === null || retried) break;
+        await drain(res.body as unknown as BodyStream);
+        this.tokens!.rejected(sent);
+        log('debug', 'upstream.request', { kind, key, status, outcome: 'retry with a new token', ms: elapsed(started) });
+      }
       const body = res.body as unknown as BodyStream;
       let result: FetchResult;
       if (status === 200) {
@@ -141,7 +178,7 @@ export class RestUserSource implements UserSource {
         result = { kind: 'notfound' };
       } else {
         await drain(body);
-        throw new UpstreamError('http', httpMessage(status));
+        throw new UpstreamError('http', httpMessage(status, this.tokens !== null));
       }
       // debug, like the failure line below: the directory logs each fetch's outcome once
       // (resolver.fetch, with this error message); these add the HTTP status for debugging.
@@ -197,9 +234,62 @@ export class RestUserSource implements UserSource {
   /** Defence in depth: no message built here should carry a credential, but make sure. */
   private redact(s: string): string {
     let out = s;
-    for (const secret of this.secrets) if (secret) out = out.split(secret).join('***');
+    for (const secret of [...this.secrets, ...(this.tokens?.secrets() ?? [])]) if (secret) out = out.split(secret).join('***');
     return out;
   }
+
+  /** One exchange with token_url under the request deadline; the reply body capped before it is parsed. */
+  private async postToken(url: URL, jsonBody: string): Promise<{ status: number; body: Buffer }> {
+    const ac = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort(new UpstreamError('timeout', `no complete reply within ${this.cfg.requestTimeoutMs} ms`));
+    }, this.cfg.requestTimeoutMs);
+    try {
+      const res = await this.tokenAgent!.request({
+        origin: url.origin, path: url.pathname + url.search, method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', 'user-agent': USER_AGENT },
+        body: jsonBody, signal: ac.signal,
+      });
+      const body = res.body as unknown as BodyStream;
+      if (res.statusCode !== 200) {
+        await drain(body);
+        return { status: res.statusCode, body: Buffer.alloc(0) };
+      }
+      const tooBig = (detail: string): UpstreamError => new UpstreamError('too_large', `reply larger than ${MAX_TOKEN_REPLY_BYTES} bytes (${detail})`);
+      const declared = Number(res.headers['content-length']);
+      if (Number.isFinite(declared) && declared > MAX_TOKEN_REPLY_BYTES) {
+        body.destroy();
+        throw tooBig(`declares ${declared}`);
+      }
+      return { status: 200, body: await readCapped(body, MAX_TOKEN_REPLY_BYTES, (n) => tooBig(`exceeded after ${n}`)) };
+    } catch (e) {
+      throw this.classify(e, timedOut);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** What token mode logs in with; load.ts insists on exactly one of the two. */
+function tokenLogin(cfg: UpstreamConfig): TokenLogin {
+  if (cfg.apiKey !== null) return { grant: 'api_key', apiKey: cfg.apiKey };
+  if (cfg.basicAuth) return { grant: 'password', username: cfg.basicAuth.user, password: cfg.basicAuth.password };
+  throw new ConfigError('[upstream]', 0, 'token_url', 'needs the credentials to log in with: username and password, or api_key');
+}
+
+/** `p`, or the signal's reason once it aborts: a wait for a token must not outlive the request's deadline. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
+      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e as Error); },
+    );
+  });
 }
 
 const TLS_CODES = new Set([
@@ -252,7 +342,8 @@ function tooLarge(max: number, detail: string): UpstreamError {
   return new UpstreamError('too_large', `reply body larger than max_body_bytes ${max} (${detail})`);
 }
 
-function httpMessage(status: number): string {
+function httpMessage(status: number, tokenMode = false): string {
+  if (status === 401 && tokenMode) return 'HTTP 401 from upstream to a token just issued by token_url: the user endpoints do not accept its tokens; check that token_url belongs to this user service';
   if (status === 401 || status === 403) return `HTTP ${status} from upstream: credentials refused; check cega_creds / the bearer token`;
   if (status >= 300 && status < 400) return `HTTP ${status} from upstream: redirects are not followed; point the endpoint URL at the final location`;
   if (status >= 500) return `HTTP ${status} from upstream: the user service is failing`;
@@ -265,11 +356,11 @@ export function expandUrl(template: string, placeholder: '%s' | '%u', value: str
   return new URL(s);
 }
 
-/** Checks an endpoint template; returns the origin every expanded URL must keep. */
-function checkUrl(template: string, placeholder: '%s' | '%u', key: string): string {
+/** Checks an endpoint template (null: a plain URL); returns the origin every expanded URL must keep. */
+function checkUrl(template: string, placeholder: '%s' | '%u' | null, key: string): string {
   let u: URL;
   try {
-    u = expandUrl(template, placeholder, placeholder === '%s' ? 'name' : '1');
+    u = placeholder === null ? new URL(template) : expandUrl(template, placeholder, placeholder === '%s' ? 'name' : '1');
   } catch {
     throw new ConfigError('[upstream]', 0, key, 'not a valid URL');
   }

@@ -1,4 +1,5 @@
 import type { UpstreamUser } from '../types.js';
+import type { TokenStatus } from './token.js';
 
 /**
  * Result of asking the upstream service for one user. Failures throw UpstreamError instead.
@@ -14,5 +15,7 @@ export interface UserSource {
   fetchByUid(upstreamUid: number): Promise<FetchResult>;
   /** last upstream error (message, epoch ms) for `latchkeyctl status`, or null */
   lastError(): { message: string; at: number } | null;
+  /** token mode's state for `latchkeyctl status` (never a token); absent or null in the other modes */
+  tokenStatus?(): TokenStatus | null;
   close(): Promise<void>;
 }

@@ -40,14 +40,15 @@ async function checked<C extends AdminCommand>(cmd: C, req: unknown): Promise<Ad
 before(async () => {
   env = await startEnv();
   mkdirSync(join(env.dir, 'homes'), { recursive: true, mode: 0o755 });
-  // Something to list: cached users, a "no such user", a failed login, two open sessions.
+  // Something to list: cached users, a "no such user", a failed login, three open sessions.
   for (const name of ['alice', 'bob', 'ivan', 'ghost']) await admin({ cmd: 'lookup', user: name });
   const failed = await request(priv(), 'AUTH_PASSWORD', { user: 'alice', password: 'wrong', service: 'sshd', rhost: '192.0.2.7' });
   assert.equal(failed.status, Status.AUTH_FAILED, failed.detail);
-  for (let i = 0; i < 2; i++) {
+  // bob's two go to kill-session's golden requests, alice's to renew-session's.
+  for (const user of ['bob', 'bob', 'alice']) {
     const p = spawn('sleep', ['300'], { stdio: 'ignore' });
     sleepers.push(p);
-    const o = await request(priv(), 'SESSION_OPEN', { user: 'bob', service: 'sshd', rhost: '192.0.2.8', tty: 'ssh', pid: p.pid! });
+    const o = await request(priv(), 'SESSION_OPEN', { user, service: 'sshd', rhost: '192.0.2.8', tty: 'ssh', pid: p.pid! });
     assert.equal(o.status, Status.OK, o.detail);
   }
 });

@@ -14,7 +14,7 @@ function fdOf(sock: Socket): number {
   return fd as number;
 }
 
-test('the addon loads and exports exactly its three functions and the map writer (homes are latchkey-rootd\'s)', () => {
+test('the addon loads and exports exactly its four functions and the map writer (homes are latchkey-rootd\'s)', () => {
   const a = loadAddon();
   assert.match(addonPath(), /native\/addon\/build\/Release\/latchkey\.node$/);
   assert.equal(typeof a.peerCred, 'function');
@@ -22,7 +22,9 @@ test('the addon loads and exports exactly its three functions and the map writer
   assert.equal(typeof a.checkDir, 'function');
   // The daemon runs without root: it has no way to create a home but asking rootd.
   assert.equal(typeof a.MapWriter, 'function');
-  assert.deepEqual(Object.keys(a).sort(), ['MapWriter', 'checkDir', 'crypt', 'peerCred']);
+  // sd_notify(3) for Type=notify: Node has no AF_UNIX datagram socket.
+  assert.equal(typeof a.sdNotify, 'function');
+  assert.deepEqual(Object.keys(a).sort(), ['MapWriter', 'checkDir', 'crypt', 'peerCred', 'sdNotify']);
 });
 
 test('peerCred on an accepted Unix socket returns our pid, uid and gid', async () => {

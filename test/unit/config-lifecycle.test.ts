@@ -57,11 +57,11 @@ test('token mode: what cannot work together is refused with the fix', () => {
 test('session policy keys parse, with max_sessions defaulting to 1 when only a scope is given', () => {
   const d = parseConfig(conf(''), 'x.conf');
   assert.deepEqual([d.pam.maxSessionsPerUser, d.pam.sessionLimit, d.pam.onLimit, d.pam.sessionRenewal], [0, 'per-user', 'refuse', 'off']);
-  assert.deepEqual(d.pam.privilegedGroups, ['root', 'sudo', 'wheel', 'adm']);
+  assert.deepEqual([d.pam.privilegedGroups, d.pam.privilegedUsers], [[], []]);
   const s = parseConfig(conf('[pam]\nsession_limit = per-user-service-host\non_limit = replace-oldest\n'), 'x.conf');
   assert.deepEqual([s.pam.maxSessionsPerUser, s.pam.sessionLimit, s.pam.onLimit], [1, 'per-user-service-host', 'replace-oldest']);
-  const n = parseConfig(conf('[pam]\nmax_sessions = 3\nsession_limit = per-user-service\nmax_session_age = 8h\nsession_renewal = on-login\nprivileged_groups = admins, ops\n'), 'x.conf');
-  assert.deepEqual([n.pam.maxSessionsPerUser, n.pam.maxSessionAgeSec, n.pam.sessionRenewal, n.pam.privilegedGroups], [3, 8 * 3600, 'on-login', ['admins', 'ops']]);
+  const n = parseConfig(conf('[pam]\nmax_sessions = 3\nsession_limit = per-user-service\nmax_session_age = 8h\nsession_renewal = on-login\nprivileged_groups = admins, ops\nprivileged_users = ops1 root2\n'), 'x.conf');
+  assert.deepEqual([n.pam.maxSessionsPerUser, n.pam.maxSessionAgeSec, n.pam.sessionRenewal, n.pam.privilegedGroups, n.pam.privilegedUsers], [3, 8 * 3600, 'on-login', ['admins', 'ops'], ['ops1', 'root2']]);
   // the old name still works, and is the same setting
   assert.equal(parseConfig(conf('[pam]\nmax_sessions_per_user = 2\n'), 'x.conf').pam.maxSessionsPerUser, 2);
   refused('[pam]\nmax_sessions = 2\nmax_sessions_per_user = 3\n', 'pam.max_sessions_per_user', /sets the same thing as pam\.max_sessions/);

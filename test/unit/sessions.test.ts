@@ -257,7 +257,7 @@ test('an older schema (the unversioned table of the cache-file era) is migrated,
   assert.deepEqual(store.openRows().map((r) => r.id), ['old-open']);
   const indexes = store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'sessions_open_%' ORDER BY name").pluck().all();
   assert.deepEqual(indexes, ['sessions_open_pid', 'sessions_open_user']);
-  assert.deepEqual(log.lines.map((l) => [l.event, l.from_version, l.to_version]), [['sessions.store_migrated', 0, 1]]);
+  assert.deepEqual(log.lines.map((l) => [l.event, l.from_version, l.to_version]), [['sessions.store_migrated', 0, 1], ['sessions.store_migrated', 1, 2]]);
   assert.deepEqual(readdirSync(t.dir).filter((f) => f.includes('.bad')), [], 'nothing moved aside');
   store.close();
   t.cleanup();

@@ -14,7 +14,7 @@ function pam(over: Partial<PamConfig> = {}): PamConfig {
   return {
     prompt: 'Password: ', chrootSessions: true, maxFailures: 3, throttleWindowSec: 60,
     throttleLockoutSec: 300, maxSessionsPerUser: 0, maxSessionAgeSec: 0, hostMaxFailures: 12,
-    sessionLimit: 'per-user', onLimit: 'refuse', sessionRenewal: 'off', privilegedGroups: [],
+    sessionLimit: 'per-user', onLimit: 'refuse', sessionRenewal: 'off', privilegedGroups: [], privilegedUsers: [],
     maxBcryptCost: 13, maxShaRounds: 1_000_000, maxYescryptMemory: 64 * 1024 * 1024, ...over,
   };
 }

@@ -13,6 +13,8 @@ import type { AdminArgs, AdminCommand, AdminErrorCode, AdminErrorFields, AdminRe
 import type { LocalStore } from '../../localusers/store.js';
 import type { RowRules } from '../../localusers/rows.js';
 import type { AuthStats } from '../priv-auth.js';
+import type { CleanupReport } from '../../cleanup/run.js';
+import type { EventsStatus } from '../../events/hub.js';
 
 /** What the local_* commands need of the persistent local users (src/localusers/service.ts). */
 export interface LocalUsersFacade {
@@ -49,7 +51,17 @@ export interface AdminContext {
   map: { status(): MapStatus };
   /** the persistent local users (issue 16); absent: the local_* commands answer unavailable */
   local?: LocalUsersFacade;
+  /** the session events' collector and counters (src/events/); absent: status shows none */
+  events?: { status(): EventsStatus };
+  /** the cleanup of temporary accounts (src/cleanup/), run by `purge` */
+  cleanup?: { run(opts: { dryRun: boolean }): Promise<CleanupReport> };
+  /** reads the config again (SIGHUP's work); `credential` replaces the systemd credential's text */
+  reload(credential?: string): ReloadOutcome;
 }
+
+/** What a reload did: taken (and from which credential), or refused with the loader's message. */
+export type ReloadOutcome = { ok: true; at: number; credential: 'none' | 'start' | 'pushed' }
+  | { ok: false; at: number; credential: 'none' | 'start' | 'pushed'; error: string };
 
 /** One command: its checked arguments in, the data of its {"ok": true} reply out. */
 export type AdminHandler<C extends AdminCommand> = (args: AdminArgs<C>, peer: Peer) => AdminReplyData<C> | Promise<AdminReplyData<C>>;

@@ -1,8 +1,9 @@
 // The ADMIN opcode on priv.sock: checks the request against the admin protocol
 // (src/protocol/admin.ts), runs the command's handler and answers with its JSON reply.
 // Handlers by command group: status.ts (status, stats), users.ts (users, show, lookup,
-// invalidate, flush), sessions.ts (sessions, kill-session), throttle.ts (throttle,
-// throttle-reset), auth-test.ts, local.ts (local_*: the persistent local users).
+// invalidate, flush), sessions.ts (sessions, kill-session, renew-session), throttle.ts (throttle,
+// throttle-reset), auth-test.ts, local.ts (local_*: the persistent local users), reload.ts,
+// purge.ts (the cleanup of temporary accounts).
 import { ok, type HandlerTable, type Peer } from '../../server/dispatch.js';
 import type { Fields } from '../../protocol/codec.js';
 import { checkAdminRequest, type AdminArgs, type AdminCommand } from '../../protocol/admin.js';
@@ -14,6 +15,8 @@ import { sessionCommands } from './sessions.js';
 import { throttleCommands } from './throttle.js';
 import { authTestCommands } from './auth-test.js';
 import { localCommands } from './local.js';
+import { reloadCommands } from './reload.js';
+import { purgeCommands } from './purge.js';
 
 export type { AdminContext } from './context.js';
 
@@ -21,7 +24,7 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
   // Typed as every command of the protocol: a command without a handler does not compile.
   const commands: AdminHandlers<AdminCommand> = {
     ...statusCommands(ctx), ...userCommands(ctx), ...sessionCommands(ctx), ...throttleCommands(ctx), ...authTestCommands(ctx),
-    ...localCommands(ctx),
+    ...localCommands(ctx), ...reloadCommands(ctx), ...purgeCommands(ctx),
   };
   const run = <C extends AdminCommand>(cmd: C, args: AdminArgs<C>, peer: Peer): ReturnType<AdminHandlers<AdminCommand>[C]> =>
     (commands[cmd] as (a: AdminArgs<C>, p: Peer) => ReturnType<AdminHandlers<AdminCommand>[C]>)(args, peer);

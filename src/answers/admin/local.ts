@@ -71,6 +71,19 @@ export function localCommands(ctx: AdminContext): AdminHandlers<LocalCommand> {
   const view = (u: LocalUser): LocalUserView => localUserView(u, ctx.config().homes);
   const changed = (event: string, peer: Peer, fields: Record<string, unknown>): void =>
     log('info', event, { who: 'latchkeyctl', peer_pid: peer.pid, ...fields });
+  /**
+   * Ends the user's open sessions after a change that took away its login. The change is made
+   * and stays made when this fails (rootd down): the failure is logged with what to do, and the
+   * reply says 0.
+   */
+  const endSessions = async (name: string, reason: 'disabled' | 'removed', detail: string): Promise<number> => {
+    try {
+      return await ctx.sessions.revoke(name, reason, detail);
+    } catch (e) {
+      log('error', 'local.end_sessions_failed', { user: name, reason, error: e instanceof Error ? e.message : String(e), fix: `latchkeyctl sessions kill --user ${name}` });
+      return 0;
+    }
+  };
   const hash = async (l: LocalUsersFacade, password: string): Promise<{ hash: string; context: string }> => {
     const problem = passwordProblem(password);
     if (problem) throw new AdminRefusal('invalid', problem, {});
@@ -145,11 +158,13 @@ export function localCommands(ctx: AdminContext): AdminHandlers<LocalCommand> {
       return { name: u.name, keys: localKeyViews(u.keys) };
     },
 
-    local_disable(args, peer) {
+    async local_disable(args, peer) {
       const l = writable('local_disable', args.name);
       const u = change(() => l.store.setDisabled(args.name, true));
       changed('local.user_disabled', peer, { user: u.name, uid: u.uid });
-      return { user: view(u) };
+      // An account that may not log in must not keep a login it already has.
+      const ended = await endSessions(u.name, 'disabled', 'local account disabled (latchkeyctl local disable)');
+      return { user: view(u), sessions_ended: ended };
     },
 
     local_enable(args, peer) {
@@ -159,13 +174,14 @@ export function localCommands(ctx: AdminContext): AdminHandlers<LocalCommand> {
       return { user: view(u) };
     },
 
-    local_remove(args, peer) {
+    async local_remove(args, peer) {
       const l = writable('local_remove', args.name);
       const uid = l.store.get(args.name)?.uid;
       change(() => l.store.remove(args.name));
       changed('local.user_removed', peer, { user: args.name, uid: uid ?? null });
+      const ended = await endSessions(args.name, 'removed', 'local account removed (latchkeyctl local remove)');
       // A row the index did not serve (refused by rows.ts) is removed too; it has no uid to report.
-      return { removed: args.name, uid: uid ?? null };
+      return { removed: args.name, uid: uid ?? null, sessions_ended: ended };
     },
 
     local_list() {

@@ -1,6 +1,8 @@
 // status and stats: the daemon's overview and its counters.
 import { performance } from 'node:perf_hooks';
-import { insecureSettings } from '../../config/safety.js';
+import { insecureSettings, upstreamAuthMode } from '../../config/safety.js';
+import type { Config } from '../../config/types.js';
+import type { TokenStatus } from '../../upstream/token.js';
 import type { AdminReplyData } from '../../protocol/admin.js';
 import { type AdminContext, type AdminHandlers, roundMs } from './context.js';
 
@@ -37,6 +39,15 @@ async function probeUpstream(ctx: AdminContext): Promise<Probe> {
   }
 }
 
+/** The upstream's authentication for status: the mode from the config, token mode's state from the client. */
+function authStatus(c: Config, t: TokenStatus | null): AdminReplyData<'status'>['upstream']['auth'] {
+  return {
+    mode: upstreamAuthMode(c),
+    token_expires_at: t?.token_expires_at ?? null, token_valid_for_s: t?.token_valid_for_s ?? null,
+    logins: t?.logins ?? 0, refreshes: t?.refreshes ?? 0, last_auth_error: t?.last_auth_error ?? null,
+  };
+}
+
 export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'stats'> {
   return {
     async status() {
@@ -52,6 +63,7 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
           by_name_url: publicUrl(c.upstream.byNameUrl), by_uid_url: publicUrl(c.upstream.byUidUrl),
           ...(await probeUpstream(ctx)),
           last_error: ctx.source.lastError(),
+          auth: authStatus(c, ctx.source.tokenStatus?.() ?? null),
         },
         cache: {
           file: c.cache.dbPath, size_bytes: ctx.cache.fileSize(),
@@ -75,6 +87,7 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
         })(),
         insecure: insecureSettings(c),
         ...(ctx.local ? { local: ctx.local.status() } : {}),
+        ...(ctx.events ? { events: ctx.events.status() } : {}),
       };
     },
 
@@ -90,6 +103,7 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
         verify: { by_kind: byKind, unknown_user: ctx.authStats.unknownUser, throttled: ctx.authStats.throttled },
         throttle: ctx.throttle.snapshot(),
         ...(ctx.local ? { upgrades: ctx.local.status().upgrades } : {}),
+        ...(ctx.events ? (({ sent, failed_attempts, dropped, queued }) => ({ events: { sent, failed_attempts, dropped, queued } }))(ctx.events.status()) : {}),
       };
     },
   };

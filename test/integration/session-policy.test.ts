@@ -1,0 +1,138 @@
+// Issue 17 session policies through the real sshd, pam_latchkey, latchkeyd and latchkey-rootd:
+// on_limit = replace-oldest really ends the older sshd process (its sftp client sees the
+// connection close) while the new login works; a user removed upstream loses a live sftp session
+// at the refresh that learns it; every event reaches a test collector.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startEnv, exampleUsers, ROOT, runCommand, runInNamespace, type TestEnv, type CegaUser } from '../lib/harness.js';
+import { startSshd, type Sshd } from '../lib/sshd.js';
+
+const CTL = join(ROOT, 'bin/latchkeyctl');
+
+/** An sftp client that stays logged in until stdin closes or the server ends the connection. */
+function liveSftp(port: number, user: string, key: string, work: string): { proc: ChildProcess; exited: Promise<number | null>; out: () => string } {
+  const p = spawn('sftp', ['-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'PreferredAuthentications=publickey', '-o', 'StrictHostKeyChecking=no',
+    '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-P', String(port), '-b', '-', `${user}@127.0.0.1`],
+  { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: work } });
+  let out = '';
+  p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  // A user at work: a command every half second. sftp -b reads its next command from stdin
+  // before it looks at the connection again, so an idle one would not notice the server ending
+  // it; and the command must go to the server (`pwd` is answered locally, `ls` is not).
+  const ping = setInterval(() => { if (p.stdin!.writable) p.stdin!.write('ls\n'); }, 500);
+  p.stdin!.on('error', () => { /* the connection is gone; exited says so */ });
+  const exited = new Promise<number | null>((r) => p.on('close', (code) => { clearInterval(ping); r(code); }));
+  p.stdin!.write('pwd\n');
+  return { proc: p, exited, out: () => out };
+}
+
+async function until<T>(what: string, f: () => Promise<T | undefined> | T | undefined, ms = 15000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('session policies through real sshd logins', () => {
+  let env: TestEnv;
+  let sshd: Sshd;
+  let base: string;
+  let work: string;
+  let key: string;
+  let collector: Server;
+  const events: Array<Record<string, unknown>> = [];
+  const users = exampleUsers();
+  const alice = users[0]!;
+  const bob = users[1]!;
+  const live: ChildProcess[] = [];
+
+  const ctl = async (args: string[]) => {
+    const r = await runCommand(process.execPath, [CTL, ...args, '--json'], { ...process.env as Record<string, string>, LATCHKEY_SOCKET_DIR: env.socketDir });
+    assert.equal(r.code, 0, `latchkeyctl ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as Record<string, any>;
+  };
+  const openFor = async (user: string) => (await ctl(['sessions', user])).sessions as Array<{ id: string; pid: number }>;
+  const diag = () => `--- sshd ---\n${sshd.logs().slice(-2000)}\n--- latchkeyd ---\n${env.daemon.logs.slice(-20).join('\n')}`;
+
+  before(async () => {
+    collector = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => { body += d.toString(); });
+      req.on('end', () => { events.push(...(JSON.parse(body) as { events: Array<Record<string, unknown>> }).events); res.end(); });
+    });
+    await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+    base = mkdtempSync('/var/lib/latchkey-policy-test-');
+    chmodSync(base, 0o755);
+    work = mkdtempSync(join(tmpdir(), 'latchkey-policy-client-'));
+    key = join(work, 'id_ed25519');
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const pub = readFileSync(`${key}.pub`, 'utf8').trim();
+    const withKey = users.map((u) => ({ ...u, sshPublicKeys: [pub] })) as CegaUser[];
+    env = await startEnv({
+      cache: { ttl: '2s', negative_ttl: '1s', refresh_ahead: '0s' }, homes: { base },
+      pam: { max_sessions: 1, session_limit: 'per-user', on_limit: 'replace-oldest' },
+      events: { url: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/events`, timeout: '1s' },
+    }, withKey);
+    sshd = await startSshd(env.dir, env.socketDir, env.shimEnv);
+  });
+  after(async () => {
+    for (const p of live) if (p.exitCode === null) p.kill('SIGTERM');
+    await sshd?.stop();
+    await env?.stop();
+    collector?.close();
+    rmSync(work, { recursive: true, force: true });
+    if (base) rmSync(base, { recursive: true, force: true });
+  });
+
+  test('replace-oldest: a second login ends the first sshd session (its client sees the close); the new one works', async () => {
+    const first = liveSftp(sshd.port, alice.username, key, work);
+    live.push(first.proc);
+    const [s1] = await until('the first session', async () => { const s = await openFor(alice.username); return s.length === 1 ? s : undefined; }).catch((e) => { throw new Error(`${e}\n${first.out()}\n${diag()}`); });
+    const second = liveSftp(sshd.port, alice.username, key, work);
+    live.push(second.proc);
+    const code = await Promise.race([first.exited, new Promise((r) => setTimeout(() => r('still running'), 15000))]);
+    assert.notEqual(code, 'still running', `the older sftp client was not disconnected\n${diag()}`);
+    const [s2] = await until('the second session', async () => { const s = await openFor(alice.username); return s.length === 1 && s[0]!.id !== s1!.id ? s : undefined; });
+    assert.equal(second.proc.exitCode, null, 'the new login is still connected');
+    second.proc.stdin!.write('pwd\n');
+    const ended = (await ctl(['sessions', alice.username, '--ended'])).ended as Array<{ id: string; end_reason: string; end_detail: string }>;
+    const r = ended.find((e) => e.id === s1!.id);
+    assert.ok(r, JSON.stringify(ended));
+    assert.equal(r.end_reason, 'replaced');
+    assert.equal(r.end_detail, `replaced by session ${s2!.id}`);
+    await until('events at the collector', () => events.some((e) => e.event === 'replaced' && e.session_id === s1!.id)
+      && events.some((e) => e.event === 'open' && e.session_id === s2!.id));
+    assert.ok(env.daemon.logs.some((l) => l.includes('"session.replaced"') && l.includes(s1!.id)));
+    const st = await ctl(['status']);
+    assert.ok(st.events.sent >= 3, JSON.stringify(st.events));
+    assert.equal(st.events.dropped, 0);
+    second.proc.stdin!.end();
+    await second.exited;
+  });
+
+  test('a user removed upstream loses a live sftp session at the refresh that learns it', async () => {
+    const s = liveSftp(sshd.port, bob.username, key, work);
+    live.push(s.proc);
+    const [open] = await until('bob\'s session', async () => { const o = await openFor(bob.username); return o.length === 1 ? o : undefined; }).catch((e) => { throw new Error(`${e}\n${s.out()}\n${diag()}`); });
+    env.service.setUsers(users.filter((u) => u !== bob) as CegaUser[]);
+    await new Promise((r) => setTimeout(r, 2500)); // past the 2 s TTL
+    // The refresh that learns it: any lookup of bob, here getent through the NSS module.
+    const g = await runInNamespace(`getent passwd ${bob.username}`, env.shimEnv);
+    assert.equal(g.code, 2, `getent now says "no such user": ${g.stdout}${g.stderr}`);
+    const code = await Promise.race([s.exited, new Promise((r) => setTimeout(() => r('still running'), 15000))]);
+    assert.notEqual(code, 'still running', `bob's sftp client was not disconnected\n${diag()}`);
+    const ended = (await ctl(['sessions', bob.username, '--ended'])).ended as Array<{ id: string; end_reason: string }>;
+    assert.equal(ended.find((e) => e.id === open!.id)?.end_reason, 'removed', JSON.stringify(ended));
+    await until('the revoked event', () => events.some((e) => e.event === 'revoked' && e.reason === 'removed' && e.session_id === open!.id));
+  });
+});

@@ -1,0 +1,94 @@
+// What latchkeyd tells systemd (Type=notify, sd_notify(3)): READY=1 with a STATUS= line once its
+// sockets serve, RELOADING=1 (with MONOTONIC_USEC) then READY=1 around every reload, taken or
+// refused, and STOPPING=1; and a refused config at start exits 78, the status the unit's
+// RestartPreventExitStatus= names so systemd does not restart it in a loop. A real datagram
+// socket stands in for systemd's (test/c/notify_recv.c), NOTIFY_SOCKET points latchkeyd at it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { appendFileSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from '../lib/paths.js';
+import { scratchDir } from '../lib/tmp.js';
+import { LATCHKEYD, latchkeyctl, startEnv } from '../lib/harness.js';
+
+function receiver(dir: string): { path: string; proc: ChildProcess; lines: string[]; waitFor(re: RegExp, from?: number): Promise<number> } {
+  const bin = join(dir, 'notify_recv');
+  const cc = spawnSync('cc', ['-std=c11', '-Wall', '-Wextra', '-Werror', '-o', bin, join(ROOT, 'test/c/notify_recv.c')], { encoding: 'utf8' });
+  assert.equal(cc.status, 0, cc.stderr);
+  const path = join(dir, 'notify.sock');
+  const proc = spawn(bin, [path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  let buf = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) { lines.push(buf.slice(0, i)); buf = buf.slice(i + 1); }
+  });
+  const waitFor = async (re: RegExp, from = 0): Promise<number> => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const i = lines.findIndex((l, n) => n >= from && re.test(l));
+      if (i >= 0) return i;
+      if (Date.now() > deadline) throw new Error(`no ${re} in ${JSON.stringify(lines)}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  return { path, proc, lines, waitFor };
+}
+
+test('READY, STATUS, RELOADING/READY around reloads (taken or refused), STOPPING', async () => {
+  const dir = scratchDir('lk-notify-');
+  const rx = receiver(dir);
+  await rx.waitFor(/^listening$/);
+  // The daemon drops root: the receiving socket must be writable by its account.
+  chmodSync(dir, 0o755);
+  chmodSync(rx.path, 0o777);
+  const prev = process.env.NOTIFY_SOCKET;
+  process.env.NOTIFY_SOCKET = rx.path;
+  let env: Awaited<ReturnType<typeof startEnv>> | null = null;
+  try {
+    env = await startEnv();
+    const ready = await rx.waitFor(/READY=1/);
+    assert.match(rx.lines[ready]!, /STATUS=serving: \d+ fresh and \d+ stale cached users, \d+ open sessions; upstream ok/);
+
+    process.kill(env.daemon.pid, 'SIGHUP');
+    const reloading = await rx.waitFor(/RELOADING=1/, ready + 1);
+    assert.match(rx.lines[reloading]!, /MONOTONIC_USEC=\d+/);
+    const again = await rx.waitFor(/READY=1/, reloading + 1);
+
+    // A refused reload still ends with READY=1: the old config serves on.
+    appendFileSync(env.configFile, '[cache]\nttl = never\n');
+    const r = await latchkeyctl(env.socketDir, ['reload']);
+    assert.equal(r.code, 1);
+    const reloading2 = await rx.waitFor(/RELOADING=1/, again + 1);
+    await rx.waitFor(/READY=1/, reloading2 + 1);
+
+    const n = rx.lines.length;
+    await env.daemon.stop();
+    await rx.waitFor(/STOPPING=1/, n);
+  } finally {
+    if (prev === undefined) delete process.env.NOTIFY_SOCKET; else process.env.NOTIFY_SOCKET = prev;
+    await env?.stop();
+    rx.proc.kill('SIGKILL');
+  }
+});
+
+test('a refused config at start exits 78 (EX_CONFIG): the unit does not restart it', async () => {
+  const env = await startEnv();
+  try {
+    await env.daemon.stop();
+    writeFileSync(env.configFile, readFileSync(env.configFile, 'utf8') + '[pam]\nmax_failures = lots\n');
+    const p = spawn(process.execPath, [LATCHKEYD, '--config', env.configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+    assert.equal(code, 78, err);
+    assert.match(err, /latchkey\.conf:\d+: pam\.max_failures/);
+    const unit = readFileSync(join(ROOT, 'etc/systemd/latchkeyd.service'), 'utf8');
+    assert.match(unit, /^RestartPreventExitStatus=.*\b78\b/m);
+    assert.match(unit, /^Type=notify$/m);
+  } finally {
+    await env.stop();
+  }
+});
