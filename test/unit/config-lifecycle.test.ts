@@ -9,20 +9,9 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { KEYS, SECRETS_FILE_MAP } from '../../src/config/keys.js';
 import { upstreamAuthMode, insecureSettings } from '../../src/config/safety.js';
-import { ConfigError } from '../../src/errors.js';
+import { conf, refused } from '../lib/conf.js';
 import { ROOT as REPO } from '../lib/paths.js';
 
-const HEAD = '[upstream]\nby_name_url = https://u.example/users/\nby_uid_url = https://u.example/uids/\n';
-const conf = (body: string): string => HEAD + body;
-
-function refused(body: string, key: string, words: RegExp): void {
-  assert.throws(() => parseConfig(conf(body), 'x.conf'), (e: unknown) => {
-    assert.ok(e instanceof ConfigError, String(e));
-    assert.match(e.message, new RegExp(key.replace('.', '\\.')));
-    assert.match(e.message, words);
-    return true;
-  });
-}
 
 test('token mode: token_url with username/password or api_key; the auth mode follows the keys', () => {
   const basic = parseConfig(conf('username = u\npassword = p\n'), 'x.conf');

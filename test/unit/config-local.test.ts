@@ -4,19 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { conf, refused } from '../lib/conf.js';
 
-const HEAD = '[upstream]\nby_name_url = https://u.example/users/\nby_uid_url = https://u.example/uids/\n';
-const conf = (body: string): string => HEAD + body;
-
-function refused(body: string, key: string, words: RegExp): void {
-  assert.throws(() => parseConfig(conf(body), 'x.conf'), (e: unknown) => {
-    assert.ok(e instanceof ConfigError, String(e));
-    assert.match(e.message, new RegExp(key.replace('.', '\\.')));
-    assert.match(e.message, words);
-    return true;
-  });
-}
 
 test('defaults: 9000..9999, local precedence, yescrypt cost 5, local upgrades, standalone', () => {
   const c = parseConfig(conf(''), 'x.conf');

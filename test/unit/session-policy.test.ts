@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SessionRegistry } from '../../src/sessions/registry.js';
 import { SessionStore, SESSIONS_SCHEMA_VERSION } from '../../src/sessions/store.js';
-import type { ProcessOps, SessionProcess } from '../../src/sessions/proc.js';
 import type { SessionEvent } from '../../src/events/types.js';
 import { EventCollector } from '../../src/events/collector.js';
 import { SessionEvents } from '../../src/events/hub.js';
 import { setLogSink } from '../../src/log.js';
 import type { Config } from '../../src/config/types.js';
+import { FakeProcs } from '../lib/fake-procs.js';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -37,13 +37,6 @@ function config(pam: Partial<Config['pam']>, users: Partial<Config['users']> = {
   } as unknown as Config;
 }
 
-class FakeProcs implements ProcessOps {
-  readonly running = new Map<number, string>();
-  readonly terminated: number[] = [];
-  alive(pid: number): boolean { return this.running.has(pid); }
-  startTime(pid: number): string | null { return this.running.get(pid) ?? null; }
-  terminate(p: SessionProcess): boolean { this.terminated.push(p.pid); return this.running.delete(p.pid); }
-}
 
 function setup(pam: Partial<Config['pam']>, users: Partial<Config['users']> = {}) {
   const store = SessionStore.open(join(tmp(), 'sessions.db'));

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SessionRegistry } from '../../src/sessions/registry.js';
 import { SessionStore, SESSIONS_SCHEMA_VERSION, sessionStorePath } from '../../src/sessions/store.js';
-import { systemProcessOps, type ProcessOps, type SessionProcess } from '../../src/sessions/proc.js';
+import { systemProcessOps } from '../../src/sessions/proc.js';
 import { sessionHandlers, type EnsureHome } from '../../src/answers/priv-session.js';
 import { UserCache } from '../../src/cache/db.js';
 import { setLogSink } from '../../src/log.js';
@@ -17,6 +17,7 @@ import type { Config } from '../../src/config/types.js';
 import type { Lookup } from '../../src/cache/types.js';
 import { Status } from '../../src/protocol/generated.js';
 import type { Peer } from '../../src/server/dispatch.js';
+import { FakeProcs } from '../lib/fake-procs.js';
 
 function config(pam: Partial<Config['pam']> = {}): Config {
   return {
@@ -27,17 +28,6 @@ function config(pam: Partial<Config['pam']> = {}): Config {
   } as unknown as Config;
 }
 
-/** Processes that exist only in this map: pid → start time. */
-class FakeProcs implements ProcessOps {
-  readonly running = new Map<number, string>();
-  readonly terminated: number[] = [];
-  alive(pid: number): boolean { return this.running.has(pid); }
-  startTime(pid: number): string | null { return this.running.get(pid) ?? null; }
-  terminate(p: SessionProcess): boolean {
-    this.terminated.push(p.pid);
-    return this.running.delete(p.pid);
-  }
-}
 
 function setup(pam: Partial<Config['pam']> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-sessions-'));
