@@ -24,7 +24,7 @@ import { planCleanup, type EndReason, type ExpiredAccount, type SessionOwner } f
 export interface SessionEnder {
   list(): SessionOwner[];
   /** ends every open session of the user (record and process); how many were ended */
-  revoke(user: string, reason: EndReason, detail: string): Promise<number>;
+  revoke(user: string, reason: EndReason, detail: string, uid?: number): Promise<number>;
 }
 
 /** What the cleanup needs of the persistent local users (src/localusers/service.ts). */
@@ -172,7 +172,7 @@ export class Cleanup {
         log('info', 'cleanup.sessions_kept', { user, uid, detail: 'the account may log in again (its expiry was extended or it was enabled)' });
         return 0;
       }
-      const n = await this.d.sessions.revoke(user, reason, detail);
+      const n = await this.d.sessions.revoke(user, reason, detail, uid);
       // A refetch above may have ended them already (the resolver tells the registry of an
       // expired account): count what is no longer open, not only what this call ended.
       const left = this.d.sessions.list().filter((s) => s.user === user && s.uid === uid).length;

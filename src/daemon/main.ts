@@ -109,7 +109,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   sessions.events = events.emit;
   // An upstream answer that says an account is removed, disabled or expired ends its sessions.
   resolver.accountChanged = (c) => {
-    sessions.revoke(c.name, c.state, c.detail).catch((e: unknown) => log('error', 'session.revoke_failed', { user: c.name, reason: c.state, error: e instanceof Error ? e.message : String(e) }));
+    sessions.revoke(c.name, c.state, c.detail, c.uid).catch((e: unknown) => log('error', 'session.revoke_failed', { user: c.name, reason: c.state, error: e instanceof Error ? e.message : String(e) }));
   };
   const identity = new LoginIdentity(resolver);
   // The persistent local users (src/localusers): opened before the sockets serve, so a stored

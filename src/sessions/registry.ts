@@ -151,10 +151,13 @@ export class SessionRegistry {
   /**
    * Ends every open session of `user` (record and process): the account was removed, disabled or
    * expired (`reason`), as the upstream's answer or the cleanup says in `detail`. Idempotent: a
-   * user with no open sessions costs a query. Returns how many sessions were ended.
+   * user with no open sessions costs a query. Returns how many sessions were ended. `uid`: only
+   * sessions opened with that uid; an upstream account removed under a name that a local user
+   * (another uid) now answers for must not end that user's sessions.
    */
-  async revoke(user: string, reason: string, detail: string): Promise<number> {
-    return this.endRows(this.store.openRows(user), reason, detail);
+  async revoke(user: string, reason: string, detail: string, uid?: number): Promise<number> {
+    const rows = this.store.openRows(user).filter((r) => uid === undefined || r.uid === uid);
+    return this.endRows(rows, reason, detail);
   }
 
   private async endRows(rows: SessionRow[], reason: string, detail: string): Promise<number> {

@@ -173,6 +173,17 @@ test('revoke ends every open session of the user with the reason and detail, onc
   s.done();
 });
 
+test('revoke with a uid ends only the sessions opened with that uid (a namesake of another source keeps its own)', async () => {
+  const s = setup({});
+  s.start('alice', 101);
+  s.procs.running.set(102, 't102');
+  s.reg.open({ user: 'alice', uid: 9001, service: 'sshd', rhost: '192.0.2.1', tty: 'ssh', pid: 102 });
+  assert.equal(await s.reg.revoke('alice', 'removed', 'the upstream answered 404', 10001), 1);
+  assert.deepEqual(s.procs.terminated, [101]);
+  assert.deepEqual(s.reg.list().map((r) => [r.user, r.uid]), [['alice', 9001]]);
+  s.done();
+});
+
 test('the open, close, gone and reopened events carry the session fields', () => {
   const s = setup({});
   const a = s.start('alice', 101, 'sshd', '192.0.2.9');

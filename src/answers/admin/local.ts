@@ -76,9 +76,10 @@ export function localCommands(ctx: AdminContext): AdminHandlers<LocalCommand> {
    * and stays made when this fails (rootd down): the failure is logged with what to do, and the
    * reply says 0.
    */
-  const endSessions = async (name: string, reason: 'disabled' | 'removed', detail: string): Promise<number> => {
+  const endSessions = async (name: string, uid: number | undefined, reason: 'disabled' | 'removed', detail: string): Promise<number> => {
     try {
-      return await ctx.sessions.revoke(name, reason, detail);
+      // By uid too: an upstream user of the same name (precedence) keeps its sessions.
+      return await ctx.sessions.revoke(name, reason, detail, uid);
     } catch (e) {
       log('error', 'local.end_sessions_failed', { user: name, reason, error: e instanceof Error ? e.message : String(e), fix: `latchkeyctl sessions kill --user ${name}` });
       return 0;
@@ -163,7 +164,7 @@ export function localCommands(ctx: AdminContext): AdminHandlers<LocalCommand> {
       const u = change(() => l.store.setDisabled(args.name, true));
       changed('local.user_disabled', peer, { user: u.name, uid: u.uid });
       // An account that may not log in must not keep a login it already has.
-      const ended = await endSessions(u.name, 'disabled', 'local account disabled (latchkeyctl local disable)');
+      const ended = await endSessions(u.name, u.uid, 'disabled', 'local account disabled (latchkeyctl local disable)');
       return { user: view(u), sessions_ended: ended };
     },
 
@@ -179,7 +180,7 @@ export function localCommands(ctx: AdminContext): AdminHandlers<LocalCommand> {
       const uid = l.store.get(args.name)?.uid;
       change(() => l.store.remove(args.name));
       changed('local.user_removed', peer, { user: args.name, uid: uid ?? null });
-      const ended = await endSessions(args.name, 'removed', 'local account removed (latchkeyctl local remove)');
+      const ended = await endSessions(args.name, uid, 'removed', 'local account removed (latchkeyctl local remove)');
       // A row the index did not serve (refused by rows.ts) is removed too; it has no uid to report.
       return { removed: args.name, uid: uid ?? null, sessions_ended: ended };
     },
