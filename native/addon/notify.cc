@@ -37,13 +37,16 @@ Napi::Value SdNotify(const Napi::CallbackInfo &info)
     if (path[0] == '@')
         sa.sun_path[0] = '\0';
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path.size());
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         Napi::Error::New(env, std::string("socket: ") + strerror(errno))
             .ThrowAsJavaScriptException();
         return env.Undefined();
     }
-    ssize_t n = sendto(fd, msg.data(), msg.size(), MSG_NOSIGNAL, (struct sockaddr *)&sa, len);
+    // Never blocks: a receiver that stopped reading (a hung PID 1, a socket nobody reads) must not
+    // freeze the event loop; EAGAIN is a failed send like any other, which the caller logs once.
+    ssize_t n = sendto(fd, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT,
+                       (struct sockaddr *)&sa, len);
     int e = errno;
     close(fd);
     if (n < 0 || (size_t)n != msg.size()) {

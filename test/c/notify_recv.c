@@ -1,5 +1,6 @@
-// notify_recv PATH: binds a Unix datagram socket at PATH (what systemd's NOTIFY_SOCKET is) and
-// prints every datagram it receives as one line, newlines inside it shown as "|". Used by
+// notify_recv PATH [--no-read]: binds a Unix datagram socket at PATH (what systemd's NOTIFY_SOCKET
+// is) and prints every datagram it receives as one line, newlines inside it shown as "|"; with
+// --no-read it never reads (a hung receiver whose queue fills). Used by
 // test/integration/systemd-notify.test.ts to watch what latchkeyd tells systemd.
 #include <stdio.h>
 #include <string.h>
@@ -9,8 +10,8 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: notify_recv PATH\n");
+    if (argc != 2 && !(argc == 3 && strcmp(argv[2], "--no-read") == 0)) {
+        fprintf(stderr, "usage: notify_recv PATH [--no-read]\n");
         return 64;
     }
     struct sockaddr_un sa;
@@ -26,6 +27,9 @@ int main(int argc, char **argv)
     }
     printf("listening\n");
     fflush(stdout);
+    if (argc == 3)
+        for (;;)
+            pause();
     char buf[4096];
     for (;;) {
         ssize_t n = recv(fd, buf, sizeof buf - 1, 0);

@@ -12,12 +12,12 @@ import { ROOT } from '../lib/paths.js';
 import { scratchDir } from '../lib/tmp.js';
 import { LATCHKEYD, latchkeyctl, startEnv } from '../lib/harness.js';
 
-function receiver(dir: string): { path: string; proc: ChildProcess; lines: string[]; waitFor(re: RegExp, from?: number): Promise<number> } {
+function receiver(dir: string, noRead = false): { path: string; proc: ChildProcess; lines: string[]; waitFor(re: RegExp, from?: number): Promise<number> } {
   const bin = join(dir, 'notify_recv');
   const cc = spawnSync('cc', ['-std=c11', '-Wall', '-Wextra', '-Werror', '-o', bin, join(ROOT, 'test/c/notify_recv.c')], { encoding: 'utf8' });
   assert.equal(cc.status, 0, cc.stderr);
   const path = join(dir, 'notify.sock');
-  const proc = spawn(bin, [path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(bin, noRead ? [path, '--no-read'] : [path], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines: string[] = [];
   let buf = '';
   proc.stdout!.on('data', (d: Buffer) => {
@@ -67,6 +67,43 @@ test('READY, STATUS, RELOADING/READY around reloads (taken or refused), STOPPING
     const n = rx.lines.length;
     await env.daemon.stop();
     await rx.waitFor(/STOPPING=1/, n);
+  } finally {
+    if (prev === undefined) delete process.env.NOTIFY_SOCKET; else process.env.NOTIFY_SOCKET = prev;
+    await env?.stop();
+    rx.proc.kill('SIGKILL');
+  }
+});
+
+test('a receiver that never reads (a hung PID 1) cannot freeze the daemon: sends fail, logged once, lookups go on', async () => {
+  const dir = scratchDir('lk-notify-');
+  const rx = receiver(dir, true);
+  await rx.waitFor(/^listening$/);
+  chmodSync(dir, 0o755);
+  chmodSync(rx.path, 0o777);
+  const prev = process.env.NOTIFY_SOCKET;
+  process.env.NOTIFY_SOCKET = rx.path;
+  let env: Awaited<ReturnType<typeof startEnv>> | null = null;
+  try {
+    env = await startEnv();
+    // Each reload sends two datagrams; the receiver's queue holds net.unix.max_dgram_qlen of
+    // them (512 by default), so a few hundred reloads fill it. One SIGHUP at a time: signals
+    // sent together would merge into one.
+    const reloaded = (): number => env!.daemon.logs.filter((l) => l.includes('"config.reloaded"')).length;
+    const qlen = Number(readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8'));
+    for (let i = 0; i < qlen / 2 + 20; i++) {
+      const before = reloaded();
+      process.kill(env.daemon.pid, 'SIGHUP');
+      const deadline = Date.now() + 5000;
+      while (reloaded() === before) {
+        assert.ok(Date.now() < deadline, `reload ${i} did not finish: the daemon is stuck`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    }
+    const lookup = await latchkeyctl(env.socketDir, ['lookup', 'alice'], '', 10_000);
+    assert.equal(lookup.code, 0, lookup.stderr);
+    const failed = env.daemon.logs.filter((l) => l.includes('daemon.notify_failed'));
+    assert.equal(failed.length, 1, failed.join('\n'));
+    assert.match(failed[0]!, /EAGAIN|Resource temporarily unavailable/);
   } finally {
     if (prev === undefined) delete process.env.NOTIFY_SOCKET; else process.env.NOTIFY_SOCKET = prev;
     await env?.stop();
