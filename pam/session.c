@@ -32,6 +32,7 @@
 
 #include "options.h"
 #include "lk_priv.h"
+#include "lk_procstat.h"
 #include "module.h"
 
 static int confine(pam_handle_t *pamh, const char *user, const char *home)
@@ -86,9 +87,14 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
     default: /* pam_sm_open_session(3) has no "unavailable": a session error */
         return PAM_SESSION_ERR;
     }
-    int status = lk_priv_session_open(lk_priv_socket_dir(opts.socket_dir), user,
-                                      lk_pam_item(pamh, PAM_SERVICE), lk_pam_item(pamh, PAM_RHOST),
-                                      lk_pam_item(pamh, PAM_TTY), (uint32_t)getpid(), &reply);
+    /* Our own start time: latchkeyd (unprivileged) may not see our /proc entry (hidepid), and
+     * without it the session could be recorded but never ended. "" when unreadable. */
+    char start[32];
+    lk_self_starttime(start, sizeof start);
+    int status =
+        lk_priv_session_open(lk_priv_socket_dir(opts.socket_dir), user,
+                             lk_pam_item(pamh, PAM_SERVICE), lk_pam_item(pamh, PAM_RHOST),
+                             lk_pam_item(pamh, PAM_TTY), (uint32_t)getpid(), start, &reply);
     if (opts.debug)
         pam_syslog(pamh, LOG_DEBUG, "SESSION_OPEN user=%s pid=%ld: %s %s", user, (long)getpid(),
                    lk_priv_status_name(status), reply.detail);

@@ -9,9 +9,27 @@ export class LatchkeyError extends Error {
 
 /** A config file is wrong: names the file, the line, the key and the fix. */
 export class ConfigError extends LatchkeyError {
-  constructor(readonly file: string, readonly line: number, readonly key: string, problem: string) {
+  constructor(readonly file: string, readonly line: number, readonly key: string, readonly problem: string) {
     super('E_CONFIG', `${file}${line > 0 ? ':' + line : ''}: ${key ? key + ': ' : ''}${problem}`);
   }
+}
+
+/**
+ * Every mistake found in one read of a config (src/config/load.ts), so an admin fixes them all in
+ * one pass instead of one per run. It is a ConfigError for the first one (file, line, key), and
+ * its message has one "FILE:LINE: key: problem" line per mistake.
+ */
+export class ConfigErrors extends ConfigError {
+  constructor(readonly errors: readonly ConfigError[]) {
+    const first = errors[0]!;
+    super(first.file, first.line, first.key, first.problem);
+    this.message = errors.map((e) => e.message).join('\n');
+  }
+}
+
+/** The single mistakes a ConfigError stands for (one, or each of a ConfigErrors). */
+export function configErrorList(e: ConfigError): readonly ConfigError[] {
+  return e instanceof ConfigErrors ? e.errors : [e];
 }
 
 /**

@@ -168,8 +168,11 @@ enum lk_opcode {
     LK_OP_ACCT_MGMT = 257,
     /*
      * creates the home if needed and records the session; the module applies umask and, when
-     * chroot is 1, confines the session. Socket: priv. Request: user:str, service:str,
-     * rhost:str, tty:str, pid:u32. Reply: session_id:str, home:str, umask:u32, chroot:u8
+     * chroot is 1, confines the session. pid_start: the calling process's kernel start time
+     * (/proc/PID/stat field 22, decimal; empty when unreadable), which the unprivileged daemon
+     * may be unable to read itself (/proc with hidepid). Socket: priv. Request: user:str,
+     * service:str, rhost:str, tty:str, pid:u32, pid_start:str. Reply: session_id:str, home:str,
+     * umask:u32, chroot:u8
      */
     LK_OP_SESSION_OPEN = 258,
     /*

@@ -263,7 +263,8 @@ int lk_msg_acct_mgmt_read_reply(struct lk_reader *r)
 }
 
 size_t lk_msg_session_open_request(uint8_t *buf, size_t cap, const char *user, const char *service,
-                                   const char *rhost, const char *tty, uint32_t pid)
+                                   const char *rhost, const char *tty, uint32_t pid,
+                                   const char *pid_start)
 {
     struct lk_writer w;
     lk_wr_init(&w, buf, cap);
@@ -273,6 +274,7 @@ size_t lk_msg_session_open_request(uint8_t *buf, size_t cap, const char *user, c
     lk_wr_cstr(&w, rhost);
     lk_wr_cstr(&w, tty);
     lk_wr_u32(&w, pid);
+    lk_wr_cstr(&w, pid_start);
     return lk_wr_finish(&w);
 }
 

@@ -145,10 +145,13 @@ int lk_msg_acct_mgmt_read_reply(struct lk_reader *r);
 
 /*
  * SESSION_OPEN (priv.sock): creates the home if needed and records the session; the module
- * applies umask and, when chroot is 1, confines the session
+ * applies umask and, when chroot is 1, confines the session. pid_start: the calling process's
+ * kernel start time (/proc/PID/stat field 22, decimal; empty when unreadable), which the
+ * unprivileged daemon may be unable to read itself (/proc with hidepid)
  */
 size_t lk_msg_session_open_request(uint8_t *buf, size_t cap, const char *user, const char *service,
-                                   const char *rhost, const char *tty, uint32_t pid);
+                                   const char *rhost, const char *tty, uint32_t pid,
+                                   const char *pid_start);
 struct lk_msg_session_open_reply {
     struct lk_str session_id;
     struct lk_str home;

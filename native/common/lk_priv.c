@@ -129,11 +129,12 @@ int lk_priv_acct_mgmt(const char *sock_dir, const char *user, const char *servic
 }
 
 int lk_priv_session_open(const char *sock_dir, const char *user, const char *service,
-                         const char *rhost, const char *tty, uint32_t pid,
+                         const char *rhost, const char *tty, uint32_t pid, const char *pid_start,
                          struct lk_priv_reply *out)
 {
     uint8_t req[LK_MAX_REQUEST + 4u];
-    size_t n = lk_msg_session_open_request(req, sizeof req, user, service, rhost, tty, pid);
+    size_t n =
+        lk_msg_session_open_request(req, sizeof req, user, service, rhost, tty, pid, pid_start);
     return ask(sock_dir, LK_OP_SESSION_OPEN, req, n, out);
 }
 

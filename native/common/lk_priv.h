@@ -50,7 +50,7 @@ int lk_priv_auth_password(const char *sock_dir, const char *user, const char *pa
 int lk_priv_acct_mgmt(const char *sock_dir, const char *user, const char *service,
                       const char *rhost, struct lk_priv_reply *out);
 int lk_priv_session_open(const char *sock_dir, const char *user, const char *service,
-                         const char *rhost, const char *tty, uint32_t pid,
+                         const char *rhost, const char *tty, uint32_t pid, const char *pid_start,
                          struct lk_priv_reply *out);
 int lk_priv_session_close(const char *sock_dir, const char *user, const char *service, uint32_t pid,
                           struct lk_priv_reply *out);

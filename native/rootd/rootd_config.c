@@ -8,7 +8,6 @@
 #define _GNU_SOURCE
 #include "rootd.h"
 #include "safedir.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -40,13 +39,13 @@ enum target {
 static const struct key {
     const char *section;
     const char *key;
-    const char *legacy; /* LocalEGA auth.conf name (top level), or NULL */
+    const char *legacy, *older; /* LocalEGA auth.conf name (top level), an older EGA-auth one */
 } KEYS[T_COUNT] = {
-    [T_BASE] = { "homes", "base", "ega_dir" },
+    [T_BASE] = { "homes", "base", "ega_dir", "homedir_prefix" }, /* as src/config/keys.ts */
     [T_LAYOUT] = { "homes", "layout", NULL },
     [T_MODE] = { "homes", "mode", "ega_dir_attrs" },
     [T_UPLOAD] = { "homes", "upload_dir", NULL },
-    [T_GID] = { "users", "gid", "ega_gid" },
+    [T_GID] = { "users", "gid", "ega_gid", "gid" },
     [T_SHIFT] = { "users", "uid_shift", "ega_uid_shift" },
     [T_MIN] = { "users", "min_uid", NULL },
     [T_MAX] = { "users", "max_uid", NULL },
@@ -250,7 +249,8 @@ static int parse_line(struct ctx *c, char *line, int no, char *section, size_t s
         const struct key *k = &KEYS[t];
         int native =
             section[0] != '\0' && strcmp(section, k->section) == 0 && strcmp(key, k->key) == 0;
-        int legacy = section[0] == '\0' && k->legacy != NULL && strcmp(key, k->legacy) == 0;
+        int legacy = section[0] == '\0' && ((k->legacy != NULL && strcmp(key, k->legacy) == 0) ||
+                                            (k->older != NULL && strcmp(key, k->older) == 0));
         if (!native && !legacy)
             continue;
         char name[64];

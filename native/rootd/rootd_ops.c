@@ -1,6 +1,7 @@
 /* What rootd does for CREATE_HOME and END_SESSION, each only after rootd_check.c allowed the
  * request (RELOAD is rootd_main.c's: it replaces the policy between two requests). */
 #define _GNU_SOURCE
+#include "lk_procstat.h"
 #include "rootd.h"
 
 #include <errno.h>
@@ -47,8 +48,6 @@ void rootd_create_home(const struct rootd_request *req, const struct rootd_polic
                  (report.nproblems > 0 ? ROOTD_FLAG_REPAIRED : 0);
 }
 
-/* Field 22 (starttime) of /proc/PID/stat read through the process's /proc directory fd. comm
- * (field 2) may hold spaces and ')', so fields are counted from the last ')'. */
 /* A small /proc file of the process, NUL-terminated, through its /proc directory fd. */
 static int read_proc_text(int proc_fd, const char *name, char *buf, size_t cap)
 {
@@ -63,31 +62,17 @@ static int read_proc_text(int proc_fd, const char *name, char *buf, size_t cap)
     return 0;
 }
 
+/* Field 22 (starttime) of /proc/PID/stat, read through the process's /proc directory fd. */
 static int read_start_time(int proc_fd, uint64_t *out)
 {
     char buf[1024];
     if (read_proc_text(proc_fd, "stat", buf, sizeof buf) != 0)
         return -1;
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
+    unsigned long long v;
+    if (lk_stat_starttime(buf, &v) != 0)
         return -1;
-    p++;
-    for (int field = 3; field <= 22; field++) {
-        if (*p != ' ')
-            return -1;
-        p++;
-        if (field == 22) {
-            char *end = NULL;
-            errno = 0;
-            unsigned long long v = strtoull(p, &end, 10);
-            if (errno != 0 || end == p || (*end != ' ' && *end != '\0' && *end != '\n'))
-                return -1;
-            *out = v;
-            return 0;
-        }
-        p += strcspn(p, " ");
-    }
-    return -1;
+    *out = v;
+    return 0;
 }
 
 /* /proc/PID/loginuid through the process's /proc directory fd: the uid pam_loginuid recorded for

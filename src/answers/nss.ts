@@ -10,6 +10,7 @@ import type { Resolver } from '../directory/resolver.js';
 import { groupEntry, passwdEntry } from '../directory/entries.js';
 import type { LoginIdentity } from '../directory/identity.js';
 import type { CachedUser, GroupEntry, PasswdEntry } from '../types.js';
+import type { LoginDecisions } from '../verify/decisions.js';
 import { identityFailure, lookupFailure } from './replies.js';
 
 /** Rough wire size of a passwd record, to fill list pages without encoding twice. */
@@ -122,7 +123,11 @@ export class PageCache {
   }
 }
 
-export function nssHandlers(resolver: Resolver, identity: LoginIdentity, cfg: () => Config, cacheGeneration: () => number = () => NaN): HandlerTable {
+/** `decisions`: where KEYS_FOR_LOGIN's answers are recorded for `latchkeyctl why`. */
+export function nssHandlers(
+  resolver: Resolver, identity: LoginIdentity, cfg: () => Config, cacheGeneration: () => number = () => NaN,
+  decisions: LoginDecisions | null = null,
+): HandlerTable {
   // The cache hands out the same object for a user until it changes, so the reply frame can be
   // encoded once and written as it is: a warm hit is then a WeakMap lookup and a write. A new
   // object (refetch) makes a new frame; a reloaded config (home base, shell, gid) drops them all.
@@ -216,7 +221,15 @@ export function nssHandlers(resolver: Resolver, identity: LoginIdentity, cfg: ()
     // latchkey-authorized-keys: keys only when latchkey serves exactly this name with the uid
     // NSS resolved (directory/identity.ts).
     KEYS_FOR_LOGIN: async (f, peer) => {
-      const id = await identity.check(f.name as string, f.uid as number, 'authorized-keys', peer.uid);
+      const name = f.name as string;
+      const id = await identity.check(name, f.uid as number, 'authorized-keys', peer.uid);
+      // Any local user may send this for any name: decisions.ts keeps such records apart.
+      decisions?.record(name, 'keys_for_login', id.kind === 'served', {
+        result: id.kind, uid: f.uid as number,
+        detail: id.kind === 'served' ? `${id.user.sshPublicKeys.length} public key(s) handed to sshd` : id.kind === 'unavailable' ? id.reason : id.detail,
+        source: id.kind === 'served' || id.kind === 'notfound' ? id.source : null,
+        keys: id.kind === 'served' ? id.user.sshPublicKeys.length : null,
+      }, peer.uid);
       return id.kind === 'served' ? ok({ keys: id.user.sshPublicKeys }) : identityFailure(id, peer);
     },
   };

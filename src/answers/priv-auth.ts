@@ -11,6 +11,8 @@ import type { LoginIdentity } from '../directory/identity.js';
 import { checkPassword } from '../verify/login.js';
 import type { CachedUser } from '../types.js';
 import { hostKey, type Throttle } from '../verify/throttle.js';
+import { hashInfo } from '../verify/hash.js';
+import type { HashUsed, LoginDecisions } from '../verify/decisions.js';
 import { log, logLimited } from '../log.js';
 import { identityFailure, replyDetail, unavailable } from './replies.js';
 
@@ -19,10 +21,13 @@ export class AuthStats {
   readonly byKind: Record<string, { ok: number; failed: number; totalMs: number }> = {};
   throttled = 0;
   unknownUser = 0;
+  /** told of every verification (the metrics' latency histogram, src/metrics/); must not throw */
+  listener: ((kind: string, success: boolean, ms: number) => void) | null = null;
   record(kind: string, success: boolean, ms: number): void {
     const k = (this.byKind[kind] ??= { ok: 0, failed: 0, totalMs: 0 });
     if (success) k.ok++; else k.failed++;
     k.totalMs += ms;
+    this.listener?.(kind, success, ms);
   }
 }
 
@@ -30,23 +35,38 @@ export class AuthStats {
  *  address hold 10 unauthenticated connections; a person logs in once at a time). */
 export const MAX_CHECKS_IN_FLIGHT_PER_HOST = 4;
 
+/** Kind and cost of the hash a verification used (never the hash), for `latchkeyctl why`. */
+export function hashUsed(user: CachedUser | null): HashUsed | null {
+  if (!user) return null;
+  const h = hashInfo(user.passwordHash);
+  return { kind: h.kind, cost: h.cost, cost_name: h.costName };
+}
+
 /**
  * `afterLogin`: told of every accepted password with the user it was checked against, after the
  * answer is decided and never awaited (the local users' hash upgrade, src/localusers/upgrade.ts).
+ * `decisions`: where each phase's answer is recorded for `latchkeyctl why` (src/verify/decisions.ts).
  */
 export function authHandlers(
   resolver: Resolver, identity: LoginIdentity, throttle: Throttle, stats: AuthStats, cfg: () => Config,
   afterLogin: ((user: CachedUser, password: string) => void) | null = null,
+  decisions: LoginDecisions | null = null,
 ): HandlerTable {
   const inFlight = new Map<string, number>();
   return {
     // pam_latchkey, before it asks for a password: is this (name, uid NSS resolved) ours?
     LOGIN_CHECK: async (f, peer) => {
-      const id = await identity.check(f.user as string, f.uid as number, 'pam', peer.uid);
+      const user = f.user as string;
+      const id = await identity.check(user, f.uid as number, 'pam', peer.uid);
+      decisions?.record(user, 'login_check', id.kind === 'served', {
+        result: id.kind, uid: f.uid as number,
+        detail: id.kind === 'served' ? `latchkey serves ${user} with uid ${f.uid as number}` : id.kind === 'unavailable' ? id.reason : id.detail,
+        source: id.kind === 'served' || id.kind === 'notfound' ? id.source : null,
+      }, peer.uid);
       return id.kind === 'served' ? ok({ prompt: cfg().pam.prompt }) : identityFailure(id, peer);
     },
 
-    AUTH_PASSWORD: async (f) => {
+    AUTH_PASSWORD: async (f, peer) => {
       const user = f.user as string;
       const rhost = f.rhost as string;
       const service = f.service as string;
@@ -73,6 +93,12 @@ export function authHandlers(
       }
       const ms = Date.now() - started;
       const fields = { user, rhost, service, result: o.result, ...(o.kind ? { kind: o.kind } : {}), ms };
+      // The throttle's part is in the reason (which budget, how many failures, for how long);
+      // a failure that started a lockout says so too.
+      const lockedNow = o.lockouts.map((l) => `; this failure locked ${l.scope} ${l.key} out for ${l.retryAfterSec}s (${l.failures} of ${l.limit})`).join('');
+      decisions?.record(user, 'auth_password', o.user !== null, {
+        result: o.result, detail: o.reason + lockedNow, source: o.source, service, rhost, hash: hashUsed(o.user), ms,
+      }, peer.uid);
       // One line per lockout start, after the failure that started it: which budget (a user, or
       // a source address for all users), so a refused right password from there is explained.
       const logLockouts = (): void => {
@@ -122,6 +148,13 @@ export function authHandlers(
     ACCT_MGMT: async (f, peer) => {
       const user = f.user as string;
       const a = await accountState(resolver, user);
+      decisions?.record(user, 'acct_mgmt', a.state === 'active' || a.state === 'expired' || a.state === 'removed', {
+        result: a.state, service: f.service as string, rhost: f.rhost as string,
+        detail: a.state === 'active' ? 'the account may log in'
+          : a.state === 'expired' ? `${a.detail} (at ${new Date(a.expiredAt).toISOString()})`
+            : a.state === 'removed' ? a.detail
+              : a.state === 'unavailable' ? a.reason : 'latchkey does not serve this user',
+      }, peer.uid);
       switch (a.state) {
         case 'active': return ok();
         case 'expired':

@@ -77,6 +77,8 @@ export interface CacheListener {
   flushed(negativeOnly: boolean): void;
   /** a negative entry stored; `publish` says whether it may be shown to every local user */
   negativeStored(key: NegativeKey, expiresAt: number, publish: boolean): void;
+  /** everything known of this name or uid dropped, row and negative entry (`latchkeyctl flush NAME`) */
+  keyFlushed(key: NegativeKey): void;
 }
 
 /** fresh: servable; stale: expired but within the grace period; expired: past it. */
@@ -316,6 +318,26 @@ export class UserCache {
   removeExpiredBefore(cutoff: number): number {
     const n = this.s.removeExpired.run(cutoff).changes;
     if (n > 0) { this.forgetAll(); this.generation++; }
+    return n;
+  }
+
+  /**
+   * Drops one user's entries: its row (found by name or uid) and the negative entries of the
+   * name and uid asked and of the row's own, so the next lookup of either asks the upstream.
+   * Returns how many entries went.
+   */
+  flushUser(target: { name: string } | { uid: number }): number {
+    const row = 'name' in target ? this.getByName(target.name) : this.getByUid(target.uid);
+    const keys = new Set<NegativeKey>(['name' in target ? `name:${target.name}` : `uid:${target.uid}`]);
+    let n = 0;
+    if (row) {
+      keys.add(`name:${row.username}`).add(`uid:${row.uid}`);
+      n += this.s.remove.run(row.username).changes;
+      this.forget(row);
+      this.generation++;
+    }
+    for (const k of keys) n += this.s.delNeg.run(k).changes;
+    for (const k of keys) this.listener?.keyFlushed(k);
     return n;
   }
 

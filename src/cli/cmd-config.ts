@@ -2,7 +2,8 @@
 // and latchkeyd can never disagree about what a config file means; then the cross-checks
 // against sshd_config and the installed systemd unit (src/sshdconf) that latchkeyd also runs at
 // start, plus sshd's own verdict on its file (`sshd -T`).
-import { loadConfig } from '../config/load.js';
+import { configNotices, loadConfig } from '../config/load.js';
+import { ConfigError, configErrorList } from '../errors.js';
 import { checkDeployment, formatFinding, type Finding } from '../sshdconf/checks.js';
 import { readDeployment, sshdOwnCheck } from '../sshdconf/deploy.js';
 import { redactConfig, formatConfigIni } from '../config/format.js';
@@ -26,16 +27,27 @@ export const checkConfig: CommandDef = {
       const code = (e as NodeJS.ErrnoException).code;
       const msg = e instanceof Error ? e.message : String(e);
       const text = code && !msg.includes(file) ? `${file}: ${msg}` : msg;
-      if (ctx.mode === 'json') ctx.out(renderJson({ ok: false, file, error: text }));
-      ctx.err(`latchkeyctl: ${text}\n`);
+      // code: unreadable (the file could not be read) or invalid (the loader refused it).
+      // errors: every mistake in the file (the loader reports them all in one run), one object each.
+      const errors = e instanceof ConfigError
+        ? configErrorList(e).map((x) => ({ file: x.file, line: x.line, key: x.key, problem: x.problem, message: x.message }))
+        : [{ file, line: 0, key: '', problem: text, message: text }];
+      if (ctx.mode === 'json') ctx.out(renderJson({ ok: false, code: e instanceof ConfigError ? 'invalid' : 'unreadable', file, error: text, errors }));
+      ctx.err(text.split('\n').map((l) => `latchkeyctl: ${l}\n`).join(''));
+      if (errors.length > 1) ctx.err(`latchkeyctl: ${file}: ${errors.length} errors\n`);
       return EXIT_FAIL;
     }
     const findings: Finding[] = checkDeployment(readDeployment(cfg, { unit: true })).findings;
     const own = sshdOwnCheck(cfg.daemon.sshdConfig);
     if (own) findings.push(own);
     const errors = findings.filter((f) => f.severity === 'error').length;
+    // What the loader changed on its own (a LocalEGA db_path moved into socket_dir).
+    const notices = configNotices(cfg);
+    if (ctx.mode !== 'json') for (const n of notices) ctx.err(`latchkeyctl: note: ${n}\n`);
     if (ctx.mode === 'json') {
-      ctx.out(renderJson({ ok: errors === 0, file, config: redactConfig(cfg), findings }));
+      // A failed cross-check has the shape of every --json failure too (error, code).
+      const failed = errors === 0 ? {} : { error: `${errors} error(s) between latchkey, sshd and systemd; see findings`, code: 'check_failed' };
+      ctx.out(renderJson({ ok: errors === 0, ...failed, file, config: redactConfig(cfg), findings, notices }));
     } else {
       // formatConfigIni never shows a secret (keys.ts: `secret` keys have no `show`).
       for (const f of findings) ctx.err(`${formatFinding(f)}\n`);

@@ -70,7 +70,7 @@ async function keyLines(ctx: Ctx, file: string): Promise<string[]> {
   return lines;
 }
 
-export function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = '';
     stream.on('data', (d: Buffer | string) => { buf += d.toString(); });

@@ -17,19 +17,29 @@ export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' |
   const { sockets, upstream: up, cache } = r;
   const { entries } = cache;
   const lastErr = up.last_error;
-  const reachable = up.reachable === true ? 'reachable' : up.reachable === false ? 'unreachable' : 'unknown';
+  // An older daemon sends no state: its probe's reachable is all there is.
+  const h = up.health;
+  const state = h?.state ?? (up.reachable === true ? 'reachable' : up.reachable === false ? 'unreachable' : 'unknown');
+  const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, '; ');
   const pairs: Pair[] = [
     ['daemon', machine ? 'up' : `up (pid ${r.pid}, version ${r.version})`],
     ['version', r.version],
     ['pid', String(r.pid)],
     ['config', r.config_file],
+    ...(r.config ? [['config loaded', machine ? `${t(r.config.loaded_at)} ${r.config.digest}` : `${t(r.config.loaded_at)}, sha256 ${r.config.digest || 'unknown'}…`] as Pair] : []),
+    ...(r.config ? [['last reload', reloadText(r.config.last_reload, machine, t, oneLine)] as Pair] : []),
     ['started', t(r.started_at)],
     ['uptime', machine ? String(r.uptime_s) : formatDuration(r.uptime_s)],
     ['socket dir', sockets.dir],
     ['nss socket', sockets.nss],
     ['priv socket', sockets.priv],
-    ['upstream', machine ? reachable : `${reachable}${up.probe_ms !== null ? ` (probe ${formatMs(up.probe_ms)})` : ''}${up.probe_error ? `: ${up.probe_error}` : ''}`],
+    ['upstream', machine ? state : upstreamText(up, state, t)],
+    ...(h ? [['upstream since', machine ? t(h.since) : h.since === null ? '-' : t(h.since)] as Pair] : []),
     ['upstream url', up.by_name_url],
+    ...(h ? [
+      ['health url', h.url ?? (machine ? '-' : 'none (status sends no request; it shows the last lookup)')] as Pair,
+      ['last lookup', lastLookupText(h.last_lookup, machine, t)] as Pair,
+    ] : []),
     ['last upstream error', lastErr ? (machine ? `${t(lastErr.at)}\t${lastErr.message}` : `${lastErr.message} (${t(lastErr.at)})`) : '-'],
     ...(up.auth ? authPairs(up.auth, machine, t) : []),
     ['cache file', cache.file],
@@ -55,11 +65,51 @@ export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' |
       ? `${e.url}\t${e.sent}\t${e.failed_attempts}\t${e.dropped}\t${e.queued}`
       : `${e.url}: ${e.sent} sent, ${e.queued} queued (of ${e.queue_size}), ${e.dropped} dropped, ${e.failed_attempts} failed attempts${e.last_error ? `; last error: ${e.last_error.message} (${t(e.last_error.at)})` : ''}`]);
   }
+  if (r.metrics) {
+    const m = r.metrics;
+    pairs.push(['metrics', m.listen === null ? 'off' : machine
+      ? `${m.serving ? 'serving' : 'failed'} ${m.listen}${m.error ? ` ${oneLine(m.error)}` : ''}`
+      : m.serving ? `serving at ${m.listen} (GET /metrics)` : `not serving: ${oneLine(m.error ?? 'unknown error')}`]);
+  }
   // Weakened settings (insecure_http, insecure_tls) are shown every time, never only in a log
   // an admin may not read; no line at all when there are none.
   if (r.insecure.length > 0) pairs.push(['insecure', r.insecure.join(machine ? '\t' : '; ')]);
   // The summary line already carries version and pid on a terminal.
   return machine ? pairs.filter(([k]) => k !== 'daemon') : pairs.filter(([k]) => k !== 'version' && k !== 'pid');
+}
+
+type Upstream = AdminReplyData<'status'>['upstream'];
+type Health = NonNullable<Upstream['health']>;
+type State = Health['state'];
+const STATE_WORDS: Record<State, string> = {
+  reachable: 'reachable', unreachable: 'unreachable (no answer)', http_error: 'HTTP error', auth_failed: 'authentication failed',
+  invalid_reply: 'invalid replies', unknown: 'unknown',
+};
+
+/** The upstream line on a terminal: the state in words, how it was learnt, since when, why. */
+export function upstreamText(up: Upstream, state: State, t: (at: number | null) => string): string {
+  const h = up.health;
+  if (state === 'unknown') {
+    return h?.url === null
+      ? 'unknown: no request since the start (set [upstream] health_url for status to probe it)'
+      : `unknown${up.probe_error ? `: ${up.probe_error}` : ''}`;
+  }
+  const how = up.probe_ms !== null ? ` (probe ${formatMs(up.probe_ms)})` : h?.url === null ? ' (last request)' : '';
+  const since = h?.since ? ` since ${t(h.since)}` : '';
+  const why = h?.detail ?? up.probe_error;
+  return `${STATE_WORDS[state]}${how}${state === 'reachable' ? '' : since}${why ? `: ${why}` : ''}`;
+}
+
+function lastLookupText(l: Health['last_lookup'], machine: boolean, t: (at: number | null) => string): string {
+  if (l === null) return machine ? '-' : 'none since the start';
+  if (machine) return `${t(l.at)} ${l.outcome} ${l.ms}${l.message ? ` ${l.message}` : ''}`;
+  return `${l.outcome === 'reachable' ? 'answered' : STATE_WORDS[l.outcome]} in ${formatMs(l.ms)} (${t(l.at)})${l.message ? `: ${l.message}` : ''}`;
+}
+
+function reloadText(r: NonNullable<AdminReplyData<'status'>['config']>['last_reload'], machine: boolean, t: (at: number | null) => string, oneLine: (s: string) => string): string {
+  if (r === null) return machine ? '-' : 'none since the start';
+  if (machine) return `${t(r.at)} ${r.ok ? 'ok' : 'refused'}${r.error ? ` ${oneLine(r.error)}` : ''}`;
+  return r.ok ? `ok (${t(r.at)})` : `refused (${t(r.at)}), the previous config stays in force: ${oneLine(r.error ?? '')}`;
 }
 
 /** How the daemon authenticates to the user service; in token mode the token's validity and the last failure at token_url. */
@@ -109,7 +159,8 @@ export const status: CommandDef = {
     } catch (e) {
       if (!(e instanceof DaemonUnavailable)) throw e;
       // "down" is an answer, not only an error: print it where a script reads, then fail with 3.
-      if (ctx.mode === 'json') ctx.out(renderJson({ daemon: 'down', reason: e.reason, error: e.message }));
+      // ok/code: the shape of every --json failure (main.ts jsonFailure).
+      if (ctx.mode === 'json') ctx.out(renderJson({ ok: false, code: 'daemon_unavailable', daemon: 'down', reason: e.reason, error: e.message }));
       else ctx.out(renderPairs([['daemon', 'down']], ctx.mode));
       ctx.err(`latchkeyctl: ${e.message}\n`);
       return EXIT_UNAVAILABLE;

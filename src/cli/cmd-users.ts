@@ -126,13 +126,21 @@ export const invalidate: CommandDef = {
 export const flush: CommandDef = {
   bool: ['negative'],
   async run(ctx, pos, flags) {
-    expectPositionals('flush', pos, 0, 0, 'no arguments');
+    expectPositionals('flush', pos, 0, 1, 'at most one user NAME or UID');
     const negative = flags.negative === true;
-    const r = await ctx.call({ cmd: 'flush', negative_only: negative });
+    if (negative && pos.length > 0) throw new UsageError('give either --negative or a user, not both (a user\'s flush drops its negative entries too)', 'flush');
+    const user = pos.length > 0 ? userArg(pos[0]!, 'flush') : undefined;
+    const r = await ctx.call(user !== undefined ? { cmd: 'flush', user } : { cmd: 'flush', negative_only: negative });
     const { ok: _ok, ...json } = r;
+    const entries = `${r.removed} ${negative ? 'negative ' : ''}${r.removed === 1 ? 'entry' : 'entries'}`;
     if (ctx.mode === 'json') ctx.out(renderJson(json));
     else if (ctx.mode === 'tsv') ctx.out(`${r.removed}\n`);
-    else ctx.out(`removed ${r.removed} ${negative ? 'negative ' : ''}${r.removed === 1 ? 'entry' : 'entries'}\n`);
+    else ctx.out(user !== undefined ? `removed ${entries} of ${user} (its next lookup asks the user service)\n` : `removed ${entries}\n`);
+    // Like invalidate: naming a user the cache does not hold is worth an exit code.
+    if (user !== undefined && r.removed === 0) {
+      ctx.err(`latchkeyctl: ${user}: nothing cached\n`);
+      return EXIT_FAIL;
+    }
     return EXIT_OK;
   },
 };
@@ -140,6 +148,7 @@ export const flush: CommandDef = {
 /** For main: an AdminError from lookup carries where the "not found" came from. */
 export function describeLookupFailure(e: AdminError<'lookup'>): string {
   const r = e.reply;
+  if (r?.not_managed) return e.message;
   const src = r?.source ? ` (answered by ${r.source}${r.ms !== undefined ? ` in ${formatMs(r.ms)}` : ''})` : '';
   return `${e.message}${src}`;
 }

@@ -10,6 +10,9 @@ export const EXIT_FAIL = 1;
 export const EXIT_USAGE = 2;
 /** daemon not running, not answering, or caller not root */
 export const EXIT_UNAVAILABLE = 3;
+/** lookup, show, why: the name or uid is the host's (an account in /etc/passwd, a group's name or
+ *  member, the deny list) or refused by a rule: latchkey never answers for it */
+export const EXIT_NOT_MANAGED = 4;
 
 export interface Ctx {
   global: GlobalOptions;

@@ -12,7 +12,11 @@ commands:
   lookup NAME|UID [--refresh]  resolve as NSS would, or force a fresh upstream fetch; shows timing
   invalidate NAME|UID... | --all
                                mark entries expired: the next lookup refetches
-  flush [--negative]           drop cache entries (only negative ones with --negative)
+  flush [NAME|UID | --negative]
+                               drop cache entries: all, one user's (positive and negative),
+                               or only the negative ones
+  why NAME                     the last login decision for a user: each PAM phase (and the
+                               keys helper), what was answered and why, when, the session
   sessions [NAME] [--ended]     list open login sessions (--ended: also ended ones, and why)
   sessions kill ID | --user NAME
                                end sessions (SIGTERM to the session's process)
@@ -23,6 +27,7 @@ commands:
   throttle reset USER | --host RHOST | --all
                                lift lockouts: clear the failures recorded
   check-config [FILE]          validate a config file offline, print it with secrets redacted
+  import-ega [FILE]            turn a LocalEGA auth.conf into latchkey.conf and a secrets file
   reload [--credential FILE]   read the config (and secrets) again; fails when it was refused
   auth-test NAME               prompt for a password and verify it as PAM would
   local SUBCOMMAND             persistent local users: add, passwd, keys, disable, enable,
@@ -41,6 +46,12 @@ global options:
 
 output: an aligned table on a terminal; when stdout is not a terminal and --json is not given,
 tab-separated lines without a header, with exact UTC times and sizes in bytes (for scripts).
+Each command's --help says what its piped lines hold: "columns:" (the table's columns, in
+order) or "piped:". With --json, every failure also prints one object on stdout:
+  {"ok": false, "error": "...", "code": "..."}
+code: usage (exit 2); daemon_unavailable with "reason" (not_root, no_socket, refused, denied,
+timeout, protocol; exit 3); the daemon's refusal (not_found, unavailable, bad_request, invalid,
+conflict, range_full, read_only; with the command's extra fields, e.g. not_managed); internal.
 
 exit codes:
   0  ok
@@ -48,6 +59,8 @@ exit codes:
   2  usage error
   3  daemon unavailable: not running, not answering, or the caller is not root
      (priv.sock is root-only; run latchkeyctl with sudo)
+  4  not managed by latchkey (lookup, show, why): a host account in /etc/passwd, a host
+     group's name or member, [users] deny_names, or refused by the name or uid rule
 
 errors go to stderr; no password, hash or upstream credential is ever printed.
 `;
@@ -56,14 +69,24 @@ export const COMMAND_HELP: Record<string, string> = {
   status: `usage: latchkeyctl status [--json]
 
 Shows whether latchkeyd is up, its version and config file, uptime, socket paths, whether the
-upstream user service answers (a probe request for a name that does not exist) and its last
+upstream user service answers and its last
 error, how latchkeyd authenticates to it (none, basic, bearer, or token: the token's remaining
 validity, logins, refreshes and the last failure at token_url; never a secret), the cache file and size, entries by state, the cache hit ratio, the open sessions and
 whether latchkey-rootd (which creates homes and ends sessions) accepts a connection, the
 shared-memory map the NSS module reads before it asks the daemon (on, or why it is off), and
 the persistent local users: role, how many, the snapshot's age, the last sync error, names
 both the store and the upstream have, and hash upgrades.
+The upstream's state is one of reachable, unreachable (no HTTP answer: connection refused, DNS,
+timeout, TLS), http_error (5xx, a redirect, another unexpected status), auth_failed (401/403,
+or token_url refusing the login), invalid_reply (a 200 that is not a usable record) or unknown
+(no request yet), with since when. With [upstream] health_url set, status GETs it now; without
+(the default), status sends no request and reports the last lookup's outcome. Also: when the
+config in force was loaded and the sha256 of its file (compare with sha256sum), the last
+reload's result (a refused one keeps the previous config and says why), and where the
+Prometheus metrics are served ([metrics] listen).
 Exit 3 when the daemon is down.
+
+piped: one "key<TAB>value" line per fact (status | grep ^upstream).
 
 examples:
   sudo latchkeyctl status
@@ -74,7 +97,12 @@ examples:
   sockets {dir, nss, priv},
   upstream {by_name_url, by_uid_url, reachable, probe_ms, probe_error, last_error {message, at} | null,
             auth {mode ("none", "basic", "bearer", "token"), token_expires_at, token_valid_for_s,
-                  logins, refreshes, last_auth_error {message, at} | null}},
+                  logins, refreshes, last_auth_error {message, at} | null},
+            health {state ("reachable", "unreachable", "http_error", "auth_failed",
+                    "invalid_reply", "unknown"), since, detail, url (health_url; null: none),
+                    last_lookup {outcome, at, ms, message} | null}}
+            (reachable: state is "reachable", null when unknown; probe_ms and probe_error:
+             the health_url request status just made, null without one)
   cache {file, size_bytes, ttl_s, negative_ttl_s, stale_grace_s,
          entries {fresh, stale, expired, negative, total}, hit_ratio (0..1 or null)},
   sessions {open},
@@ -89,6 +117,9 @@ examples:
         (the persistent local users; absent from a daemon without them)
   events {url, queue_size, sent, failed_attempts, dropped, queued, last_error {message, at} | null}
         (session events POSTed to [events] url; url null: off)
+  config {file, loaded_at, digest (first 16 hex digits of the file's sha256),
+          last_reload {at, ok, credential ("none", "start", "pushed"), error} | null}
+  metrics {listen, serving, error}   (listen null: [metrics] off)
   (times are epoch milliseconds; when the daemon is down: {"daemon": "down", "error": "..."})
 `,
   users: `usage: latchkeyctl users [--stale] [--negative] [--json] [--utc]
@@ -117,7 +148,10 @@ examples:
 Everything cached about one user: identity, cache times and state, gecos, shell, home (and
 whether it exists), public keys (type, SHA256 fingerprint, comment), the password's hash kind
 and cost (never the hash), and open sessions. Reads the cache only; use "lookup" to fetch.
-Exit 1 when the user is not cached.
+Exit 1 when the user is not cached; exit 4 for a name or uid latchkey does not manage (a host
+account, a host group's name or member, the deny list, the name or uid rule), which it says.
+
+piped: one "key<TAB>value" line per fact, every line keyed (show alice | grep ^keys).
 
 examples:
   sudo latchkeyctl show alice
@@ -127,6 +161,9 @@ examples:
   user {name, uid, upstream_uid, gid, gecos, shell, home, home_exists, fetched_at, expires_at,
         state, has_password, password {kind, cost, cost_name}, keys [{type, fingerprint, comment}]}
   sessions [{id, user, uid, service, rhost, tty, pid, started_at}]
+  not found: {"ok": false, "code": "not_found", "error", "not_managed"}
+    (not_managed only for a name or uid the host keeps: "local account", "local group",
+     "local group member", "deny list", "name rule", "uid rule"; the error says where)
 `,
   lookup: `usage: latchkeyctl lookup NAME|UID [--refresh] [--json]
 
@@ -134,14 +171,20 @@ Resolves a user through the daemon exactly as NSS (getpwnam/getpwuid) would: fro
 when fresh, else from upstream. --refresh skips the cache and fetches from upstream now (the
 result replaces the cached entry). Prints where the answer came from and how long it took.
 Exit 1 when there is no such user, or the upstream is unavailable and nothing stale is cached.
+Exit 4 for a name or uid latchkey does not manage, which it says: "root: local account, not
+managed by latchkey (root is in /etc/passwd)"; likewise the deny list and the name/uid rules.
+
+piped: one line: the passwd line as getent prints it, source, ms (tab-separated).
 
 examples:
   sudo latchkeyctl lookup alice
   sudo latchkeyctl lookup 10042 --refresh
 
 --json fields:
-  result ("found"), source ("cache"|"upstream"|"stale"), ms,
+  result ("found"), source ("cache"|"upstream"|"stale"|"local"), ms,
   entry {name, uid, gid, gecos, dir, shell}
+  not found: {"ok": false, "code": "not_found", "error", result ("notfound"), source, ms,
+              not_managed (a host account, deny list or rule: see show --help)}
 `,
   invalidate: `usage: latchkeyctl invalidate NAME|UID... | --all [--json]
 
@@ -150,6 +193,8 @@ the stale grace still applies (a failing upstream does not lock users out). An e
 past its TTL is left as it is (noted on stderr).
 Exit 1 when one of the named users was not cached.
 
+piped: one line: how many entries were invalidated.
+
 examples:
   sudo latchkeyctl invalidate alice bob
   sudo latchkeyctl invalidate --all
@@ -157,18 +202,63 @@ examples:
 --json fields:
   invalidated (count), already_expired [NAME|UID], not_cached [NAME|UID]
 `,
-  flush: `usage: latchkeyctl flush [--negative] [--json]
+  flush: `usage: latchkeyctl flush [NAME|UID | --negative] [--json]
 
 Drops entries from the cache (they are fetched again when next asked for; unlike invalidate,
-no stale copy remains). --negative drops only the remembered "no such user" answers, e.g.
-after creating a user upstream.
+no stale copy remains). NAME|UID drops one user's entries: its cached record and the
+remembered "no such user" answers for its name and uid (also from the shared-memory map), so
+the next lookup asks the user service, e.g. after a user was created or renamed upstream.
+--negative drops only the remembered "no such user" answers, of every name and uid.
+Exit 1 when NAME|UID had nothing cached.
+
+piped: one line: how many entries were removed.
 
 examples:
+  sudo latchkeyctl flush alice
   sudo latchkeyctl flush --negative
   sudo latchkeyctl flush
 
 --json fields:
-  removed (count), negative_only
+  removed (count), negative_only, user (the NAME|UID given, when one was)
+`,
+  why: `usage: latchkeyctl why NAME [--json] [--utc]
+
+Explains the last login decision latchkeyd made for NAME, from what it recorded (in memory,
+since it started, for the last 4096 users it serves; nothing secret is kept):
+  key lookup   the keys helper (sshd AuthorizedKeysCommand): keys handed out or why not
+  login check  pam_latchkey's first question: does latchkey serve this name with the uid NSS
+               resolved (served, notfound, mismatch, unavailable)
+  password     the password check: ok, wrong_password, no_password, unknown_user, throttled,
+               unavailable; the hash kind and cost (never the hash), from where, how long
+  account      the account phase: active, expired (or disabled), removed upstream, unknown
+  session      the session phase: opened (the session id), limit (refused by [pam]
+               max_sessions), home_refused, notfound, unavailable
+each with when, the service and remote host, the source of the user record (cache, upstream,
+stale, local: the local users' store, rule: refused by the name rule, a host account or the
+deny list) and latchkeyd's reason. Then what is true now: whether that session is still open
+(or when and why it ended), the user's throttle budget (failures, lockout), and the cached
+account (active, expired, disabled; how fresh the entry is). Nothing is asked upstream.
+Exit 1 when nothing is recorded for NAME (the message says since when); exit 4 when NAME is a
+host account, a host group's name or member, on the deny list or refused by the name rule
+(pam_latchkey leaves those to the rest of the PAM stack: latchkey never decides for them).
+
+piped: one "key<TAB>value" line per line shown, times exact (why alice | grep ^password).
+
+examples:
+  sudo latchkeyctl why alice
+  sudo latchkeyctl why alice --json | jq .phases.auth_password
+
+--json fields:
+  user, since (records are kept since then), served (latchkey serves the user),
+  phases {login_check, auth_password, acct_mgmt, session_open, keys_for_login}: each null or
+    {at, result, detail, source, service, rhost, uid, hash {kind, cost, cost_name} | null,
+     session_id, keys (count handed out), peer_uid (who asked: 0 is root), ms}
+  session {id, state ("open"|"ended"|"unknown"), ended_at, end_reason, end_detail} | null
+  throttle {failures, limit, in_flight, locked_until, retry_after_s}
+  account {state ("active"|"expired"|"disabled"), expired_at, cache_state ("fresh"|"stale"|
+           "expired"), fetched_at, expires_at} | null   (null: not cached)
+  not found: {"ok": false, "code": "not_found", "error", since | not_managed (see show --help)}
+  (times are epoch milliseconds)
 `,
   sessions: `usage: latchkeyctl sessions [NAME] [--ended] [--json] [--utc]
        latchkeyctl sessions kill ID | --user NAME
@@ -186,6 +276,7 @@ sshd, the per-connection process, which ends the login) and the record is closed
 login does with [pam] session_renewal = on-login; refused for members of [pam]
 privileged_groups, whose sessions always end at max_session_age.
 Exit 1 when no such session (or the user has none), or the renewal is refused.
+kill and renew, piped: one line: how many sessions were ended or renewed.
 
 columns: ID USER UID SERVICE RHOST TTY PID STARTED RENEWED
   --ended: ID USER UID SERVICE RHOST PID STARTED ENDED REASON DETAIL
@@ -212,6 +303,8 @@ line and fix) the previous configuration stays in force and the exit code is 1: 
 unit's ExecReload runs this, so "systemctl reload latchkeyd" fails visibly. Requests in flight
 finish with the old settings and credentials.
 
+piped: one line: the config file, the credential used (none, start or pushed).
+
 --credential FILE decrypts FILE with "systemd-creds decrypt --name=latchkey.secrets" and hands
 its text (secrets_file lines) to the daemon in place of the $CREDENTIALS_DIRECTORY copy systemd
 made at start (on Debian 12's systemd a LoadCredentialEncrypted= credential is not refreshed by
@@ -231,6 +324,8 @@ examples:
 
 Counters since the daemon started: lookups by result, upstream requests by outcome with
 latency histograms, password verifications by hash kind, throttled attempts.
+
+piped: one "counter<TAB>value" line each, nested counters with dotted names (lookups.miss).
 
 examples:
   sudo latchkeyctl stats
@@ -268,6 +363,7 @@ Locked entries come first, then the most failures; at most 1000 are listed.
 "reset" clears the failures and lockout of one user (the name as the client sent it), of one
 remote host (as PAM_RHOST names it), or of all; attempts still being checked stay counted.
 Each reset is logged (admin.throttle_reset). Exit 1 when nothing was recorded for USER/RHOST.
+reset, piped: one line: user counters cleared, host counters cleared.
 
 columns: SCOPE KEY FAILURES LIMIT PENDING WINDOW LOCKED_UNTIL REFUSED
   SCOPE         user or host
@@ -303,14 +399,44 @@ homes layout, UsePAM, AllowGroups/DenyGroups, and db_path / homes base against t
 systemd unit. Errors exit 1 (latchkeyd refuses to start on them); warnings and notices do not.
 Settings allowed by an insecure_* key are listed every time.
 
+piped: the effective configuration in latchkey.conf syntax on stdout, findings on stderr.
+
 examples:
   latchkeyctl check-config
   latchkeyctl check-config /etc/ega/auth.conf
 
 --json fields:
   ok, file, config {upstream {…}, cache {…}, users {…}, homes {…}, pam {…}, daemon {…}},
-  findings [{severity, check, message, fix, at}]
-  (on error: {"ok": false, "file", "error"})
+  findings [{severity, check, message, fix, at}], notices [text]
+  (on error: {"ok": false, "code": "invalid", "file", "error", "errors": [{file, line, key,
+   problem, message}]}, one entry per mistake: every one in the file is reported at once;
+   when a cross-check fails: "ok": false, "code": "check_failed", "error" and the fields above)
+`,
+  'import-ega': `usage: latchkeyctl import-ega [FILE] [--output DIR] [--json]
+
+Converts a LocalEGA auth.conf (FILE, default /etc/ega/auth.conf) into DIR/latchkey.conf and
+DIR/secrets (DIR defaults to /etc/latchkey). The credentials (cega_creds) go into the secrets
+file, mode 0600; latchkey.conf names it as secrets_file and holds no secret. Each setting names
+the LocalEGA line it came from. The file is read as LocalEGA read it: a value runs to the end of
+the line. Existing files are never overwritten. Offline: no daemon needed.
+
+It lists every line it could not carry over (keys of older LocalEGA releases, db_path, TLS
+checks turned off, values latchkey refuses) and every behaviour that changes: TLS verification
+on, the home layout, the group name, negative caching and stale answers, password throttling,
+the name rule. Exit 0 when latchkeyd would accept the result as written, 1 when it lists
+settings to fix first (the files are written either way) or nothing could be written.
+
+piped: the same report as on a terminal.
+
+examples:
+  latchkeyctl import-ega
+  latchkeyctl import-ega /etc/ega/auth.conf --output /tmp/latchkey && latchkeyctl check-config /tmp/latchkey/latchkey.conf
+
+--json fields:
+  ok, file, config_file, secrets_file (null without cega_creds),
+  not_carried_over [{line, key, reason}], changes [text], to_fix [text]
+  (with to_fix: "ok": false, "code": "needs_edits", "error"; when nothing could be written:
+   {"ok": false, "code": "invalid" or "unwritable", "file", "error"})
 `,
   'auth-test': `usage: latchkeyctl auth-test NAME [--json]
 
@@ -319,6 +445,8 @@ stdin) and runs the verification pam_latchkey would: resolve the user, check the
 verify against the hash. Says why it fails: unknown_user, no_password, wrong_password,
 throttled or unavailable. A test never counts as a failed login and never throttles anyone.
 Exit 0 when the password is right, 1 when not.
+
+piped: one line: NAME, result, hash kind, ms (tab-separated).
 
 examples:
   sudo latchkeyctl auth-test alice

@@ -1,10 +1,12 @@
 // latchkeyctl entry point: parses the command line, runs one command, maps every failure to
-// its exit code (0 ok, 1 not found / check failed, 2 usage, 3 daemon unavailable) and prints
-// errors on stderr. The process is left to exit on its own so piped output is never cut short.
+// its exit code (0 ok, 1 not found / check failed, 2 usage, 3 daemon unavailable, 4 not managed
+// by latchkey) and prints errors on stderr; with --json also one {"ok": false, "error", "code"}
+// object on stdout, so a script reading stdout never gets nothing. The process is left to exit
+// on its own so piped output is never cut short.
 import { parseGlobal, parseCommand, UsageError } from './args.js';
 import { adminCall, AdminError, DaemonUnavailable, resolveSocketDir } from './client.js';
-import { type CommandDef, type Ctx, EXIT_FAIL, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE } from './command.js';
-import { chooseMode } from './format.js';
+import { type CommandDef, type Ctx, EXIT_FAIL, EXIT_NOT_MANAGED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE } from './command.js';
+import { chooseMode, renderJson } from './format.js';
 import { MAIN_HELP, helpFor } from './help.js';
 import { status, stats } from './cmd-status.js';
 import { users, show, lookup, invalidate, flush, describeLookupFailure } from './cmd-users.js';
@@ -15,16 +17,41 @@ import { checkConfig } from './cmd-config.js';
 import { local } from './cmd-local.js';
 import { purge } from './cmd-purge.js';
 import { reload } from './cmd-reload.js';
+import { importEga } from './cmd-import-ega.js';
+import { why } from './cmd-why.js';
 import { DAEMON_VERSION } from '../protocol/generated.js';
 
 const COMMANDS: Record<string, CommandDef> = {
   status, users, show, lookup, invalidate, flush, sessions, stats,
-  'check-config': checkConfig, 'auth-test': authTest, throttle, local, reload, purge,
+  'check-config': checkConfig, 'import-ega': importEga, 'auth-test': authTest, throttle, local, reload, purge, why,
 };
 
-/** Daemon error codes (src/protocol/admin.ts) → exit codes. */
-function exitForAdminCode(code: string): number {
-  return code === 'bad_request' ? EXIT_USAGE : EXIT_FAIL;
+/** Daemon error codes (src/protocol/admin.ts) → exit codes; a name the host keeps is 4. */
+function exitForAdminError(e: AdminError): number {
+  if (e.reply && 'not_managed' in e.reply && e.reply.not_managed) return EXIT_NOT_MANAGED;
+  return e.code === 'bad_request' ? EXIT_USAGE : EXIT_FAIL;
+}
+
+/**
+ * The --json form of a failure: {"ok": false, "error", "code", ...}. code: usage (exit 2),
+ * daemon_unavailable with reason (exit 3: not_root, no_socket, refused, denied, timeout,
+ * protocol), the daemon's own code for a refused command (src/protocol/admin.ts ADMIN_ERROR_CODES,
+ * with that command's extra fields), internal for anything else.
+ */
+export function jsonFailure(e: unknown, message: string): Record<string, unknown> {
+  if (e instanceof UsageError) return { ok: false, error: message, code: 'usage' };
+  if (e instanceof DaemonUnavailable) return { ok: false, error: message, code: 'daemon_unavailable', reason: e.reason };
+  if (e instanceof AdminError) {
+    const { ok: _ok, error: _error, code: _code, ...extra } = (e.reply ?? {}) as Record<string, unknown>;
+    return { ok: false, error: message, code: e.code, ...extra };
+  }
+  return { ok: false, error: message, code: 'internal' };
+}
+
+/** --json before any `--`, for failures that come before (or during) the parse. */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
 }
 
 export interface IO {
@@ -60,6 +87,7 @@ export async function run(argv: readonly string[], io: IO = processIO()): Promis
     if (!command) {
       if (g.global.help) { io.out(MAIN_HELP); return EXIT_OK; }
       io.err(`latchkeyctl: a command is needed\n\n${MAIN_HELP}`);
+      if (g.global.json) io.out(renderJson(jsonFailure(new UsageError('a command is needed'), 'a command is needed')));
       return EXIT_USAGE;
     }
     const def = COMMANDS[command];
@@ -78,22 +106,21 @@ export async function run(argv: readonly string[], io: IO = processIO()): Promis
     };
     return await def.run(ctx, positionals, flags);
   } catch (e) {
+    const fail = (message: string, code: number): number => {
+      io.err(`latchkeyctl: ${message}\n`);
+      if (wantsJson(argv)) io.out(renderJson(jsonFailure(e, message)));
+      return code;
+    };
     if (e instanceof UsageError) {
       const cmd = e.command || command;
       const hint = cmd && COMMANDS[cmd] ? `latchkeyctl ${cmd} --help` : 'latchkeyctl --help';
       io.err(`latchkeyctl: ${e.message}\nTry '${hint}'.\n`);
+      if (wantsJson(argv)) io.out(renderJson(jsonFailure(e, e.message)));
       return EXIT_USAGE;
     }
-    if (e instanceof DaemonUnavailable) {
-      io.err(`latchkeyctl: ${e.message}\n`);
-      return EXIT_UNAVAILABLE;
-    }
-    if (e instanceof AdminError) {
-      io.err(`latchkeyctl: ${e.isFor('lookup') ? describeLookupFailure(e) : e.message}\n`);
-      return exitForAdminCode(e.code);
-    }
-    io.err(`latchkeyctl: unexpected error: ${e instanceof Error ? e.message : String(e)}\n`);
-    return EXIT_FAIL;
+    if (e instanceof DaemonUnavailable) return fail(e.message, EXIT_UNAVAILABLE);
+    if (e instanceof AdminError) return fail(e.isFor('lookup') ? describeLookupFailure(e) : e.message, exitForAdminError(e));
+    return fail(`unexpected error: ${e instanceof Error ? e.message : String(e)}`, EXIT_FAIL);
   }
 }
 

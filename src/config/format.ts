@@ -50,7 +50,7 @@ export function formatConfigIni(cfg: Config): string {
  * unquoted, otherwise backslash before the characters that would start a comment.
  * (ini.safe would also quote every URL with `=` in its query, which reads worse and is not needed.)
  */
-function iniValue(v: string): string {
+export function iniValue(v: string): string {
   if (v !== v.trim() || /^["']/.test(v) || /[\r\n]/.test(v)) return JSON.stringify(v);
   return v.replace(/[;#]/g, (c) => '\\' + c);
 }

@@ -1,18 +1,22 @@
 // The table of every config key: where it lives, its LocalEGA name, how its value is parsed and
 // where it lands in Config. Parsing, conflict detection, suggestions and the INI dump all read
 // this one table, so a key added here is known everywhere at once.
-import type { Config, ContextAlgorithm, HashContext } from './types.js';
+import type { Config, ContextAlgorithm, HashContext, MetricsListen } from './types.js';
 import {
   ValueProblem, parseAbsolutePath, parseDaemonUser, parseBool, parseChoice, parseDirName, parseDurationMs,
   parseDurationSec, parseEndpoint, parseGroupName, parseInteger, parseJsonPrefix, parseNameRegex,
   parseOctal, parseOptionalPath, parseSize, formatDuration, formatOctal, formatSize,
 } from './values.js';
 
-export const SECTIONS = ['upstream', 'cache', 'users', 'homes', 'pam', 'daemon', 'local', 'events', 'cleanup'] as const;
+export const SECTIONS = ['upstream', 'cache', 'users', 'homes', 'pam', 'daemon', 'local', 'events', 'cleanup', 'metrics'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** Where a value was set: used to name both lines when a key is given twice. */
-export interface Loc { file: string; line: number; key: string }
+export interface Loc {
+  file: string; line: number; key: string;
+  /** the setting it stands for (`cache.ttl`), when known: a check about a setting whose value was refused is not made */
+  target?: string;
+}
 
 /** Config under construction: credentials arrive in pieces (and from two files) before they pair up. */
 export interface Draft {
@@ -33,6 +37,10 @@ export interface KeySpec {
   key: string | null;
   /** LocalEGA auth.conf name, accepted at top level */
   legacy: string | null;
+  /** names older LocalEGA / EGA-auth releases gave the same setting, also accepted at top level */
+  olderLegacy: readonly string[];
+  /** free text (a password, a prompt): at top level LocalEGA's reading keeps the whole line, comment-like text included (scan.ts legacyValue) */
+  wholeLine: boolean;
   secret: boolean;
   /** what this key sets; two keys sharing a target may not both be given */
   targets: string[];
@@ -44,6 +52,8 @@ export interface KeySpec {
 interface Def<T> {
   key: string | null;
   legacy?: string;
+  olderLegacy?: string[];
+  wholeLine?: boolean;
   secret?: boolean;
   targets?: string[];
   parse(raw: string): T;
@@ -58,6 +68,8 @@ function section(name: Section, defs: Def<any>[]): KeySpec[] {
     section: name,
     key: d.key,
     legacy: d.legacy ?? null,
+    olderLegacy: d.olderLegacy ?? [],
+    wholeLine: d.wholeLine ?? false,
     secret: d.secret ?? false,
     targets: d.targets ?? [`${name}.${d.key}`],
     apply: (draft, raw) => d.set(draft, d.parse(raw)),
@@ -196,9 +208,41 @@ function httpsUrl(raw: string): string {
   return u.toString();
 }
 
+/** [upstream] health_url: an http(s) URL like token_url, or none (the default: status sends no request). */
+function healthUrl(raw: string): string | null {
+  const v = raw.trim();
+  return v === '' || v === 'none' ? null : tokenUrl(v);
+}
+
+/**
+ * [metrics] listen: unix:/ABSOLUTE/PATH, 127.0.0.1:PORT or [::1]:PORT; off (or none) = no metrics.
+ * Loopback only: the counters say how busy logins are and when the upstream fails, which is
+ * nobody else's business, and the endpoint has no TLS or authentication of its own.
+ */
+function metricsListen(raw: string): MetricsListen | null {
+  const v = raw.trim();
+  if (v === '' || v === 'off' || v === 'none') return null;
+  if (v.startsWith('unix:')) {
+    const path = parseAbsolutePath(v.slice(5));
+    // sun_path holds 108 bytes with the NUL (unix(7)).
+    if (Buffer.byteLength(path) > 107) throw new ValueProblem('names a socket path longer than 107 bytes (the limit of a Unix socket address)');
+    return { unix: path };
+  }
+  const m = /^(127\.0\.0\.1|\[::1\]):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw new ValueProblem('must be unix:/run/latchkey/metrics.sock, 127.0.0.1:PORT or [::1]:PORT: metrics are served on loopback or a Unix socket only (put a TLS proxy in front for a remote scraper)');
+  }
+  return { host: m[1] === '127.0.0.1' ? '127.0.0.1' : '::1', port: Number(m[2]) };
+}
+
+function formatMetricsListen(l: MetricsListen | null): string | null {
+  if (l === null) return null;
+  return 'unix' in l ? `unix:${l.unix}` : l.host === '::1' ? `[::1]:${l.port}` : `${l.host}:${l.port}`;
+}
+
 export const KEYS: readonly KeySpec[] = [
   ...section('upstream', [
-    { key: 'by_name_url', legacy: 'cega_endpoint_username', parse: (r) => parseEndpoint(r, '%s'),
+    { key: 'by_name_url', legacy: 'cega_endpoint_username', olderLegacy: ['cega_endpoint'], parse: (r) => parseEndpoint(r, '%s'),
       set: (d, v: string) => { d.cfg.upstream.byNameUrl = v; }, get: (c) => us(c).byNameUrl },
     { key: 'by_uid_url', legacy: 'cega_endpoint_uid', parse: (r) => parseEndpoint(r, '%u'),
       set: (d, v: string) => { d.cfg.upstream.byUidUrl = v; }, get: (c) => us(c).byUidUrl },
@@ -206,7 +250,7 @@ export const KEYS: readonly KeySpec[] = [
       get: (c) => us(c).basicAuth?.user ?? null, fmt: orNull },
     { key: 'password', secret: true, parse: nonEmpty('a password'), set: (d, v: string) => { d.password = v; },
       get: (c) => (us(c).basicAuth ? '<redacted>' : null), fmt: orNull },
-    { key: null, legacy: 'cega_creds', secret: true, targets: ['upstream.username', 'upstream.password'], parse: creds,
+    { key: null, legacy: 'cega_creds', wholeLine: true, secret: true, targets: ['upstream.username', 'upstream.password'], parse: creds,
       set: (d, v: { user: string; password: string }) => { d.username = basicUser(v.user); d.password = v.password; } },
     { key: 'bearer_token', secret: true, parse: token, set: (d, v: string) => { d.cfg.upstream.bearerToken = v; },
       get: (c) => (us(c).bearerToken ? '<redacted>' : null), fmt: orNull },
@@ -238,6 +282,7 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: boolean) => { d.cfg.upstream.insecureHttp = v; }, get: (c) => us(c).insecureHttp, fmt: bool },
     { key: 'insecure_tls', legacy: 'insecure_tls', parse: parseBool,
       set: (d, v: boolean) => { d.cfg.upstream.insecureTls = v; }, get: (c) => us(c).insecureTls, fmt: bool },
+    { key: 'health_url', parse: healthUrl, set: (d, v: string | null) => { d.cfg.upstream.healthUrl = v; }, get: (c) => us(c).healthUrl, fmt: orNull },
   ]),
   ...section('cache', [
     { key: 'db_path', legacy: 'db_path', parse: dbPath, set: (d, v: string) => { d.cfg.cache.dbPath = v; }, get: (c) => c.cache.dbPath },
@@ -255,7 +300,7 @@ export const KEYS: readonly KeySpec[] = [
   ...section('users', [
     { key: 'uid_shift', legacy: 'ega_uid_shift', parse: (r) => parseInteger(r, 0, MAX_SIGNED_ID),
       set: (d, v: number) => { d.cfg.users.uidShift = v; }, get: (c) => c.users.uidShift },
-    { key: 'gid', legacy: 'ega_gid', parse: gidValue, set: (d, v: number) => { d.cfg.users.gid = v; }, get: (c) => c.users.gid },
+    { key: 'gid', legacy: 'ega_gid', olderLegacy: ['gid'], parse: gidValue, set: (d, v: number) => { d.cfg.users.gid = v; }, get: (c) => c.users.gid },
     { key: 'group_name', parse: parseGroupName, set: (d, v: string) => { d.cfg.users.groupName = v; }, get: (c) => c.users.groupName },
     { key: 'min_uid', parse: (r) => parseInteger(r, 1, MAX_ID),
       set: (d, v: number) => { d.cfg.users.minUid = v; }, get: (c) => c.users.minUid },
@@ -263,14 +308,14 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: number) => { d.cfg.users.maxUid = v; }, get: (c) => c.users.maxUid },
     { key: 'name_regex', parse: parseNameRegex, set: (d, v: RegExp) => { d.cfg.users.nameRegex = v; },
       get: (c) => c.users.nameRegex, fmt: (v: RegExp) => v.source },
-    { key: 'shell', legacy: 'ega_shell', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.users.shell = v; }, get: (c) => c.users.shell },
+    { key: 'shell', legacy: 'ega_shell', olderLegacy: ['shell'], parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.users.shell = v; }, get: (c) => c.users.shell },
     { key: 'deny_names', parse: parseNameList, set: (d, v: string[]) => { d.cfg.users.denyNames = v; },
       get: (c) => c.users.denyNames, fmt: (v: string[]) => v.join(', ') },
     { key: 'local_passwd', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.users.localPasswdFile = v; }, get: (c) => c.users.localPasswdFile },
     { key: 'local_group', parse: parseAbsolutePath, set: (d, v: string) => { d.cfg.users.localGroupFile = v; }, get: (c) => c.users.localGroupFile },
   ]),
   ...section('homes', [
-    { key: 'base', legacy: 'ega_dir', parse: homeBase, set: (d, v: string) => { d.cfg.homes.base = v; }, get: (c) => c.homes.base },
+    { key: 'base', legacy: 'ega_dir', olderLegacy: ['homedir_prefix'], parse: homeBase, set: (d, v: string) => { d.cfg.homes.base = v; }, get: (c) => c.homes.base },
     { key: 'layout', parse: (r) => parseChoice(r, ['chroot', 'plain'] as const),
       set: (d, v: 'chroot' | 'plain') => { d.cfg.homes.layout = v; }, get: (c) => c.homes.layout },
     { key: 'mode', legacy: 'ega_dir_attrs', parse: dirMode,
@@ -280,7 +325,7 @@ export const KEYS: readonly KeySpec[] = [
     { key: 'upload_dir', parse: parseDirName, set: (d, v: string) => { d.cfg.homes.uploadDir = v; }, get: (c) => c.homes.uploadDir },
   ]),
   ...section('pam', [
-    { key: 'prompt', legacy: 'prompt', parse: nonEmpty('the password prompt text'),
+    { key: 'prompt', legacy: 'prompt', wholeLine: true, parse: nonEmpty('the password prompt text'),
       set: (d, v: string) => { d.cfg.pam.prompt = v; }, get: (c) => c.pam.prompt },
     { key: 'chroot_sessions', legacy: 'chroot_sessions', parse: parseBool,
       set: (d, v: boolean) => { d.cfg.pam.chrootSessions = v; }, get: (c) => c.pam.chrootSessions, fmt: bool },
@@ -388,6 +433,9 @@ export const KEYS: readonly KeySpec[] = [
     { key: 'expired_grace', parse: (r) => parseDurationSec(r),
       set: (d, v: number) => { d.cfg.cleanup.expiredGraceSec = v; }, get: (c) => c.cleanup.expiredGraceSec * 1000, fmt: formatDuration },
   ]),
+  ...section('metrics', [
+    { key: 'listen', parse: metricsListen, set: (d, v: MetricsListen | null) => { d.cfg.metrics.listen = v; }, get: (c) => c.metrics.listen, fmt: formatMetricsListen },
+  ]),
 ];
 
 /**
@@ -406,11 +454,37 @@ export function findNative(sec: string, key: string): KeySpec | undefined {
   return KEYS.find((k) => k.section === sec && k.key === key);
 }
 
+/** The key a top-level (LocalEGA) name stands for: its current name or an older one. */
 export function findLegacy(key: string): KeySpec | undefined {
-  return KEYS.find((k) => k.legacy === key);
+  return KEYS.find((k) => k.legacy === key) ?? KEYS.find((k) => k.olderLegacy.includes(key));
 }
 
+/**
+ * Keys of older LocalEGA / EGA-auth releases that latchkey has no setting for, with what to do
+ * instead: refused with this text (never silently dropped), and listed by `latchkeyctl import-ega`.
+ * Found in EGA-archive/EGA-auth src/config.c (its history) and the auth.conf LocalEGA's inbox
+ * image wrote in 2018 (docs/…/inbox.rst, LocalEGA-auth's auth.conf.sample).
+ */
+export const RETIRED_LEGACY: Readonly<Record<string, string>> = {
+  enable_cega: 'latchkey always asks the user service (by_name_url, by_uid_url); remove it',
+  cega_json_passwd: 'the password hash is read from the reply\'s passwordHash field (under json_prefix); remove it',
+  cega_json_pubkey: 'the keys are read from the reply\'s sshPublicKeys field (under json_prefix); remove it',
+  ega_uid: 'latchkey gives every user their own uid (CentralEGA uid + ega_uid_shift), not one shared uid; remove it',
+  ega_gecos: 'the GECOS field comes from the user service\'s record; remove it',
+  cache_dir: 'latchkey keeps no per-user cache directory, only the SQLite cache (db_path); remove it',
+  use_cache: 'latchkey always caches (db_path, cache_ttl); remove it',
+  ega_fuse_exec: 'latchkey mounts no FUSE file system; remove it',
+  ega_fuse_flags: 'latchkey mounts no FUSE file system; remove it',
+  shadow_min: 'latchkey serves no shadow entries (password ageing does not apply: the hash is the user service\'s); remove it',
+  shadow_max: 'latchkey serves no shadow entries (password ageing does not apply: the hash is the user service\'s); remove it',
+  shadow_warn: 'latchkey serves no shadow entries (password ageing does not apply: the hash is the user service\'s); remove it',
+  shadow_inact: 'latchkey serves no shadow entries (password ageing does not apply: the hash is the user service\'s); remove it',
+  shadow_expire: 'latchkey serves no shadow entries; an expiry comes from the user service\'s record; remove it',
+  ssl_cert: 'for the CA that signs the user service\'s certificate write cacertfile = PATH, for a client certificate certfile and keyfile',
+  debug: 'use log_level = debug under [daemon] in a latchkey.conf; remove it',
+};
+
 /** The name an admin sees in messages: `cache.ttl`, or the LocalEGA name as written. */
-export function displayName(spec: KeySpec, topLevel: boolean): string {
-  return topLevel ? spec.legacy! : `${spec.section}.${spec.key}`;
+export function displayName(spec: KeySpec, topLevel: boolean, written?: string): string {
+  return topLevel ? written ?? spec.legacy! : `${spec.section}.${spec.key}`;
 }

@@ -32,6 +32,9 @@ export interface UpstreamConfig {
   insecureHttp: boolean;
   /** allow verify_peer/verify_hostname = no (refused otherwise) — insecure_tls */
   insecureTls: boolean;
+  /** what `latchkeyctl status` GETs to see whether the upstream is up (2xx = up); null = no
+   *  request, status reports the last real request's outcome — health_url */
+  healthUrl: string | null;
 }
 
 export interface CacheConfig {
@@ -195,6 +198,12 @@ export interface EventsConfig {
   timeoutMs: number;
 }
 
+/** Where the Prometheus metrics are served (src/metrics/): a Unix socket or a loopback port; null = off. */
+export type MetricsListen = { unix: string } | { host: '127.0.0.1' | '::1'; port: number };
+export interface MetricsConfig {
+  listen: MetricsListen | null;
+}
+
 /** The periodic cleanup of temporary accounts (src/cleanup/). */
 export interface CleanupConfig {
   /** how often it runs; 0 = never (latchkeyctl purge --expired still works) */
@@ -215,4 +224,5 @@ export interface Config {
   local: LocalConfig;
   events: EventsConfig;
   cleanup: CleanupConfig;
+  metrics: MetricsConfig;
 }

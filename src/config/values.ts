@@ -14,7 +14,8 @@ export const MAX_DURATION_MS = 24 * 86_400_000;
 
 /** `30` (seconds), `30s`, `500ms`, `5m`, `1h`, `1d` → milliseconds. */
 export function parseDurationMs(raw: string, minMs = 0, maxMs = MAX_DURATION_MS): number {
-  const m = /^(\d+)\s*(ms|s|m|h|d)?$/i.exec(raw.trim());
+  // A ".0" fraction is taken (LocalEGA's 2018 inbox wrote cache_ttl = 36000.0); any other is not.
+  const m = /^(\d+)(?:\.0+)?\s*(ms|s|m|h|d)?$/i.exec(raw.trim());
   if (!m) throw new ValueProblem('is not a duration; expected e.g. 3600, 90s, 15m, 1h');
   const ms = Number(m[1]) * UNITS_MS[(m[2] ?? 's').toLowerCase()]!;
   if (ms < minMs) throw new ValueProblem(`is too short; the minimum is ${formatDuration(minMs)}`);

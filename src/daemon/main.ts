@@ -1,6 +1,6 @@
 // latchkeyd entry point: loads the config, gives up root (src/privsep), wires cache, upstream,
 // verification and sockets, reloads on SIGHUP and shuts down cleanly on SIGTERM/SIGINT.
-import { insecureSettings, loadConfig } from '../config/load.js';
+import { configNotices, insecureSettings, loadConfig } from '../config/load.js';
 import { checkHomeBase } from '../homes/base.js';
 import type { Config } from '../config/types.js';
 import { UserCache } from '../cache/db.js';
@@ -19,6 +19,7 @@ import { SwappableSource } from './swappable-source.js';
 import { SessionRegistry } from '../sessions/registry.js';
 import { SessionStore, sessionStorePath } from '../sessions/store.js';
 import { LoginIdentity } from '../directory/identity.js';
+import { LoginDecisions } from '../verify/decisions.js';
 import { adminHandlers } from '../answers/admin/index.js';
 import type { ReloadOutcome } from '../answers/admin/context.js';
 import { sshdFactsForDaemon } from '../sshdconf/deploy.js';
@@ -35,6 +36,11 @@ import { LocalUsers } from '../localusers/service.js';
 import { SystemdNotifier } from './notify.js';
 import { Cleanup } from '../cleanup/run.js';
 import { SessionEvents } from '../events/hub.js';
+import { UpstreamHealth } from '../upstream/health.js';
+import { DaemonMetrics } from '../metrics/daemon.js';
+import { MetricsServer } from '../metrics/server.js';
+import { configDigest } from '../answers/admin/status.js';
+import { readFileSync } from 'node:fs';
 
 const USAGE = `usage: latchkeyd [--config FILE] [--check]
   --config FILE  configuration (default /etc/latchkey/latchkey.conf; a LocalEGA auth.conf works too)
@@ -67,6 +73,9 @@ function parseArgs(argv: string[]): { config: string; check: boolean } {
 /** Starts every part; exported so tests and the demo can run a daemon in-process if they need to. */
 export async function startDaemon(configFile: string): Promise<Daemon> {
   let cfg = loadConfig(configFile);
+  // For status: which file content is in force (read after the load: the digest may name a
+  // newer file only if it changed within these microseconds, and then a reload shows it).
+  let loaded = { at: Date.now(), digest: fileDigest(configFile) };
   setLogLevel(cfg.daemon.logLevel);
   // Privilege separation: this process parses HTTP and JSON, so it never keeps root. Started as
   // root (no systemd User=), it prepares the runtime dir, starts latchkey-rootd and drops to
@@ -88,7 +97,11 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   let sshd = sshdFactsForDaemon(cfg);
   const startedAt = Date.now();
   const cache = UserCache.open(cfg.cache.dbPath);
-  const source = new SwappableSource(new RestUserSource(cfg.upstream, cfg.users));
+  // One record of upstream outcomes for the daemon's life: every client a reload builds writes it.
+  const upstreamHealth = new UpstreamHealth();
+  // The client in use (a reload replaces it; the new one takes over a still-valid token).
+  let current = new RestUserSource(cfg.upstream, cfg.users, upstreamHealth);
+  const source = new SwappableSource(current);
   const resolver = new Resolver(cache, source, () => cfg);
   // The shared-memory map the NSS module reads before it asks nss.sock (src/fastpath).
   const map = new MapPublisher((path, expect) => new (loadAddon().MapWriter)(path, expect), () => cfg, resolver, cache);
@@ -106,7 +119,23 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   }));
   // Session events (src/events): the log line, and the collector when [events] url is set.
   const events = new SessionEvents(cfg.events);
-  sessions.events = events.emit;
+  // Prometheus metrics (src/metrics): always counted (a few additions), served only when
+  // [metrics] listen is set.
+  const metrics = new DaemonMetrics({
+    version: DAEMON_VERSION, startedAt: Date.now(),
+    lookups: () => resolver.stats.lookups,
+    cacheCounts: () => cache.counts(Date.now(), cfg.cache.staleGraceSec),
+    openSessions: () => sessions.countOpen(),
+    throttle: () => throttle.snapshot(),
+    authCounts: () => authStats,
+    events: () => events.status(),
+    token: () => source.tokenStatus(),
+    health: () => source.healthSnapshot(),
+  });
+  const metricsServer = new MetricsServer(() => metrics.render((name, e) => log('error', 'metrics.collect_failed', { metric: name, error: e instanceof Error ? e.message : String(e) })));
+  upstreamHealth.listener = (via, outcome, ms) => metrics.upstream(via, outcome, ms);
+  authStats.listener = (kind, ok, ms) => metrics.passwordCheck(kind, ok, ms);
+  sessions.events = (e) => { metrics.session(e.event, e.reason); events.emit(e); };
   // An upstream answer that says an account is removed, disabled or expired ends its sessions.
   resolver.accountChanged = (c) => {
     sessions.revoke(c.name, c.state, c.detail, c.uid).catch((e: unknown) => log('error', 'session.revoke_failed', { user: c.name, reason: c.state, error: e instanceof Error ? e.message : String(e) }));
@@ -119,7 +148,9 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   // Temporary accounts (src/cleanup): every [cleanup] interval and on `latchkeyctl purge`.
   const cleanup = new Cleanup({ config: () => cfg, cache, resolver, sessions, local });
 
-  const nss: HandlerTable = nssHandlers(resolver, identity, () => cfg, () => cache.generation);
+  // The last login decision per user and phase, for `latchkeyctl why` (memory only, bounded).
+  const decisions = new LoginDecisions();
+  const nss: HandlerTable = nssHandlers(resolver, identity, () => cfg, () => cache.generation, decisions);
   let listening: Listening | null = null;
   const priv: HandlerTable = {
     ...nss,
@@ -127,12 +158,13 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       // session_renewal = on-login: the password proved again restarts the user's session age.
       try { sessions.renewOnLogin(u.username); } catch (e) { log('error', 'session.renew_failed', { user: u.username, error: e instanceof Error ? e.message : String(e) }); }
       local.afterLogin(u, pw);
-    }),
-    ...sessionHandlers(sessions, resolver, () => cfg, (homes, user) => ensureHome(homes, user, rootd), () => sshd),
+    }, decisions),
+    ...sessionHandlers(sessions, resolver, () => cfg, (homes, user) => ensureHome(homes, user, rootd), () => sshd, decisions),
     ...adminHandlers({
       version: DAEMON_VERSION, startedAt, config: () => cfg, configFile,
       socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats, rootd, map, local,
       reload: (credential) => reloadNow(credential), cleanup, events,
+      configLoaded: () => loaded, lastReload: () => lastReload, metrics: metricsServer, decisions,
     }),
   };
 
@@ -145,6 +177,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     privHandlers: () => priv,
   });
   map.start();
+  await metricsServer.configure(cfg.metrics.listen);
   // systemd (Type=notify): ready once the sockets serve, and a one-line STATUS= for `systemctl
   // status`. No user input in it (STATUS= is shown to every local user): counts and states only.
   const notifier = new SystemdNotifier();
@@ -176,10 +209,12 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   // The credential text `latchkeyctl reload --credential` last handed over: later reloads (a
   // plain SIGHUP too) keep using it rather than systemd's copy from the start, which is older.
   let pushedCredential: string | undefined;
+  let lastReload: ReloadOutcome | null = null;
   const reloadNow = (credential?: string): ReloadOutcome => {
     const at = Date.now();
     notifier.reloading();
     const result = reloadConfig(at, credential);
+    lastReload = result;
     notifier.ready(summary());
     return result;
   };
@@ -196,7 +231,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       // The client constructor reads cacertfile/certfile/keyfile and throws a ConfigError when
       // one is unreadable: inside this try, so a bad reload keeps the old config instead of
       // killing the daemon with an uncaughtException from the SIGHUP listener.
-      client = new RestUserSource(next.upstream, next.users);
+      client = new RestUserSource(next.upstream, next.users, upstreamHealth);
     } catch (e) {
       const error = e instanceof Error ? e.message : String(e);
       log('error', 'config.reload_failed', { file: configFile, error, kept: 'previous config' });
@@ -215,8 +250,11 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     next.daemon.rootdSocket = cfg.daemon.rootdSocket;
     // The old client finishes what it has in flight (bounded by its own request deadline)
     // before it is closed: closing it now would fail every lookup running during the reload.
+    client.adoptTokenOf(current);
+    current = client;
     source.swap(client, cfg.upstream.requestTimeoutMs + 1000);
     cfg = next;
+    loaded = { at, digest: fileDigest(configFile) };
     sshd = nextSshd;
     setLogLevel(cfg.daemon.logLevel);
     listening!.setMaxConnections(cfg.daemon.maxConnections);
@@ -225,6 +263,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     map.rebuild();
     local.reload().catch((e: unknown) => log('error', 'local.reload_failed', { error: e instanceof Error ? e.message : String(e) }));
     cleanup.schedule();
+    metricsServer.configure(cfg.metrics.listen).catch((e: unknown) => log('error', 'metrics.reload_failed', { error: e instanceof Error ? e.message : String(e) }));
     try { events.reconfigure(cfg.events); } catch (e) { log('error', 'events.reload_failed', { error: e instanceof Error ? e.message : String(e), kept: 'the previous [events] collector' }); }
     log('info', 'config.reloaded', { file: configFile });
     logInsecure(cfg, configFile);
@@ -258,6 +297,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       // First the map (retired and removed: readers go to the socket), then the sockets.
       map.close(true);
       await listening!.close();
+      await metricsServer.close();
       await source.close();
       await local.close();
       sessionStore.close();
@@ -267,10 +307,17 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   };
 }
 
+/** The config file's digest for status; '' when it cannot be read again (it was, a moment ago). */
+function fileDigest(file: string): string {
+  try { return configDigest(readFileSync(file)); } catch { return ''; }
+}
+
 /** Weakened settings (insecure_http, insecure_tls) are said at every start and reload, not once. */
 function logInsecure(cfg: Config, configFile: string): void {
   const settings = insecureSettings(cfg);
   if (settings.length > 0) log('warn', 'config.insecure', { file: configFile, settings });
+  // What the loader changed of a LocalEGA file to make it work here (e.g. db_path moved into /run/latchkey).
+  for (const notice of configNotices(cfg)) log('warn', 'config.notice', { file: configFile, notice });
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -281,10 +328,12 @@ export async function main(argv: string[]): Promise<void> {
   if (args.check) {
     let checked: Config;
     try { checked = loadConfig(args.config); } catch (e) {
-      process.stderr.write(`latchkeyd: ${e instanceof Error ? e.message : String(e)}\n`);
+      // Every error of the file, one per line, each with the program's name.
+      for (const line of (e instanceof Error ? e.message : String(e)).split('\n')) process.stderr.write(`latchkeyd: ${line}\n`);
       process.exit(EX_CONFIG);
     }
     for (const s of insecureSettings(checked)) process.stderr.write(`latchkeyd: warning: ${s}\n`);
+    for (const s of configNotices(checked)) process.stderr.write(`latchkeyd: notice: ${s}\n`);
     process.stdout.write(`${args.config}: ok\n`);
     return;
   }

@@ -1,6 +1,7 @@
 // Lets SIGHUP replace the upstream client (new URL, credentials, TLS) without rebuilding the
 // resolver or dropping its single-flight state.
 import type { TokenStatus } from '../upstream/token.js';
+import type { HealthSnapshot, ProbeResult } from '../upstream/health.js';
 import type { FetchResult, UserSource } from '../upstream/types.js';
 
 export class SwappableSource implements UserSource {
@@ -29,6 +30,10 @@ export class SwappableSource implements UserSource {
   fetchByUid(uid: number): Promise<FetchResult> { return this.current.fetchByUid(uid); }
   lastError(): { message: string; at: number } | null { return this.current.lastError(); }
   tokenStatus(): TokenStatus | null { return this.current.tokenStatus?.() ?? null; }
+  probeHealth(): Promise<ProbeResult | null> { return this.current.probeHealth?.() ?? Promise.resolve(null); }
+  healthSnapshot(): HealthSnapshot {
+    return this.current.healthSnapshot?.() ?? { state: 'unknown', since: null, detail: null, last_lookup: null };
+  }
   async close(): Promise<void> {
     const old = [...this.retiring.keys()];
     for (const t of this.retiring.values()) clearTimeout(t);

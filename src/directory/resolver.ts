@@ -468,8 +468,13 @@ export class Resolver {
           }
         }
         // Answer with the cache's own copy: the reply frame built for this answer then serves
-        // the next hits too (answers/nss.ts keeps frames by object).
+        // the next hits too (answers/nss.ts keeps frames by object). The row it displaces by uid
+        // (a rename, or the uid given to someone else upstream) is an account that lost its uid.
+        const displaced = this.cache.getByUid(user.uid);
         const kept = this.cache.put(user);
+        if (displaced && displaced.username !== kept.username) {
+          this.tellAccountChanged({ name: displaced.username, uid: displaced.uid, state: 'removed', detail: `upstream now gives uid ${kept.uid} to ${kept.username}` });
+        }
         this.stats.upstream.found++;
         outcome = { kind: 'found', user: kept };
         const exp = accountExpiry(kept, now);

@@ -24,7 +24,7 @@ export interface EventCounters {
   sent: number;
   /** POSTs that failed (timeout, connection, non-2xx) */
   failed_attempts: number;
-  /** events lost: the queue was full, or the collector refused the batch as malformed (4xx) */
+  /** events lost: the queue was full, or the collector refused the batch as malformed (400, 413, 422) */
   dropped: number;
   /** events waiting, including the batch being sent */
   queued: number;
@@ -114,9 +114,10 @@ export class EventCollector {
       await drain(r.body);
       if (r.statusCode < 200 || r.statusCode > 299) {
         error = `the collector answered HTTP ${r.statusCode}`;
-        // A 4xx other than 408/429 says this batch will never be taken: retrying it would block
-        // every later event behind it.
-        permanent = r.statusCode >= 400 && r.statusCode < 500 && r.statusCode !== 408 && r.statusCode !== 429;
+        // 400, 413 and 422 say this batch will never be taken: retrying it would block every
+        // later event behind it. Anything else (401/403 while a rotated token is on its way,
+        // 404 during a collector's deploy, 408, 429, 5xx) may pass later: retried with backoff.
+        permanent = r.statusCode === 400 || r.statusCode === 413 || r.statusCode === 422;
       }
     } catch (e) {
       error = this.abort.signal.aborted && !this.closed ? `no answer within ${this.cfg.timeoutMs} ms` : errorText(e);

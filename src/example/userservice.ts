@@ -139,8 +139,10 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
     if (!authorized(req)) {
       return sendJson(res, 401, { error: 'Protected access' }, { 'www-authenticate': 'Basic realm="cega"' });
     }
-    const hit = lookup(path, query);
-    if (hit === null) return sendJson(res, 400, { error: 'unknown path; use /username/<name> or /user-id/<uid>' });
+    // /health: what latchkey's [upstream] health_url points at in tests; the same credentials and
+    // faults as a lookup, so a failing service fails its health check too.
+    const hit = path === '/health' ? { found: undefined } : lookup(path, query);
+    if (hit === null) return sendJson(res, 400, { error: 'unknown path; use /username/<name>, /user-id/<uid> or /health' });
     switch (fault) {
       case '5xx': return sendJson(res, 503, { error: 'injected fault: service unavailable' });
       case 'garbage': return sendRaw(res, 200, '{"header": {"apiVersion": "v1"}, "response": [tru');
@@ -149,6 +151,7 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
       case 'close': req.socket.destroy(); return;
       default: break;
     }
+    if (path === '/health') return sendJson(res, 200, { status: 'ok', users: byName.size });
     const user = hit.found;
     if (!user) return sendJson(res, 404, { error: 'User not found' });
     if (fault === 'wrongtype') return sendJson(res, 200, wrap({ ...user, uid: String(user.uid) }));

@@ -182,6 +182,14 @@ export class MapPublisher implements CacheListener {
     this.guard(() => this.w!.reset(negativeOnly, false));
   }
 
+  /** One name or uid flushed: its record and its negative entry leave the map. */
+  keyFlushed(key: NegativeKey): void {
+    this.guard(() => {
+      if (key.startsWith('uid:')) this.w!.removeUid(Number(key.slice(4)), true);
+      else this.w!.removeName(key.slice(5), true);
+    });
+  }
+
   /**
    * A name only root asked for is not published: sshd, su and login resolve whatever a client
    * typed as a user name, passwords included, and the map is readable by every local user (the

@@ -25,7 +25,8 @@ export { ShapeError } from './shape.js';
  * Error codes:
  *   bad_request      malformed JSON, missing or wrong-typed argument (the message names the field)
  *   unknown_command  "cmd" is not a command below (a newer latchkeyctl, an older daemon)
- *   not_found        no such user / not cached / no such session / nothing recorded
+ *   not_found        no such user / not cached / no such session / nothing recorded; with
+ *                    not_managed when the name or uid is the host's (lookup, show, why)
  *   unavailable      the upstream user service failed and nothing stale could answer
  *   internal         the daemon failed; details are in its log
  * Any command may answer bad_request, unknown_command or internal; the others only where the
@@ -67,6 +68,21 @@ const userEcho = either(string(), number(), 'a user name or a uid');
 
 /** Kind and cost of a password hash; never the hash. */
 const hashFacts = object({ kind: string(), cost: nullable(number()), cost_name: nullable(string()) });
+
+/**
+ * A name or uid latchkey does not manage, and why (issue 18): a host account (passwd), a host
+ * group's name or member, the deny list, the name rule, or a uid outside what latchkey hands out
+ * (the error message says where: the file, the key). lookup, show and why carry it on their
+ * not_found answer; latchkeyctl exits 4 on it.
+ */
+const notManaged = optional(literal('local account', 'local group', 'local group member', 'deny list', 'name rule', 'uid rule'));
+
+/** One recorded login decision (src/verify/decisions.ts); never a password or a hash. */
+const decision = object({
+  at: at(), result: string(), detail: string(), source: nullable(string()),
+  service: nullable(string()), rhost: nullable(string()), uid: nullable(number()),
+  hash: nullable(hashFacts), session_id: nullable(string()), keys: nullable(count()), peer_uid: number(), ms: nullable(number()),
+});
 
 /**
  * UserSummary. state: fresh before expires_at; stale after it but within cache.stale_grace
@@ -164,8 +180,16 @@ export const ADMIN_COMMANDS = {
    * The daemon's overview. insecure: weakened settings in effect (insecure_http/_tls), [] when
    * none. rootd: whether latchkey-rootd accepts a connection (homes and ending sessions need it).
    * map: the shared-memory map the NSS module reads first (src/fastpath): on, off, or failed
-   * with the reason (lookups then go over nss.sock). The upstream probe asks for a name that should not exist (PROBE_NAME) straight from
-   * the source, bypassing the cache (src/answers/admin/status.ts); "found" or "not found" both mean reachable.
+   * with the reason (lookups then go over nss.sock).
+   * upstream.health.state (issue 18): reachable, unreachable (no HTTP answer: connect, DNS,
+   * timeout, TLS), http_error (5xx, redirect, another unexpected status), auth_failed (401/403,
+   * or token_url refusing the login), invalid_reply (an unusable 200), unknown (no request yet);
+   * since: when it began. With [upstream] health_url (health.url) set, status GETs it now
+   * (probe_ms, probe_error); without, no request is sent and the state is the last real
+   * request's (last_lookup). reachable: state is reachable (null: unknown).
+   * config: the file in force, when it was loaded and the sha256 of its bytes (first 16 hex
+   * digits); last_reload: the last reload (SIGHUP or `latchkeyctl reload`), null before one.
+   * metrics: the Prometheus endpoint ([metrics] listen; null: off) and why it is not serving.
    */
   status: command({
     request: noArguments,
@@ -187,6 +211,15 @@ export const ADMIN_COMMANDS = {
           logins: count(), refreshes: count(),
           last_auth_error: nullable(object({ message: string(), at: at() })),
         })),
+        /** issue 18; absent from an older daemon */
+        health: optional(object({
+          state: literal('reachable', 'unreachable', 'http_error', 'auth_failed', 'invalid_reply', 'unknown'),
+          since: nullable(at()), detail: nullable(string()), url: nullable(string()),
+          last_lookup: nullable(object({
+            outcome: literal('reachable', 'unreachable', 'http_error', 'auth_failed', 'invalid_reply'),
+            at: at(), ms: number(), message: nullable(string()),
+          })),
+        })),
       }),
       cache: object({
         file: string(), size_bytes: count(), ttl_s: number(), negative_ttl_s: number(), stale_grace_s: number(),
@@ -204,6 +237,12 @@ export const ADMIN_COMMANDS = {
       local: optional(localStatus),
       /** session events (issue 17); absent from an older daemon */
       events: optional(eventsStatus),
+      /** issue 18; absent from an older daemon */
+      config: optional(object({
+        file: string(), loaded_at: at(), digest: string(),
+        last_reload: nullable(object({ at: at(), ok: boolean(), credential: literal('none', 'start', 'pushed'), error: nullable(string()) })),
+      })),
+      metrics: optional(object({ listen: nullable(string()), serving: boolean(), error: nullable(string()) })),
     }),
   }),
 
@@ -229,6 +268,7 @@ export const ADMIN_COMMANDS = {
       sessions: array(session),
     }),
     errors: ['not_found'],
+    errorFields: { not_managed: notManaged },
   }),
 
   /**
@@ -247,6 +287,7 @@ export const ADMIN_COMMANDS = {
       source: optional(literal('cache', 'upstream', 'rule', 'local')),
       reason: optional(string()),
       ms: optional(number()),
+      not_managed: notManaged,
     },
   }),
 
@@ -259,10 +300,47 @@ export const ADMIN_COMMANDS = {
     reply: object({ invalidated: count(), already_expired: array(userEcho), not_cached: array(userEcho) }),
   }),
 
-  /** Drops cache entries (all, or only the "no such user" ones). */
+  /**
+   * Drops cache entries: all, only the "no such user" ones (negative_only), or one user's
+   * (user: a name or uid; its row and the negative entries of its name and uid, issue 18; not
+   * with negative_only). user: echoed back when given.
+   */
   flush: command({
-    request: object({ negative_only: flag }),
-    reply: object({ removed: count(), negative_only: boolean() }),
+    request: object({ negative_only: flag, user: optional(userRef) }),
+    reply: object({ removed: count(), negative_only: boolean(), user: optional(userEcho) }),
+  }),
+
+  /**
+   * The last login decision latchkeyd recorded for a user, per phase (issue 18): login_check,
+   * auth_password, acct_mgmt, session_open (PAM), keys_for_login (the keys helper); null for a
+   * phase with nothing recorded. Recorded in memory since the daemon started (since), for the
+   * last SERVED_CAPACITY users (src/verify/decisions.ts). session: what became of the session the
+   * last session_open opened. throttle: the user's failure budget now. account: the cached
+   * record's account state now (null: not cached), never fetched for this. not_found: nothing
+   * recorded, or the name is not latchkey's (not_managed).
+   */
+  why: command({
+    request: object({ user: userName }),
+    reply: object({
+      user: string(), since: at(), served: boolean(),
+      phases: object({
+        login_check: nullable(decision), auth_password: nullable(decision), acct_mgmt: nullable(decision),
+        session_open: nullable(decision), keys_for_login: nullable(decision),
+      }),
+      session: nullable(object({
+        id: string(), state: literal('open', 'ended', 'unknown'),
+        ended_at: nullable(at()), end_reason: nullable(string()), end_detail: nullable(string()),
+      })),
+      throttle: object({
+        failures: count(), limit: count(), in_flight: count(), locked_until: nullable(at()), retry_after_s: number(),
+      }),
+      account: nullable(object({
+        state: literal('active', 'expired', 'disabled'), expired_at: nullable(at()),
+        cache_state: literal('fresh', 'stale', 'expired'), fetched_at: at(), expires_at: at(),
+      })),
+    }),
+    errors: ['not_found'],
+    errorFields: { not_managed: notManaged, since: optional(at()) },
   }),
 
   /** Open sessions, all or one user's; ended: also the ended ones still kept (24 h), with why. */

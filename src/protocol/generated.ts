@@ -96,7 +96,7 @@ export const Op = {
   AUTH_PASSWORD: 256,
   /** account check at login; refreshes an expired entry from upstream first. NOTFOUND means the user is not managed by latchkey */
   ACCT_MGMT: 257,
-  /** creates the home if needed and records the session; the module applies umask and, when chroot is 1, confines the session */
+  /** creates the home if needed and records the session; the module applies umask and, when chroot is 1, confines the session. pid_start: the calling process's kernel start time (/proc/PID/stat field 22, decimal; empty when unreadable), which the unprivileged daemon may be unable to read itself (/proc with hidepid) */
   SESSION_OPEN: 258,
   /** records the end of the session opened by the same pid */
   SESSION_CLOSE: 259,
@@ -120,7 +120,7 @@ export const Messages: ReadonlyArray<MessageSpec> = [
   { name: 'KEYS_FOR_LOGIN', opcode: 49, socket: 'nss', request: [["name","str"],["uid","u32"]], reply: [["keys","strlist"]] },
   { name: 'AUTH_PASSWORD', opcode: 256, socket: 'priv', request: [["user","str"],["password","str"],["service","str"],["rhost","str"]], reply: [] },
   { name: 'ACCT_MGMT', opcode: 257, socket: 'priv', request: [["user","str"],["service","str"],["rhost","str"]], reply: [] },
-  { name: 'SESSION_OPEN', opcode: 258, socket: 'priv', request: [["user","str"],["service","str"],["rhost","str"],["tty","str"],["pid","u32"]], reply: [["session_id","str"],["home","str"],["umask","u32"],["chroot","u8"]] },
+  { name: 'SESSION_OPEN', opcode: 258, socket: 'priv', request: [["user","str"],["service","str"],["rhost","str"],["tty","str"],["pid","u32"],["pid_start","str"]], reply: [["session_id","str"],["home","str"],["umask","u32"],["chroot","u8"]] },
   { name: 'SESSION_CLOSE', opcode: 259, socket: 'priv', request: [["user","str"],["service","str"],["pid","u32"]], reply: [] },
   { name: 'LOGIN_CHECK', opcode: 260, socket: 'priv', request: [["user","str"],["uid","u32"]], reply: [["prompt","str"]] },
   { name: 'ADMIN', opcode: 512, socket: 'priv', request: [["json","blob"]], reply: [["json","blob"]] },

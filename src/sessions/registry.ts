@@ -41,7 +41,12 @@ export interface EndedRecord extends SessionRecord {
   endDetail: string | null;
 }
 
-export interface OpenRequest { user: string; uid: number; service: string; rhost: string; tty: string; pid: number }
+/**
+ * pidStart: the kernel start time pam_latchkey read of its own process (SESSION_OPEN
+ * pid_start). The daemon cannot read a root process's /proc entry itself when /proc is mounted
+ * with hidepid; without a start time the session could be recorded but never ended.
+ */
+export interface OpenRequest { user: string; uid: number; service: string; rhost: string; tty: string; pid: number; pidStart?: string | null }
 
 /** Why SessionRegistry.open refused, or which sessions the new one replaced. */
 export type OpenResult =
@@ -97,7 +102,9 @@ export class SessionRegistry {
           if (this.store.end(row.id, this.now(), 'replaced', `replaced by session ${id}`)) ended.push({ row, reason: 'replaced' });
         }
       }
-      this.store.insert({ id, ...r, pid_start: this.procs.startTime(r.pid), started_at: this.now() });
+      const { pidStart, ...rec } = r;
+      const start = pidStart && /^\d{1,20}$/.test(pidStart) ? pidStart : this.procs.startTime(r.pid);
+      this.store.insert({ id, ...rec, pid_start: start, started_at: this.now() });
       return { ok: true, id, replaced: ended.filter((e) => e.reason === 'replaced').map((e) => e.row.id) };
     });
     for (const { row, reason } of ended) {
@@ -105,10 +112,11 @@ export class SessionRegistry {
       this.emit('replaced', 'replaced', row, `replaced by session ${id}`);
       // Never awaited: the new login proceeds while rootd ends the old one (a hung rootd must
       // not hold a login); terminate() logs a failure itself.
-      if (this.isSameProcess(row)) void this.terminate(row, 'replaced');
+      void this.endProcess(row, 'replaced');
     }
     if (result.ok) {
-      this.emit('open', 'login', { id, ...r, pid_start: null, started_at: this.now() });
+      const { pidStart: _p, ...rec } = r;
+      this.emit('open', 'login', { id, ...rec, pid_start: null, started_at: this.now() });
       this.armAgeTimer();
     }
     return result;
@@ -168,7 +176,7 @@ export class SessionRegistry {
       if (!this.store.end(row.id, this.now(), reason, detail)) continue;
       n++;
       this.emit('revoked', reason, row, detail);
-      if (this.isSameProcess(row)) signals.push(this.terminate(row, reason));
+      signals.push(this.endProcess(row, reason));
     }
     await Promise.all(signals);
     return n;
@@ -239,7 +247,7 @@ export class SessionRegistry {
       const detail = `older than [pam] max_session_age ${maxAgeMs / 1000}s${row.renewed_at ? ' since its last renewal' : ''}`;
       if (!this.store.end(row.id, this.now(), 'max_age', detail)) continue;
       this.emit('expired', 'max_age', row, detail);
-      if (this.isSameProcess(row)) void this.terminate(row, 'max_age');
+      void this.endProcess(row, 'max_age');
       aged++;
     }
     return aged;
@@ -303,12 +311,30 @@ export class SessionRegistry {
    * Whether a signal to row.pid would reach the process that opened the session. isRunning()
    * counts a pid whose start time is unknown (not recorded, or unreadable now) as running, which
    * is right for the session limit but not for kill(2): that pid may since have been reused by
-   * anyone. Signal only a process whose start time was recorded and still matches.
+   * anyone. Signal only a process whose start time was recorded and, where this daemon can read
+   * it, still matches; where it cannot (/proc with hidepid), latchkey-rootd compares it before it
+   * signals (END_SESSION carries it), so a reused pid is still never hit.
    */
   private isSameProcess(row: SessionRow): boolean {
     if (row.pid <= 1 || row.pid === process.pid || row.pid_start === null) return false;
     if (!this.procs.alive(row.pid)) return false;
-    return this.procs.startTime(row.pid) === row.pid_start;
+    const now = this.procs.startTime(row.pid);
+    return now === null || now === row.pid_start;
+  }
+
+  /** Ends the session's process when it is still that process; says so when it cannot tell. */
+  private async endProcess(row: SessionRow, why: string): Promise<boolean> {
+    if (this.isSameProcess(row)) return this.terminate(row, why);
+    if (row.pid_start === null && row.pid > 1 && this.procs.alive(row.pid)) {
+      // Recorded without a start time (an older pam_latchkey, /proc unreadable): signalling that
+      // pid might hit a stranger, so the record ends and the process is left; say so, once.
+      log('warn', 'session.not_signalled', {
+        id: row.id, user: row.user, pid: row.pid, why,
+        reason: 'its start time was not recorded, so the pid cannot be told from a reused one',
+        fix: `check that pid ${row.pid} is still ${row.user}'s login and end it by hand (kill ${row.pid})`,
+      });
+    }
+    return false;
   }
 }
 

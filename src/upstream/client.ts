@@ -15,6 +15,7 @@ import type { FetchResult, UserSource } from './types.js';
 import { parseUserReply } from './validate.js';
 import { MAX_TOKEN_REPLY_BYTES, type TokenLogin, TokenSource, type TokenStatus } from './token.js';
 import { nameProblem, upstreamUidProblem } from '../users/rules.js';
+import { type HealthSnapshot, outcomeOf, type ProbeResult, type UpstreamOutcome, UpstreamHealth } from './health.js';
 
 type LookupKind = 'name' | 'uid';
 type BodyStream = AsyncIterable<Buffer> & { destroy(err?: Error): unknown; dump(opts?: { limit: number }): Promise<void> };
@@ -24,6 +25,8 @@ const DRAIN_LIMIT = 64 * 1024;
 /** How long an idle upstream connection is kept; the server's own Keep-Alive hint wins if shorter. */
 const KEEPALIVE_MS = 30_000;
 const USER_AGENT = 'latchkey/0.1';
+/** The health probe's deadline at most: `latchkeyctl status` waits for it. */
+const PROBE_TIMEOUT_MS = 5000;
 
 export class RestUserSource implements UserSource {
   private readonly agent: Agent;
@@ -38,7 +41,8 @@ export class RestUserSource implements UserSource {
   private readonly tokens: TokenSource | null = null;
   private readonly tokenAgent: Agent | null = null;
 
-  constructor(private readonly cfg: UpstreamConfig, private readonly users: UsersConfig) {
+  /** `health`: the daemon's one record of upstream outcomes, carried from client to client over reloads */
+  constructor(private readonly cfg: UpstreamConfig, private readonly users: UsersConfig, readonly health: UpstreamHealth = new UpstreamHealth()) {
     this.nameOrigin = checkUrl(cfg.byNameUrl, '%s', 'cega_endpoint_username');
     this.uidOrigin = checkUrl(cfg.byUidUrl, '%u', 'cega_endpoint_uid');
 
@@ -63,6 +67,8 @@ export class RestUserSource implements UserSource {
       pipelining: 1,
     });
 
+    if (cfg.healthUrl !== null) checkUrl(cfg.healthUrl, null, 'health_url');
+
     if (cfg.tokenUrl !== null) {
       // Token mode: the credentials go to token_url only; the user endpoints see the token. Its
       // own small pool with the same TLS settings, so a login never queues behind hung lookups.
@@ -74,6 +80,20 @@ export class RestUserSource implements UserSource {
       });
       this.tokens = new TokenSource(tokenLogin(cfg), (body) => this.postToken(tokenUrl, body));
     }
+  }
+
+  /**
+   * A reload's new client takes the still-valid token of the one it replaces, when that token is
+   * for the same service and login: same token_url, same credentials, same user endpoint
+   * origins. Anything else changed means a new login, as it should.
+   */
+  adoptTokenOf(prev: RestUserSource): void {
+    const a = this.cfg;
+    const b = prev.cfg;
+    if (!this.tokens || !prev.tokens || a.tokenUrl !== b.tokenUrl || this.nameOrigin !== prev.nameOrigin || this.uidOrigin !== prev.uidOrigin) return;
+    if (JSON.stringify(tokenLogin(a)) !== JSON.stringify(tokenLogin(b))) return;
+    const t = prev.tokens.current();
+    if (t) this.tokens.adopt(t);
   }
 
   async fetchByName(name: string): Promise<FetchResult> {
@@ -105,6 +125,10 @@ export class RestUserSource implements UserSource {
 
   lastError(): { message: string; at: number } | null {
     return this.last;
+  }
+
+  healthSnapshot(): HealthSnapshot {
+    return this.health.snapshot();
   }
 
   /** Token mode's state for `status` (never a token); null in the other modes. */
@@ -158,6 +182,7 @@ export class RestUserSource implements UserSource {
         status = res.statusCode;
         // A 401 to a token: it was revoked or expired early. Drop it, log in again (once for a
         // whole burst of such replies: TokenSource.rejected) and retry this request once.
+        if (status === 401 && sent !== null && retried) this.tokens!.unaccepted(sent);
         if (status !== 401 || sent === null || retried) break;
         await drain(res.body as unknown as BodyStream);
         this.tokens!.rejected(sent);
@@ -178,16 +203,19 @@ export class RestUserSource implements UserSource {
         result = { kind: 'notfound' };
       } else {
         await drain(body);
-        throw new UpstreamError('http', httpMessage(status, this.tokens !== null));
+        // 401/403 is a refusal of our credentials, not a failing service: `status` says which.
+        throw new UpstreamError(status === 401 || status === 403 ? 'auth' : 'http', httpMessage(status, this.tokens !== null));
       }
       // debug, like the failure line below: the directory logs each fetch's outcome once
       // (resolver.fetch, with this error message); these add the HTTP status for debugging.
       log('debug', 'upstream.request', { kind, key, status, outcome: result.kind, ms: elapsed(started) });
+      this.health.record('lookup', 'reachable', performance.now() - started);
       return result;
     } catch (e) {
       const err = this.classify(e, timedOut);
       const message = this.redact(`lookup by ${kind} ${JSON.stringify(key)} at ${url.origin}${url.pathname}: ${err.message}`);
       this.last = { message, at: Date.now() };
+      this.health.record('lookup', outcomeOf(err), performance.now() - started, message);
       log('debug', 'upstream.request', {
         kind, key, status, outcome: err.kind, error: this.redact(err.message), ms: elapsed(started),
       });
@@ -195,6 +223,59 @@ export class RestUserSource implements UserSource {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * GETs [upstream] health_url (null when none is configured): 2xx is reachable, 401/403
+   * auth_failed, another status http_error. The upstream's TLS settings and pool; the
+   * credentials only on an origin of the user endpoints (they are for that service alone), in
+   * token mode the token (a login, if needed, counts against the probe's deadline). The body is
+   * drained unread.
+   */
+  async probeHealth(): Promise<ProbeResult | null> {
+    if (this.cfg.healthUrl === null) return null;
+    const url = new URL(this.cfg.healthUrl);
+    const timeoutMs = Math.min(this.cfg.requestTimeoutMs, PROBE_TIMEOUT_MS);
+    const started = performance.now();
+    const ac = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort(new UpstreamError('timeout', `no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    let outcome: UpstreamOutcome;
+    let error: string | null = null;
+    try {
+      if (this.closed) throw new UpstreamError('connect', 'upstream client closed');
+      const headers: Record<string, string> = { accept: 'application/json, text/plain, */*', 'user-agent': USER_AGENT };
+      if (url.origin === this.nameOrigin || url.origin === this.uidOrigin) {
+        const sent = this.tokens ? await untilAborted(this.tokens.get(), ac.signal) : null;
+        if (sent !== null) headers.authorization = `Bearer ${sent}`;
+        else if (this.authHeader) headers.authorization = this.authHeader;
+      }
+      const res = await this.agent.request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, signal: ac.signal });
+      await drain(res.body as unknown as BodyStream);
+      const st = res.statusCode;
+      if (st >= 200 && st < 300) outcome = 'reachable';
+      else {
+        outcome = st === 401 || st === 403 ? 'auth_failed' : 'http_error';
+        error = `HTTP ${st} from health_url${st === 401 || st === 403 ? ': credentials refused' : st >= 500 ? ': the user service is failing' : ''}`;
+      }
+    } catch (e) {
+      const err = this.classify(e, false);
+      outcome = timedOut ? 'unreachable' : outcomeOf(err);
+      error = timedOut ? `no answer within ${timeoutMs} ms` : err.message;
+    } finally {
+      clearTimeout(timer);
+    }
+    const ms = performance.now() - started;
+    if (error !== null) {
+      error = this.redact(`health probe at ${url.origin}${url.pathname}: ${error}`);
+      this.last = { message: error, at: Date.now() };
+    }
+    this.health.record('probe', outcome, ms, error);
+    log('debug', 'upstream.probe', { outcome, ms: elapsed(started), ...(error ? { error } : {}) });
+    return { outcome, ms: Math.round(ms * 100) / 100, error };
   }
 
   private classify(e: unknown, timedOut: boolean): UpstreamError {
@@ -255,6 +336,9 @@ export class RestUserSource implements UserSource {
       const body = res.body as unknown as BodyStream;
       if (res.statusCode !== 200) {
         await drain(body);
+        // token.ts words the refusal; the health record only needs which kind of failure it was.
+        const st = res.statusCode;
+        this.health.record('token', st === 400 || st === 401 || st === 403 ? 'auth_failed' : 'http_error', 0, `token_url answered HTTP ${st}`);
         return { status: res.statusCode, body: Buffer.alloc(0) };
       }
       const tooBig = (detail: string): UpstreamError => new UpstreamError('too_large', `reply larger than ${MAX_TOKEN_REPLY_BYTES} bytes (${detail})`);
@@ -265,7 +349,9 @@ export class RestUserSource implements UserSource {
       }
       return { status: 200, body: await readCapped(body, MAX_TOKEN_REPLY_BYTES, (n) => tooBig(`exceeded after ${n}`)) };
     } catch (e) {
-      throw this.classify(e, timedOut);
+      const err = this.classify(e, timedOut);
+      this.health.record('token', outcomeOf(err), 0, this.redact(`token_url: ${err.message}`));
+      throw err;
     } finally {
       clearTimeout(timer);
     }

@@ -50,6 +50,12 @@ export const DEFAULT_LIFETIME_MS = 5 * 60_000;
 export const MAX_LIFETIME_MS = 24 * 3600_000;
 /** No refresh sooner than this after a token arrived, whatever lifetime the token service claims. */
 export const MIN_REFRESH_DELAY_MS = 500;
+/**
+ * A token valid for less than this is refused like a failed login (and backed off): it would
+ * expire before a request could use it, and "successful" logins every few milliseconds would
+ * never back off.
+ */
+export const MIN_LIFETIME_MS = 1000;
 export const BACKOFF_BASE_MS = 1000;
 export const BACKOFF_MAX_MS = 5 * 60_000;
 /** Old tokens kept in the redaction list: enough to cover any still in flight, bounded over months. */
@@ -81,15 +87,24 @@ export function parseTokenReply(bytes: Buffer, now: number): IssuedToken {
     throw new UpstreamError('auth', `token_url reply has token_type ${JSON.stringify(String(o.token_type).slice(0, 32))}; only bearer tokens are understood`);
   }
   if (o.expires_in !== undefined && o.expires_in !== null) {
-    const s = o.expires_in;
+    // Some services (Azure AD v1) send the number as a string: "3599".
+    const s = typeof o.expires_in === 'string' && /^\d{1,12}(\.\d{1,6})?$/.test(o.expires_in) ? Number(o.expires_in) : o.expires_in;
     if (typeof s !== 'number' || !Number.isFinite(s) || s <= 0) {
       throw new UpstreamError('auth', 'token_url reply has an expires_in that is not a positive number of seconds');
     }
-    return { access, refresh, issuedAt: now, expiresAt: now + Math.min(s * 1000, MAX_LIFETIME_MS), expiryFrom: 'expires_in' };
+    return longEnough({ access, refresh, issuedAt: now, expiresAt: now + Math.min(s * 1000, MAX_LIFETIME_MS), expiryFrom: 'expires_in' });
   }
   const exp = jwtExpiry(access);
-  if (exp !== null && exp > now) return { access, refresh, issuedAt: now, expiresAt: Math.min(exp, now + MAX_LIFETIME_MS), expiryFrom: 'jwt' };
+  if (exp !== null && exp > now) return longEnough({ access, refresh, issuedAt: now, expiresAt: Math.min(exp, now + MAX_LIFETIME_MS), expiryFrom: 'jwt' });
   return { access, refresh, issuedAt: now, expiresAt: now + DEFAULT_LIFETIME_MS, expiryFrom: 'default' };
+}
+
+function longEnough(t: IssuedToken): IssuedToken {
+  const ms = t.expiresAt - t.issuedAt;
+  if (ms < MIN_LIFETIME_MS) {
+    throw new UpstreamError('auth', `token_url issued a token valid for ${ms} ms (by its ${t.expiryFrom === 'jwt' ? 'JWT exp' : 'expires_in'}), under the ${MIN_LIFETIME_MS} ms a request needs; check the token service's clock and token lifetime`);
+  }
+  return t;
 }
 
 function tokenField(v: unknown, name: string): string | null {
@@ -199,6 +214,41 @@ export class TokenSource {
     this.token = null;
     this.clearTimer();
     log('info', 'upstream.token_rejected', { detail: 'a user endpoint answered 401 to the current token; logging in again' });
+  }
+
+  /**
+   * A user endpoint answered 401 to `token` although it was just issued (the request had already
+   * been retried with a fresh one): the user endpoints do not take this service's tokens. That
+   * counts as a failed login, backed off like one, so lookups fail at once meanwhile instead of
+   * each making a login and two requests.
+   */
+  unaccepted(token: string): void {
+    if (this.token?.access === token) {
+      this.token = null;
+      this.clearTimer();
+    }
+    if (this.now() < this.nextAttemptAt) return;
+    this.failed(new UpstreamError('auth', 'the user endpoints answered 401 to a token token_url had just issued; check that token_url belongs to this user service'), this.login.grant);
+  }
+
+  /** The current token while it is valid (for a reload's new client: adopt()). */
+  current(): IssuedToken | null {
+    const t = this.token;
+    return t !== null && this.now() < t.expiresAt ? t : null;
+  }
+
+  /**
+   * Takes over a still-valid token of the client a reload replaces (same token_url, same login):
+   * a reload must not drop a good token and make lookups depend on token_url being up right then.
+   * Its refresh keeps the schedule it had.
+   */
+  adopt(t: IssuedToken): void {
+    const now = this.now();
+    if (this.closed || this.token !== null || t.expiresAt - now < MIN_LIFETIME_MS) return;
+    this.remember(t);
+    this.token = t;
+    const due = t.issuedAt + refreshDelayMs(t.expiresAt - t.issuedAt);
+    this.schedule(Math.max(MIN_REFRESH_DELAY_MS, due - now));
   }
 
   status(): TokenStatus {

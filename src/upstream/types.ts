@@ -1,5 +1,6 @@
 import type { UpstreamUser } from '../types.js';
 import type { TokenStatus } from './token.js';
+import type { HealthSnapshot, ProbeResult } from './health.js';
 
 /**
  * Result of asking the upstream service for one user. Failures throw UpstreamError instead.
@@ -17,5 +18,9 @@ export interface UserSource {
   lastError(): { message: string; at: number } | null;
   /** token mode's state for `latchkeyctl status` (never a token); absent or null in the other modes */
   tokenStatus?(): TokenStatus | null;
+  /** GETs [upstream] health_url for `latchkeyctl status`; null when none is configured (absent: a fake source) */
+  probeHealth?(): Promise<ProbeResult | null>;
+  /** the outcomes of past requests: state, since when, the last lookup (absent: a fake source) */
+  healthSnapshot?(): HealthSnapshot;
   close(): Promise<void>;
 }

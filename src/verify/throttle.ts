@@ -199,6 +199,18 @@ export class Throttle {
     return { allowed: wait === 0, retryAfterSec: Math.ceil(wait / 1000) };
   }
 
+  /** One user's budget now, without counting anything (`latchkeyctl why`); zeros when none is held. */
+  userState(user: string): { failures: number; limit: number; inFlight: number; lockedUntil: number | null; retryAfterSec: number } {
+    const b = this.users.get(keyOf(user));
+    const t = this.now();
+    if (b) this.expire(b, t);
+    const locked = b !== undefined && b.lockedUntil > t;
+    return {
+      failures: b?.failures ?? 0, limit: this.cfg().maxFailures, inFlight: b?.inFlight ?? 0,
+      lockedUntil: locked ? b.lockedUntil : null, retryAfterSec: locked ? Math.ceil((b.lockedUntil - t) / 1000) : 0,
+    };
+  }
+
   /**
    * Clears failures and lockouts (reservations in flight stay counted: their attempts are still
    * being checked). Returns how many counters of each kind held failures or a lockout.

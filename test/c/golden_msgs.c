@@ -140,7 +140,8 @@ size_t golden_encode_request(unsigned opcode, const struct golden_vals *v, uint8
         const char *rhost = golden_str(v, "rhost");
         const char *tty = golden_str(v, "tty");
         uint32_t pid = (uint32_t)golden_num(v, "pid");
-        return lk_msg_session_open_request(buf, cap, user, service, rhost, tty, pid);
+        const char *pid_start = golden_str(v, "pid_start");
+        return lk_msg_session_open_request(buf, cap, user, service, rhost, tty, pid, pid_start);
     }
     case LK_OP_SESSION_CLOSE: {
         const char *user = golden_str(v, "user");

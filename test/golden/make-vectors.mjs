@@ -88,7 +88,7 @@ reply('auth_password unavail reply with the cause', 'AUTH_PASSWORD', Status.UNAV
 request('acct_mgmt request', 'ACCT_MGMT', { user: 'alice', service: 'sshd', rhost: '' });
 reply('acct_mgmt ok reply', 'ACCT_MGMT', Status.OK, {});
 reply('acct_mgmt expired reply', 'ACCT_MGMT', Status.EXPIRED, null, 'account expired');
-request('session_open request', 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.7', tty: 'ssh', pid: 30247 });
+request('session_open request', 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.7', tty: 'ssh', pid: 30247, pid_start: '4712345' });
 reply('session_open ok reply', 'SESSION_OPEN', Status.OK, { session_id: '70b19514-1051-409e-842c-c2ec2a09a142', home: '/lega/homes/alice', umask: 0o027, chroot: 1 });
 reply('session_open limit reply', 'SESSION_OPEN', Status.LIMIT, null, 'alice has 10 sessions open (max_sessions_per_user = 10)');
 request('session_close request', 'SESSION_CLOSE', { user: 'alice', service: 'sshd', pid: 30247 });

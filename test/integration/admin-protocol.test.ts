@@ -48,7 +48,7 @@ before(async () => {
   for (const user of ['bob', 'bob', 'alice']) {
     const p = spawn('sleep', ['300'], { stdio: 'ignore' });
     sleepers.push(p);
-    const o = await request(priv(), 'SESSION_OPEN', { user, service: 'sshd', rhost: '192.0.2.8', tty: 'ssh', pid: p.pid! });
+    const o = await request(priv(), 'SESSION_OPEN', { user, service: 'sshd', rhost: '192.0.2.8', tty: 'ssh', pid: p.pid!, pid_start: '' });
     assert.equal(o.status, Status.OK, o.detail);
   }
 });

@@ -265,7 +265,7 @@ test('sessions: list, kill by id (terminates the process), kill by user, unknown
   const exited = new Promise<NodeJS.Signals | null>((r) => sleeper.once('exit', (_c, sig) => r(sig)));
   try {
     const priv = join(env.socketDir, 'priv.sock');
-    const o = await request(priv, 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.7', tty: 'ssh', pid: sleeper.pid! });
+    const o = await request(priv, 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.7', tty: 'ssh', pid: sleeper.pid!, pid_start: '' });
     assert.equal(o.status, 0, o.detail);
     const id = o.fields!.session_id as string;
     const list = await json(['sessions']);
@@ -295,7 +295,7 @@ test('sessions kill --user ends all of that user\'s sessions', async () => {
   try {
     const priv = join(env.socketDir, 'priv.sock');
     for (const p of sleepers) {
-      const o = await request(priv, 'SESSION_OPEN', { user: 'bob', service: 'sshd', rhost: '', tty: '', pid: p.pid! });
+      const o = await request(priv, 'SESSION_OPEN', { user: 'bob', service: 'sshd', rhost: '', tty: '', pid: p.pid!, pid_start: '' });
       assert.equal(o.status, 0, o.detail);
     }
     assert.equal((await json(['sessions', 'kill', '--user', 'bob'])).ended, 2);

@@ -223,8 +223,10 @@ describe('pam_latchkey against a scripted daemon (priv.sock and nss.sock)', () =
     const [check, open, close] = fake.requests;
     assert.deepEqual(check, { op: 'LOGIN_CHECK', fields: { user: 'good', uid: UIDS.good } });
     assert.equal(open!.op, 'SESSION_OPEN');
-    assert.deepEqual({ ...open!.fields, pid: 0 }, { user: 'good', service: SVC, rhost: '127.0.0.1', tty: 'ssh', pid: 0 });
+    assert.deepEqual({ ...open!.fields, pid: 0, pid_start: '' }, { user: 'good', service: SVC, rhost: '127.0.0.1', tty: 'ssh', pid: 0, pid_start: '' });
     assert.ok((open!.fields.pid as number) > 1);
+    // its own kernel start time, which the unprivileged daemon may not be able to read (hidepid)
+    assert.match(open!.fields.pid_start as string, /^[1-9]\d*$/);
     assert.deepEqual(close, { op: 'SESSION_CLOSE', fields: { user: 'good', service: SVC, pid: open!.fields.pid } });
     failedWith(await pamtester(pamDir, env, SVC, 'many', ['open_session']), PamMsg.PERM_DENIED);
     failedWith(await pamtester(pamDir, env, SVC, 'broken', ['open_session']), PamMsg.SESSION_ERR);

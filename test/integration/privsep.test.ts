@@ -120,7 +120,7 @@ test('homes are made by rootd, and kill-session ends only a process that is the 
     const aliceUid = 10000 + alice.uid;
     const good = await sessionProcess(aliceUid);
     sleepers.push(good);
-    const open = await request(priv, 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.9', tty: 'ssh', pid: good.pid! });
+    const open = await request(priv, 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.9', tty: 'ssh', pid: good.pid!, pid_start: '' });
     assert.equal(open.status, 0, open.detail);
     const home = join(env.dir, 'homes', 'alice');
     assert.equal(statSync(home).uid, 0, 'the chroot home is root\'s (made by rootd, not the daemon)');
@@ -134,7 +134,7 @@ test('homes are made by rootd, and kill-session ends only a process that is the 
     // record is ended, the process lives, and the log says why.
     const stranger = await sessionProcess(4242);
     sleepers.push(stranger);
-    const o2 = await request(priv, 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.9', tty: 'ssh', pid: stranger.pid! });
+    const o2 = await request(priv, 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.9', tty: 'ssh', pid: stranger.pid!, pid_start: '' });
     assert.equal(o2.status, 0, o2.detail);
     const k2 = await ctl(env, ['sessions', 'kill', '--user', 'alice']);
     assert.equal(k2.code, 0, k2.out);
@@ -211,7 +211,7 @@ test('systemd-style: rootd started on its own, latchkeyd started as its user; ho
     assert.ok(!logs.includes('daemon.dropped_root'), 'nothing to drop');
     const sleeper = spawn('sleep', ['30']);
     started.push(sleeper);
-    const o = await request(join(run, 'priv.sock'), 'SESSION_OPEN', { user: 'bob', service: 'sshd', rhost: '', tty: 'ssh', pid: sleeper.pid! });
+    const o = await request(join(run, 'priv.sock'), 'SESSION_OPEN', { user: 'bob', service: 'sshd', rhost: '', tty: 'ssh', pid: sleeper.pid!, pid_start: '' });
     assert.equal(o.status, 0, `${o.detail}\n${logs}`);
     assert.ok(statSync(join(dir, 'homes', 'bob', 'inbox')).isDirectory(), 'rootd made the home');
   } finally {

@@ -62,6 +62,10 @@ test('latchkeyctl reload: refused config fails visibly and changes nothing; a pu
     const junk = await ctl(['reload', '--credential-stdin'], '[upstream]\npassword=x\n');
     assert.equal(junk.code, 1);
     assert.match(junk.stderr, /secrets_file has no sections/);
+    // Too big for the protocol: refused by latchkeyctl without reading all of it, nothing sent.
+    const big = await ctl(['reload', '--credential-stdin'], `password=${'x'.repeat(1 << 20)}\n`);
+    assert.equal(big.code, 2);
+    assert.match(big.stderr, /larger than 6144 bytes/);
     for (const l of daemon.logs) assert.ok(!l.includes('rotated-wrong') && !l.includes('testpass'), `no secret in the log: ${l}`);
   } finally {
     await daemon.stop();

@@ -20,7 +20,7 @@ const LOOKUPS: Array<[sock: 'nss' | 'priv', op: string, fields: Fields]> = [
   ['priv', 'LOGIN_CHECK', { user: 'alice', uid: 11001 }],
   ['priv', 'AUTH_PASSWORD', { user: 'alice', password: 'whatever', service: 'sshd', rhost: '192.0.2.9' }],
   ['priv', 'ACCT_MGMT', { user: 'alice', service: 'sshd', rhost: '192.0.2.9' }],
-  ['priv', 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.9', tty: 'ssh', pid: 1 }],
+  ['priv', 'SESSION_OPEN', { user: 'alice', service: 'sshd', rhost: '192.0.2.9', tty: 'ssh', pid: 1, pid_start: '' }],
 ];
 
 async function details(env: TestEnv): Promise<Array<[string, number, string, 'nss' | 'priv']>> {

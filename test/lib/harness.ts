@@ -44,6 +44,8 @@ export function writeConfig(dir: string, serviceUrl: string, over: ConfigOverrid
       insecure_http: 'yes',
       json_prefix: 'response.result',
       connect_timeout: '1s', request_timeout: '2s',
+      // `latchkeyctl status` GETs it (issue 18); a test of the default passes health_url: 'none'.
+      health_url: `${serviceUrl}/health`,
     },
     // In the socket dir: latchkeyd hands that directory to its user before dropping root.
     cache: { db_path: join(dir, 'run', 'cache.db'), ttl: '1h', negative_ttl: '60s' },

@@ -53,6 +53,8 @@ export interface TokenService {
   /** 'down': POST /token answers 503; 'closed': the connection is dropped; user lookups go on */
   setTokenEndpoint(state: 'up' | 'down' | 'closed'): void;
   setTtl(sec: number): void;
+  /** on: the user endpoints answer 401 to every token, even one just issued (a token_url of another service) */
+  refuseAllTokens(on: boolean): void;
   close(): Promise<void>;
 }
 
@@ -67,6 +69,7 @@ export async function startTokenService(opts: TokenServiceOptions): Promise<Toke
   const everything: string[] = [];
   const stats: TokenServiceStats = { tokenRequests: 0, logins: 0, refreshes: 0, refusedLogins: 0, refusedRefreshes: 0, userRequests: 0, unauthorized: 0 };
   let ttlSec = opts.tokenTtlSec;
+  let refuseAll = false;
   let endpoint: 'up' | 'down' | 'closed' = 'up';
 
   const issue = (subject: string): Record<string, unknown> => {
@@ -124,7 +127,7 @@ export async function startTokenService(opts: TokenServiceOptions): Promise<Toke
     if (path === '/token' && req.method === 'POST') { void tokenEndpoint(req, res); return; }
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
     const t = m ? access.get(m[1]!) : undefined;
-    if (!t || t.revoked || Date.now() >= t.expiresAt) {
+    if (refuseAll || !t || t.revoked || Date.now() >= t.expiresAt) {
       stats.unauthorized++;
       return send(res, 401, { error: 'invalid_token' }, { 'www-authenticate': 'Bearer error="invalid_token"' });
     }
@@ -155,6 +158,7 @@ export async function startTokenService(opts: TokenServiceOptions): Promise<Toke
     revokeRefreshTokens() { for (const t of refresh.values()) t.revoked = true; },
     setTokenEndpoint(s) { endpoint = s; },
     setTtl(sec) { ttlSec = sec; },
+    refuseAllTokens(on) { refuseAll = on; },
     async close() {
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
       await inner.close();

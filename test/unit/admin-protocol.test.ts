@@ -43,7 +43,7 @@ function samples(): Map<AdminCommand, Sample> {
 
 /** Fields of a reply that may be left out (record entries, optional fields): "cmd:path". */
 const MAY_BE_ABSENT = [/^users:negative$/, /^status:local$/, /^stats:upgrades$/, /^stats:lookups\.local(_notfound)?$/, /^status:local\.contexts\.[^.]+$/, /^stats:upstream_latency\.buckets\.[^.]+$/, /^stats:verify\.by_kind\.[^.]+$/,
-  /^local_(disable|remove):sessions_ended$/, /^(status|stats):events$/, /^status:upstream\.auth$/, /^sessions:ended$/, /^(sessions|show):(sessions|ended)\[\d+\]\.renewed_at$/];
+  /^local_(disable|remove):sessions_ended$/, /^(status|stats):events$/, /^status:upstream\.(auth|health)$/, /^sessions:ended$/, /^(sessions|show):(sessions|ended)\[\d+\]\.renewed_at$/, /^flush:user$/, /^status:(config|metrics)$/];
 
 /** Every [path, parent, key] of a JSON value, as ShapeError names paths: a.b[0].c */
 function* fieldsOf(v: Json, path = ''): Generator<[string, { [k: string]: Json } | Json[], string | number]> {
@@ -188,7 +188,7 @@ test('latchkeyctl --help lists every field of the command\'s reply under "--json
     sessions: 'sessions', 'kill-session': 'sessions', 'renew-session': 'sessions', stats: 'stats', throttle: 'throttle', 'throttle-reset': 'throttle', 'auth-test': 'auth-test',
     local_add: 'local', local_passwd: 'local', local_keys: 'local', local_disable: 'local', local_enable: 'local',
     local_remove: 'local', local_list: 'local', local_show: 'local', local_contexts: 'local', reload: 'reload',
-    purge: 'purge',
+    purge: 'purge', why: 'why',
   };
   // Field names of an object shape and of the object shapes inside it (list items and
   // nullable parts are documented with their parent).

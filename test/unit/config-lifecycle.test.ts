@@ -98,3 +98,15 @@ test('the shipped etc/latchkey.conf documents every key, under its own section',
   }
   assert.deepEqual(missing, []);
 });
+
+test('a line without "=" is named only when it is a key: a secret typed without its key never reaches the message', () => {
+  for (const line of ['password hunter2SECRET', 'hunter2SECRET', 'cega_creds lega:hunter2SECRET']) {
+    assert.throws(() => parseConfig(conf(`[upstream]\n${line}\n`), 'x.conf'), (e: unknown) => {
+      assert.ok(e instanceof Error);
+      assert.match(e.message, /x\.conf:5: the line \(not shown\) has no "="/);
+      assert.doesNotMatch(e.message, /hunter2SECRET/);
+      return true;
+    });
+  }
+  refused('[upstream]\nverify_peer\n', 'verify_peer', /has no "="/);
+});

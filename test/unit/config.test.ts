@@ -84,6 +84,8 @@ const KEY_CASES: [string, string, string, (c: Config) => unknown, unknown][] = [
   ['cache', 'db_path', ':memory:', (c) => c.cache.dbPath, ':memory:'],
   ['cache', 'ttl', '2h', (c) => c.cache.ttlSec, 7200],
   ['cache', 'ttl', '90', (c) => c.cache.ttlSec, 90],
+  // LocalEGA's 2018 inbox wrote cache_ttl = 36000.0: a zero fraction is taken, any other is not.
+  ['cache', 'ttl', '36000.0', (c) => c.cache.ttlSec, 36000],
   ['cache', 'negative_ttl', '0', (c) => c.cache.negativeTtlSec, 0],
   ['cache', 'stale_grace', '1d', (c) => c.cache.staleGraceSec, 86400],
   ['cache', 'refresh_ahead', '30s', (c) => c.cache.refreshAheadSec, 30],
@@ -192,6 +194,7 @@ const ERRORS: [string, string, string, string | RegExp][] = [
   [`cega_endpont_uid = http://h/\n${URLS}`, 'x.conf:1', 'cega_endpont_uid', 'did you mean cega_endpoint_uid'],
   [`${URLS}cega_json_prefix = a`, 'x.conf:4', 'upstream.cega_json_prefix', 'move it above the first [section]'],
   [`${URLS}[cache]\nttl = abc`, 'x.conf:5', 'cache.ttl', '"abc" is not a duration; expected e.g. 3600, 90s, 15m, 1h'],
+  [`${URLS}[cache]\nttl = 1.5h`, 'x.conf:5', 'cache.ttl', '"1.5h" is not a duration; expected e.g. 3600, 90s, 15m, 1h'],
   [`${URLS}[cache]\nttl = 1500ms`, 'x.conf:5', 'cache.ttl', 'whole number of seconds'],
   [`${URLS}[cache]\nttl = 30d`, 'x.conf:5', 'cache.ttl', 'too long'],
   [`${URLS}[cache]\nttl = 0`, 'x.conf:5', 'cache.ttl', 'too short'],

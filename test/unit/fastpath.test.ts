@@ -25,7 +25,7 @@ function testConfig(dir: string): Config {
     cache: { dbPath: ':memory:', ttlSec: 100, negativeTtlSec: 10, staleGraceSec: 50, refreshAheadSec: 20 },
     users: { uidShift: 10000, gid: 10000, groupName: 'lega', minUid: 1000, maxUid: 2 ** 31 - 1, nameRegex: /^[a-z_][a-z0-9_.-]{0,31}$/, shell: '/bin/bash', denyNames: ['root'], localPasswdFile: passwd, localGroupFile: group },
     homes: { base: '/srv/inbox', layout: 'chroot', mode: 0o2750, umask: 0o027, uploadDir: 'upload' },
-    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: { socketDir: dir } as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup,
+    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: { socketDir: dir } as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup, metrics: defaultConfig().metrics,
   };
 }
 

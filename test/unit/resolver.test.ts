@@ -22,7 +22,7 @@ function testConfig(): Config {
     cache: { dbPath: ':memory:', ttlSec: 100, negativeTtlSec: 10, staleGraceSec: 50, refreshAheadSec: 0 },
     users: { uidShift: 10000, gid: 10000, groupName: 'lega', minUid: 1000, maxUid: 2 ** 31 - 1, nameRegex: /^[a-z_][a-z0-9_.-]{0,31}$/, shell: '/bin/bash', denyNames: ['root'], localPasswdFile: '/etc/passwd', localGroupFile: '/etc/group' },
     homes: { base: '/srv/inbox', layout: 'chroot', mode: 0o2750, umask: 0o027, uploadDir: 'upload' },
-    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: {} as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup,
+    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: {} as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup, metrics: defaultConfig().metrics,
   };
 }
 
@@ -434,4 +434,48 @@ test('local names, local uids and deny-list names are refused by rule, never ask
   assert.equal(src.calls, 0);
   cfg.users.denyNames = [];
   assert.equal((await r.byName('alice')).status, 'found');
+});
+
+test('accountChanged: told when an answer says a cached account was removed, disabled, expired, or lost its uid to another name', async () => {
+  const { r, src, clock, db } = setup();
+  const told: Array<[string, number, string]> = [];
+  r.accountChanged = (c) => told.push([c.name, c.uid, c.state]);
+  await r.byName('alice');
+  await r.byName('bob');
+  assert.deepEqual(told, [], 'a found, active account is no change');
+  // disabled and expired upstream, learned at the refresh of an expired entry
+  src.users.set('alice', { ...src.users.get('alice')!, accountExpiresAt: 0 });
+  db.invalidate({ name: 'alice' }, clock.t);
+  await r.byName('alice');
+  await tick(5);
+  assert.deepEqual(told.pop(), ['alice', 11001, 'disabled']);
+  src.users.set('alice', { ...src.users.get('alice')!, accountExpiresAt: clock.t - 1000 });
+  db.invalidate({ name: 'alice' }, clock.t);
+  await r.byName('alice');
+  await tick(5);
+  assert.deepEqual(told.pop(), ['alice', 11001, 'expired']);
+  // removed: cached, then "no such user"
+  src.users.delete('alice');
+  db.invalidate({ name: 'alice' }, clock.t);
+  await r.byName('alice');
+  await tick(5);
+  assert.deepEqual(told.pop(), ['alice', 11001, 'removed']);
+  // bob's uid given to carol: bob's row goes, and bob is told as removed (with his uid)
+  src.users.delete('bob');
+  src.add('carol', 1002);
+  await r.byName('carol');
+  await tick(5);
+  assert.deepEqual(told.pop(), ['bob', 11002, 'removed']);
+  assert.deepEqual(told, []);
+  // a listener that throws costs the lookup nothing
+  r.accountChanged = () => { throw new Error('listener broke'); };
+  src.add('dave', 1004);
+  src.users.set('dave', { ...src.users.get('dave')!, accountExpiresAt: 0 });
+  const log = captureLog();
+  try {
+    assert.equal((await r.byName('dave')).status, 'found');
+    assert.ok(log.lines.some((l) => l.event === 'resolver.account_change_failed'));
+  } finally {
+    log.restore();
+  }
 });

@@ -157,6 +157,32 @@ test('privileged_users and members of privileged_groups are never renewed (prima
   }
 });
 
+test('a /proc the daemon cannot read (hidepid): the start time pam_latchkey sent is what makes the process endable', async () => {
+  const s = setup({ maxSessionsPerUser: 1, onLimit: 'replace-oldest' });
+  // Root's processes are alive (kill -0 says EPERM) but their /proc/PID/stat is hidden.
+  s.procs.startTime = () => null;
+  s.procs.running.set(101, 'hidden');
+  s.procs.running.set(102, 'hidden');
+  s.procs.running.set(103, 'hidden');
+  const log: string[] = [];
+  setLogSink((l) => log.push(l));
+  try {
+    const a = s.reg.open({ user: 'alice', uid: 10001, service: 'sshd', rhost: 'h', tty: 'ssh', pid: 101, pidStart: '5551' });
+    const b = s.reg.open({ user: 'alice', uid: 10001, service: 'sshd', rhost: 'h', tty: 'ssh', pid: 102, pidStart: '' });
+    await flush();
+    assert.ok(a.ok && b.ok);
+    assert.deepEqual(s.procs.terminated, [101], 'replaced, and signalled through rootd, which compares 5551 itself');
+    // b was recorded without a start time: replacing it ends the record, not an unknown pid
+    s.reg.open({ user: 'alice', uid: 10001, service: 'sshd', rhost: 'h', tty: 'ssh', pid: 103, pidStart: '5553' });
+    await flush();
+    assert.deepEqual(s.procs.terminated, [101]);
+    assert.ok(log.some((l) => l.includes('"session.not_signalled"') && l.includes('"pid":102')), log.join('\n'));
+  } finally {
+    setLogSink((l) => process.stderr.write(l + '\n'));
+    s.done();
+  }
+});
+
 test('revoke ends every open session of the user with the reason and detail, once', async () => {
   const s = setup({});
   s.start('alice', 101);
@@ -323,6 +349,17 @@ test('collector: a 400 drops the batch (counted) instead of blocking the queue f
   await until('refused', () => c.snapshot().dropped === 1);
   c.enqueue(ev(2));
   await until('sent', () => c.snapshot().sent === 1);
+  c.close();
+  server.close();
+});
+
+test('collector: a 401 (a token rotated at the collector first) is retried with backoff, and delivered once it is taken', async () => {
+  let n = 0;
+  const { url, server } = await collectorServer((_q, res) => { n++; res.statusCode = n <= 2 ? 401 : 204; res.end(); });
+  const c = new EventCollector({ url, bearerToken: 'old-token', caFile: null, queueSize: 10, timeoutMs: 500 });
+  c.enqueue(ev(1));
+  await until('delivered after two refusals', () => c.snapshot().sent === 1, 10_000);
+  assert.deepEqual([c.snapshot().dropped, c.snapshot().failed_attempts], [0, 2]);
   c.close();
   server.close();
 });

@@ -64,12 +64,20 @@ describe('parseTokenReply', () => {
       [reply({ access_token: secretish, refresh_token: 'x\ny' }), /refresh_token holds characters/],
       [reply({ access_token: secretish, token_type: 'mac' }), /only bearer/],
       [reply({ access_token: secretish, expires_in: -1 }), /expires_in/],
-      [reply({ access_token: secretish, expires_in: '3600' }), /expires_in/],
+      [reply({ access_token: secretish, expires_in: '3600s' }), /expires_in/],
+      [reply({ access_token: secretish, expires_in: '1e9' }), /expires_in/],
       [reply({ access_token: secretish, expires_in: 0 }), /expires_in/],
+      // valid for less than a request needs: refused (and backed off) rather than a login storm
+      [reply({ access_token: secretish, expires_in: 0.001 }), /valid for 1 ms/],
+      [reply({ access_token: jwt({ exp: now / 1000 + 0.5 }) }), /valid for 500 ms \(by its JWT exp\)/],
     ];
     for (const [body, re] of cases) {
       assert.throws(() => parseTokenReply(body, now), (e: unknown) => authError(re)(e) && !(e as Error).message.includes(secretish), body.toString().slice(0, 60));
     }
+  });
+
+  test('expires_in as a decimal string ("3599", as some services send it) is a number of seconds', () => {
+    assert.equal(parseTokenReply(reply({ access_token: 'opaque', expires_in: '3599' }), now).expiresAt, now + 3_599_000);
   });
 
   test('jwtExpiry reads exp only from a well-formed JWT', () => {
@@ -121,7 +129,7 @@ describe('RestUserSource in token mode', () => {
     byNameUrl: `${svc.url}/username/`, byUidUrl: `${svc.url}/user-id/`, basicAuth: LOGIN, bearerToken: null,
     tokenUrl: svc.tokenUrl, apiKey: null, jsonPrefix: 'response.result', connectTimeoutMs: 1000, requestTimeoutMs: 1500,
     maxBodyBytes: 64 * 1024, maxConcurrent: 8, caFile: null, certFile: null, keyFile: null, verifyPeer: true,
-    verifyHostname: true, insecureHttp: true, insecureTls: false, ...over,
+    verifyHostname: true, insecureHttp: true, insecureTls: false, healthUrl: null, ...over,
   });
   const client = (over: Partial<UpstreamConfig> = {}): RestUserSource => {
     const c = new RestUserSource(cfg(over), USERS);
@@ -176,6 +184,35 @@ describe('RestUserSource in token mode', () => {
     const s = svc.stats();
     assert.equal(s.logins - s0.logins, 1, 'exactly one login for the whole burst');
     assert.ok(s.unauthorized - s0.unauthorized >= 1);
+  });
+
+  test('user endpoints that refuse every fresh token: two logins, then backoff, not a login per lookup', async () => {
+    const c = client();
+    svc.refuseAllTokens(true);
+    try {
+      const before = svc.stats().logins;
+      for (let i = 0; i < 20; i++) await assert.rejects(c.fetchByName('alice'), authError());
+      // The first login, the one its 401 asks for, then the backoff answers at once (21 before).
+      assert.equal(svc.stats().logins - before, 2);
+      assert.match(c.tokenStatus()!.last_auth_error!.message, /answered 401 to a token token_url had just issued/);
+    } finally {
+      svc.refuseAllTokens(false);
+    }
+  });
+
+  test('a reload\'s new client takes over a valid token for the same login: lookups go on while token_url is down', async () => {
+    const c1 = client();
+    assert.equal((await c1.fetchByName('alice')).kind, 'found');
+    const logins = svc.stats().logins;
+    svc.setTokenEndpoint('down');
+    const c2 = client();
+    c2.adoptTokenOf(c1);
+    assert.equal((await c2.fetchByName('bob')).kind, 'found');
+    assert.equal(svc.stats().logins, logins, 'no new login');
+    // Another login (api_key instead of the password) is another identity: no takeover.
+    const c3 = client({ basicAuth: null, apiKey: API_KEY });
+    c3.adoptTokenOf(c1);
+    await assert.rejects(c3.fetchByName('bob'), authError());
   });
 
   test('a refused refresh token is followed by a clean login, no lookup failing', async () => {

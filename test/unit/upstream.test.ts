@@ -34,7 +34,7 @@ function cfg(url: string, over: Partial<UpstreamConfig> = {}): UpstreamConfig {
   return {
     byNameUrl: `${url}/username/`, byUidUrl: `${url}/user-id/`, basicAuth: AUTH, bearerToken: null, tokenUrl: null, apiKey: null,
     jsonPrefix: 'response.result', connectTimeoutMs: 1000, requestTimeoutMs: 1500, maxBodyBytes: 64 * 1024,
-    maxConcurrent: 4, caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true, insecureHttp: true, insecureTls: false, ...over,
+    maxConcurrent: 4, caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true, insecureHttp: true, insecureTls: false, healthUrl: null, ...over,
   };
 }
 
@@ -202,12 +202,13 @@ describe('RestUserSource against the example service', () => {
     assert.equal((await c.fetchByName('carol')).kind, 'found');
     assert.equal((await c.fetchByUid(1003)).kind, 'found');
   });
-  test('wrong credentials → http error; lastError and logs carry no secret', async () => {
+  // 401/403 is kind 'auth' since issue 18 (status tells credentials refused from a failing service).
+  test('wrong credentials → auth error; lastError and logs carry no secret', async () => {
     logLines.length = 0;
     const c = client({ basicAuth: { user: 'lega', password: 'Wrong-PW-123' } });
     setLogLevel('debug'); // the client's own line is debug: the directory logs each fetch once (resolver.fetch)
     try {
-      await assert.rejects(c.fetchByName('alice'), isKind('http', /401.*credentials/));
+      await assert.rejects(c.fetchByName('alice'), isKind('auth', /401.*credentials/));
     } finally { setLogLevel('info'); }
     const le = c.lastError();
     assert.ok(le && le.at > 0 && le.message.includes('alice'));

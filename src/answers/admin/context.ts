@@ -15,6 +15,7 @@ import type { RowRules } from '../../localusers/rows.js';
 import type { AuthStats } from '../priv-auth.js';
 import type { CleanupReport } from '../../cleanup/run.js';
 import type { EventsStatus } from '../../events/hub.js';
+import type { LoginDecisions } from '../../verify/decisions.js';
 
 /** What the local_* commands need of the persistent local users (src/localusers/service.ts). */
 export interface LocalUsersFacade {
@@ -57,6 +58,14 @@ export interface AdminContext {
   cleanup?: { run(opts: { dryRun: boolean }): Promise<CleanupReport> };
   /** reads the config again (SIGHUP's work); `credential` replaces the systemd credential's text */
   reload(credential?: string): ReloadOutcome;
+  /** the last login decision per user and PAM phase (src/verify/decisions.ts), for `why`; absent: nothing recorded */
+  decisions?: LoginDecisions;
+  /** the config in force: when it was loaded and the digest of the file's bytes (status) */
+  configLoaded?: () => { at: number; digest: string };
+  /** the last reload's outcome, null before the first (status) */
+  lastReload?: () => ReloadOutcome | null;
+  /** the Prometheus endpoint (src/metrics/): where, and why it is not serving */
+  metrics?: { status(): { listen: string | null; serving: boolean; error: string | null } };
 }
 
 /** What a reload did: taken (and from which credential), or refused with the loader's message. */

@@ -3,7 +3,7 @@
 // Handlers by command group: status.ts (status, stats), users.ts (users, show, lookup,
 // invalidate, flush), sessions.ts (sessions, kill-session, renew-session), throttle.ts (throttle,
 // throttle-reset), auth-test.ts, local.ts (local_*: the persistent local users), reload.ts,
-// purge.ts (the cleanup of temporary accounts).
+// purge.ts (the cleanup of temporary accounts), why.ts (the last login decisions of a user).
 import { ok, type HandlerTable, type Peer } from '../../server/dispatch.js';
 import type { Fields } from '../../protocol/codec.js';
 import { checkAdminRequest, type AdminArgs, type AdminCommand } from '../../protocol/admin.js';
@@ -17,6 +17,7 @@ import { authTestCommands } from './auth-test.js';
 import { localCommands } from './local.js';
 import { reloadCommands } from './reload.js';
 import { purgeCommands } from './purge.js';
+import { whyCommands } from './why.js';
 
 export type { AdminContext } from './context.js';
 
@@ -24,7 +25,7 @@ export function adminHandlers(ctx: AdminContext): HandlerTable {
   // Typed as every command of the protocol: a command without a handler does not compile.
   const commands: AdminHandlers<AdminCommand> = {
     ...statusCommands(ctx), ...userCommands(ctx), ...sessionCommands(ctx), ...throttleCommands(ctx), ...authTestCommands(ctx),
-    ...localCommands(ctx), ...reloadCommands(ctx), ...purgeCommands(ctx),
+    ...localCommands(ctx), ...reloadCommands(ctx), ...purgeCommands(ctx), ...whyCommands(ctx),
   };
   const run = <C extends AdminCommand>(cmd: C, args: AdminArgs<C>, peer: Peer): ReturnType<AdminHandlers<AdminCommand>[C]> =>
     (commands[cmd] as (a: AdminArgs<C>, p: Peer) => ReturnType<AdminHandlers<AdminCommand>[C]>)(args, peer);

@@ -1,13 +1,10 @@
 // status and stats: the daemon's overview and its counters.
-import { performance } from 'node:perf_hooks';
+import { createHash } from 'node:crypto';
 import { insecureSettings, upstreamAuthMode } from '../../config/safety.js';
 import type { Config } from '../../config/types.js';
 import type { TokenStatus } from '../../upstream/token.js';
 import type { AdminReplyData } from '../../protocol/admin.js';
-import { type AdminContext, type AdminHandlers, roundMs } from './context.js';
-
-/** Asked for by `status` to see whether the upstream answers; a 404 is the expected reply. */
-export const PROBE_NAME = 'latchkey-probe';
+import { type AdminContext, type AdminHandlers, type ReloadOutcome, roundMs } from './context.js';
 
 /** Drops user:password@ from a URL before it is shown anywhere. */
 export function publicUrl(url: string): string {
@@ -23,20 +20,32 @@ export function publicUrl(url: string): string {
   }
 }
 
-type Probe = Pick<AdminReplyData<'status'>['upstream'], 'reachable' | 'probe_ms' | 'probe_error'>;
+/** The first 16 hex digits of the sha256 of a config file's bytes: compare with `sha256sum`. */
+export function configDigest(bytes: Buffer | string): string {
+  return createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+}
 
-async function probeUpstream(ctx: AdminContext): Promise<Probe> {
-  const re = ctx.config().users.nameRegex;
-  re.lastIndex = 0;
-  // A probe name the name rule rejects would never leave the daemon: no answer either way.
-  if (!re.test(PROBE_NAME)) return { reachable: null, probe_ms: null, probe_error: 'probe skipped: the name rule rejects the probe name' };
-  const t0 = performance.now();
-  try {
-    await ctx.source.fetchByName(PROBE_NAME);
-    return { reachable: true, probe_ms: roundMs(performance.now() - t0), probe_error: null };
-  } catch (e) {
-    return { reachable: false, probe_ms: roundMs(performance.now() - t0), probe_error: e instanceof Error ? e.message : String(e) };
-  }
+type UpstreamHealthView = Pick<AdminReplyData<'status'>['upstream'], 'reachable' | 'probe_ms' | 'probe_error' | 'health'>;
+
+/**
+ * The upstream's state: with [upstream] health_url, GET it now; without, no request at all (a
+ * fake user asked on every `status` cost the user service a lookup and showed a 503 as
+ * "unreachable"): the outcome of the last real request, and since when.
+ */
+async function upstreamHealth(ctx: AdminContext): Promise<UpstreamHealthView> {
+  const healthUrl = ctx.config().upstream.healthUrl;
+  const probe = healthUrl !== null ? (await ctx.source.probeHealth?.()) ?? null : null;
+  const h = ctx.source.healthSnapshot?.() ?? { state: 'unknown' as const, since: null, detail: null, last_lookup: null };
+  return {
+    reachable: h.state === 'unknown' ? null : h.state === 'reachable',
+    probe_ms: probe?.ms ?? null,
+    probe_error: probe?.error ?? null,
+    health: {
+      state: h.state, since: h.since, detail: h.detail,
+      url: healthUrl === null ? null : publicUrl(healthUrl),
+      last_lookup: h.last_lookup,
+    },
+  };
 }
 
 /** The upstream's authentication for status: the mode from the config, token mode's state from the client. */
@@ -46,6 +55,11 @@ function authStatus(c: Config, t: TokenStatus | null): AdminReplyData<'status'>[
     token_expires_at: t?.token_expires_at ?? null, token_valid_for_s: t?.token_valid_for_s ?? null,
     logins: t?.logins ?? 0, refreshes: t?.refreshes ?? 0, last_auth_error: t?.last_auth_error ?? null,
   };
+}
+
+function lastReloadView(r: ReloadOutcome | null): NonNullable<AdminReplyData<'status'>['config']>['last_reload'] {
+  if (r === null) return null;
+  return { at: r.at, ok: r.ok, credential: r.credential, error: r.ok ? null : r.error };
 }
 
 export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'stats'> {
@@ -61,7 +75,7 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
         sockets: ctx.socketPaths(),
         upstream: {
           by_name_url: publicUrl(c.upstream.byNameUrl), by_uid_url: publicUrl(c.upstream.byUidUrl),
-          ...(await probeUpstream(ctx)),
+          ...(await upstreamHealth(ctx)),
           last_error: ctx.source.lastError(),
           auth: authStatus(c, ctx.source.tokenStatus?.() ?? null),
         },
@@ -88,6 +102,10 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
         insecure: insecureSettings(c),
         ...(ctx.local ? { local: ctx.local.status() } : {}),
         ...(ctx.events ? { events: ctx.events.status() } : {}),
+        ...(ctx.configLoaded ? (({ at: loadedAt, digest }) => ({
+          config: { file: ctx.configFile, loaded_at: loadedAt, digest, last_reload: lastReloadView(ctx.lastReload?.() ?? null) },
+        }))(ctx.configLoaded()) : {}),
+        ...(ctx.metrics ? { metrics: ctx.metrics.status() } : {}),
       };
     },
 

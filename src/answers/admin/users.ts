@@ -1,4 +1,5 @@
-// users, show, lookup, invalidate, flush: the cache, seen and operated by user.
+// users, show, lookup, invalidate, flush: the cache, seen and operated by user. A name or uid
+// the host keeps is answered as such (managed.ts), not as a bare "not found".
 import { createHash } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -12,6 +13,7 @@ import { log } from '../../log.js';
 import type { AdminReplyData } from '../../protocol/admin.js';
 import { type AdminContext, type AdminHandlers, refuse, roundMs } from './context.js';
 import { sessionView } from './sessions.js';
+import { notManaged, notManagedMessage } from './managed.js';
 
 type UserSummary = AdminReplyData<'users'>['users'][number];
 type HashFacts = AdminReplyData<'auth-test'>['hash'];
@@ -66,7 +68,11 @@ export function userCommands(ctx: AdminContext): AdminHandlers<'users' | 'show' 
 
     show(args) {
       const u = cached(args.user);
-      if (!u) throw refuse('show', 'not_found', `${args.user} is not cached (latchkeyctl lookup ${args.user} fetches it)`);
+      if (!u) {
+        const nm = notManaged(ctx, args.user);
+        if (nm) throw refuse('show', 'not_found', notManagedMessage(args.user, nm), { not_managed: nm.reason });
+        throw refuse('show', 'not_found', `${args.user} is not cached (latchkeyctl lookup ${args.user} fetches it)`);
+      }
       return {
         user: {
           ...summary(u, Date.now()), gecos: u.gecos, shell: ctx.config().users.shell,
@@ -89,7 +95,12 @@ export function userCommands(ctx: AdminContext): AdminHandlers<'users' | 'show' 
         l = typeof ref === 'number' ? await ctx.resolver.byUid(ref) : await ctx.resolver.byName(ref);
       }
       const ms = roundMs(performance.now() - t0);
-      if (l.status === 'notfound') throw refuse('lookup', 'not_found', `no such user: ${ref}`, { result: 'notfound', source: l.source, ms });
+      if (l.status === 'notfound') {
+        // Refused by the rules before any cache or upstream access: say whose the name is.
+        const nm = l.source === 'rule' ? notManaged(ctx, ref) : null;
+        if (nm) throw refuse('lookup', 'not_found', notManagedMessage(ref, nm), { result: 'notfound', source: l.source, ms, not_managed: nm.reason });
+        throw refuse('lookup', 'not_found', `no such user: ${ref}`, { result: 'notfound', source: l.source, ms });
+      }
       if (l.status === 'unavail') throw refuse('lookup', 'unavailable', `user service unavailable: ${l.reason}`, { result: 'unavail', reason: l.reason, ms });
       return { result: 'found', source: l.source, ms, entry: passwdEntry(ctx.config(), l.user) };
     },
@@ -115,6 +126,13 @@ export function userCommands(ctx: AdminContext): AdminHandlers<'users' | 'show' 
 
     flush(args, peer) {
       const negativeOnly = args.negative_only === true;
+      if (args.user !== undefined) {
+        if (negativeOnly) throw refuse('flush', 'bad_request', '"user" and "negative_only" do not go together: a user\'s flush drops its negative entries too');
+        const ref = args.user;
+        const n = ctx.cache.flushUser(typeof ref === 'number' ? { uid: ref } : { name: ref });
+        log('info', 'admin.flush', { user: ref, removed: n, peer_pid: peer.pid });
+        return { removed: n, negative_only: false, user: ref };
+      }
       const n = ctx.cache.flush({ negativeOnly });
       log('info', 'admin.flush', { negative_only: negativeOnly, removed: n, peer_pid: peer.pid });
       return { removed: n, negative_only: negativeOnly };
