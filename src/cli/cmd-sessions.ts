@@ -4,29 +4,34 @@ import { type Column, formatTime, isoUtc, renderJson, renderListing } from './fo
 import { UsageError, expectPositionals, userArg } from './args.js';
 import type { EndedSessionInfo, SessionInfo } from '../protocol/admin.js';
 
-export function sessionColumns(ctx: Pick<Ctx, 'time'>): Array<Column<SessionInfo> & { tsv?: (r: SessionInfo) => string }> {
+type SessionColumn<T> = Column<T> & { tsv?: (r: T) => string };
+/** What an open and an ended session both have. */
+type SessionBase = Pick<SessionInfo, 'id' | 'user' | 'uid' | 'service' | 'rhost' | 'pid' | 'started_at'>;
+
+/** The columns both listings share, with `extra` (TTY for open sessions) after RHOST. */
+function baseColumns<T extends SessionBase>(ctx: Pick<Ctx, 'time'>, extra: Array<SessionColumn<T>> = []): Array<SessionColumn<T>> {
   return [
     { header: 'ID', cell: (r) => r.id },
     { header: 'USER', cell: (r) => r.user },
     { header: 'UID', cell: (r) => String(r.uid), right: true },
     { header: 'SERVICE', cell: (r) => r.service },
     { header: 'RHOST', cell: (r) => r.rhost || '-' },
-    { header: 'TTY', cell: (r) => r.tty || '-' },
+    ...extra,
     { header: 'PID', cell: (r) => String(r.pid), right: true },
     { header: 'STARTED', cell: (r) => formatTime(r.started_at, ctx.time), tsv: (r) => isoUtc(r.started_at) },
+  ];
+}
+
+export function sessionColumns(ctx: Pick<Ctx, 'time'>): Array<SessionColumn<SessionInfo>> {
+  return [
+    ...baseColumns<SessionInfo>(ctx, [{ header: 'TTY', cell: (r) => r.tty || '-' }]),
     { header: 'RENEWED', cell: (r) => (r.renewed_at ? formatTime(r.renewed_at, ctx.time) : '-'), tsv: (r) => (r.renewed_at ? isoUtc(r.renewed_at) : '-') },
   ];
 }
 
-export function endedColumns(ctx: Pick<Ctx, 'time'>): Array<Column<EndedSessionInfo> & { tsv?: (r: EndedSessionInfo) => string }> {
+export function endedColumns(ctx: Pick<Ctx, 'time'>): Array<SessionColumn<EndedSessionInfo>> {
   return [
-    { header: 'ID', cell: (r) => r.id },
-    { header: 'USER', cell: (r) => r.user },
-    { header: 'UID', cell: (r) => String(r.uid), right: true },
-    { header: 'SERVICE', cell: (r) => r.service },
-    { header: 'RHOST', cell: (r) => r.rhost || '-' },
-    { header: 'PID', cell: (r) => String(r.pid), right: true },
-    { header: 'STARTED', cell: (r) => formatTime(r.started_at, ctx.time), tsv: (r) => isoUtc(r.started_at) },
+    ...baseColumns<EndedSessionInfo>(ctx),
     { header: 'ENDED', cell: (r) => formatTime(r.ended_at, ctx.time), tsv: (r) => isoUtc(r.ended_at) },
     { header: 'REASON', cell: (r) => r.end_reason },
     { header: 'DETAIL', cell: (r) => r.end_detail ?? '-' },

@@ -154,13 +154,9 @@ export class RestUserSource implements UserSource {
     ask: { askedName?: string; askedUpstreamUid?: number },
   ): Promise<FetchResult> {
     const started = performance.now();
-    const ac = new AbortController();
-    let timedOut = false;
     // One deadline covers waiting for a pooled connection, connecting, headers and body.
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort(new UpstreamError('timeout', `no complete reply within ${this.cfg.requestTimeoutMs} ms`));
-    }, this.cfg.requestTimeoutMs);
+    const dl = deadline(this.cfg.requestTimeoutMs, 'no complete reply');
+    const ac = dl.ac;
     let status: number | undefined;
     try {
       if (this.closed) throw new UpstreamError('connect', 'upstream client closed');
@@ -212,7 +208,7 @@ export class RestUserSource implements UserSource {
       this.health.record('lookup', 'reachable', performance.now() - started);
       return result;
     } catch (e) {
-      const err = this.classify(e, timedOut);
+      const err = this.classify(e, dl.timedOut);
       const message = this.redact(`lookup by ${kind} ${JSON.stringify(key)} at ${url.origin}${url.pathname}: ${err.message}`);
       this.last = { message, at: Date.now() };
       this.health.record('lookup', outcomeOf(err), performance.now() - started, message);
@@ -221,7 +217,7 @@ export class RestUserSource implements UserSource {
       });
       throw new UpstreamError(err.kind, message);
     } finally {
-      clearTimeout(timer);
+      dl.clear();
     }
   }
 
@@ -237,12 +233,8 @@ export class RestUserSource implements UserSource {
     const url = new URL(this.cfg.healthUrl);
     const timeoutMs = Math.min(this.cfg.requestTimeoutMs, PROBE_TIMEOUT_MS);
     const started = performance.now();
-    const ac = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort(new UpstreamError('timeout', `no answer within ${timeoutMs} ms`));
-    }, timeoutMs);
+    const dl = deadline(timeoutMs, 'no answer');
+    const ac = dl.ac;
     let outcome: UpstreamOutcome;
     let error: string | null = null;
     try {
@@ -263,10 +255,10 @@ export class RestUserSource implements UserSource {
       }
     } catch (e) {
       const err = this.classify(e, false);
-      outcome = timedOut ? 'unreachable' : outcomeOf(err);
-      error = timedOut ? `no answer within ${timeoutMs} ms` : err.message;
+      outcome = dl.timedOut ? 'unreachable' : outcomeOf(err);
+      error = dl.timedOut ? `no answer within ${timeoutMs} ms` : err.message;
     } finally {
-      clearTimeout(timer);
+      dl.clear();
     }
     const ms = performance.now() - started;
     if (error !== null) {
@@ -321,12 +313,8 @@ export class RestUserSource implements UserSource {
 
   /** One exchange with token_url under the request deadline; the reply body capped before it is parsed. */
   private async postToken(url: URL, jsonBody: string): Promise<{ status: number; body: Buffer }> {
-    const ac = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort(new UpstreamError('timeout', `no complete reply within ${this.cfg.requestTimeoutMs} ms`));
-    }, this.cfg.requestTimeoutMs);
+    const dl = deadline(this.cfg.requestTimeoutMs, 'no complete reply');
+    const ac = dl.ac;
     try {
       const res = await this.tokenAgent!.request({
         origin: url.origin, path: url.pathname + url.search, method: 'POST',
@@ -349,11 +337,11 @@ export class RestUserSource implements UserSource {
       }
       return { status: 200, body: await readCapped(body, MAX_TOKEN_REPLY_BYTES, (n) => tooBig(`exceeded after ${n}`)) };
     } catch (e) {
-      const err = this.classify(e, timedOut);
+      const err = this.classify(e, dl.timedOut);
       this.health.record('token', outcomeOf(err), 0, this.redact(`token_url: ${err.message}`));
       throw err;
     } finally {
-      clearTimeout(timer);
+      dl.clear();
     }
   }
 }
@@ -392,6 +380,21 @@ function errorCode(e: unknown): string | undefined {
     cur = (cur as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/**
+ * An AbortController that aborts with an UpstreamError('timeout') after `ms`; `timedOut` says
+ * whether that is why a request failed. Each request (lookup, health probe, token exchange)
+ * runs under one.
+ */
+function deadline(ms: number, what: string): { ac: AbortController; readonly timedOut: boolean; clear(): void } {
+  const ac = new AbortController();
+  let fired = false;
+  const timer = setTimeout(() => {
+    fired = true;
+    ac.abort(new UpstreamError('timeout', `${what} within ${ms} ms`));
+  }, ms);
+  return { ac, get timedOut() { return fired; }, clear: () => clearTimeout(timer) };
 }
 
 /**

@@ -37,79 +37,72 @@ function receiver(dir: string, noRead = false): { path: string; proc: ChildProce
   return { path, proc, lines, waitFor };
 }
 
-test('READY, STATUS, RELOADING/READY around reloads (taken or refused), STOPPING', async () => {
+type Receiver = ReturnType<typeof receiver>;
+type Env = Awaited<ReturnType<typeof startEnv>>;
+
+/** A receiver, a daemon started with NOTIFY_SOCKET pointing at it, `body`, then both stopped. */
+async function withNotifyingDaemon(noRead: boolean, body: (rx: Receiver, env: Env) => Promise<void>): Promise<void> {
   const dir = scratchDir('lk-notify-');
-  const rx = receiver(dir);
+  const rx = receiver(dir, noRead);
   await rx.waitFor(/^listening$/);
   // The daemon drops root: the receiving socket must be writable by its account.
   chmodSync(dir, 0o755);
   chmodSync(rx.path, 0o777);
   const prev = process.env.NOTIFY_SOCKET;
   process.env.NOTIFY_SOCKET = rx.path;
-  let env: Awaited<ReturnType<typeof startEnv>> | null = null;
+  let env: Env | null = null;
   try {
     env = await startEnv();
-    const ready = await rx.waitFor(/READY=1/);
-    assert.match(rx.lines[ready]!, /STATUS=serving: \d+ fresh and \d+ stale cached users, \d+ open sessions; upstream ok/);
+    await body(rx, env);
+  } finally {
+    if (prev === undefined) delete process.env.NOTIFY_SOCKET; else process.env.NOTIFY_SOCKET = prev;
+    await env?.stop();
+    rx.proc.kill('SIGKILL');
+  }
+}
 
+test('READY, STATUS, RELOADING/READY around reloads (taken or refused), STOPPING', () => withNotifyingDaemon(false, async (rx, env) => {
+  const ready = await rx.waitFor(/READY=1/);
+  assert.match(rx.lines[ready]!, /STATUS=serving: \d+ fresh and \d+ stale cached users, \d+ open sessions; upstream ok/);
+
+  process.kill(env.daemon.pid, 'SIGHUP');
+  const reloading = await rx.waitFor(/RELOADING=1/, ready + 1);
+  assert.match(rx.lines[reloading]!, /MONOTONIC_USEC=\d+/);
+  const again = await rx.waitFor(/READY=1/, reloading + 1);
+
+  // A refused reload still ends with READY=1: the old config serves on.
+  appendFileSync(env.configFile, '[cache]\nttl = never\n');
+  const r = await latchkeyctl(env.socketDir, ['reload']);
+  assert.equal(r.code, 1);
+  const reloading2 = await rx.waitFor(/RELOADING=1/, again + 1);
+  await rx.waitFor(/READY=1/, reloading2 + 1);
+
+  const n = rx.lines.length;
+  await env.daemon.stop();
+  await rx.waitFor(/STOPPING=1/, n);
+}));
+
+test('a receiver that never reads (a hung PID 1) cannot freeze the daemon: sends fail, logged once, lookups go on', () => withNotifyingDaemon(true, async (_rx, env) => {
+  // Each reload sends two datagrams; the receiver's queue holds net.unix.max_dgram_qlen of
+  // them (512 by default), so a few hundred reloads fill it. One SIGHUP at a time: signals
+  // sent together would merge into one.
+  const reloaded = (): number => env.daemon.logs.filter((l) => l.includes('"config.reloaded"')).length;
+  const qlen = Number(readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8'));
+  for (let i = 0; i < qlen / 2 + 20; i++) {
+    const before = reloaded();
     process.kill(env.daemon.pid, 'SIGHUP');
-    const reloading = await rx.waitFor(/RELOADING=1/, ready + 1);
-    assert.match(rx.lines[reloading]!, /MONOTONIC_USEC=\d+/);
-    const again = await rx.waitFor(/READY=1/, reloading + 1);
-
-    // A refused reload still ends with READY=1: the old config serves on.
-    appendFileSync(env.configFile, '[cache]\nttl = never\n');
-    const r = await latchkeyctl(env.socketDir, ['reload']);
-    assert.equal(r.code, 1);
-    const reloading2 = await rx.waitFor(/RELOADING=1/, again + 1);
-    await rx.waitFor(/READY=1/, reloading2 + 1);
-
-    const n = rx.lines.length;
-    await env.daemon.stop();
-    await rx.waitFor(/STOPPING=1/, n);
-  } finally {
-    if (prev === undefined) delete process.env.NOTIFY_SOCKET; else process.env.NOTIFY_SOCKET = prev;
-    await env?.stop();
-    rx.proc.kill('SIGKILL');
-  }
-});
-
-test('a receiver that never reads (a hung PID 1) cannot freeze the daemon: sends fail, logged once, lookups go on', async () => {
-  const dir = scratchDir('lk-notify-');
-  const rx = receiver(dir, true);
-  await rx.waitFor(/^listening$/);
-  chmodSync(dir, 0o755);
-  chmodSync(rx.path, 0o777);
-  const prev = process.env.NOTIFY_SOCKET;
-  process.env.NOTIFY_SOCKET = rx.path;
-  let env: Awaited<ReturnType<typeof startEnv>> | null = null;
-  try {
-    env = await startEnv();
-    // Each reload sends two datagrams; the receiver's queue holds net.unix.max_dgram_qlen of
-    // them (512 by default), so a few hundred reloads fill it. One SIGHUP at a time: signals
-    // sent together would merge into one.
-    const reloaded = (): number => env!.daemon.logs.filter((l) => l.includes('"config.reloaded"')).length;
-    const qlen = Number(readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8'));
-    for (let i = 0; i < qlen / 2 + 20; i++) {
-      const before = reloaded();
-      process.kill(env.daemon.pid, 'SIGHUP');
-      const deadline = Date.now() + 5000;
-      while (reloaded() === before) {
-        assert.ok(Date.now() < deadline, `reload ${i} did not finish: the daemon is stuck`);
-        await new Promise((r) => setTimeout(r, 2));
-      }
+    const deadline = Date.now() + 5000;
+    while (reloaded() === before) {
+      assert.ok(Date.now() < deadline, `reload ${i} did not finish: the daemon is stuck`);
+      await new Promise((r) => setTimeout(r, 2));
     }
-    const lookup = await latchkeyctl(env.socketDir, ['lookup', 'alice'], '', 10_000);
-    assert.equal(lookup.code, 0, lookup.stderr);
-    const failed = env.daemon.logs.filter((l) => l.includes('daemon.notify_failed'));
-    assert.equal(failed.length, 1, failed.join('\n'));
-    assert.match(failed[0]!, /EAGAIN|Resource temporarily unavailable/);
-  } finally {
-    if (prev === undefined) delete process.env.NOTIFY_SOCKET; else process.env.NOTIFY_SOCKET = prev;
-    await env?.stop();
-    rx.proc.kill('SIGKILL');
   }
-});
+  const lookup = await latchkeyctl(env.socketDir, ['lookup', 'alice'], '', 10_000);
+  assert.equal(lookup.code, 0, lookup.stderr);
+  const failed = env.daemon.logs.filter((l) => l.includes('daemon.notify_failed'));
+  assert.equal(failed.length, 1, failed.join('\n'));
+  assert.match(failed[0]!, /EAGAIN|Resource temporarily unavailable/);
+}));
 
 test('a refused config at start exits 78 (EX_CONFIG): the unit does not restart it', async () => {
   const env = await startEnv();
