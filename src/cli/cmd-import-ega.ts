@@ -40,7 +40,9 @@ export const importEga: CommandDef = {
     }
     const written: string[] = [];
     try {
-      create(configFile, conv.config, 0o644);
+      // As the package installs it: root's, and no one else's to read (the daemon's group is
+      // given by chgrp, as the report says); the file may name endpoints with tokens in them.
+      create(configFile, conv.config, 0o600);
       written.push(configFile);
       if (conv.secrets !== null) { create(secretsFile, conv.secrets, 0o600); written.push(secretsFile); }
     } catch (e) {

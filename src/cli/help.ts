@@ -416,7 +416,8 @@ examples:
 
 Converts a LocalEGA auth.conf (FILE, default /etc/ega/auth.conf) into DIR/latchkey.conf and
 DIR/secrets (DIR defaults to /etc/latchkey). The credentials (cega_creds) go into the secrets
-file, mode 0600; latchkey.conf names it as secrets_file and holds no secret. Each setting names
+file, mode 0600; latchkey.conf (also 0600: give the daemon's group read access with
+chgrp _latchkey FILE && chmod 0640 FILE) names it as secrets_file and holds no secret. Each setting names
 the LocalEGA line it came from. The file is read as LocalEGA read it: a value runs to the end of
 the line. Existing files are never overwritten. Offline: no daemon needed.
 

@@ -41,7 +41,8 @@ export function convertEgaAuth(text: string, file: string, secretsPath: string):
     if (s === '' || s.startsWith('#') || s.startsWith(';')) return;
     if (/^\[.*\]$/.test(s)) throw new ConfigError(file, line, '', 'has a [section]: this is already a latchkey.conf, not a LocalEGA auth.conf; check it with latchkeyctl check-config');
     const eq = raw.indexOf('=');
-    if (eq < 0) { dropped.push({ line, key: s, reason: 'is not key = value (LocalEGA ignored it too)' }); return; }
+    // Not quoted: a line without "=" may be a password typed on its own.
+    if (eq < 0) { dropped.push({ line, key: '(line not shown)', reason: 'is not key = value (LocalEGA ignored it too)' }); return; }
     const key = raw.slice(0, eq).trim();
     if (Object.hasOwn(RETIRED_LEGACY, key)) { dropped.push({ line, key, reason: `older LocalEGA key: ${RETIRED_LEGACY[key]}` }); return; }
     const spec = findLegacy(key);
@@ -66,11 +67,17 @@ export function convertEgaAuth(text: string, file: string, secretsPath: string):
   const out: Record<string, string[]> = {};
   const put = (section: string, textLines: string[]): void => { (out[section] ??= []).push(...textLines); };
   let secrets: string | null = null;
+  let credentialsLost: string | null = null;
   for (const c of carried) {
     const from = `# ${file}:${c.line}: ${c.name}`;
     if (c.spec.legacy === 'cega_creds') {
       const i = c.value.indexOf(':');
-      if (i <= 0 || i === c.value.length - 1) { dropped.push({ line: c.line, key: c.name, reason: 'is not of the form user:password (value not shown)' }); continue; }
+      if (i <= 0 || i === c.value.length - 1) {
+        dropped.push({ line: c.line, key: c.name, reason: 'is not of the form user:password (value not shown)' });
+        // The user service expected credentials: without them every lookup would be refused.
+        credentialsLost = `cega_creds (${file}:${c.line}) is not of the form user:password, so no credentials were carried over; put username = and password = in the secrets file`;
+        continue;
+      }
       secrets = `# HTTP basic credentials for the user service, from ${file}:${c.line} (cega_creds)\n`
         + `username = ${iniValue(c.value.slice(0, i))}\npassword = ${iniValue(c.value.slice(i + 1))}\n`;
       put('upstream', [`${from} (user and password moved to the secrets file)`, `secrets_file = ${secretsPath}`]);
@@ -127,6 +134,7 @@ export function convertEgaAuth(text: string, file: string, secretsPath: string):
     // Never the inlined password: keys are named, values of secrets never shown by the parser.
     problems.push(...configErrorList(e).map((x) => `${x.key || 'line'}: ${x.problem}`));
   }
+  if (credentialsLost !== null) problems.push(credentialsLost);
   dropped.sort((a, b) => a.line - b.line);
   return { config, secrets, dropped, changes, problems };
 }

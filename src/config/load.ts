@@ -10,7 +10,7 @@ import {
   KEYS, RESERVED_IDS, RETIRED_LEGACY, SECRETS_FILE_KEYS, SECRETS_FILE_MAP, SECTIONS, displayName, findLegacy, findNative, type Draft, type KeySpec, type Loc,
 } from './keys.js';
 import { closest, decodeValues, hasGluedCommentChar, scanIni, type Entry, type Header } from './scan.js';
-import { ValueProblem } from './values.js';
+import { ValueProblem, quotable } from './values.js';
 import { yescryptGensalt } from '../verify/hash.js';
 import { checkTrustedMode, checkTrustedOwner, checkTrustedPath, credentialsOverHttp, plainHttpOrigins, UntrustedPath } from './safety.js';
 
@@ -199,10 +199,28 @@ function collect(state: State, fn: () => void): void {
   }
 }
 
+/**
+ * Errors reported at most, over all files of a load: enough to fix a real file in one run; a
+ * file of garbage (or a wrong file given) must not take seconds of the event loop on a reload,
+ * nor send megabytes to the journal, where a line over 48 KiB is split.
+ */
+export const MAX_REPORTED_ERRORS = 50;
+
 /** Throws what was found: nothing, the one ConfigError, or all of them as a ConfigErrors. */
 function settle(state: State): void {
   if (state.errors.length === 1) throw state.errors[0]!;
+  if (state.errors.length > MAX_REPORTED_ERRORS) {
+    const first = state.errors.slice(0, MAX_REPORTED_ERRORS);
+    const last = first[first.length - 1]!;
+    throw new ConfigErrors([...first, new ConfigError(last.file, 0, '',
+      `stopped after ${MAX_REPORTED_ERRORS} errors; fix these and run the check again (is this the right file?)`)]);
+  }
   if (state.errors.length > 1) throw new ConfigErrors(state.errors);
+}
+
+/** Whether the load has found enough to report: the rest of a file is then not judged. */
+function enough(state: State, found: readonly ConfigError[]): boolean {
+  return state.errors.length + found.length > MAX_REPORTED_ERRORS;
 }
 
 /**
@@ -233,6 +251,7 @@ function applyFile(state: State, text: string, file: string, kind: 'config' | 's
   const entries: Entry[] = [];
   const specs: KeySpec[] = [];
   for (const e of scanned) {
+    if (enough(state, found)) break;
     if (kind === 'secrets' ? e.section !== null : e.section !== null && badSections.has(e.section)) continue;
     const spec = resolveKey(e, file, kind);
     if (spec instanceof ConfigError) { found.push(spec); continue; }
@@ -243,6 +262,7 @@ function applyFile(state: State, text: string, file: string, kind: 'config' | 's
   const values = decodeValues(entries, file, (e) => (kind === 'config' && e.section === null ? { wholeLine: wholeLine.get(e)! } : null));
   const secrets: string[] = [];
   entries.forEach((e, i) => {
+    if (enough(state, found)) return;
     const spec = specs[i]!;
     const loc: Loc = { file, line: e.line, key: e.display! };
     const refuse = (problem: string): void => {
@@ -276,7 +296,8 @@ function applyFile(state: State, text: string, file: string, kind: 'config' | 's
       spec.apply(state.draft, value);
     } catch (err) {
       if (!(err instanceof ValueProblem)) throw err;
-      const shown = spec.secret ? 'the value (not shown)' : JSON.stringify(value);
+      // A username holding a ':' is most likely user:password pasted whole: not quoted either.
+      const shown = spec.secret || (loc.key.endsWith('username') && value.includes(':')) ? 'the value (not shown)' : quotable(value);
       return refuse(`${shown} ${err.message}`);
     }
     if (spec.secret) secrets.push(loc.key);

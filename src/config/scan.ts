@@ -41,6 +41,9 @@ export function scanIni(text: string, file: string): Scanned {
       headers.push({ name: section, line: no });
       continue;
     }
+    // A line without "=" can only be a problem, and past 50 the loader stops reporting them
+    // (MAX_REPORTED_ERRORS in load.ts): a file of garbage costs no more than that.
+    if (problems.length > 50 && !line.includes('=')) continue;
     if (/^\s*\[/.test(line)) {
       problems.push(new ConfigError(file, no, '', 'malformed section header; write it alone on its line, starting in column 1, e.g. [upstream]'));
       continue;

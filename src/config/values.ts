@@ -4,6 +4,19 @@
 
 export class ValueProblem extends Error {}
 
+/**
+ * A value as a config error may quote it: never the password of a URL's userinfo
+ * (`https://lega:***@host/`), nor its query string, where tokens travel (`?token=***`).
+ * Errors reach the journal, `latchkeyctl status` and `systemctl reload`'s output.
+ */
+export function quotable(value: string): string {
+  if (!/^\s*[a-z][a-z0-9+.-]*:\/\//i.test(value)) return JSON.stringify(value);
+  const masked = value
+    .replace(/(\/\/[^/@\s:]*):[^/@\s]*@/, '$1:***@')
+    .replace(/\?[^#\s]+/, '?***');
+  return JSON.stringify(masked);
+}
+
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /**

@@ -8,10 +8,15 @@ import http from 'node:http';
 import type { MetricsListen } from '../config/types.js';
 import { log } from '../log.js';
 
-/** Connections served at once; Node closes any past it at once (server.maxConnections). */
-export const MAX_CONNECTIONS = 8;
-/** Whole request (headers included) and idle keep-alive deadline. */
-export const REQUEST_TIMEOUT_MS = 5000;
+/**
+ * Connections served at once; Node closes any past it at once (server.maxConnections). Any local
+ * process can connect to a loopback port, so holding them all must take many connections kept
+ * busy: one request per connection (no keep-alive slot to sit in) and a short deadline, checked
+ * every second. Where local users are not trusted, the Unix socket (0660) is the listener to use.
+ */
+export const MAX_CONNECTIONS = 32;
+/** Whole request (headers included); the connection closes after its one reply. */
+export const REQUEST_TIMEOUT_MS = 3000;
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export function describeListen(l: MetricsListen): string {
@@ -32,9 +37,12 @@ export class MetricsServer {
     this.listen = listen;
     this.error = null;
     if (listen === null) return;
-    const server = http.createServer({ maxHeaderSize: 8192, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) => this.answer(req, res));
+    const server = http.createServer({
+      maxHeaderSize: 8192, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000,
+    }, (req, res) => this.answer(req, res));
     server.maxConnections = MAX_CONNECTIONS;
-    server.keepAliveTimeout = REQUEST_TIMEOUT_MS;
+    server.maxRequestsPerSocket = 1;
+    server.keepAliveTimeout = 1;
     server.setTimeout(REQUEST_TIMEOUT_MS, (sock) => sock.destroy());
     server.on('clientError', (_e, sock) => sock.destroy());
     try {

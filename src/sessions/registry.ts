@@ -103,7 +103,7 @@ export class SessionRegistry {
         }
       }
       const { pidStart, ...rec } = r;
-      const start = pidStart && /^\d{1,20}$/.test(pidStart) ? pidStart : this.procs.startTime(r.pid);
+      const start = this.startTimeOf(r.pid, pidStart);
       this.store.insert({ id, ...rec, pid_start: start, started_at: this.now() });
       return { ok: true, id, replaced: ended.filter((e) => e.reason === 'replaced').map((e) => e.row.id) };
     });
@@ -320,6 +320,20 @@ export class SessionRegistry {
     if (!this.procs.alive(row.pid)) return false;
     const now = this.procs.startTime(row.pid);
     return now === null || now === row.pid_start;
+  }
+
+  /**
+   * The start time to record: what pam_latchkey read of itself when it is a kernel value (a u64),
+   * checked against /proc where this daemon can read it (there the kernel's word wins, and a
+   * disagreement is said: pam_latchkey in another pid namespace, or a module that lies).
+   */
+  private startTimeOf(pid: number, sent: string | null | undefined): string | null {
+    const own = this.procs.startTime(pid);
+    const valid = typeof sent === 'string' && /^\d{1,20}$/.test(sent) && BigInt(sent) <= 0xffff_ffff_ffff_ffffn ? sent : null;
+    if (own !== null && valid !== null && own !== valid) {
+      log('warn', 'session.start_mismatch', { pid, sent: valid, proc: own, detail: 'pam_latchkey sent another start time than /proc shows; /proc is used' });
+    }
+    return own ?? valid;
   }
 
   /** Ends the session's process when it is still that process; says so when it cannot tell. */

@@ -77,7 +77,13 @@ class Tier {
   get size(): number { return this.m.size; }
 }
 
+/** Asking uids kept per name: sshd's keys helper and a few others. */
+const PEER_UIDS_PER_NAME = 4;
+const peerKey = (uid: number, name: string): string => `${uid}:${name}`;
+
 export class LoginDecisions {
+  /** name → the uids (most recent first) whose lookups of it are in the peers tier */
+  private readonly byName = new Map<string, number[]>();
   private readonly root: Tier;
   private readonly unserved: Tier;
   private readonly peers: Tier;
@@ -102,9 +108,14 @@ export class LoginDecisions {
     let tier: Tier;
     let entry: UserDecisions | undefined;
     if (peerUid !== 0) {
-      if (!served) return;
+      // Only names latchkey serves (now, or as root saw them): any local user can ask about any
+      // name, and those must not push out real records. Kept per asking uid, so one local user's
+      // lookups never replace the record of another's (sshd's keys helper runs as its own user);
+      // `why` shows which uid asked.
+      if (!served && !this.root.peek(key)) return;
       tier = this.peers;
-      entry = tier.take(key);
+      entry = tier.take(peerKey(peerUid, key));
+      this.peerUids(key, peerUid);
     } else {
       entry = this.root.take(key);
       if (entry || served) {
@@ -123,12 +134,26 @@ export class LoginDecisions {
       hash: d.hash ?? null, session_id: d.session_id ?? null, keys: d.keys ?? null,
       peer_uid: peerUid, ms: d.ms ?? null,
     };
-    tier.put(key, entry);
+    tier.put(tier === this.peers ? peerKey(peerUid, key) : key, entry);
+  }
+
+  /** The uids whose lookups of `name` are kept (the latest few), for get(). */
+  private peerUids(name: string, uid?: number): number[] {
+    const uids = this.byName.get(name) ?? [];
+    if (uid !== undefined) {
+      const next = [uid, ...uids.filter((u) => u !== uid)].slice(0, PEER_UIDS_PER_NAME);
+      this.byName.delete(name);
+      this.byName.set(name, next);
+      while (this.byName.size > this.peers.capacity) this.byName.delete(this.byName.keys().next().value!);
+      return next;
+    }
+    return uids;
   }
 
   /** What was recorded for this name (copies; of each phase the latest), or null when nothing was. */
   get(name: string): UserDecisions | null {
-    const found = [this.root.peek(name), this.unserved.peek(name), this.peers.peek(name)].filter((e): e is UserDecisions => e !== undefined);
+    const found = [this.root.peek(name), this.unserved.peek(name), ...this.peerUids(name).map((u) => this.peers.peek(peerKey(u, name)))]
+      .filter((e): e is UserDecisions => e !== undefined);
     if (found.length === 0) return null;
     const phases: Partial<Record<Phase, Decision>> = {};
     for (const e of found) {

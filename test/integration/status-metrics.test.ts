@@ -217,3 +217,29 @@ test('metrics: a slow client (connects, never finishes its request) neither bloc
     for (const c of held) c.destroy();
   }
 });
+
+test('metrics: one request per connection, so keep-alive clients cannot sit on every slot', async () => {
+  const net = await import('node:net');
+  // What a hogging client does: keep-alive connections that each ask now and then.
+  const socks = Array.from({ length: 10 }, () => {
+    const c = net.createConnection(metricsSock());
+    c.on('error', () => undefined);
+    return c;
+  });
+  try {
+    const answers = await Promise.all(socks.map((c) => new Promise<{ head: string; closed: boolean }>((res) => {
+      let data = '';
+      c.on('data', (d: Buffer) => { data += d.toString(); });
+      const t = setTimeout(() => res({ head: data.slice(0, 200), closed: false }), 8_000);
+      c.on('close', () => { clearTimeout(t); res({ head: data.slice(0, 200), closed: true }); });
+      c.write('HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+    })));
+    for (const a of answers) {
+      assert.match(a.head, /^HTTP\/1\.1 200/);
+      assert.match(a.head, /connection: close/i);
+      assert.ok(a.closed, 'the daemon closed the connection after its one reply');
+    }
+  } finally {
+    for (const c of socks) c.destroy();
+  }
+});

@@ -10,6 +10,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { KEYS, SECRETS_FILE_MAP } from '../../src/config/keys.js';
 import { upstreamAuthMode, insecureSettings } from '../../src/config/safety.js';
 import { conf, refused } from '../lib/conf.js';
+import { ConfigErrors } from '../../src/errors.js';
 import { ROOT as REPO } from '../lib/paths.js';
 
 
@@ -109,4 +110,32 @@ test('a line without "=" is named only when it is a key: a secret typed without 
     });
   }
   refused('[upstream]\nverify_peer\n', 'verify_peer', /has no "="/);
+});
+
+test('a refused URL or username is quoted without its password or query string', () => {
+  const cases: Array<[string, RegExp]> = [
+    ['[upstream]\nhealth_url = https://lega:S3cr3tPw@u.example/health\n', /https:\/\/lega:\*\*\*@u\.example\/health/],
+    ['[upstream]\ntoken_url = https://lega:S3cr3tPw@u.example/login\napi_key = k\n', /https:\/\/lega:\*\*\*@u\.example\/login/],
+    ['[events]\nurl = https://c:S3cr3tPw@c.example/ev?token=S3cr3tTok\n', /c:\*\*\*@c\.example\/ev\?\*\*\*/],
+    ['[upstream]\nusername = lega:S3cr3tPw\n', /the value \(not shown\) must not contain ":"/],
+  ];
+  for (const [body, shown] of cases) {
+    assert.throws(() => parseConfig(conf(body), 'x.conf'), (e: unknown) => {
+      assert.ok(e instanceof Error);
+      assert.match(e.message, shown);
+      assert.doesNotMatch(e.message, /S3cr3t/);
+      return true;
+    });
+  }
+});
+
+test('a file of garbage is reported up to 50 errors and a last line saying the check stopped', () => {
+  const garbage = Array.from({ length: 20_000 }, (_, i) => (i % 2 ? `nosuchkey${i} = 1` : `junk line ${i}`)).join('\n');
+  assert.throws(() => parseConfig(conf(`[upstream]\n${garbage}\n`), 'x.conf'), (e: unknown) => {
+    assert.ok(e instanceof ConfigErrors);
+    assert.equal(e.errors.length, 51);
+    assert.match(e.errors[50]!.message, /stopped after 50 errors; fix these and run the check again/);
+    assert.ok(e.message.length < 16_000, `${e.message.length} characters`);
+    return true;
+  });
 });

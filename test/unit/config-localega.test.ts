@@ -108,7 +108,7 @@ test('import-ega: each real LocalEGA file becomes a latchkey.conf + 0600 secrets
     const lega = parseConfig(readFileSync(src, 'utf8').replace(/^db_path = .*$/m, '').replace(/^(verify_peer|verify_hostname) = .*$/gm, '')
       .replace(/^(shadow_\w+|use_cache) = .*$/gm, '').replace(/^cega_endpoint_username = http:/m, 'insecure_http = yes\n$&'), name);
     assert.equal(statSync(j.secrets_file).mode & 0o777, 0o600, name);
-    assert.equal(statSync(j.config_file).mode & 0o777, 0o644, name);
+    assert.equal(statSync(j.config_file).mode & 0o777, 0o600, name);
     const { user } = lega.upstream.basicAuth!;
     assert.ok(!/^(username|password) =|cega_creds =/m.test(readFileSync(j.config_file, 'utf8')), name);
     assert.match(readFileSync(j.secrets_file, 'utf8'), new RegExp(`^username = ${user}\n`, 'm'));
@@ -150,4 +150,12 @@ test('check-config --json lists every error of the file in "errors"', () => {
   assert.equal(r.status, 1);
   assert.deepEqual(j.errors.map((e: { line: number; key: string }) => [e.line, e.key]), [[5, 'cache.ttl'], [7, 'pam.max_failures']]);
   assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('latchkeyctl: ' + file)).length, 3, r.stderr);
+});
+
+test('import-ega: a cega_creds without ":" is a setting to fix, not a silent loss of the credentials; a bare line is not quoted', async () => {
+  const { convertEgaAuth } = await import('../../src/config/import-ega.js');
+  const c = convertEgaAuth('cega_endpoint_username = https://u.example/u/%s\ncega_endpoint_uid = https://u.example/i/%u\ncega_creds = S3cr3tOnly\nS3cr3tBare\n', 'auth.conf', '/etc/latchkey/secrets');
+  assert.equal(c.secrets, null);
+  assert.ok(c.problems.some((p) => /cega_creds .* no credentials were carried over/.test(p)), c.problems.join('\n'));
+  assert.doesNotMatch(JSON.stringify(c), /S3cr3t/);
 });

@@ -54,3 +54,24 @@ test('a served user stays served when the upstream is down; a stranger who becom
   assert.deepEqual(d.size(), { served: 2, unserved: 0, peers: 0 });
   assert.equal(d.get('bob')!.phases.auth_password!.result, 'unknown_user');
 });
+
+test('sshd\'s keys helper (an unprivileged uid) is heard on a served name whatever the answer, and another uid cannot replace its record', () => {
+  let now = 1000;
+  const d = new LoginDecisions(undefined, () => now);
+  d.record('alice', 'login_check', true, { result: 'served', detail: 'ok' });
+  const NOBODY = 65534;
+  now = 2000;
+  d.record('alice', 'keys_for_login', false, { result: 'mismatch', detail: 'another source answers this name with another uid' }, NOBODY);
+  assert.equal(d.get('alice')!.phases.keys_for_login!.result, 'mismatch', 'a failure of the helper is recorded for a served name');
+  now = 3000;
+  d.record('alice', 'keys_for_login', true, { result: 'served', detail: 'spoofed' }, 1000);
+  assert.equal(d.get('alice')!.phases.keys_for_login!.peer_uid, 1000, 'the newest is shown, with who asked');
+  assert.equal(d.size().peers, 2, 'one record per asking uid: the helper\'s is still there');
+  now = 4000;
+  d.record('alice', 'keys_for_login', false, { result: 'unavailable', detail: 'upstream down' }, NOBODY);
+  const k = d.get('alice')!.phases.keys_for_login!;
+  assert.deepEqual([k.result, k.peer_uid], ['unavailable', NOBODY], 'uid 1000 did not take the helper\'s place');
+  // a name latchkey does not serve is still not recorded from an unprivileged uid
+  d.record('mallory', 'keys_for_login', false, { result: 'notfound', detail: 'x' }, 1000);
+  assert.equal(d.get('mallory'), null);
+});

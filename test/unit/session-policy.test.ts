@@ -183,6 +183,25 @@ test('a /proc the daemon cannot read (hidepid): the start time pam_latchkey sent
   }
 });
 
+test('the start time pam_latchkey sends: over a u64 it is no start time; where /proc is readable, /proc wins and a mismatch is said', () => {
+  const s = setup({});
+  const log: string[] = [];
+  setLogSink((l) => log.push(l));
+  try {
+    s.procs.running.set(201, 't201');
+    s.reg.open({ user: 'alice', uid: 10001, service: 'sshd', rhost: 'h', tty: 'ssh', pid: 201, pidStart: '777' });
+    assert.equal(s.store.openRows('alice')[0]!.pid_start, 't201');
+    assert.ok(log.some((l) => l.includes('"session.start_mismatch"')));
+    s.procs.startTime = () => null;
+    s.procs.running.set(202, 'hidden');
+    s.reg.open({ user: 'bob', uid: 10002, service: 'sshd', rhost: 'h', tty: 'ssh', pid: 202, pidStart: '99999999999999999999' });
+    assert.equal(s.store.openRows('bob')[0]!.pid_start, null);
+  } finally {
+    setLogSink((l) => process.stderr.write(l + '\n'));
+    s.done();
+  }
+});
+
 test('revoke ends every open session of the user with the reason and detail, once', async () => {
   const s = setup({});
   s.start('alice', 101);
