@@ -10,8 +10,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEnv, exampleUsers, ROOT, runCommand, runInNamespace, type TestEnv, type CegaUser } from '../lib/harness.js';
-import { startSshd, type Sshd } from '../lib/sshd.js';
+import { startEnv, exampleUsers, examplePasswords, ROOT, runCommand, runInNamespace, type TestEnv, type CegaUser } from '../lib/harness.js';
+import { sftp, startSshd, type Sshd } from '../lib/sshd.js';
 
 const CTL = join(ROOT, 'bin/latchkeyctl');
 
@@ -134,5 +134,72 @@ describe('session policies through real sshd logins', () => {
     const ended = (await ctl(['sessions', bob.username, '--ended'])).ended as Array<{ id: string; end_reason: string }>;
     assert.equal(ended.find((e) => e.id === open!.id)?.end_reason, 'removed', JSON.stringify(ended));
     await until('the revoked event', () => events.some((e) => e.event === 'revoked' && e.reason === 'removed' && e.session_id === open!.id));
+  });
+});
+
+describe('refuse, max age and renewal through real sshd logins', () => {
+  let env: TestEnv;
+  let sshd: Sshd;
+  let base: string;
+  let work: string;
+  let key: string;
+  const passwords = examplePasswords();
+  const users = exampleUsers();
+  // A cheap hash: the password login must be quick next to the ages below.
+  const user = users.find((u) => u.passwordHash && /^\$(5|6|1)\$/.test(u.passwordHash) && passwords[u.username] !== undefined)!;
+  const live: ChildProcess[] = [];
+  const MAX_AGE_S = 8;
+
+  const ctl = async (args: string[]) => {
+    const r = await runCommand(process.execPath, [CTL, ...args, '--json'], { ...process.env as Record<string, string>, LATCHKEY_SOCKET_DIR: env.socketDir });
+    assert.equal(r.code, 0, `latchkeyctl ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as Record<string, any>;
+  };
+
+  before(async () => {
+    base = mkdtempSync('/var/lib/latchkey-policy-test-');
+    chmodSync(base, 0o755);
+    work = mkdtempSync(join(tmpdir(), 'latchkey-policy-client-'));
+    key = join(work, 'id_ed25519');
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const pub = readFileSync(`${key}.pub`, 'utf8').trim();
+    env = await startEnv({
+      homes: { base },
+      pam: { max_sessions: 1, session_limit: 'per-user-service-host', on_limit: 'refuse', max_session_age: `${MAX_AGE_S}s`, session_renewal: 'on-login' },
+    }, users.map((u) => ({ ...u, sshPublicKeys: [pub] })) as CegaUser[]);
+    sshd = await startSshd(env.dir, env.socketDir, env.shimEnv);
+  });
+  after(async () => {
+    for (const p of live) if (p.exitCode === null) p.kill('SIGTERM');
+    await sshd?.stop();
+    await env?.stop();
+    rmSync(work, { recursive: true, force: true });
+    if (base) rmSync(base, { recursive: true, force: true });
+  });
+
+  test('a second login in the scope is refused; a password login renews the open session, which then ends at max age', async () => {
+    const first = liveSftp(sshd.port, user.username, key, work);
+    live.push(first.proc);
+    const t0 = Date.now();
+    await until('the first session', async () => ((await ctl(['sessions', user.username])).sessions.length === 1 ? true : undefined));
+    // refuse: the same service from the same host is the same scope
+    const second = await sftp(sshd.port, user.username, 'ls\n', { key }, work);
+    assert.notEqual(second.code, 0, `the second login was let in:\n${second.out}`);
+    assert.equal(first.proc.exitCode, null, 'the first one is untouched');
+    assert.ok(env.daemon.logs.some((l) => l.includes('"session.limit"')));
+    // renewal: a password proved again restarts the first session's clock (this login itself
+    // is refused at its session, as the limit says)
+    await new Promise((r) => setTimeout(r, 2000));
+    await sftp(sshd.port, user.username, 'ls\n', { password: passwords[user.username]! }, work);
+    const [open] = (await ctl(['sessions', user.username])).sessions as Array<{ id: string; renewed_at?: number }>;
+    assert.ok(open!.renewed_at !== undefined, 'renewed by the password login');
+    // past the first deadline, still connected; then ended at max age, from the renewal
+    const firstDeadline = t0 + MAX_AGE_S * 1000;
+    await new Promise((r) => setTimeout(r, Math.max(0, firstDeadline + 500 - Date.now())));
+    assert.equal(first.proc.exitCode, null, 'not ended at the first deadline: the renewal moved it');
+    const code = await Promise.race([first.exited, new Promise((r) => setTimeout(() => r('still running'), MAX_AGE_S * 1000 + 5000))]);
+    assert.notEqual(code, 'still running', 'ended at max age after the renewal');
+    const ended = (await ctl(['sessions', user.username, '--ended'])).ended as Array<{ id: string; end_reason: string }>;
+    assert.equal(ended.find((e) => e.id === open!.id)?.end_reason, 'max_age', JSON.stringify(ended));
   });
 });
