@@ -7,18 +7,18 @@
 // logs their homes, which are still there.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { examplePasswords, exampleUsers, latchkeyctl, startEnv, writeConfig, type CegaUser, type ConfigOverrides, type TestEnv } from '../lib/harness.js';
-import { startSshd, sftp, type Sshd } from '../lib/sshd.js';
+import { startSshd, sftp, sftpWorkspace, type Sshd, type SftpWorkspace } from '../lib/sshd.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('temporary accounts: expiry refused, purge --dry-run, the periodic cleanup', () => {
   let env: TestEnv;
   let sshd: Sshd;
+  let ws: SftpWorkspace | undefined;
   let base: string;
   let work: string;
   let key: string;
@@ -70,11 +70,8 @@ describe('temporary accounts: expiry refused, purge --dry-run, the periodic clea
     Promise.race([exited.then(() => true), sleep(ms).then(() => false)]);
 
   before(async () => {
-    base = mkdtempSync('/var/lib/latchkey-cleanup-test-');
-    chmodSync(base, 0o755);
-    work = mkdtempSync(join(tmpdir(), 'latchkey-cleanup-client-'));
-    key = join(work, 'id_ed25519');
-    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    ws = sftpWorkspace('cleanup');
+    ({ base, work, key } = ws);
     // No periodic run yet (interval 0): the dry run must see the accounts still there.
     Object.assign(over, {
       homes: { base },
@@ -88,8 +85,7 @@ describe('temporary accounts: expiry refused, purge --dry-run, the periodic clea
     for (const p of spawned) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await sshd?.stop();
     await env?.stop();
-    rmSync(work, { recursive: true, force: true });
-    if (base) rmSync(base, { recursive: true, force: true });
+    ws?.remove();
   });
 
   test('an account added with --expires logs in, holds a session, and is refused after its expiry with the reason logged', async () => {

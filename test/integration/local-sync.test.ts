@@ -15,7 +15,7 @@ import Database from 'better-sqlite3';
 import {
   ROOT, TEST_DAEMON_PASSWD_LINE, TEST_DAEMON_UID, runCommand, startEnv, type RunResult, type TestEnv,
 } from '../lib/harness.js';
-import { makePrivateEtc, planSshd, shippedPamStack, sshdNamespaceScript, type PrivateEtc } from '../lib/sshd.js';
+import { makePrivateEtc, planSshd, shippedPamStack, spawnSshdScript, sshdNamespaceScript, type PrivateEtc } from '../lib/sshd.js';
 import { makePamDir, pamtester } from '../lib/pam.js';
 import { scratchDir } from '../lib/tmp.js';
 
@@ -104,28 +104,16 @@ async function startPrimarySshd(lab: Lab, dir: string, socketDir: string, env: R
     etc,
   });
   const script = sshdNamespaceScript(plan.dir, socketDir, etc, plan.configFile);
-  const proc = spawn('nsenter', ['-t', String(lab.a), '-n', '--', 'unshare', '-m', '--propagation', 'private', 'sh', '-c', script], {
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  proc.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const run = spawnSshdScript(script, env, ['nsenter', '-t', String(lab.a), '-n', '--']);
   const deadline = Date.now() + 10000;
-  while (!log.includes(`Server listening on ${PRIMARY_ADDR} port 22`)) {
-    if (proc.exitCode !== null || Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`sshd did not listen:\n${log}`); }
+  while (!run.logs().includes(`Server listening on ${PRIMARY_ADDR} port 22`)) {
+    if (run.proc.exitCode !== null || Date.now() > deadline) { run.proc.kill('SIGKILL'); throw new Error(`sshd did not listen:\n${run.logs()}`); }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
-    logs: () => log,
+    logs: run.logs,
     hostKeyPub: readFileSync(join(plan.dir, 'host_ed25519.pub'), 'utf8').trim(),
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(t);
-    },
+    stop: run.stop,
   };
 }
 

@@ -4,12 +4,11 @@
 // and still there after a daemon restart and a wipe of the runtime directory (/run is a tmpfs).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, latchkeyctl, runInNamespace, startDaemon, startEnv, exampleUsers, type DaemonProc, type TestEnv } from '../lib/harness.js';
-import { startSshd, sftp, type Sshd } from '../lib/sshd.js';
+import { startSshd, sftp, sftpWorkspace, type Sshd, type SftpWorkspace } from '../lib/sshd.js';
 
 const CTL = join(ROOT, 'bin/latchkeyctl');
 const GID = 10000;
@@ -20,6 +19,7 @@ describe('persistent local users: latchkeyctl local, getent, sshd, restart and /
   let env: TestEnv;
   let daemon: DaemonProc;
   let sshd: Sshd;
+  let ws: SftpWorkspace | undefined;
   let base: string;
   let work: string;
   let key: string;
@@ -38,11 +38,8 @@ describe('persistent local users: latchkeyctl local, getent, sshd, restart and /
   const diag = (r: { out: string }): string => `${r.out}\n--- sshd ---\n${sshd.logs().slice(-2000)}\n--- latchkeyd ---\n${daemon.logs.slice(-15).join('\n')}`;
 
   before(async () => {
-    base = mkdtempSync('/var/lib/latchkey-local-users-test-');
-    chmodSync(base, 0o755);
-    work = mkdtempSync(join(tmpdir(), 'latchkey-local-client-'));
-    key = join(work, 'id_ed25519');
-    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    ws = sftpWorkspace('local-users');
+    ({ base, work, key } = ws);
     writeFileSync(join(work, 'hello.txt'), 'hello\n');
     // sha512crypt keeps the password logins fast; the upgrade tests use costlier contexts.
     env = await startEnv({ homes: { base }, local: { contexts: 's5k=sha512crypt:5000', default_context: 's5k' } });
@@ -53,8 +50,7 @@ describe('persistent local users: latchkeyctl local, getent, sshd, restart and /
     await sshd?.stop();
     await daemon?.stop();
     await env?.stop();
-    rmSync(work, { recursive: true, force: true });
-    if (base) rmSync(base, { recursive: true, force: true });
+    ws?.remove();
   });
 
   test('an unprivileged user looked the name up first: once added, it resolves at once, in the local range', async () => {

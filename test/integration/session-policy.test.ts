@@ -4,16 +4,11 @@
 // at the refresh that learns it; every event reaches a test collector.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startEnv, exampleUsers, examplePasswords, ROOT, runCommand, runInNamespace, type TestEnv, type CegaUser } from '../lib/harness.js';
-import { sftp, startSshd, type Sshd } from '../lib/sshd.js';
-
-const CTL = join(ROOT, 'bin/latchkeyctl');
+import { startEnv, exampleUsers, examplePasswords, latchkeyctl, runInNamespace, type TestEnv, type CegaUser } from '../lib/harness.js';
+import { sftp, sftpWorkspace, startSshd, type Sshd, type SftpWorkspace } from '../lib/sshd.js';
 
 /** An sftp client that stays logged in until stdin closes or the server ends the connection. */
 function liveSftp(port: number, user: string, key: string, work: string): { proc: ChildProcess; exited: Promise<number | null>; out: () => string } {
@@ -33,6 +28,13 @@ function liveSftp(port: number, user: string, key: string, work: string): { proc
   return { proc: p, exited, out: () => out };
 }
 
+/** latchkeyctl ARGS --json against this daemon; it must succeed. */
+async function ctlJson(env: TestEnv, args: string[]): Promise<Record<string, any>> {
+  const r = await latchkeyctl(env.socketDir, [...args, '--json']);
+  assert.equal(r.code, 0, `latchkeyctl ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, any>;
+}
+
 async function until<T>(what: string, f: () => Promise<T | undefined> | T | undefined, ms = 15000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
@@ -46,6 +48,7 @@ async function until<T>(what: string, f: () => Promise<T | undefined> | T | unde
 describe('session policies through real sshd logins', () => {
   let env: TestEnv;
   let sshd: Sshd;
+  let ws: SftpWorkspace | undefined;
   let base: string;
   let work: string;
   let key: string;
@@ -56,11 +59,7 @@ describe('session policies through real sshd logins', () => {
   const bob = users[1]!;
   const live: ChildProcess[] = [];
 
-  const ctl = async (args: string[]) => {
-    const r = await runCommand(process.execPath, [CTL, ...args, '--json'], { ...process.env as Record<string, string>, LATCHKEY_SOCKET_DIR: env.socketDir });
-    assert.equal(r.code, 0, `latchkeyctl ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as Record<string, any>;
-  };
+  const ctl = (args: string[]) => ctlJson(env, args);
   const openFor = async (user: string) => (await ctl(['sessions', user])).sessions as Array<{ id: string; pid: number }>;
   const diag = () => `--- sshd ---\n${sshd.logs().slice(-2000)}\n--- latchkeyd ---\n${env.daemon.logs.slice(-20).join('\n')}`;
 
@@ -71,13 +70,9 @@ describe('session policies through real sshd logins', () => {
       req.on('end', () => { events.push(...(JSON.parse(body) as { events: Array<Record<string, unknown>> }).events); res.end(); });
     });
     await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
-    base = mkdtempSync('/var/lib/latchkey-policy-test-');
-    chmodSync(base, 0o755);
-    work = mkdtempSync(join(tmpdir(), 'latchkey-policy-client-'));
-    key = join(work, 'id_ed25519');
-    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
-    const pub = readFileSync(`${key}.pub`, 'utf8').trim();
-    const withKey = users.map((u) => ({ ...u, sshPublicKeys: [pub] })) as CegaUser[];
+    ws = sftpWorkspace('policy');
+    ({ base, work, key } = ws);
+    const withKey = users.map((u) => ({ ...u, sshPublicKeys: [ws!.pub] })) as CegaUser[];
     env = await startEnv({
       cache: { ttl: '2s', negative_ttl: '1s', refresh_ahead: '0s' }, homes: { base },
       pam: { max_sessions: 1, session_limit: 'per-user', on_limit: 'replace-oldest' },
@@ -90,8 +85,7 @@ describe('session policies through real sshd logins', () => {
     await sshd?.stop();
     await env?.stop();
     collector?.close();
-    rmSync(work, { recursive: true, force: true });
-    if (base) rmSync(base, { recursive: true, force: true });
+    ws?.remove();
   });
 
   test('replace-oldest: a second login ends the first sshd session (its client sees the close); the new one works', async () => {
@@ -140,6 +134,7 @@ describe('session policies through real sshd logins', () => {
 describe('refuse, max age and renewal through real sshd logins', () => {
   let env: TestEnv;
   let sshd: Sshd;
+  let ws: SftpWorkspace | undefined;
   let base: string;
   let work: string;
   let key: string;
@@ -150,19 +145,12 @@ describe('refuse, max age and renewal through real sshd logins', () => {
   const live: ChildProcess[] = [];
   const MAX_AGE_S = 8;
 
-  const ctl = async (args: string[]) => {
-    const r = await runCommand(process.execPath, [CTL, ...args, '--json'], { ...process.env as Record<string, string>, LATCHKEY_SOCKET_DIR: env.socketDir });
-    assert.equal(r.code, 0, `latchkeyctl ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as Record<string, any>;
-  };
+  const ctl = (args: string[]) => ctlJson(env, args);
 
   before(async () => {
-    base = mkdtempSync('/var/lib/latchkey-policy-test-');
-    chmodSync(base, 0o755);
-    work = mkdtempSync(join(tmpdir(), 'latchkey-policy-client-'));
-    key = join(work, 'id_ed25519');
-    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
-    const pub = readFileSync(`${key}.pub`, 'utf8').trim();
+    ws = sftpWorkspace('policy');
+    ({ base, work, key } = ws);
+    const pub = ws.pub;
     env = await startEnv({
       homes: { base },
       pam: { max_sessions: 1, session_limit: 'per-user-service-host', on_limit: 'refuse', max_session_age: `${MAX_AGE_S}s`, session_renewal: 'on-login' },
@@ -173,8 +161,7 @@ describe('refuse, max age and renewal through real sshd logins', () => {
     for (const p of live) if (p.exitCode === null) p.kill('SIGTERM');
     await sshd?.stop();
     await env?.stop();
-    rmSync(work, { recursive: true, force: true });
-    if (base) rmSync(base, { recursive: true, force: true });
+    ws?.remove();
   });
 
   test('a second login in the scope is refused; a password login renews the open session, which then ends at max age', async () => {

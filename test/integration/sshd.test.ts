@@ -4,11 +4,11 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, lstatSync, writeFileSync, symlinkSync, existsSync, chmodSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, lstatSync, writeFileSync, symlinkSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEnv, exampleUsers, examplePasswords, ROOT, type TestEnv, type CegaUser } from '../lib/harness.js';
-import { startSshd, sftp, type Sshd } from '../lib/sshd.js';
+import { startSshd, sftp, sftpWorkspace, type Sshd, type SftpWorkspace } from '../lib/sshd.js';
 
 const SHIFT = 10000;
 const GID = 10000;
@@ -16,6 +16,7 @@ const GID = 10000;
 describe('sshd + latchkey: SFTP logins of users that exist only upstream', () => {
   let env: TestEnv;
   let sshd: Sshd;
+  let ws: SftpWorkspace | undefined;
   let base: string;
   let work: string;
   let key: string;
@@ -30,14 +31,9 @@ describe('sshd + latchkey: SFTP logins of users that exist only upstream', () =>
   const numbers: Record<string, number> = {};
 
   before(async () => {
-    // ChrootDirectory wants every component of the home root-owned and not group/world-writable,
-    // so the homes base cannot live under /tmp (mode 1777).
-    base = mkdtempSync('/var/lib/latchkey-sshd-test-');
-    chmodSync(base, 0o755);
-    work = mkdtempSync(join(tmpdir(), 'latchkey-sftp-client-'));
-    key = join(work, 'id_ed25519');
-    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
-    const pub = readFileSync(`${key}.pub`, 'utf8').trim();
+    ws = sftpWorkspace('sshd');
+    ({ base, work, key } = ws);
+    const pub = ws.pub;
     const withKey = users.map((u) => ([keyUser, linkUser, goneUser].includes(u) ? { ...u, sshPublicKeys: [pub] } : u)) as CegaUser[];
     env = await startEnv({ cache: { ttl: '2s', negative_ttl: '1s', refresh_ahead: '0s' }, homes: { base } }, withKey);
     sshd = await startSshd(env.dir, env.socketDir, env.shimEnv);
@@ -47,8 +43,7 @@ describe('sshd + latchkey: SFTP logins of users that exist only upstream', () =>
     process.stdout.write(`# sshd login wall times (ms): ${JSON.stringify(numbers)}\n`);
     await sshd?.stop();
     await env?.stop();
-    rmSync(work, { recursive: true, force: true });
-    if (base) rmSync(base, { recursive: true, force: true });
+    ws?.remove();
   });
 
   const upload = (name: string): string => `put ${join(work, 'hello.txt')} inbox/${name}\nls inbox\n`;

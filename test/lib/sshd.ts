@@ -5,7 +5,8 @@
 // bind-mounted on /run/latchkey (sshd runs AuthorizedKeysCommand with an empty environment, so
 // the helper must find the daemon at the default path). Killed by pid.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, createConnection } from 'node:net';
 import { join } from 'node:path';
 import { ROOT, NSS_LIB_DIR, TEST_DAEMON_PASSWD_LINE, runCommand, type RunResult } from './harness.js';
@@ -183,31 +184,48 @@ export async function startSshd(dir: string, socketDir: string, env: Record<stri
   const p = plan ?? await planSshd(dir);
   const cfg = p.configFile;
   const script = sshdNamespaceScript(p.dir, socketDir, p.etc ?? makePrivateEtc(p.dir, []), cfg);
-  const proc: ChildProcess = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], {
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  proc.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const run = spawnSshdScript(script, env);
+  const { proc } = run;
+  const log = (): string => run.logs();
   const deadline = Date.now() + 10000;
   for (const port of [p.port, ...p.ports]) {
     for (;;) {
-      if (proc.exitCode !== null) throw new Error(`sshd exited ${proc.exitCode}:\n${log}`);
+      if (proc.exitCode !== null) throw new Error(`sshd exited ${proc.exitCode}:\n${log()}`);
       const up = await new Promise<boolean>((r) => {
         const c = createConnection(port, '127.0.0.1');
         c.once('connect', () => { c.destroy(); r(true); });
         c.once('error', () => r(false));
       });
       if (up) break;
-      if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`sshd did not listen:\n${log}`); }
+      if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`sshd did not listen:\n${log()}`); }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
   return {
-    port: p.port, ports: p.ports, pid: proc.pid!, configFile: cfg, logs: () => log,
+    port: p.port, ports: p.ports, pid: proc.pid!, configFile: cfg, logs: log,
     // `exec` made the namespace's sh into sshd: this pid is sshd, inside the namespace.
     inNamespace: (s) => runCommand('nsenter', ['-t', String(proc.pid), '-m', '--', 'sh', '-c', s], {}),
+    stop: run.stop,
+  };
+}
+
+/**
+ * Runs an sshdNamespaceScript in a private mount namespace (after `prefix`, e.g. nsenter into a
+ * network namespace), collecting its output; stop() ends it (SIGTERM, then SIGKILL after 3 s).
+ * The caller decides when it is ready.
+ */
+export function spawnSshdScript(script: string, env: Record<string, string>, prefix: string[] = []): { proc: ChildProcess; logs(): string; stop(): Promise<void> } {
+  const argv = [...prefix, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', script];
+  const proc: ChildProcess = spawn(argv[0]!, argv.slice(1), {
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  proc.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
+  proc.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  return {
+    proc,
+    logs: () => log,
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.kill('SIGTERM');
@@ -256,4 +274,28 @@ export function sftp(port: number, user: string, batch: string, auth: SftpAuth, 
     const timer = setTimeout(() => p.kill('SIGKILL'), 30000);
     p.on('close', (code) => { clearTimeout(timer); resolve({ code, out, ms: Date.now() - t0 }); });
   });
+}
+
+/** What a suite of sftp logins needs besides the daemon: see sftpWorkspace. */
+export interface SftpWorkspace { base: string; work: string; key: string; pub: string; remove(): void }
+
+/**
+ * A homes base sshd's ChrootDirectory accepts (every component root-owned and not group- or
+ * world-writable, so under /var/lib: /tmp is 1777) and a client directory with an ed25519 key
+ * (`pub`: its public line, for the users' records). remove() deletes both.
+ */
+export function sftpWorkspace(name: string): SftpWorkspace {
+  const base = mkdtempSync(`/var/lib/latchkey-${name}-test-`);
+  chmodSync(base, 0o755);
+  const work = mkdtempSync(join(tmpdir(), `latchkey-${name}-client-`));
+  const key = join(work, 'id_ed25519');
+  const r = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ssh-keygen failed: ${r.stderr}`);
+  return {
+    base, work, key, pub: readFileSync(`${key}.pub`, 'utf8').trim(),
+    remove() {
+      rmSync(work, { recursive: true, force: true });
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
 }
