@@ -33,6 +33,33 @@ export function readFirstLine(stream: NodeJS.ReadableStream): Promise<string> {
   });
 }
 
+/**
+ * All of a stream (a file given as "-": key lines, a credential), or up to one byte past `max`,
+ * where it stops reading (the caller then refuses it as too large). Decoded once at the end, so
+ * a multi-byte character split across two chunks stays whole.
+ */
+export function readInput(stream: NodeJS.ReadableStream, max = Number.POSITIVE_INFINITY): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    const done = (): void => resolve(Buffer.concat(chunks).toString('utf8'));
+    const onData = (d: Buffer | string): void => {
+      const b = typeof d === 'string' ? Buffer.from(d) : d;
+      chunks.push(b);
+      n += b.length;
+      if (n > max) {
+        stream.off('data', onData);
+        stream.off('end', done);
+        stream.pause();
+        done();
+      }
+    };
+    stream.on('data', onData);
+    stream.on('end', done);
+    stream.on('error', reject);
+  });
+}
+
 /** Prompts on stderr and reads a line from a terminal with echo off (raw mode). */
 export function readHidden(stdin: NodeJS.ReadStream, prompt: string, write: (s: string) => void): Promise<string> {
   return new Promise((resolve, reject) => {

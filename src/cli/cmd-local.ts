@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { type CommandDef, type Ctx, EXIT_OK, str } from './command.js';
 import { type Column, formatHash, formatTime, isoUtc, renderJson, renderListing, renderPairs, renderTable, yesNo } from './format.js';
 import { UsageError, expectPositionals, listFlag, userArg } from './args.js';
-import { MAX_PASSWORD_BYTES, readFirstLine, readHidden } from './cmd-auth.js';
+import { MAX_PASSWORD_BYTES, readFirstLine, readHidden, readInput } from './cmd-auth.js';
 import type { LocalKeyView, LocalUserSummary, LocalUserView } from '../protocol/admin.js';
 
 type Pair = readonly [string, string];
@@ -61,7 +61,7 @@ async function readNewPassword(ctx: Ctx, name: string, fromStdin: boolean): Prom
 async function keyLines(ctx: Ctx, file: string): Promise<string[]> {
   let text: string;
   try {
-    text = file === '-' ? await readAll(ctx.stdin) : readFileSync(file, 'utf8');
+    text = file === '-' ? await readInput(ctx.stdin) : readFileSync(file, 'utf8');
   } catch (e) {
     throw new UsageError(`cannot read the key file ${file}: ${(e as Error).message}`, 'local');
   }
@@ -70,14 +70,6 @@ async function keyLines(ctx: Ctx, file: string): Promise<string[]> {
   return lines;
 }
 
-function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    stream.on('data', (d: Buffer | string) => { buf += d.toString(); });
-    stream.on('end', () => resolve(buf));
-    stream.on('error', reject);
-  });
-}
 
 const exact = (at: number | null): string => (at === null ? '-' : isoUtc(at));
 

@@ -7,33 +7,10 @@ import { execFile } from 'node:child_process';
 import { type CommandDef, EXIT_OK } from './command.js';
 import { formatTime, renderJson } from './format.js';
 import { UsageError, expectPositionals } from './args.js';
+import { readInput } from './cmd-auth.js';
 
 /** The admin protocol's bound on the credential text (src/protocol/admin.ts reload). */
 const MAX_CREDENTIAL = 6144;
-
-/**
- * stdin, up to one byte past the limit (then it stops reading), decoded once at the end: a
- * multi-byte character split across two chunks stays whole.
- */
-function readStdin(stream: NodeJS.ReadableStream, max: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    const done = (): void => resolve(Buffer.concat(chunks).toString('utf8'));
-    stream.on('data', (d: Buffer | string) => {
-      const b = typeof d === 'string' ? Buffer.from(d) : d;
-      chunks.push(b);
-      n += b.length;
-      if (n > max) {
-        stream.removeAllListeners('data');
-        (stream as NodeJS.ReadStream).pause?.();
-        done();
-      }
-    });
-    stream.on('end', done);
-    stream.on('error', reject);
-  });
-}
 
 function decrypt(file: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -54,7 +31,7 @@ export const reload: CommandDef = {
     if (file !== undefined && flags['credential-stdin'] === true) throw new UsageError('give --credential FILE or --credential-stdin, not both', 'reload');
     let credential: string | undefined;
     if (file !== undefined) credential = await decrypt(file);
-    else if (flags['credential-stdin'] === true) credential = await readStdin(ctx.stdin, MAX_CREDENTIAL);
+    else if (flags['credential-stdin'] === true) credential = await readInput(ctx.stdin, MAX_CREDENTIAL);
     if (credential !== undefined && Buffer.byteLength(credential) > MAX_CREDENTIAL) {
       throw new UsageError(`the credential is larger than ${MAX_CREDENTIAL} bytes; it holds only secrets_file lines`, 'reload');
     }
