@@ -184,8 +184,9 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   const summary = (): string => {
     const now = Date.now();
     const c = cache.counts(now, cfg.cache.staleGraceSec);
-    const err = source.lastError();
-    const upstream = err !== null && now - err.at < 60_000 ? 'failing (latchkeyctl status says why)' : 'ok';
+    // The one record of the upstream's state (what `status` shows): no failure known is "ok".
+    const { state } = upstreamHealth.snapshot();
+    const upstream = state === 'reachable' || state === 'unknown' ? 'ok' : `${state} (latchkeyctl status says why)`;
     return `serving: ${c.fresh} fresh and ${c.stale} stale cached users, ${sessions.countOpen()} open sessions; upstream ${upstream}`;
   };
   notifier.ready(summary());
