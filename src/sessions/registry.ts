@@ -86,6 +86,9 @@ export class SessionRegistry {
       if (!this.isRunning(row) && this.store.end(row.id, this.now(), 'gone')) this.emit('close', 'gone', row);
     }
     const id = randomUUID();
+    const { pidStart, ...rec } = r;
+    // Read before the transaction: it is /proc I/O, and the transaction should hold only SQL.
+    const start = this.startTimeOf(r.pid, pidStart);
     const ended: Array<{ row: SessionRow; reason: 'reopened' | 'replaced' }> = [];
     const result = this.store.transaction((): OpenResult => {
       // The same process opening again replaces its earlier record (pam_open_session twice).
@@ -102,8 +105,6 @@ export class SessionRegistry {
           if (this.store.end(row.id, this.now(), 'replaced', `replaced by session ${id}`)) ended.push({ row, reason: 'replaced' });
         }
       }
-      const { pidStart, ...rec } = r;
-      const start = this.startTimeOf(r.pid, pidStart);
       this.store.insert({ id, ...rec, pid_start: start, started_at: this.now() });
       return { ok: true, id, replaced: ended.filter((e) => e.reason === 'replaced').map((e) => e.row.id) };
     });
@@ -115,7 +116,6 @@ export class SessionRegistry {
       void this.endProcess(row, 'replaced');
     }
     if (result.ok) {
-      const { pidStart: _p, ...rec } = r;
       this.emit('open', 'login', { id, ...rec, pid_start: null, started_at: this.now() });
       this.armAgeTimer();
     }
