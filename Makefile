@@ -10,7 +10,7 @@ TS_STAMP := dist/.stamp
 NODEDIR ?= $(shell d=$$(npm config get nodedir 2>/dev/null); [ -n "$$d" ] && [ "$$d" != undefined ] && echo $$d || { [ -f /usr/include/node/node_api.h ] && echo /usr; })
 TS_SOURCES := $(shell find src test scripts -name '*.ts' -not -path '*/node_modules/*' 2>/dev/null)
 
-.PHONY: all build bootstrap deps lint test test-unit test-c test-integration demo bench soak fuzz install uninstall deb man clean
+.PHONY: all build bootstrap deps lint test test-unit test-c test-integration demo bench soak fleet fuzz install uninstall deb man clean
 
 all: build
 
@@ -70,8 +70,23 @@ bench: bootstrap build
 soak: bootstrap build
 	@SOAK_SECONDS=$${SOAK_SECONDS:-600} scripts/soak $(SOAK_ARGS)
 
+# FLEET_HOSTS (default 20) hosts in their own namespaces against one user service, FLEET_SCALE
+# (default 60: ttl 60 s), FLEET_SCENARIOS (steady,restart,outage,popular); FLEET_ARGS for the rest
+# (--before FILE adds an earlier run's column). About 5 minutes; build/fleet/ gets the table.
+fleet: bootstrap build
+	@scripts/fleet $(FLEET_ARGS)
+
+# Every parser of untrusted input, longer than `make test` does: the C targets (reply parsers, map
+# reader, latchkey-rootd's frames, the PAM module) FUZZ_SECONDS each (default 60), then the TS
+# properties (test/unit/property-fuzz.test.ts, userdb-varlink.test.ts) with FUZZ_SCALE times
+# their runs (default 50).
+# FUZZ_SEED (default 1919) fixes both. Findings land in native/build/fuzz-found/,
+# pam/build/fuzz-found/ and build/fuzz-found/ (TS); once fixed, copy each input into
+# test/fuzz/regressions/<target>/, which `make test` replays every time.
 fuzz: bootstrap build
-	@$(MAKE) -s -C native fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-60}
+	@$(MAKE) -s -C native fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-60} FUZZ_SEED=$${FUZZ_SEED:-1919}
+	@LK_PROPERTY_SEED=$${FUZZ_SEED:-1919} LK_PROPERTY_SCALE=$${FUZZ_SCALE:-50} \
+	    node --test --test-reporter=spec dist/test/unit/property-fuzz.test.js dist/test/unit/userdb-varlink.test.js
 
 # Runtime files only (the compiled JS, the runtime node_modules, the native parts); the layout is
 # in scripts/install's header. `make uninstall` removes what it put there, keeping

@@ -37,7 +37,15 @@ export function configErrorList(e: ConfigError): readonly ConfigError[] {
  * no token could be had from token_url ('auth': the directory serves stale or "unavailable").
  */
 export class UpstreamError extends LatchkeyError {
-  constructor(readonly kind: 'timeout' | 'connect' | 'http' | 'body' | 'json' | 'invalid' | 'too_large' | 'auth', message: string) {
+  /**
+   * `status`: the HTTP status of a kind 'http' failure. `retryAfterMs`: a 429 or 503 whose
+   * Retry-After header asked the client to wait this long (upstream/client.ts clamps it); the
+   * directory then sends nothing upstream until then (upstream/backoff.ts).
+   */
+  constructor(
+    readonly kind: 'timeout' | 'connect' | 'http' | 'body' | 'json' | 'invalid' | 'too_large' | 'auth', message: string,
+    readonly http: { status?: number; retryAfterMs?: number } = {},
+  ) {
     super('E_UPSTREAM', message);
   }
 }

@@ -168,8 +168,10 @@ static int conn_open(struct lk_conn *c, const char *path, int64_t deadline)
             rc = LK_IO_TIMEOUT;
         else if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)
             rc = LK_IO_SYSTEM;
+        else if (errno == ECONNREFUSED)
+            rc = LK_IO_REFUSED;
         else
-            rc = LK_IO_NO_DAEMON; /* ENOENT, ECONNREFUSED, EACCES, ENOTDIR, ... */
+            rc = LK_IO_NO_DAEMON; /* ENOENT, EACCES, ENOTDIR, ... */
     }
     /* Who listens? Checked before the first byte is sent (see lk_client.h). */
     if (rc == LK_IO_OK) {

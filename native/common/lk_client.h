@@ -46,7 +46,7 @@
 
 enum lk_io {
     LK_IO_OK = 0,
-    LK_IO_NO_DAEMON = -1, /* socket missing or connection refused: nobody listens */
+    LK_IO_NO_DAEMON = -1, /* socket missing: latchkeyd is not installed or was stopped cleanly */
     LK_IO_TIMEOUT = -2,   /* no whole reply before the deadline */
     LK_IO_PROTOCOL = -3,  /* reply length above the maximum / below the header, or cut short */
     LK_IO_SYSTEM = -4,    /* out of fds or memory, socket path too long, bad arguments */
@@ -55,6 +55,9 @@ enum lk_io {
     LK_IO_DROPPED = -6,   /* the daemon closed the connection without answering: its connection
                              budget refused or evicted it, or it is restarting. Busy, not absent */
     LK_IO_BACKOFF = -7,   /* not asked: a recent call timed out, the breaker is open */
+    LK_IO_REFUSED = -8,   /* the socket is there but nobody accepts: the daemon died and is
+                             being restarted (a clean stop removes the socket). Absent for now,
+                             so "try again", never "no such user" */
 };
 
 #define LK_DEFAULT_SOCKET_DIR "/run/latchkey"

@@ -13,7 +13,9 @@ const char *lk_io_text(int rc)
     case LK_IO_OK:
         return "ok";
     case LK_IO_NO_DAEMON:
-        return "daemon not running (socket missing or refused)";
+        return "daemon not running (socket missing)";
+    case LK_IO_REFUSED:
+        return "daemon socket refuses connections (latchkeyd died or is restarting)";
     case LK_IO_TIMEOUT:
         return "daemon did not answer in time";
     case LK_IO_PROTOCOL:
@@ -37,6 +39,7 @@ const char *lk_io_cause(int rc)
     case LK_IO_OK:
         return "ok";
     case LK_IO_NO_DAEMON:
+    case LK_IO_REFUSED:
         return "no daemon";
     case LK_IO_TIMEOUT:
     case LK_IO_BACKOFF:

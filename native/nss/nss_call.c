@@ -135,9 +135,10 @@ enum nss_status lk_nss_ask(const uint8_t *req, size_t req_len, uint8_t **body, s
         return NSS_STATUS_SUCCESS;
     /* glibc manual, "NSS Modules Interface": UNAVAIL+ENOENT when a necessary input (here the
      * socket) is missing. For a daemon that is there but failed, timed out, closed the
-     * connection unanswered (its connection budget), or that the breaker does not ask now,
-     * EAGAIN: getpwnam(3) lists ENOENT among the "not found" errnos, and a busy daemon must
-     * never read as "no such user". */
+     * connection unanswered (its connection budget), that the breaker does not ask now, or
+     * whose socket refuses connections (it died and systemd is restarting it: a clean stop
+     * removes the socket), EAGAIN: getpwnam(3) lists ENOENT among the "not found" errnos, and
+     * a busy or restarting daemon must never read as "no such user". */
     *errnop = rc == LK_IO_NO_DAEMON ? ENOENT : EAGAIN;
     return NSS_STATUS_UNAVAIL;
 }

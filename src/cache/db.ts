@@ -2,7 +2,7 @@
 // and is gone at reboot. Every statement is prepared once here, so the lookup hot path compiles
 // no SQL. A file that is corrupt or from another schema is moved aside and recreated.
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, chmodSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, chmodSync, unlinkSync, openSync, readSync, closeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CachedUser } from '../types.js';
 import { log } from '../log.js';
@@ -109,16 +109,65 @@ function openChecked(path: string): Database.Database {
 /** Entries kept decoded in memory in front of SQLite: the hot set of a busy inbox. */
 export const MEMO_MAX = 20_000;
 
+function prepareAll(db: Database.Database) {
+  return {
+    byName: db.prepare<[string], UserRow>('SELECT * FROM users WHERE name = ?'),
+    byUid: db.prepare<[number], UserRow>('SELECT * FROM users WHERE uid = ?'),
+    deleteConflicts: db.prepare<[string, number]>('DELETE FROM users WHERE name = ? OR uid = ?'),
+    insert: db.prepare('INSERT INTO users (name, uid, upstream_uid, gecos, password_hash, ssh_keys, fetched_at, expires_at, account_expires_at, last_used) VALUES (@name, @uid, @upstream_uid, @gecos, @password_hash, @ssh_keys, @fetched_at, @expires_at, @account_expires_at, @fetched_at)'),
+    touch: db.prepare<[number, string]>('UPDATE users SET last_used = ? WHERE name = ?'),
+    getNeg: db.prepare<[string], { expires_at: number }>('SELECT expires_at FROM negatives WHERE key = ?'),
+    putNeg: db.prepare<[string, number, number]>('INSERT OR REPLACE INTO negatives (key, fetched_at, expires_at) VALUES (?, ?, ?)'),
+    delNeg: db.prepare<[string]>('DELETE FROM negatives WHERE key = ?'),
+    listFrom: db.prepare<[number, number], UserRow>('SELECT * FROM users WHERE uid >= ? ORDER BY uid LIMIT ?'),
+    all: db.prepare<[], UserRow>('SELECT * FROM users ORDER BY uid'),
+    names: db.prepare<[], { name: string }>('SELECT name FROM users ORDER BY uid').pluck(),
+    negatives: db.prepare<[], { key: string; fetched_at: number; expires_at: number }>('SELECT * FROM negatives ORDER BY key'),
+    invalidateName: db.prepare<[number, string, number]>('UPDATE users SET expires_at = ? WHERE name = ? AND expires_at > ?'),
+    invalidateUid: db.prepare<[number, number, number]>('UPDATE users SET expires_at = ? WHERE uid = ? AND expires_at > ?'),
+    invalidateAll: db.prepare<[number, number]>('UPDATE users SET expires_at = ? WHERE expires_at > ?'),
+    remove: db.prepare<[string]>('DELETE FROM users WHERE name = ?'),
+    removeExpired: db.prepare<[number]>('DELETE FROM users WHERE expires_at <= ?'),
+    accountsEnded: db.prepare<[number], { name: string; uid: number; account_expires_at: number }>('SELECT name, uid, account_expires_at FROM users WHERE account_expires_at IS NOT NULL AND account_expires_at <= ? ORDER BY uid'),
+    removeAccountExpired: db.prepare<[string, number]>('DELETE FROM users WHERE name = ? AND account_expires_at > 0 AND account_expires_at <= ?'),
+    flushUsers: db.prepare('DELETE FROM users'),
+    flushNeg: db.prepare('DELETE FROM negatives'),
+    countFresh: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM users WHERE expires_at > ?'),
+    countAll: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM users'),
+    countNeg: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM negatives WHERE expires_at > ?'),
+    purgeNeg: db.prepare<[number]>('DELETE FROM negatives WHERE expires_at <= ?'),
+  };
+}
+type Statements = ReturnType<typeof prepareAll>;
+
 export class UserCache {
-  private readonly s;
+  private s!: Statements;
+  private handle!: Database.Database;
+  /** The open connection (tests read it; a recreated file gets a new one). */
+  get db(): Database.Database { return this.handle; }
   // A read-through memo of decoded rows: a hit then costs a Map lookup instead of a SQLite step
   // plus JSON.parse of the keys. Only this class writes the table, so every write below keeps
   // the memo exact.
   private readonly memoByName = new Map<string, CachedUser>();
   private readonly memoByUid = new Map<number, CachedUser>();
+  // Users fetched while the file could not be written (its tmpfs full, an I/O error): answered
+  // from here, ahead of the file, and written out at the first write that succeeds. Without
+  // them every user not yet cached was "unavailable" once the tmpfs filled (~116 users per MB).
+  private readonly unsavedByName = new Map<string, CachedUser>();
+  private readonly unsavedByUid = new Map<number, CachedUser>();
+  private writeError: CacheWriteError | null = null;
+  private recreated: CacheRecreated | null = null;
+  /** the file this connection has open (device, inode): another one at the path means it was replaced */
+  private identity: { dev: number; ino: number } | null = null;
+  /** rows past this much of their expiry are never served again: dropped first when the file is full */
+  staleGraceMs: () => number = () => Number.POSITIVE_INFINITY;
 
-  private constructor(readonly db: Database.Database, readonly path: string) {
-    if (path !== ':memory:') {
+  private constructor(db: Database.Database, readonly path: string) {
+    this.attach(db);
+  }
+
+  private attach(db: Database.Database): void {
+    if (this.path !== ':memory:') {
       db.pragma('journal_mode = WAL');
     }
     // RAM-backed by design: durability across power loss is not a goal, speed is.
@@ -126,62 +175,18 @@ export class UserCache {
     // The file already lives in RAM (tmpfs): a large page cache would only hold it twice.
     db.pragma('cache_size = -2000');
     db.pragma('temp_store = MEMORY');
-    this.s = {
-      byName: db.prepare<[string], UserRow>('SELECT * FROM users WHERE name = ?'),
-      byUid: db.prepare<[number], UserRow>('SELECT * FROM users WHERE uid = ?'),
-      deleteConflicts: db.prepare<[string, number]>('DELETE FROM users WHERE name = ? OR uid = ?'),
-      insert: db.prepare('INSERT INTO users (name, uid, upstream_uid, gecos, password_hash, ssh_keys, fetched_at, expires_at, account_expires_at, last_used) VALUES (@name, @uid, @upstream_uid, @gecos, @password_hash, @ssh_keys, @fetched_at, @expires_at, @account_expires_at, @fetched_at)'),
-      touch: db.prepare<[number, string]>('UPDATE users SET last_used = ? WHERE name = ?'),
-      getNeg: db.prepare<[string], { expires_at: number }>('SELECT expires_at FROM negatives WHERE key = ?'),
-      putNeg: db.prepare<[string, number, number]>('INSERT OR REPLACE INTO negatives (key, fetched_at, expires_at) VALUES (?, ?, ?)'),
-      delNeg: db.prepare<[string]>('DELETE FROM negatives WHERE key = ?'),
-      listFrom: db.prepare<[number, number], UserRow>('SELECT * FROM users WHERE uid >= ? ORDER BY uid LIMIT ?'),
-      all: db.prepare<[], UserRow>('SELECT * FROM users ORDER BY uid'),
-      names: db.prepare<[], { name: string }>('SELECT name FROM users ORDER BY uid').pluck(),
-      negatives: db.prepare<[], { key: string; fetched_at: number; expires_at: number }>('SELECT * FROM negatives ORDER BY key'),
-      invalidateName: db.prepare<[number, string, number]>('UPDATE users SET expires_at = ? WHERE name = ? AND expires_at > ?'),
-      invalidateUid: db.prepare<[number, number, number]>('UPDATE users SET expires_at = ? WHERE uid = ? AND expires_at > ?'),
-      invalidateAll: db.prepare<[number, number]>('UPDATE users SET expires_at = ? WHERE expires_at > ?'),
-      remove: db.prepare<[string]>('DELETE FROM users WHERE name = ?'),
-      removeExpired: db.prepare<[number]>('DELETE FROM users WHERE expires_at <= ?'),
-      accountsEnded: db.prepare<[number], { name: string; uid: number; account_expires_at: number }>('SELECT name, uid, account_expires_at FROM users WHERE account_expires_at IS NOT NULL AND account_expires_at <= ? ORDER BY uid'),
-      removeAccountExpired: db.prepare<[string, number]>('DELETE FROM users WHERE name = ? AND account_expires_at > 0 AND account_expires_at <= ?'),
-      flushUsers: db.prepare('DELETE FROM users'),
-      flushNeg: db.prepare('DELETE FROM negatives'),
-      countFresh: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM users WHERE expires_at > ?'),
-      countAll: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM users'),
-      countNeg: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM negatives WHERE expires_at > ?'),
-      purgeNeg: db.prepare<[number]>('DELETE FROM negatives WHERE expires_at <= ?'),
-    };
-    this.putTx = db.transaction(this.putTx);
-    this.touchTx = db.transaction(this.touchTx);
+    this.handle = db;
+    this.s = prepareAll(db);
+    this.putTx = db.transaction(this.putRow);
+    this.touchTx = db.transaction(this.touchRows);
+    this.restoreTx = db.transaction(this.restoreRows);
+    this.identity = this.fileIdentity();
   }
 
   /** Opens (or creates) the cache file. Never throws for a bad file: it is moved aside. */
   static open(path: string): UserCache {
     if (path === ':memory:') return new UserCache(openChecked(path), path);
-    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-    let db: Database.Database;
-    try {
-      db = openChecked(path);
-    } catch (e) {
-      // One copy kept for a post-mortem, replaced each time: it holds password hashes, and a
-      // file that keeps going bad must not fill the tmpfs with them.
-      const aside = `${path}.bad`;
-      log('warn', 'cache.recreated', { path, reason: e instanceof Error ? e.message : String(e), moved_to: aside });
-      for (const suffix of ['', '-wal', '-shm']) {
-        rmSync(aside + suffix, { force: true });
-        if (!existsSync(path + suffix)) continue;
-        try { renameSync(path + suffix, aside + suffix); } catch { unlinkSync(path + suffix); }
-      }
-      try {
-        db = openChecked(path);
-      } catch (e2) {
-        throw new CacheError(`cannot create the cache file ${path}: ${e2 instanceof Error ? e2.message : String(e2)}; check that its directory is writable by the daemon (tmpfs /run/latchkey)`);
-      }
-    }
-    chmodSync(path, 0o600);
-    return new UserCache(db, path);
+    return new UserCache(openFile(path), path);
   }
 
   /** Bumped on every change of the user rows: encoded replies built from them are stale after it. */
@@ -191,16 +196,16 @@ export class UserCache {
   listener: CacheListener | null = null;
 
   getByName(name: string): CachedUser | null {
-    const m = this.memoByName.get(name);
+    const m = this.memoByName.get(name) ?? this.unsavedByName.get(name);
     if (m) return m;
-    const r = this.s.byName.get(name);
+    const r = this.read(() => this.s.byName.get(name));
     return r ? this.remember(fromRow(r)) : null;
   }
 
   getByUid(uid: number): CachedUser | null {
-    const m = this.memoByUid.get(uid);
+    const m = this.memoByUid.get(uid) ?? this.unsavedByUid.get(uid);
     if (m) return m;
-    const r = this.s.byUid.get(uid);
+    const r = this.read(() => this.s.byUid.get(uid));
     return r ? this.remember(fromRow(r)) : null;
   }
 
@@ -225,21 +230,36 @@ export class UserCache {
     this.memoByUid.clear();
   }
 
+  private unsavedDrop(u: CachedUser | undefined): void {
+    if (!u) return;
+    if (this.unsavedByName.get(u.username) === u) this.unsavedByName.delete(u.username);
+    if (this.unsavedByUid.get(u.uid) === u) this.unsavedByUid.delete(u.uid);
+  }
+
   /**
    * Stores a user, first removing any row holding its name or uid (a rename upstream). Returns
    * the object later reads hand out (the memo's copy): answering with it lets the reply frame
    * built for this answer serve the next hits too (answers/nss.ts keys frames by object).
+   * A file that cannot take the row (full, I/O error) costs the row its persistence, never the
+   * answer: it is kept in memory and written once a write succeeds again.
    */
   put(u: CachedUser): CachedUser {
     this.generation++;
-    this.putTx(u);
+    const written = this.write(() => this.putTx(u));
     this.forget(this.memoByName.get(u.username));
     this.forget(this.memoByUid.get(u.uid));
+    this.unsavedDrop(this.unsavedByName.get(u.username));
+    this.unsavedDrop(this.unsavedByUid.get(u.uid));
     const kept = this.remember(memoCopy(u));
+    if (!written && this.unsavedByName.size < MEMO_MAX) {
+      this.unsavedByName.set(kept.username, kept);
+      this.unsavedByUid.set(kept.uid, kept);
+    }
     this.listener?.stored(kept);
     return kept;
   }
-  private putTx = (u: CachedUser): void => {
+  private putTx = (u: CachedUser): void => { this.putRow(u); };
+  private putRow = (u: CachedUser): void => {
     this.s.deleteConflicts.run(u.username, u.uid);
     this.s.insert.run({
       name: u.username, uid: u.uid, upstream_uid: u.upstreamUid, gecos: u.gecos,
@@ -250,16 +270,20 @@ export class UserCache {
     this.s.delNeg.run(`uid:${u.uid}`);
   };
 
-  touch(name: string, now: number): void { this.s.touch.run(now, name); }
+  /** last_used is a hint (warm start order, `latchkeyctl users`): a file that cannot take it loses it. */
+  touch(name: string, now: number): void { this.write(() => this.s.touch.run(now, name)); }
   /** last_used for a batch of names in one transaction: a touch per hit would be a WAL write (~10 µs) per lookup. */
-  touchAll(names: string[], now: number): void { this.touchTx(names, now); }
-  private touchTx = (names: string[], now: number): void => { for (const name of names) this.s.touch.run(now, name); };
+  touchAll(names: string[], now: number): void { this.write(() => this.touchTx(names, now)); }
+  private touchTx = (names: string[], now: number): void => { this.touchRows(names, now); };
+  private touchRows = (names: string[], now: number): void => { for (const name of names) this.s.touch.run(now, name); };
 
-  getNegative(key: NegativeKey): number | null { return this.s.getNeg.get(key)?.expires_at ?? null; }
-  /** `publish`: false for a name only root asked for (sshd hands us whatever a client typed, passwords included). */
+  getNegative(key: NegativeKey): number | null { return this.read(() => this.s.getNeg.get(key))?.expires_at ?? null; }
+  /**
+   * `publish`: false for a name only root asked for (sshd hands us whatever a client typed,
+   * passwords included). Not written (file full): the next lookup asks the upstream again.
+   */
   putNegative(key: NegativeKey, fetchedAt: number, expiresAt: number, publish = true): void {
-    this.s.putNeg.run(key, fetchedAt, expiresAt);
-    this.listener?.negativeStored(key, expiresAt, publish);
+    if (this.write(() => this.s.putNeg.run(key, fetchedAt, expiresAt))) this.listener?.negativeStored(key, expiresAt, publish);
   }
   deleteNegative(key: NegativeKey): void { this.s.delNeg.run(key); }
   purgeNegatives(now: number): number { return this.s.purgeNeg.run(now).changes; }
@@ -270,18 +294,49 @@ export class UserCache {
     }));
   }
 
+  /** The rows with the users held in memory only laid over them (they are newer). */
+  private withUnsaved(rows: CachedUser[], from = 0, limit = Number.POSITIVE_INFINITY): CachedUser[] {
+    if (this.unsavedByName.size === 0) return rows;
+    const extra = [...this.unsavedByName.values()].filter((u) => u.uid >= from);
+    const out = rows.filter((r) => !this.unsavedByName.has(r.username) && !this.unsavedByUid.has(r.uid)).concat(extra);
+    out.sort((a, b) => a.uid - b.uid);
+    return out.slice(0, limit);
+  }
+
   /** Users with uid >= startUid, ascending: the enumeration pages. */
-  listFrom(startUid: number, limit: number): CachedUser[] { return this.s.listFrom.all(startUid, limit).map(fromRow); }
-  all(): CachedUser[] { return this.s.all.all().map(fromRow); }
-  names(): string[] { return this.s.names.all() as unknown as string[]; }
+  listFrom(startUid: number, limit: number): CachedUser[] { return this.withUnsaved(this.s.listFrom.all(startUid, limit).map(fromRow), startUid, limit); }
+  all(): CachedUser[] { return this.withUnsaved(this.s.all.all().map(fromRow)); }
+  names(): string[] {
+    const names = this.s.names.all() as unknown as string[];
+    return this.unsavedByName.size === 0 ? names : this.all().map((u) => u.username);
+  }
+
+  /**
+   * The `limit` most recently used names, most recent first (the warm start after a restart, and
+   * the recent_file the sweep writes); last_used is written per sweep, so names used within one
+   * sweep go by their fetch, latest first. Prepared per call: it runs at start and every 30 s,
+   * never on a lookup.
+   */
+  recentNames(limit: number): string[] {
+    return this.handle.prepare<[number], string>('SELECT name FROM users ORDER BY last_used DESC, fetched_at DESC, name LIMIT ?').pluck().all(limit);
+  }
 
   /** Marks entries expired: the next lookup refetches, and the stale grace still applies. */
   invalidate(target: { name: string } | { uid: number } | 'all', now = Date.now()): number {
     this.generation++;
     this.forgetAll();
-    const n = target === 'all' ? this.s.invalidateAll.run(now, now).changes
+    let n = target === 'all' ? this.s.invalidateAll.run(now, now).changes
       : 'name' in target ? this.s.invalidateName.run(now, target.name, now).changes
         : this.s.invalidateUid.run(now, target.uid, now).changes;
+    for (const u of [...this.unsavedByName.values()]) {
+      const hit = target === 'all' || ('name' in target ? u.username === target.name : u.uid === target.uid);
+      if (!hit || u.expiresAt <= now) continue;
+      this.unsavedDrop(u);
+      const e = decoded(u.username, u.uid, u.upstreamUid, u.gecos, u.passwordHash, u.sshPublicKeys, u.fetchedAt, now, u.accountExpiresAt ?? null);
+      this.unsavedByName.set(e.username, e);
+      this.unsavedByUid.set(e.uid, e);
+      n++;
+    }
     this.listener?.invalidated(target);
     return n;
   }
@@ -289,7 +344,9 @@ export class UserCache {
   remove(name: string): boolean {
     this.generation++;
     this.forget(this.memoByName.get(name));
-    const gone = this.s.remove.run(name).changes > 0;
+    const held = this.unsavedByName.get(name);
+    this.unsavedDrop(held);
+    const gone = this.s.remove.run(name).changes > 0 || held !== undefined;
     this.listener?.removed(name);
     return gone;
   }
@@ -299,7 +356,11 @@ export class UserCache {
    * (accountExpiresAt 0). The cleanup of temporary accounts (src/cleanup/) reads them.
    */
   accountsEndedBy(at: number): Array<{ name: string; uid: number; accountExpiresAt: number }> {
-    return this.s.accountsEnded.all(at).map((r) => ({ name: r.name, uid: r.uid, accountExpiresAt: r.account_expires_at }));
+    const rows = this.s.accountsEnded.all(at).map((r) => ({ name: r.name, uid: r.uid, accountExpiresAt: r.account_expires_at }));
+    for (const u of this.unsavedByName.values()) {
+      if (u.accountExpiresAt != null && u.accountExpiresAt <= at && !rows.some((r) => r.name === u.username)) rows.push({ name: u.username, uid: u.uid, accountExpiresAt: u.accountExpiresAt });
+    }
+    return rows;
   }
 
   /**
@@ -307,7 +368,10 @@ export class UserCache {
    * a refetch meanwhile that brought a later expiry (extended upstream) keeps the entry.
    */
   removeIfAccountExpired(name: string, cutoff: number): boolean {
-    if (this.s.removeAccountExpired.run(name, cutoff).changes === 0) return false;
+    const held = this.unsavedByName.get(name);
+    const heldEnded = held !== undefined && held.accountExpiresAt != null && held.accountExpiresAt > 0 && held.accountExpiresAt <= cutoff;
+    if (this.s.removeAccountExpired.run(name, cutoff).changes === 0 && !heldEnded) return false;
+    if (heldEnded) this.unsavedDrop(held);
     this.generation++;
     this.forget(this.memoByName.get(name));
     this.listener?.removed(name);
@@ -316,7 +380,8 @@ export class UserCache {
 
   /** Drops every user whose entry expired at or before `cutoff`: one statement, whatever the size. */
   removeExpiredBefore(cutoff: number): number {
-    const n = this.s.removeExpired.run(cutoff).changes;
+    let n = this.s.removeExpired.run(cutoff).changes;
+    for (const u of [...this.unsavedByName.values()]) if (u.expiresAt <= cutoff) { this.unsavedDrop(u); n++; }
     if (n > 0) { this.forgetAll(); this.generation++; }
     return n;
   }
@@ -333,6 +398,7 @@ export class UserCache {
     if (row) {
       keys.add(`name:${row.username}`).add(`uid:${row.uid}`);
       n += this.s.remove.run(row.username).changes;
+      if (this.unsavedByName.get(row.username) === row) { this.unsavedDrop(row); n++; }
       this.forget(row);
       this.generation++;
     }
@@ -343,15 +409,32 @@ export class UserCache {
 
   flush(opts: { negativeOnly?: boolean } = {}): number {
     let n = this.s.flushNeg.run().changes;
-    if (!opts.negativeOnly) { n += this.s.flushUsers.run().changes; this.forgetAll(); this.generation++; }
+    if (!opts.negativeOnly) {
+      n += this.s.flushUsers.run().changes + this.unsavedByName.size;
+      this.unsavedByName.clear();
+      this.unsavedByUid.clear();
+      this.forgetAll();
+      this.generation++;
+    }
     this.listener?.flushed(opts.negativeOnly === true);
     return n;
   }
 
   counts(now: number, staleGraceSec = 0): CacheCounts {
-    const total = this.s.countAll.get()!.n;
-    const fresh = this.s.countFresh.get(now)!.n;
-    const servable = this.s.countFresh.get(now - staleGraceSec * 1000)!.n;
+    // A corrupt file found here is recreated (read()); `status` must not fail on it.
+    return this.read(() => this.countRows(now, staleGraceSec)) ?? { fresh: 0, stale: 0, expired: 0, negative: 0, total: 0 };
+  }
+
+  private countRows(now: number, staleGraceSec: number): CacheCounts {
+    let total = this.s.countAll.get()!.n;
+    let fresh = this.s.countFresh.get(now)!.n;
+    let servable = this.s.countFresh.get(now - staleGraceSec * 1000)!.n;
+    for (const u of this.unsavedByName.values()) {
+      if (this.s.byName.get(u.username)) continue; // an older row of it is counted already
+      total++;
+      if (u.expiresAt > now) fresh++;
+      if (u.expiresAt > now - staleGraceSec * 1000) servable++;
+    }
     return { fresh, stale: servable - fresh, expired: total - servable, negative: this.s.countNeg.get(now)!.n, total };
   }
 
@@ -364,8 +447,246 @@ export class UserCache {
     return size;
   }
 
-  close(): void {
-    try { this.db.pragma('wal_checkpoint(TRUNCATE)'); } catch { /* closing anyway */ }
-    this.db.close();
+  // ---- a file that cannot be written, or that changed under us ----
+
+  /** What `latchkeyctl status` shows of the file: the write error in force, the last recreation. */
+  fileStatus(): { write_error: CacheWriteError | null; recreated: CacheRecreated | null; unsaved: number } {
+    return { write_error: this.writeError, recreated: this.recreated, unsaved: this.unsavedByName.size };
   }
+
+  /**
+   * The sweep's check (and every write's): the file deleted, replaced by
+   * another one, or its header overwritten → a new file with everything this connection still
+   * reads (the old inode stays readable while it is open) and the memo; users held in memory
+   * only are written again when the file takes writes.
+   */
+  checkFile(now = Date.now()): void {
+    if (this.path === ':memory:') return;
+    const problem = this.fileProblem();
+    if (problem !== null) this.recover(problem, now);
+    else if (this.unsavedByName.size > 0 || this.writeError !== null) this.write(() => this.flushUnsaved());
+  }
+
+  private fileIdentity(): { dev: number; ino: number } | null {
+    if (this.path === ':memory:') return null;
+    try { const st = statSync(this.path); return { dev: st.dev, ino: st.ino }; } catch { return null; }
+  }
+
+  private fileProblem(): string | null {
+    let st;
+    try { st = statSync(this.path); } catch { return 'the cache file was deleted while the daemon ran'; }
+    if (this.identity && (st.dev !== this.identity.dev || st.ino !== this.identity.ino)) return 'the cache file was replaced by another file while the daemon ran';
+    if (st.size >= SQLITE_MAGIC.length) {
+      const head = Buffer.alloc(SQLITE_MAGIC.length);
+      let fd = -1;
+      try {
+        fd = openSync(this.path, 'r');
+        readSync(fd, head, 0, head.length, 0);
+      } catch { return null; } finally { if (fd >= 0) closeSync(fd); }
+      if (!head.equals(SQLITE_MAGIC)) return 'the cache file was overwritten (not an SQLite header) while the daemon ran';
+    }
+    return null;
+  }
+
+  /**
+   * A read that finds the file corrupt recreates it and reads again; a second failure reads as
+   * "not cached" (the upstream is asked), never as an exception out of a lookup.
+   */
+  private read<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (e) {
+      if (!isCorrupt(e)) throw e;
+      this.recover(`SQLite says the cache file is corrupt: ${errorText(e)}`, Date.now());
+      try { return fn(); } catch { return undefined; }
+    }
+  }
+
+  /**
+   * Runs a write. A corrupt file is recreated and the write tried again; a full one (or an I/O
+   * error) first makes room (rows past their grace, expired negatives) and tries once more.
+   * Returns false when the write could not be made: the caller keeps what it wrote in memory.
+   * Every change of state is logged once, not per lookup.
+   */
+  private write(fn: () => void): boolean {
+    const now = Date.now();
+    // A stat and a 16-byte read (~5 µs) before each write: writes follow an upstream fetch or
+    // the sweep, never a cache hit, and a write into a deleted file would be lost.
+    if (this.path !== ':memory:') {
+      const problem = this.fileProblem();
+      if (problem !== null) this.recover(problem, now);
+    }
+    try {
+      fn();
+    } catch (e) {
+      if (isCorrupt(e)) {
+        this.recover(`SQLite says the cache file is corrupt: ${errorText(e)}`, now);
+      } else if (isWriteFailure(e)) {
+        this.makeRoom(now);
+      } else {
+        throw e;
+      }
+      try {
+        fn();
+      } catch (e2) {
+        if (!isCorrupt(e2) && !isWriteFailure(e2)) throw e2;
+        this.writeFailed(e2, now);
+        return false;
+      }
+    }
+    if (this.writeError !== null) this.writeRecovered(now);
+    return true;
+  }
+
+  /**
+   * The error clears only once the users held in memory are written too: near the limit a
+   * small write (last_used) fits where a user's row does not, and the state (and the log)
+   * must not flip at every lookup.
+   */
+  private writeRecovered(now: number): void {
+    try {
+      this.flushUnsaved();
+    } catch (e) {
+      if (isWriteFailure(e) || isCorrupt(e)) return;
+      throw e;
+    }
+    const was = this.writeError!;
+    this.writeError = null;
+    log('info', 'cache.write_recovered', { path: this.path, code: was.code, since: was.since, failed_for_ms: now - was.since });
+  }
+
+  private makeRoom(now: number): void {
+    const grace = this.staleGraceMs();
+    try { this.s.purgeNeg.run(now); } catch { /* the file is full: tried, the write retries anyway */ }
+    if (Number.isFinite(grace)) {
+      try { if (this.s.removeExpired.run(now - grace).changes > 0) { this.forgetAll(); this.generation++; } } catch { /* as above */ }
+    }
+    try { this.handle.pragma('wal_checkpoint(TRUNCATE)'); } catch { /* as above */ }
+  }
+
+  private writeFailed(e: unknown, now: number): void {
+    const code = sqliteCode(e);
+    const full = code === 'SQLITE_FULL';
+    const detail = errorText(e);
+    if (this.writeError === null || this.writeError.code !== code) {
+      const fix = full
+        ? `the filesystem of ${this.path} is full: give it more room (the tmpfs size of /run) or lower [cache] ttl / stale_grace`
+        : `check the filesystem of ${this.path} (dmesg); the daemon keeps answering from memory`;
+      this.writeError = { code, since: now, detail, fix };
+      log('error', 'cache.write_failed', { path: this.path, code, detail, fix, serving: 'users fetched meanwhile are answered from memory and written once the file takes writes again' });
+    }
+  }
+
+  /** Writes the users held in memory only; each one written leaves the memory-only set. */
+  private flushUnsaved = (): void => {
+    for (const u of [...this.unsavedByName.values()]) {
+      this.putTx(u);
+      this.unsavedDrop(u);
+    }
+  };
+
+  /** A new file at the path, with every user this connection (or the memo) still has. */
+  private recover(reason: string, now: number): void {
+    const users = new Map<string, CachedUser>();
+    let negatives: Array<{ key: string; fetched_at: number; expires_at: number }> = [];
+    try {
+      for (const u of this.s.all.all().map(fromRow)) users.set(u.username, u);
+      negatives = this.s.negatives.all();
+    } catch { /* unreadable: the memo below is what is left */ }
+    for (const u of this.memoByName.values()) users.set(u.username, u);
+    for (const u of this.unsavedByName.values()) users.set(u.username, u);
+    // Closed before the new file is made: closing a WAL connection removes `path-wal` by name.
+    try { this.handle.close(); } catch { /* it is being replaced */ }
+    const movedTo = moveFilesAside(this.path);
+    try {
+      this.attach(openFile(this.path));
+    } catch (e) {
+      // No new file (the directory is full or unwritable): serve from an in-memory database,
+      // which the next check (a write, the sweep) moves to a file again once one can be made.
+      this.attach(openChecked(':memory:'));
+      this.writeFailed(e, now);
+    }
+    let restored = 0;
+    try {
+      this.restoreTx([...users.values()], negatives.filter((n) => n.expires_at > now));
+      restored = users.size;
+      this.unsavedByName.clear();
+      this.unsavedByUid.clear();
+    } catch (e) {
+      if (!isWriteFailure(e)) throw e;
+      for (const u of users.values()) { this.unsavedByName.set(u.username, u); this.unsavedByUid.set(u.uid, u); }
+      this.writeFailed(e, now);
+    }
+    this.forgetAll();
+    this.generation++;
+    this.recreated = { at: now, reason, restored_users: restored };
+    log('warn', 'cache.recreated', { path: this.path, reason, moved_to: movedTo, restored_users: restored, held_in_memory: this.unsavedByName.size });
+  }
+  private restoreTx = (users: CachedUser[], negatives: Array<{ key: string; fetched_at: number; expires_at: number }>): void => {
+    this.restoreRows(users, negatives);
+  };
+  private restoreRows = (users: CachedUser[], negatives: Array<{ key: string; fetched_at: number; expires_at: number }>): void => {
+    for (const u of users) this.putRow(u);
+    for (const n of negatives) this.s.putNeg.run(n.key, n.fetched_at, n.expires_at);
+  };
+
+  close(): void {
+    try { this.handle.pragma('wal_checkpoint(TRUNCATE)'); } catch { /* closing anyway */ }
+    this.handle.close();
+  }
+}
+
+/** The first 16 bytes of every SQLite 3 file. */
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
+
+export interface CacheWriteError { code: string; since: number; detail: string; fix: string }
+export interface CacheRecreated { at: number; reason: string; restored_users: number }
+
+function sqliteCode(e: unknown): string {
+  const c = (e as { code?: unknown } | null)?.code;
+  return typeof c === 'string' ? c : 'error';
+}
+function errorText(e: unknown): string { return e instanceof Error ? e.message : String(e); }
+function isCorrupt(e: unknown): boolean {
+  const c = sqliteCode(e);
+  return c.startsWith('SQLITE_CORRUPT') || c === 'SQLITE_NOTADB';
+}
+/** The file refused a write: full, read-only, an I/O error. */
+function isWriteFailure(e: unknown): boolean {
+  const c = sqliteCode(e);
+  return c === 'SQLITE_FULL' || c.startsWith('SQLITE_IOERR') || c.startsWith('SQLITE_READONLY') || c === 'SQLITE_CANTOPEN';
+}
+
+/**
+ * One copy kept for a post-mortem, replaced each time: it holds password hashes, and a file
+ * that keeps going bad must not fill the tmpfs with them. Returns where it went ('' if nothing).
+ */
+function moveFilesAside(path: string): string {
+  const aside = `${path}.bad`;
+  let moved = '';
+  for (const suffix of ['', '-wal', '-shm']) {
+    rmSync(aside + suffix, { force: true });
+    if (!existsSync(path + suffix)) continue;
+    try { renameSync(path + suffix, aside + suffix); if (suffix === '') moved = aside; } catch { unlinkSync(path + suffix); }
+  }
+  return moved;
+}
+
+/** Opens the file at `path`; one that cannot be used is moved aside and a new one made. */
+function openFile(path: string): Database.Database {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  let db: Database.Database;
+  try {
+    db = openChecked(path);
+  } catch (e) {
+    const aside = moveFilesAside(path);
+    log('warn', 'cache.recreated', { path, reason: e instanceof Error ? e.message : String(e), moved_to: aside });
+    try {
+      db = openChecked(path);
+    } catch (e2) {
+      throw new CacheError(`cannot create the cache file ${path}: ${e2 instanceof Error ? e2.message : String(e2)}; check that its directory is writable by the daemon (tmpfs /run/latchkey)`);
+    }
+  }
+  chmodSync(path, 0o600);
+  return db;
 }

@@ -74,14 +74,16 @@ export interface ResolverStatsSnapshot {
   hit_ratio: number | null;
   /** upstream requests by outcome; background_refresh counts the refresh-ahead ones among them;
    *  busy: lookups refused a slot (per-uid rate, queue, deadline), late: answered "unavailable"
-   *  at the answer deadline while the request went on — neither counts against the upstream */
-  upstream: { found: number; notfound: number; error: number; background_refresh: number; busy: number; late: number };
+   *  at the answer deadline while the request went on — neither counts against the upstream;
+   *  held_off: lookups and refreshes answered without asking while the upstream was held off
+   *  (failures in a row, or its Retry-After; upstream/backoff.ts); rate_limited: 429 and 503 replies */
+  upstream: { found: number; notfound: number; error: number; background_refresh: number; busy: number; late: number; held_off: number; rate_limited: number };
   upstream_latency: HistogramSnapshot;
 }
 
 export class ResolverStats {
   readonly lookups: Record<LookupResult | 'notfound', number> = { hit: 0, negative: 0, rule: 0, miss: 0, stale: 0, unavail: 0, local: 0, local_notfound: 0, notfound: 0 };
-  readonly upstream = { found: 0, notfound: 0, error: 0, background_refresh: 0, busy: 0, late: 0 };
+  readonly upstream = { found: 0, notfound: 0, error: 0, background_refresh: 0, busy: 0, late: 0, held_off: 0, rate_limited: 0 };
   readonly upstreamLatency = new Histogram();
 
   hitRatio(): number | null {

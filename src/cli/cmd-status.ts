@@ -42,12 +42,30 @@ export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' |
     ] : []),
     ['last upstream error', lastErr ? (machine ? `${t(lastErr.at)}\t${lastErr.message}` : `${lastErr.message} (${t(lastErr.at)})`) : '-'],
     ...(up.auth ? authPairs(up.auth, machine, t) : []),
+    // issue 19: while held off nothing is sent upstream; said on its own line so it is not missed.
+    ...(up.holdoff !== undefined ? [['upstream holdoff', up.holdoff === null ? '-' : machine
+      ? `${t(up.holdoff.until)}\t${up.holdoff.failures}\t${up.holdoff.half_open ? 'half-open' : 'held'}\t${oneLine(up.holdoff.reason)}`
+      : `${up.holdoff.half_open ? `over at ${t(up.holdoff.until)}, one probe request allowed` : `nothing sent until ${t(up.holdoff.until)}`}: ${oneLine(up.holdoff.reason)}`] as Pair] : []),
     ['cache file', cache.file],
     ['cache size', machine ? String(cache.size_bytes) : formatBytes(cache.size_bytes)],
     ['entries', machine
       ? `${entries.fresh}\t${entries.stale}\t${entries.expired}\t${entries.negative}`
       : `${entries.fresh} fresh, ${entries.stale} stale, ${entries.expired} expired, ${entries.negative} negative`],
     ['hit ratio', machine ? str(cache.hit_ratio) : formatRatio(cache.hit_ratio)],
+    ...(cache.jitter_pct !== undefined ? [['jitter', machine ? String(cache.jitter_pct) : `±${cache.jitter_pct}% on each ttl and refresh-ahead window`] as Pair] : []),
+    ...(cache.warm_start ? [['warm start', ((w) => machine
+      ? `${w.state}\t${w.total}\t${w.done}\t${w.refreshed}\t${w.failed}`
+      : w.state === 'off' ? 'off' : `${w.state}: ${w.done} of ${w.total} done, ${w.refreshed} refreshed, ${w.failed} failed`)(cache.warm_start)] as Pair] : []),
+    // issue 19: a cache file that refuses writes (its tmpfs full) or was made again while running.
+    ...(cache.write_error ? [['cache writes', ((w) => machine
+      ? `failing\t${w.code}\t${t(w.since)}\t${cache.held_in_memory ?? 0}`
+      : `FAILING since ${t(w.since)} (${w.code}: ${oneLine(w.detail)}); ${cache.held_in_memory ?? 0} users held in memory. Fix: ${oneLine(w.fix)}`)(cache.write_error)] as Pair] : []),
+    ...(cache.recreated ? [['cache recreated', machine
+      ? `${t(cache.recreated.at)}\t${cache.recreated.restored_users}\t${oneLine(cache.recreated.reason)}`
+      : `${t(cache.recreated.at)}: ${oneLine(cache.recreated.reason)}; ${cache.recreated.restored_users} users carried over`] as Pair] : []),
+    ...(r.clock?.last_jump ? [['clock jump', ((j) => machine
+      ? `${t(j.at)}\t${j.delta_ms}\t${r.clock!.jumps}`
+      : `the wall clock stepped ${j.direction} by ${Math.round(Math.abs(j.delta_ms) / 1000)} s at ${t(j.at)} (${r.clock!.jumps} steps since start); check NTP`)(r.clock.last_jump)] as Pair] : []),
     ['open sessions', String(r.sessions.open)],
     ['rootd', machine ? (r.rootd.reachable ? 'reachable' : 'unreachable') : r.rootd.reachable ? `reachable (${r.rootd.socket})` : `unreachable: ${r.rootd.error ?? ''} (${r.rootd.socket})`],
     // The shared-memory map: "failed" says why; lookups then go over nss.sock.
@@ -70,6 +88,12 @@ export function statusPairs(r: AdminReplyData<'status'>, ctx: Pick<Ctx, 'mode' |
     pairs.push(['metrics', m.listen === null ? 'off' : machine
       ? `${m.serving ? 'serving' : 'failed'} ${m.listen}${m.error ? ` ${oneLine(m.error)}` : ''}`
       : m.serving ? `serving at ${m.listen} (GET /metrics)` : `not serving: ${oneLine(m.error ?? 'unknown error')}`]);
+  }
+  if (r.userdb) {
+    const u = r.userdb;
+    pairs.push(['userdb', !u.enabled ? 'off ([userdb] enabled = no)' : machine
+      ? `${u.path}\t${u.connections}\t${u.requests}\t${u.errors}\t${u.refused}\t${u.malformed}\t${u.records_refused}`
+      : `serving io.systemd.UserDatabase at ${u.path}: ${u.connections} connections, ${u.requests} requests, ${u.errors} error replies, ${u.refused} connections refused, ${u.malformed} closed malformed${u.records_refused ? `, ${u.records_refused} records refused by systemd's rules (see the log)` : ''}`]);
   }
   // Weakened settings (insecure_http, insecure_tls) are shown every time, never only in a log
   // an admin may not read; no line at all when there are none.

@@ -100,11 +100,24 @@ examples:
                   logins, refreshes, last_auth_error {message, at} | null},
             health {state ("reachable", "unreachable", "http_error", "auth_failed",
                     "invalid_reply", "unknown"), since, detail, url (health_url; null: none),
-                    last_lookup {outcome, at, ms, message} | null}}
+                    last_lookup {outcome, at, ms, message} | null},
+            holdoff {until, reason, failures, half_open} | null}
             (reachable: state is "reachable", null when unknown; probe_ms and probe_error:
-             the health_url request status just made, null without one)
+             the health_url request status just made, null without one; holdoff: nothing is
+             sent upstream until "until" (failures in a row, or the service's Retry-After),
+             then one probe request; null: asked freely)
   cache {file, size_bytes, ttl_s, negative_ttl_s, stale_grace_s,
-         entries {fresh, stale, expired, negative, total}, hit_ratio (0..1 or null)},
+         entries {fresh, stale, expired, negative, total}, hit_ratio (0..1 or null),
+         jitter_pct ([cache] jitter), warm_start {state ("off", "waiting", "running", "done",
+         "stopped"), total, done, refreshed, failed},
+         write_error {code (e.g. "SQLITE_FULL"), since, detail, fix} | null, held_in_memory,
+         recreated {at, reason, restored_users} | null}
+        (write_error: the file refuses writes, e.g. its tmpfs is full; users fetched meanwhile
+         are answered from memory (held_in_memory) and written, clearing it, once a write
+         succeeds. recreated: the file was deleted, replaced or corrupt while running and was
+         made again with every user the daemon still had)
+  clock {last_jump {at, delta_ms (> 0: forward), direction ("forward", "back")} | null, jumps}
+        (wall-clock steps over 60 s seen against the monotonic clock)
   sessions {open},
   rootd {socket, reachable, error}   (latchkey-rootd: homes and ending sessions need it)
   map {file, state ("on", "off", "failed"), reason, users, negative, size_bytes, rebuilds,
@@ -120,6 +133,8 @@ examples:
   config {file, loaded_at, digest (first 16 hex digits of the file's sha256),
           last_reload {at, ok, credential ("none", "start", "pushed"), error} | null}
   metrics {listen, serving, error}   (listen null: [metrics] off)
+  userdb {enabled, path, connections, accepted, refused, requests, errors, malformed,
+          records_refused}   (systemd's io.systemd.UserDatabase on userdb.sock; path null: off)
   (times are epoch milliseconds; when the daemon is down: {"daemon": "down", "error": "..."})
 `,
   users: `usage: latchkeyctl users [--stale] [--negative] [--json] [--utc]
@@ -337,9 +352,10 @@ examples:
     hit: fresh from cache; negative: a cached "no such user"; miss: went upstream; stale: served
     an expired entry because upstream failed; rule: refused by the name/uid rule; unavail: no answer;
     local: a persistent local user (latchkeyctl local); local_notfound: a uid of their range none has
-  upstream {found, notfound, error, background_refresh, busy, late}
+  upstream {found, notfound, error, background_refresh, busy, late, held_off, rate_limited}
     busy: lookups refused an upstream slot (per-uid rate, queue); late: answered "unavailable" at
-    the answer deadline while the request went on
+    the answer deadline while the request went on; held_off: answered without asking while the
+    upstream was held off (failures in a row, or its Retry-After); rate_limited: 429/503 replies
   upstream_latency {count, sum_ms, mean_ms, p50_ms, p99_ms, max_ms, buckets {le_1ms, le_2ms, ... le_5000ms, +inf}}
   verify {by_kind {KIND {ok, failed, avg_ms}}, unknown_user, throttled}
     KIND: bcrypt, md5crypt, sha256crypt, sha512crypt, yescrypt, des, none, unknown

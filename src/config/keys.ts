@@ -8,7 +8,7 @@ import {
   parseOctal, parseOptionalPath, parseSize, formatDuration, formatOctal, formatSize,
 } from './values.js';
 
-export const SECTIONS = ['upstream', 'cache', 'users', 'homes', 'pam', 'daemon', 'local', 'events', 'cleanup', 'metrics'] as const;
+export const SECTIONS = ['upstream', 'cache', 'users', 'homes', 'pam', 'daemon', 'local', 'events', 'cleanup', 'metrics', 'userdb'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** Where a value was set: used to name both lines when a key is given twice. */
@@ -122,6 +122,23 @@ function tokenUrl(raw: string): string {
 
 function dbPath(raw: string): string {
   return raw.trim() === ':memory:' ? ':memory:' : parseAbsolutePath(raw);
+}
+
+/** [cache] jitter: a percentage with its sign, 0% .. 50% (a bare 0.1 or 10 is refused: which one was meant?). */
+function percent(raw: string): number {
+  const m = /^(\d{1,2}(?:\.\d{1,2})?)\s*%$/.exec(raw.trim());
+  if (!m) throw new ValueProblem('is not a percentage; expected e.g. 10% (0% turns jitter off)');
+  const v = Number(m[1]);
+  if (v > 50) throw new ValueProblem('must be at most 50%: more lets two fetches of one user live three times as long as each other');
+  return v / 100;
+}
+
+const formatPercent = (v: number): string => `${Math.round(v * 10_000) / 100}%`;
+
+/** [cache] recent_file: an absolute path, or none (no list: a warm start after a reboot has nothing to go on). */
+function recentFile(raw: string): string | null {
+  const v = raw.trim();
+  return v === '' || v === 'none' ? null : parseAbsolutePath(v);
 }
 
 function homeBase(raw: string): string {
@@ -283,6 +300,8 @@ export const KEYS: readonly KeySpec[] = [
     { key: 'insecure_tls', legacy: 'insecure_tls', parse: parseBool,
       set: (d, v: boolean) => { d.cfg.upstream.insecureTls = v; }, get: (c) => us(c).insecureTls, fmt: bool },
     { key: 'health_url', parse: healthUrl, set: (d, v: string | null) => { d.cfg.upstream.healthUrl = v; }, get: (c) => us(c).healthUrl, fmt: orNull },
+    { key: 'backoff_max', parse: (r) => parseDurationMs(r, 1000, 3_600_000),
+      set: (d, v: number) => { d.cfg.upstream.backoffMaxMs = v; }, get: (c) => us(c).backoffMaxMs ?? 30_000, fmt: formatDuration },
   ]),
   ...section('cache', [
     { key: 'db_path', legacy: 'db_path', parse: dbPath, set: (d, v: string) => { d.cfg.cache.dbPath = v; }, get: (c) => c.cache.dbPath },
@@ -296,6 +315,13 @@ export const KEYS: readonly KeySpec[] = [
       set: (d, v: number) => { d.cfg.cache.refreshAheadSec = v; }, get: (c) => c.cache.refreshAheadSec * 1000, fmt: formatDuration },
     { key: 'map_name_misses', parse: parseBool,
       set: (d, v: boolean) => { d.cfg.cache.mapNameMisses = v; }, get: (c) => c.cache.mapNameMisses !== false, fmt: bool },
+    { key: 'jitter', parse: percent, set: (d, v: number) => { d.cfg.cache.jitter = v; }, get: (c) => c.cache.jitter ?? 0, fmt: formatPercent },
+    { key: 'warm_start', parse: (r) => parseInteger(r, 0, 100_000),
+      set: (d, v: number) => { d.cfg.cache.warmStart = v; }, get: (c) => c.cache.warmStart ?? 0 },
+    { key: 'warm_start_rate', parse: (r) => parseInteger(r, 1, 1000),
+      set: (d, v: number) => { d.cfg.cache.warmStartRate = v; }, get: (c) => c.cache.warmStartRate ?? 20 },
+    { key: 'recent_file', parse: recentFile,
+      set: (d, v: string | null) => { d.cfg.cache.recentFile = v; }, get: (c) => c.cache.recentFile ?? null, fmt: (v: string | null) => v ?? 'none' },
   ]),
   ...section('users', [
     { key: 'uid_shift', legacy: 'ega_uid_shift', parse: (r) => parseInteger(r, 0, MAX_SIGNED_ID),
@@ -435,6 +461,9 @@ export const KEYS: readonly KeySpec[] = [
   ]),
   ...section('metrics', [
     { key: 'listen', parse: metricsListen, set: (d, v: MetricsListen | null) => { d.cfg.metrics.listen = v; }, get: (c) => c.metrics.listen, fmt: formatMetricsListen },
+  ]),
+  ...section('userdb', [
+    { key: 'enabled', parse: parseBool, set: (d, v: boolean) => { d.cfg.userdb.enabled = v; }, get: (c) => c.userdb.enabled, fmt: bool },
   ]),
 ];
 

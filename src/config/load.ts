@@ -34,9 +34,12 @@ export function defaultConfig(overrides: Overrides = {}): Config {
       byNameUrl: '', byUidUrl: '', basicAuth: null, bearerToken: null, tokenUrl: null, apiKey: null, jsonPrefix: '',
       connectTimeoutMs: 2000, requestTimeoutMs: 4000, maxBodyBytes: 65536, maxConcurrent: 16,
       caFile: null, certFile: null, keyFile: null, verifyPeer: true, verifyHostname: true, insecureHttp: false, insecureTls: false,
-      healthUrl: null,
+      healthUrl: null, backoffMaxMs: 30_000,
     },
-    cache: { dbPath: '/run/latchkey/cache.db', ttlSec: 3600, negativeTtlSec: 60, staleGraceSec: 3600, refreshAheadSec: 60, mapNameMisses: true },
+    cache: {
+      dbPath: '/run/latchkey/cache.db', ttlSec: 3600, negativeTtlSec: 60, staleGraceSec: 3600, refreshAheadSec: 60, mapNameMisses: true,
+      jitter: 0.1, warmStart: 500, warmStartRate: 20, recentFile: '/var/lib/latchkey/recent-users',
+    },
     users: {
       uidShift: 10000, gid: 10000, groupName: 'lega', minUid: 1000, maxUid: 2147483647,
       nameRegex: DEFAULT_NAME_REGEX, shell: '/bin/bash',
@@ -61,6 +64,7 @@ export function defaultConfig(overrides: Overrides = {}): Config {
     events: { url: null, bearerToken: null, caFile: null, queueSize: 1000, timeoutMs: 2000 },
     cleanup: { intervalSec: 3600, expiredGraceSec: 7 * 86400 },
     metrics: { listen: null },
+    userdb: { enabled: true },
     daemon: { socketDir: '/run/latchkey', maxConnections: 0, maxConnectionsPerUid: 0, idleTimeoutMs: 30000, logLevel: 'info', sshdConfig: '/etc/ssh/sshd_config', user: '_latchkey', rootdSocket: '/run/latchkey-rootd/rootd.sock' },
   };
   for (const [sec, values] of Object.entries(overrides)) {

@@ -35,6 +35,8 @@ export interface UpstreamConfig {
   /** what `latchkeyctl status` GETs to see whether the upstream is up (2xx = up); null = no
    *  request, status reports the last real request's outcome — health_url */
   healthUrl: string | null;
+  /** the longest exponential hold-off after failures in a row (src/upstream/backoff.ts); unset = 30 s — backoff_max */
+  backoffMaxMs?: number;
 }
 
 export interface CacheConfig {
@@ -52,6 +54,15 @@ export interface CacheConfig {
   /** publish names that do not exist (asked by a user other than root) in the shared-memory map,
    *  which every local user can read; false: such misses go over nss.sock. Unset means true. */
   mapNameMisses?: boolean;
+  /** fraction (0..0.5) each entry's ttl, negative ttl and refresh-ahead window are spread by
+   *  (cache/policy.ts); unset = 0 (the loader's default is 0.1) — jitter */
+  jitter?: number;
+  /** after a start, refresh up to this many recently used users that are not fresh; 0 = off; unset = 0 */
+  warmStart?: number;
+  /** warm-start refreshes per second at most; unset = 20 */
+  warmStartRate?: number;
+  /** names-only list of recently used users, kept across reboots for the warm start; null or unset = none */
+  recentFile?: string | null;
 }
 
 export interface UsersConfig {
@@ -204,6 +215,11 @@ export interface MetricsConfig {
   listen: MetricsListen | null;
 }
 
+/** The systemd userdb provider (src/userdb/): userdb.sock in socket_dir, io.systemd.UserDatabase. */
+export interface UserdbConfig {
+  enabled: boolean;
+}
+
 /** The periodic cleanup of temporary accounts (src/cleanup/). */
 export interface CleanupConfig {
   /** how often it runs; 0 = never (latchkeyctl purge --expired still works) */
@@ -225,4 +241,5 @@ export interface Config {
   events: EventsConfig;
   cleanup: CleanupConfig;
   metrics: MetricsConfig;
+  userdb: UserdbConfig;
 }

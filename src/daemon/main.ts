@@ -7,7 +7,7 @@ import { UserCache } from '../cache/db.js';
 import { Resolver } from '../directory/resolver.js';
 import { RestUserSource } from '../upstream/client.js';
 import { Throttle } from '../verify/throttle.js';
-import { listenAll, type Listening } from '../server/sockets.js';
+import { listenAll, nssBudgetLimits, type Listening } from '../server/sockets.js';
 import type { HandlerTable } from '../server/dispatch.js';
 import { log, setLogLevel } from '../log.js';
 import { LatchkeyError } from '../errors.js';
@@ -34,12 +34,15 @@ import { prepareRuntime, requireReadableAccountFiles, requireWritableCacheDir } 
 import type { SshdFacts } from '../sshdconf/checks.js';
 import { LocalUsers } from '../localusers/service.js';
 import { SystemdNotifier } from './notify.js';
+import { ClockWatch } from './clock.js';
 import { Cleanup } from '../cleanup/run.js';
 import { SessionEvents } from '../events/hub.js';
 import { UpstreamHealth } from '../upstream/health.js';
 import { DaemonMetrics } from '../metrics/daemon.js';
 import { MetricsServer } from '../metrics/server.js';
 import { configDigest } from '../answers/admin/status.js';
+import { UserdbServer } from '../userdb/server.js';
+import { ConnectionBudget, RequestPacer } from '../server/budget.js';
 import { readFileSync } from 'node:fs';
 
 const USAGE = `usage: latchkeyd [--config FILE] [--check]
@@ -97,6 +100,11 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   let sshd = sshdFactsForDaemon(cfg);
   const startedAt = Date.now();
   const cache = UserCache.open(cfg.cache.dbPath);
+  // A full file first drops rows past their grace (never servable again) to make room.
+  cache.staleGraceMs = () => cfg.cache.staleGraceSec * 1000;
+  // Wall-clock steps, logged and shown by status (src/daemon/clock.ts).
+  const clock = new ClockWatch();
+  clock.start();
   // One record of upstream outcomes for the daemon's life: every client a reload builds writes it.
   const upstreamHealth = new UpstreamHealth();
   // The client in use (a reload replaces it; the new one takes over a still-valid token).
@@ -106,6 +114,10 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   // The shared-memory map the NSS module reads before it asks nss.sock (src/fastpath).
   const map = new MapPublisher((path, expect) => new (loadAddon().MapWriter)(path, expect), () => cfg, resolver, cache);
   cache.listener = map;
+  // After the wall clock stepped back, the map's records would stay fresh for as long as the
+  // step (readers compare expiries with their own clock): republish without the users fetched
+  // "in the future", which the socket no longer calls fresh either (cache/policy.ts).
+  clock.onJump = (j) => { if (j.direction === 'back') map.rebuild(); };
   const throttle = new Throttle(() => cfg.pam);
   const authStats = new AuthStats();
   // The sessions' own versioned file beside the cache; the first start after an upgrade takes
@@ -152,6 +164,11 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   const decisions = new LoginDecisions();
   const nss: HandlerTable = nssHandlers(resolver, identity, () => cfg, () => cache.generation, decisions);
   let listening: Listening | null = null;
+  // One per-uid request rate and one connection budget for nss.sock and userdb.sock, the two
+  // world-connectable sockets: a second socket is not a second share (nor a second fd allowance).
+  const pacer = new RequestPacer();
+  const publicBudget = new ConnectionBudget(() => nssBudgetLimits(cfg.daemon.maxConnections, cfg.daemon.maxConnectionsPerUid));
+  let userdb: UserdbServer | null = null;
   const priv: HandlerTable = {
     ...nss,
     ...authHandlers(resolver, identity, throttle, authStats, () => cfg, (u, pw) => {
@@ -165,6 +182,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
       socketPaths: () => listening!.paths, cache, resolver, source, sessions, throttle, authStats, rootd, map, local,
       reload: (credential) => reloadNow(credential), cleanup, events,
       configLoaded: () => loaded, lastReload: () => lastReload, metrics: metricsServer, decisions,
+      userdb: { status: () => userdb!.status() }, clock,
     }),
   };
 
@@ -175,7 +193,12 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     idleTimeoutMs: () => cfg.daemon.idleTimeoutMs,
     nssHandlers: () => nss,
     privHandlers: () => priv,
+    pacer,
+    publicBudget,
   });
+  // systemd's userdb (src/userdb): after listenAll made socket_dir; [userdb] enabled decides.
+  userdb = new UserdbServer({ socketDir: cfg.daemon.socketDir, cfg: () => cfg, resolver, pacer, budget: publicBudget });
+  await userdb.configure(cfg.userdb.enabled);
   map.start();
   await metricsServer.configure(cfg.metrics.listen);
   // systemd (Type=notify): ready once the sockets serve, and a one-line STATUS= for `systemctl
@@ -191,6 +214,8 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   };
   notifier.ready(summary());
   cleanup.schedule();
+  // [cache] warm_start: refresh the recently used users that are not fresh, after a random delay.
+  resolver.warmStart.start();
   // An exception in a timer callback is an uncaughtException, which exits the daemon; a
   // failing sweep (e.g. SQLITE_FULL on the tmpfs) must cost only that sweep.
   const sweep = setInterval(() => {
@@ -203,6 +228,10 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     } catch (e) { log('error', 'sessions.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
     try { resolver.sweep(); } catch (e) { log('error', 'cache.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
     map.sweep();
+    // The cache file deleted, replaced or overwritten → recreated; users held in memory while
+    // it was full → written (src/cache/db.ts).
+    try { cache.checkFile(); } catch (e) { log('error', 'cache.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
+    clock.check();
     notifier.status(summary());
   }, 30_000);
   sweep.unref();
@@ -259,6 +288,7 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     sshd = nextSshd;
     setLogLevel(cfg.daemon.logLevel);
     listening!.setMaxConnections(cfg.daemon.maxConnections);
+    userdb!.configure(cfg.userdb.enabled).catch((e: unknown) => log('error', 'userdb.reload_failed', { error: e instanceof Error ? e.message : String(e), path: userdb!.path }));
     // Shell, home base, gid, group and rules may have changed: the map is decided again (a
     // map that had failed is tried again).
     map.rebuild();
@@ -291,12 +321,17 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
     async stop() {
       notifier.stopping();
       clearInterval(sweep);
+      resolver.warmStart.stop();
+      // last_used and the recent file, as the sweep would have written them (survives a reboot)
+      try { resolver.saveRecent(); } catch (e) { log('error', 'cache.sweep_failed', { error: e instanceof Error ? e.message : String(e) }); }
+      clock.stop();
       cleanup.stop();
       sessions.stop();
       events.close();
       process.off('SIGHUP', reload);
       // First the map (retired and removed: readers go to the socket), then the sockets.
       map.close(true);
+      await userdb!.close();
       await listening!.close();
       await metricsServer.close();
       await source.close();

@@ -19,8 +19,10 @@ import type { UserSource } from '../upstream/types.js';
 import type { Config } from '../config/types.js';
 import type { CachedUser } from '../types.js';
 import type { Lookup } from '../cache/types.js';
-import { classify, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from '../cache/policy.js';
+import { classify, jitteredMs, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from '../cache/policy.js';
+import { BACKOFF_BASE_MS, type HoldoffView, type Outcome as PacingOutcome, UpstreamBackoff } from '../upstream/backoff.js';
 import { SingleFlight } from '../cache/singleflight.js';
+import { RecentFile, WarmStart, type WarmResult } from '../cache/warm.js';
 import { ResolverStats } from '../cache/stats.js';
 import { nameProblem, localUidAllowed } from '../users/rules.js';
 import { LocalAccounts } from '../users/local.js';
@@ -46,10 +48,10 @@ type Outcome = { kind: 'found'; user: CachedUser } | { kind: 'notfound' } | { ki
 export interface AccountChange { name: string; uid: number; state: 'removed' | 'disabled' | 'expired'; detail: string }
 
 /**
- * Consecutive timeouts or refused connections before the upstream counts as down. One slow or
- * broken reply (a hostile record, a name the service chokes on) is that name's problem only:
- * entering the hold-off for everyone on a single timeout let one bad name deny every uncached
- * lookup.
+ * Consecutive timeouts, refused connections or 5xx replies before the upstream counts as down.
+ * One slow or broken reply (a hostile record, a name the service chokes on) is that name's
+ * problem only: entering the hold-off for everyone on a single timeout let one bad name deny
+ * every uncached lookup.
  */
 export const DOWN_AFTER_FAILURES = 3;
 
@@ -61,11 +63,13 @@ const ROOT_FACTOR = 10;
 export const NEW_NAMES_PER_UID_QUEUED = 8;
 
 /**
- * After the upstream timed out or refused the connection, lookups stop asking it for this long
- * and answer from what is cached (stale or unavailable) at once: otherwise every sequential
- * lookup (`ls -l` over many owners) waits a full request timeout, longer than the NSS shim waits.
+ * After DOWN_AFTER_FAILURES in a row, lookups stop asking the upstream and answer from what is
+ * cached (stale or unavailable) at once: otherwise every sequential lookup (`ls -l` over many
+ * owners) waits a full request timeout, longer than the NSS shim waits. The hold-offs grow
+ * exponentially (upstream/backoff.ts); this is the longest the first one lasts (its base plus
+ * jitter stays below it).
  */
-export const UNREACHABLE_HOLDOFF_MS = 2_000;
+export const UNREACHABLE_HOLDOFF_MS = 2 * BACKOFF_BASE_MS;
 /** A failed background refresh is not retried for this long, however often the entry is hit. */
 export const REFRESH_RETRY_MS = 5_000;
 
@@ -76,10 +80,13 @@ export class Resolver {
   /** refusals an unprivileged user can repeat at will: one line per key */
   private readonly once = new LogOnce();
   private readonly flights = new SingleFlight<NegativeKey, Outcome>();
-  private unreachableUntil = 0;
-  private consecutiveFailures = 0;
+  /** when the upstream may be asked: hold-offs after failures or a Retry-After, the half-open probe */
+  readonly backoff: UpstreamBackoff;
   readonly scheduler: UpstreamScheduler;
+  /** when (monotonic clock) a background refresh of the key last failed */
   private readonly refreshFailedAt = new Map<NegativeKey, number>();
+  /** the monotonic clock of durations (see the constructor) */
+  private readonly mono: () => number;
   /** names answered since the last sweep; last_used is written in one batch, off the hot path */
   private readonly used = new Set<string>();
   /** the persistent local users, once the daemon has opened their store */
@@ -88,6 +95,12 @@ export class Resolver {
   readonly conflicts = new Map<string, StoredConflict>();
   /** told when an upstream answer says an account can no longer log in (see AccountChange) */
   accountChanged: ((c: AccountChange) => void) | null = null;
+  /** [cache] recent_file: the recently used names, kept across reboots for the warm start */
+  readonly recent: RecentFile;
+  /** the refresh of recently used users after a start (the daemon starts and stops it) */
+  readonly warmStart: WarmStart;
+  /** names the recent file had and the cache did not (after a reboot): kept in the next list written */
+  private carried: string[] = [];
 
   constructor(
     private readonly cache: UserCache,
@@ -95,7 +108,27 @@ export class Resolver {
     private readonly cfg: () => Config,
     private readonly now: () => number = Date.now,
     local?: LocalAccounts,
+    /** uniform in [0, 1): the jitter of entry lifetimes and hold-offs (tests pass a seeded one) */
+    private readonly random: () => number = Math.random,
   ) {
+    // Durations (hold-offs, refresh retries) on the monotonic clock; tests that inject `now` drive
+    // both with it.
+    this.mono = now === Date.now ? () => performance.now() : now;
+    this.backoff = new UpstreamBackoff({
+      now: this.mono, wall: now, random,
+      downAfter: DOWN_AFTER_FAILURES,
+      maxMs: () => this.cfg().upstream.backoffMaxMs ?? 30_000,
+      // a probe still out after its request deadline has failed, whatever became of its report
+      probeLimitMs: () => (this.cfg().upstream.requestTimeoutMs ?? ANSWER_DEADLINE_MS) + 1000,
+    });
+    this.recent = new RecentFile(() => this.cfg().cache.recentFile);
+    this.warmStart = new WarmStart({
+      names: (limit) => this.warmNames(limit),
+      refresh: (name) => this.warm(name),
+      limit: () => this.cfg().cache.warmStart ?? 0,
+      rate: () => this.cfg().cache.warmStartRate ?? 20,
+      random,
+    });
     const limits = (): SchedulerLimits => ({
       maxConcurrent: this.cfg().upstream.maxConcurrent ?? 16,
       newPerUidPerSec: NEW_NAMES_PER_UID_PER_SEC, newPerUidBurst: 2 * NEW_NAMES_PER_UID_PER_SEC,
@@ -198,7 +231,7 @@ export class Resolver {
     return 'yes';
   }
 
-  private noteConflict(name: string, winner: 'local' | 'upstream'): void {
+  noteConflict(name: string, winner: 'local' | 'upstream'): void {
     const detail = winner === 'local'
       ? 'the upstream has a user of this name too; the stored local user is served ([local] precedence = local), the upstream one never'
       : 'the upstream has a user of this name too; the upstream one is served ([local] precedence = upstream), the stored one only while the upstream says it has none';
@@ -298,8 +331,43 @@ export class Resolver {
     const key: NegativeKey = `name:${name}`;
     return this.withStore(name, async () => {
       const cached = this.usable(this.cache.getByName(name), true);
+      // An explicit refresh asks even while the upstream is backed off (an admin checking
+      // whether it is back), but not while the service itself asked to wait (Retry-After).
+      if (this.backoff.retryAfterHeld()) return this.heldOff(cached);
       return this.answer(await this.fetch(key, cached ? 'known' : 'new', 0), cached);
     });
+  }
+
+  /**
+   * Who the warm start refreshes: the cache's most recently used names (a restart: the file
+   * survived), then those of the recent file the cache no longer has (a reboot), at most `limit`.
+   */
+  private warmNames(limit: number): string[] {
+    const out = this.cache.recentNames(limit).filter((n) => this.nameAllowed(n));
+    if (out.length >= limit) return out;
+    const have = new Set(out);
+    for (const n of this.recent.read(limit, (x) => this.nameAllowed(x))) {
+      if (out.length >= limit) break;
+      if (!have.has(n)) { have.add(n); out.push(n); this.carried.push(n); }
+    }
+    return out;
+  }
+
+  /**
+   * One warm-start refresh: asks upstream (known lane, as root) unless the entry is fresh, the
+   * name is the store's or the rules refuse it; nothing while the upstream is held off ('held':
+   * the caller tries again later).
+   */
+  async warm(name: string): Promise<WarmResult> {
+    if (!this.nameAllowed(name) || this.storedByName(name)) return 'skipped';
+    const cached = this.usable(this.cache.getByName(name), true);
+    if (cached && servableWithoutFetch(classify(cached.expiresAt, this.now(), this.cfg().cache, cached.fetchedAt))) return 'fresh';
+    const gate = this.backoff.gate();
+    if (gate === 'held') return 'held';
+    const o = await this.fetch(`name:${name}`, 'known', 0, gate === 'probe');
+    // A name the upstream no longer has leaves the list for good.
+    if (o.kind === 'notfound') this.carried = this.carried.filter((n) => n !== name);
+    return o.kind === 'error' ? 'failed' : 'refreshed';
   }
 
   private refused(): Lookup {
@@ -336,30 +404,40 @@ export class Resolver {
     const now = this.now();
     let negative: number | null = null;
     if (cached) {
-      const state = classify(cached.expiresAt, now, this.cfg().cache);
+      const state = classify(cached.expiresAt, now, this.cfg().cache, cached.fetchedAt);
       if (servableWithoutFetch(state)) {
         this.stats.lookups.hit++;
-        this.used.add(cached.username);
-        if (state === 'refresh-ahead') this.refreshInBackground(key, now);
+        this.noteUse(cached.username);
+        if (state === 'refresh-ahead') this.refreshInBackground(key);
         return { status: 'found', user: cached, source: 'cache' };
       }
     } else if (negativeHolds(negative = this.cache.getNegative(key), now)) {
       this.stats.lookups.negative++;
       return { status: 'notfound', source: 'cache' };
     }
-    if (now < this.unreachableUntil) {
-      return this.answer({ kind: 'error', reason: 'user service unreachable (recent timeout or refused connection)' }, cached);
-    }
+    const gate = this.backoff.gate();
+    if (gate === 'held') return this.heldOff(cached);
     // A name or uid we have (or had: a negative entry) is known; anything else is never-seen.
     const lane: Lane = cached || negative !== null ? 'known' : 'new';
-    return this.answer(await this.fetch(key, lane, peerUid), cached);
+    return this.answer(await this.fetch(key, lane, peerUid, gate === 'probe'), cached);
+  }
+
+  /** Nothing is sent while the upstream is held off: the cache answers (stale within grace) or "unavailable". */
+  private heldOff(cached: CachedUser | null): Lookup {
+    this.stats.upstream.held_off++;
+    return this.answer({ kind: 'error', reason: this.backoff.heldDetail() }, cached);
+  }
+
+  /** The hold-off in force (or its half-open end), null when the upstream is asked freely: for `status`. */
+  holdoff(): HoldoffView | null {
+    return this.backoff.view();
   }
 
   /** Maps an upstream outcome to an answer, falling back to the cached entry when upstream failed. */
   private answer(o: Outcome, cached: CachedUser | null): Lookup {
     if (o.kind === 'found') {
       this.stats.lookups.miss++;
-      this.used.add(o.user.username);
+      this.noteUse(o.user.username);
       return { status: 'found', user: o.user, source: 'upstream' };
     }
     if (o.kind === 'notfound') {
@@ -368,12 +446,12 @@ export class Resolver {
       return { status: 'notfound', source: 'upstream' };
     }
     if (cached) {
-      const state = classify(cached.expiresAt, this.now(), this.cfg().cache);
+      const state = classify(cached.expiresAt, this.now(), this.cfg().cache, cached.fetchedAt);
       if (servableOnUpstreamError(state)) {
         // Only refreshByName gets here with a still-fresh entry: that one is a plain cache answer.
         const fresh = servableWithoutFetch(state);
         this.stats.lookups[fresh ? 'hit' : 'stale']++;
-        this.used.add(cached.username);
+        this.noteUse(cached.username);
         return { status: 'found', user: cached, source: fresh ? 'cache' : 'stale' };
       }
     }
@@ -382,14 +460,16 @@ export class Resolver {
   }
 
   /** Fire and forget: failures are logged by fetchAndStore and only delay the next try. */
-  private refreshInBackground(key: NegativeKey, now: number): void {
+  private refreshInBackground(key: NegativeKey): void {
     const failed = this.refreshFailedAt.get(key);
-    if (failed !== undefined && now - failed < REFRESH_RETRY_MS) return;
-    if (now < this.unreachableUntil) return;
+    if (failed !== undefined && this.mono() - failed < REFRESH_RETRY_MS) return;
     if (this.flights.has(key)) return;
+    // Held off: the entry is still fresh, nothing to do. Half-open: this refresh may be the probe.
+    const gate = this.backoff.gate();
+    if (gate === 'held') return;
     this.stats.upstream.background_refresh++;
-    void this.fetch(key, 'known', 0).then((o) => {
-      if (o.kind === 'error') this.refreshFailedAt.set(key, this.now());
+    void this.fetch(key, 'known', 0, gate === 'probe').then((o) => {
+      if (o.kind === 'error') this.refreshFailedAt.set(key, this.mono());
       else this.refreshFailedAt.delete(key);
     });
   }
@@ -401,11 +481,11 @@ export class Resolver {
    * goes on and its result is cached for the next lookup. Waiting for a slot or the deadline is
    * never counted against the upstream.
    */
-  private async fetch(key: NegativeKey, lane: Lane, peerUid: number): Promise<Outcome> {
+  private async fetch(key: NegativeKey, lane: Lane, peerUid: number, probe = false): Promise<Outcome> {
     try {
       this.scheduler.admit(lane, peerUid);
     } catch (e) {
-      if (e instanceof SchedulerBusy) return this.busy(key, peerUid, e);
+      if (e instanceof SchedulerBusy) return this.busy(key, peerUid, e, probe);
       throw e;
     }
     const deadline = Math.min(ANSWER_DEADLINE_MS, this.cfg().upstream.requestTimeoutMs ?? ANSWER_DEADLINE_MS);
@@ -414,7 +494,7 @@ export class Resolver {
     const publish = key.startsWith('uid:') || peerUid !== 0;
     const flight = this.flights.do(key, () => this.scheduler.run(lane, peerUid, deadline, () => this.fetchAndStore(key, publish))
       .catch((e: unknown) => {
-        if (e instanceof SchedulerBusy) return this.busy(key, peerUid, e);
+        if (e instanceof SchedulerBusy) return this.busy(key, peerUid, e, probe);
         throw e;
       }));
     let timer: NodeJS.Timeout | undefined;
@@ -431,7 +511,9 @@ export class Resolver {
     }
   }
 
-  private busy(key: NegativeKey, peerUid: number, e: SchedulerBusy): Outcome {
+  private busy(key: NegativeKey, peerUid: number, e: SchedulerBusy, probe = false): Outcome {
+    // A probe that never got a slot said nothing about the upstream: the next caller probes.
+    if (probe) this.backoff.probeAbandoned();
     this.stats.upstream.busy++;
     logLimited(`upstream.busy:${peerUid}:${e.reason}`, 'warn', 'upstream.busy', { key, peer_uid: peerUid, reason: e.reason, detail: e.message });
     return { kind: 'error', reason: `busy: ${e.message}` };
@@ -455,7 +537,7 @@ export class Resolver {
         if (!r.validated) checkAnswer(r.user, byUid ? { upstreamUid } : { name: value }, cfg.users);
         const user: CachedUser = {
           ...r.user, uid: r.user.upstreamUid + cfg.users.uidShift,
-          fetchedAt: now, expiresAt: now + cfg.cache.ttlSec * 1000,
+          fetchedAt: now, expiresAt: now + jitteredMs(cfg.cache.ttlSec, cfg.cache.jitter, this.random),
         };
         this.checkNotLocal(user, byUid);
         if (!byUid) await this.checkUidOwner(user);
@@ -482,7 +564,7 @@ export class Resolver {
           this.tellAccountChanged({ name: kept.username, uid: kept.uid, state: exp.disabled ? 'disabled' : 'expired', detail: exp.disabled ? 'account disabled upstream' : `account expired upstream at ${new Date(exp.at).toISOString()}` });
         }
       } else {
-        this.cache.putNegative(key, now, now + cfg.cache.negativeTtlSec * 1000, publish);
+        this.cache.putNegative(key, now, now + jitteredMs(cfg.cache.negativeTtlSec, cfg.cache.jitter, this.random), publish);
         // A user removed upstream must stop resolving: drop the positive entry for this key too.
         const gone = byUid ? this.cache.getByUid(Number(value)) : this.cache.getByName(value);
         if (gone) {
@@ -492,19 +574,14 @@ export class Resolver {
         this.stats.upstream.notfound++;
         outcome = { kind: 'notfound' };
       }
-      this.unreachableUntil = 0;
-      this.consecutiveFailures = 0;
+      this.pace({ kind: 'success' });
     } catch (e) {
       this.stats.upstream.error++;
       errorKind = e instanceof UpstreamError ? e.kind : 'internal';
-      if (errorKind === 'timeout' || errorKind === 'connect') {
-        this.consecutiveFailures++;
-        if (this.consecutiveFailures >= DOWN_AFTER_FAILURES) {
-          if (this.unreachableUntil <= this.now()) log('warn', 'upstream.down', { consecutive_failures: this.consecutiveFailures, holdoff_ms: UNREACHABLE_HOLDOFF_MS, last_error: e instanceof Error ? e.message : String(e) });
-          this.unreachableUntil = this.now() + UNREACHABLE_HOLDOFF_MS;
-        }
-      }
-      outcome = { kind: 'error', reason: e instanceof Error ? e.message : String(e) };
+      const reason = e instanceof Error ? e.message : String(e);
+      if (e instanceof UpstreamError && (e.http.status === 429 || e.http.status === 503)) this.stats.upstream.rate_limited++;
+      this.pace(pacingOutcome(e, reason));
+      outcome = { kind: 'error', reason };
     }
     const ms = performance.now() - t0;
     this.stats.upstreamLatency.record(ms);
@@ -516,6 +593,21 @@ export class Resolver {
       ...(outcome.kind === 'error' ? { error_kind: errorKind, error: outcome.reason } : {}),
     });
     return outcome;
+  }
+
+  /** A name answered: its last_used is written at the next sweep, in one batch. */
+  private noteUse(name: string): void {
+    this.used.add(name);
+  }
+
+  /** Tells the backoff how a request went; a hold-off it starts is logged once. */
+  private pace(o: PacingOutcome): void {
+    const h = this.backoff.report(o);
+    if (h === null) return;
+    log('warn', 'upstream.holdoff', {
+      reason: h.reason, until: new Date(h.until).toISOString(), holdoff_ms: h.until - this.now(), failures: h.failures,
+      detail: 'nothing is sent upstream until then: lookups answer from the cache (stale within stale_grace) or "unavailable"; then one request probes',
+    });
   }
 
   /** A listener's failure is its own: logged, never the lookup's. */
@@ -593,7 +685,7 @@ export class Resolver {
     while (out.length < limit) {
       const batch = this.cache.listFrom(from, limit);
       for (const u of batch) {
-        if (classify(u.expiresAt, now, cfg) !== 'dead' && this.usable(u)) out.push(u);
+        if (classify(u.expiresAt, now, cfg, u.fetchedAt) !== 'dead' && this.usable(u)) out.push(u);
         if (out.length === limit) break;
       }
       if (batch.length < limit) break;
@@ -609,13 +701,54 @@ export class Resolver {
   sweep(): number {
     const now = this.now();
     const cfg = this.cfg().cache;
-    if (this.used.size > 0) {
-      const names = [...this.used];
-      this.used.clear();
-      this.cache.touchAll(names, now);
-    }
-    for (const [key, at] of this.refreshFailedAt) if (now - at >= REFRESH_RETRY_MS) this.refreshFailedAt.delete(key);
+    this.saveRecent();
+    const mono = this.mono();
+    for (const [key, at] of this.refreshFailedAt) if (mono - at >= REFRESH_RETRY_MS) this.refreshFailedAt.delete(key);
     // 'dead' in policy terms: expired at least staleGraceSec ago, never servable again.
     return this.cache.purgeNegatives(now) + this.cache.removeExpiredBefore(now - cfg.staleGraceSec * 1000);
   }
+
+  /**
+   * Writes last_used of the names answered since the last call, and the recent file from it: by
+   * the sweep, and once more at a clean stop (a reboot stops the daemon first), so the list a
+   * warm start goes by is never more than the last sweep behind.
+   */
+  saveRecent(): void {
+    const cfg = this.cfg().cache;
+    if (this.used.size > 0) {
+      const names = [...this.used];
+      this.used.clear();
+      this.cache.touchAll(names, this.now());
+    }
+    // The list a warm start after a reboot goes by: as long as the warm start would take. The
+    // cache of a rebooted host is still filling (or the upstream is down and it stays empty):
+    // the names carried over from the file stay behind the cache's own until used names push
+    // them out, so the list never shrinks to what the cache holds so far.
+    const keep = cfg.warmStart ?? 0;
+    if (keep > 0) {
+      const fromCache = this.cache.recentNames(keep);
+      const have = new Set(fromCache);
+      const kept = this.carried.filter((n) => !have.has(n)).slice(0, keep - fromCache.length);
+      this.carried = kept;
+      this.recent.write([...fromCache, ...kept]);
+    }
+  }
+}
+
+/**
+ * What a failed request says about pacing: timeouts, refused connections and 5xx replies (an
+ * overloaded service answering 500/502/504 must be backed off too) are failures, a 429 or 503
+ * with Retry-After is the service's own hold-off, a 429 without it a failure; any other answer
+ * (a 401, a hostile record, a full cache disk) shows the service is there.
+ */
+function pacingOutcome(e: unknown, detail: string): PacingOutcome {
+  if (!(e instanceof UpstreamError)) return { kind: 'answered' };
+  if (e.kind === 'timeout' || e.kind === 'connect') return { kind: 'failure', detail };
+  if (e.kind !== 'http') return { kind: 'answered' };
+  const status = e.http.status ?? 0;
+  if ((status === 429 || status === 503) && e.http.retryAfterMs !== undefined) {
+    return { kind: 'retry_after', status, ms: e.http.retryAfterMs, detail };
+  }
+  if (status === 429 || status >= 500) return { kind: 'failure', detail };
+  return { kind: 'answered' };
 }

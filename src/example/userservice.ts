@@ -24,8 +24,15 @@ export interface CegaUser {
   [extra: string]: unknown;
 }
 
-export type Fault = null | '5xx' | 'garbage' | 'huge' | 'hang' | 'wrongtype' | 'wrongname' | 'close';
-export const FAULTS: readonly Exclude<Fault, null>[] = ['5xx', 'garbage', 'huge', 'hang', 'wrongtype', 'wrongname', 'close'];
+/** '429' and '503' answer with a `Retry-After` of `retryAfterS` seconds (an overloaded service
+ *  asking to be left alone); '5xx' is a plain 503 without one. */
+export type Fault = null | '5xx' | '429' | '503' | 'garbage' | 'huge' | 'hang' | 'wrongtype' | 'wrongname' | 'close';
+export const FAULTS: readonly Exclude<Fault, null>[] = ['5xx', '429', '503', 'garbage', 'huge', 'hang', 'wrongtype', 'wrongname', 'close'];
+
+/** A token bucket over every user lookup and health request: `perSec` tokens a second, at most
+ *  `burst` (default: one second's worth) saved up; a request finding the bucket empty is
+ *  answered 429 with `Retry-After` (whole seconds until a token is back, at least 1). */
+export interface RateLimit { perSec: number; burst?: number }
 
 export interface UserServiceOptions {
   host?: string;
@@ -38,6 +45,22 @@ export interface UserServiceOptions {
   tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; requireClientCert?: boolean };
   /** called once per finished request (the CLI logs it as a JSON line) */
   onRequest?: (rec: { method: string; path: string; status: number; ms: number }) => void;
+  rateLimit?: RateLimit | null;
+  /** the Retry-After of the '429' and '503' faults, seconds (default 30) */
+  retryAfterS?: number;
+}
+
+/** What one client address (a host of the fleet) asked and got. Times are epoch ms. */
+export interface HostStats {
+  requests: number;
+  /** replies by HTTP status ("200", "404", "429", ...) */
+  byStatus: Record<string, number>;
+  firstAt: number;
+  lastAt: number;
+  /** the first and the last 200 or 404: when this host got an answer it can cache (a fleet's
+   *  time to recover after an outage is the latest firstAnswerAt after a restart) */
+  firstAnswerAt: number | null;
+  lastAnswerAt: number | null;
 }
 
 export interface UserServiceStats {
@@ -48,6 +71,23 @@ export interface UserServiceStats {
   connections: number;
   inFlight: number;
   maxInFlight: number;
+  /** user lookups by the user asked for: a name as asked, a uid as the name it belongs to
+   *  (or `uid:N` when no user has it), so by-name and by-uid requests for one user add up */
+  byUser: Record<string, number>;
+  /** by client address */
+  byHost: Record<string, HostStats>;
+  /** replies by HTTP status, all clients */
+  byStatus: Record<string, number>;
+  /** 429s the rate limit answered (a '429' fault's are not counted here) */
+  rateLimited: number;
+  /** epoch ms of the start or the last reset */
+  since: number;
+  /** with GET /_stats?answers=1 only: by client address, by user, the epoch ms of the last 200
+   *  for that user (what that client can have cached since) */
+  answers?: Record<string, Record<string, number>>;
+  /** epoch ms when GET /_stats took this copy (the service's clock: rates from it are not
+   *  skewed by how long the answer took to reach the reader) */
+  at?: number;
 }
 
 export interface UserService {
@@ -55,6 +95,8 @@ export interface UserService {
   port: number;
   setFault(f: Fault): void;
   setDelay(ms: number): void;
+  /** null turns the rate limit off */
+  setRateLimit(r: RateLimit | null): void;
   setUsers(u: CegaUser[]): void;
   addUser(u: CegaUser): void;
   removeUser(name: string): void;
@@ -77,7 +119,13 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
   let fault: Fault = null;
   let delayMs = 0;
   const format = opts.format ?? 'v1';
-  const stats: UserServiceStats = { requests: 0, byPath: {}, connections: 0, inFlight: 0, maxInFlight: 0 };
+  const retryAfterS = opts.retryAfterS ?? 30;
+  const emptyStats = (): Omit<UserServiceStats, 'connections' | 'inFlight' | 'maxInFlight'> =>
+    ({ requests: 0, byPath: {}, byUser: {}, byHost: {}, byStatus: {}, rateLimited: 0, since: Date.now() });
+  const stats: UserServiceStats = { ...emptyStats(), connections: 0, inFlight: 0, maxInFlight: 0 };
+  /** client address → user → last 200 (epoch ms): kept outside `stats`, it is large */
+  const answered = new Map<string, Map<string, number>>();
+  let bucket: { perSec: number; burst: number; tokens: number; at: number } | null = null;
 
   const addUser = (u: CegaUser): void => {
     const old = byName.get(String(u.username));
@@ -105,8 +153,26 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
     if (!Number.isFinite(ms) || ms < 0) throw new TypeError(`delayMs must be a number >= 0, got ${ms}`);
     delayMs = ms;
   };
+  const setRateLimit = (r: RateLimit | null): void => {
+    if (r === null) { bucket = null; return; }
+    const burst = r.burst ?? Math.max(1, r.perSec);
+    if (!(Number.isFinite(r.perSec) && r.perSec > 0) || !(Number.isFinite(burst) && burst >= 1)) {
+      throw new TypeError(`rate limit must be > 0 per second with a burst >= 1, got ${JSON.stringify(r)}`);
+    }
+    bucket = { perSec: r.perSec, burst, tokens: burst, at: Date.now() };
+  };
+  /** null when a token was taken, else the whole seconds until one is back */
+  const takeToken = (): number | null => {
+    if (!bucket) return null;
+    const now = Date.now();
+    bucket.tokens = Math.min(bucket.burst, bucket.tokens + ((now - bucket.at) / 1000) * bucket.perSec);
+    bucket.at = now;
+    if (bucket.tokens >= 1) { bucket.tokens -= 1; return null; }
+    return Math.max(1, Math.ceil((1 - bucket.tokens) / bucket.perSec));
+  };
   setUsers(opts.users);
   setDelay(opts.delayMs ?? 0);
+  setRateLimit(opts.rateLimit ?? null);
 
   const authorized = (req: http.IncomingMessage): boolean => {
     if (!opts.basicAuth) return true;
@@ -143,8 +209,16 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
     // faults as a lookup, so a failing service fails its health check too.
     const hit = path === '/health' ? { found: undefined } : lookup(path, query);
     if (hit === null) return sendJson(res, 400, { error: 'unknown path; use /username/<name>, /user-id/<uid> or /health' });
+    if (path !== '/health') countUser(path, hit.found);
+    const wait = takeToken();
+    if (wait !== null) {
+      stats.rateLimited++;
+      return sendJson(res, 429, { error: 'rate limit exceeded' }, { 'retry-after': String(wait) });
+    }
     switch (fault) {
       case '5xx': return sendJson(res, 503, { error: 'injected fault: service unavailable' });
+      case '429': return sendJson(res, 429, { error: 'injected fault: too many requests' }, { 'retry-after': String(retryAfterS) });
+      case '503': return sendJson(res, 503, { error: 'injected fault: overloaded' }, { 'retry-after': String(retryAfterS) });
       case 'garbage': return sendRaw(res, 200, '{"header": {"apiVersion": "v1"}, "response": [tru');
       case 'huge': return sendHuge(res);
       case 'hang': return; // never answers; close() tears the socket down
@@ -154,9 +228,19 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
     if (path === '/health') return sendJson(res, 200, { status: 'ok', users: byName.size });
     const user = hit.found;
     if (!user) return sendJson(res, 404, { error: 'User not found' });
+    const client = (req.socket.remoteAddress ?? '?').replace(/^::ffff:/, '');
+    let mine = answered.get(client);
+    if (!mine) { mine = new Map(); answered.set(client, mine); }
+    mine.set(String(user.username), Date.now());
     if (fault === 'wrongtype') return sendJson(res, 200, wrap({ ...user, uid: String(user.uid) }));
     if (fault === 'wrongname') return sendJson(res, 200, wrap(otherUser(user)));
     return sendJson(res, 200, wrap(user));
+  };
+
+  const countUser = (path: string, found: CegaUser | undefined): void => {
+    const asked = safeDecode(path.slice(path.lastIndexOf('/') + 1));
+    const key = found ? String(found.username) : path.startsWith('/user-id/') ? `uid:${asked}` : asked;
+    stats.byUser[key] = (stats.byUser[key] ?? 0) + 1;
   };
 
   const otherUser = (u: CegaUser): CegaUser => {
@@ -170,6 +254,7 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
       body = JSON.parse((await readBody(req, MAX_CONTROL_BODY)).toString('utf8')) as Record<string, unknown>;
       if (typeof body !== 'object' || body === null) throw new TypeError('control body must be a JSON object');
       if ('delayMs' in body) setDelay(Number(body.delayMs));
+      if ('rateLimit' in body) setRateLimit(body.rateLimit === null ? null : body.rateLimit as RateLimit);
       if ('fault' in body) setFault(body.fault as Fault);
       if ('users' in body) setUsers(body.users as CegaUser[]);
       if ('addUser' in body) addUser(body.addUser as CegaUser);
@@ -178,11 +263,19 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
     } catch (e) {
       return sendJson(res, 400, { error: (e as Error).message });
     }
-    sendJson(res, 200, { fault, delayMs, users: byName.size });
+    sendJson(res, 200, { fault, delayMs, users: byName.size, rateLimit: bucket && { perSec: bucket.perSec, burst: bucket.burst } });
   };
 
   const resetStats = (): void => {
-    Object.assign(stats, { requests: 0, byPath: {}, connections: 0, maxInFlight: stats.inFlight });
+    Object.assign(stats, { ...emptyStats(), connections: 0, maxInFlight: stats.inFlight });
+    answered.clear();
+  };
+
+  const hostStats = (addr: string, now: number): HostStats => {
+    const a = addr.replace(/^::ffff:/, '');
+    let h = stats.byHost[a];
+    if (!h) { h = { requests: 0, byStatus: {}, firstAt: now, lastAt: now, firstAnswerAt: null, lastAnswerAt: null }; stats.byHost[a] = h; }
+    return h;
   };
 
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -193,7 +286,16 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
     if (path === '/_control' || path === '/_stats') {
       // Test knobs must not be reachable from the network, even in a demo.
       if (!isLoopback(req.socket)) return sendJson(res, 403, { error: 'control endpoints are loopback-only' });
-      if (path === '/_stats' && req.method === 'GET') return sendJson(res, 200, stats);
+      if (path === '/_stats' && req.method === 'GET') {
+        // ?reset=1 hands out the counters and starts new ones in one step, so no request falls
+        // between a read and a reset
+        const snap: UserServiceStats = { ...structuredClone(stats), at: Date.now() };
+        if (url.searchParams.get('answers') === '1') {
+          snap.answers = Object.fromEntries([...answered].map(([ip, m]) => [ip, Object.fromEntries(m)]));
+        }
+        if (url.searchParams.get('reset') === '1') resetStats();
+        return sendJson(res, 200, snap);
+      }
       if (path === '/_control' && req.method === 'POST') { void control(req, res); return; }
       return sendJson(res, 405, { error: 'GET /_stats or POST /_control' });
     }
@@ -202,7 +304,18 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
     stats.byPath[path] = (stats.byPath[path] ?? 0) + 1;
     stats.inFlight++;
     stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
-    res.on('close', () => { stats.inFlight--; });
+    const host = hostStats(req.socket.remoteAddress ?? '?', started);
+    host.requests++;
+    res.on('close', () => {
+      stats.inFlight--;
+      // a request whose client went away before the answer counts as status 0
+      const code = String(res.headersSent ? res.statusCode : 0);
+      stats.byStatus[code] = (stats.byStatus[code] ?? 0) + 1;
+      host.byStatus[code] = (host.byStatus[code] ?? 0) + 1;
+      const now = Date.now();
+      host.lastAt = now;
+      if (code === '200' || code === '404') { host.firstAnswerAt ??= now; host.lastAnswerAt = now; }
+    });
     serveUser(req, res, path, url.searchParams).catch(() => req.socket.destroy());
   };
 
@@ -225,8 +338,8 @@ export async function startUserService(opts: UserServiceOptions): Promise<UserSe
   return {
     url: `${opts.tls ? 'https' : 'http'}://${hostForUrl}:${addr.port}`,
     port: addr.port,
-    setFault, setDelay, setUsers, addUser, removeUser, resetStats,
-    stats: () => ({ ...stats, byPath: { ...stats.byPath } }),
+    setFault, setDelay, setRateLimit, setUsers, addUser, removeUser, resetStats,
+    stats: () => structuredClone(stats),
     close: () => new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections(); // includes the ones a 'hang' fault is holding open
@@ -285,6 +398,27 @@ export function loadUsersFile(path: string): CegaUser[] {
   return data as CegaUser[];
 }
 
+const USAGE = `usage: userservice --listen HOST:PORT --users FILE [options]
+The example CentralEGA user service: GET /username/NAME, /user-id/UID, /health.
+  --listen HOST:PORT     where to listen (default 127.0.0.1:0, a free port; printed as "listening URL")
+  --users FILE           a JSON list of user objects (username, uid, passwordHash, sshPublicKeys,
+                         gecos); SIGHUP re-reads it
+  --auth USER:PASSWORD   require HTTP basic authentication
+  --delay-ms N           answer every lookup N ms late
+  --format v1|flat       v1: LocalEGA's envelope (json_prefix response.result); flat: the user itself
+  --tls-cert F --tls-key F   serve https
+  --rate-limit N[/s]     at most N lookups a second (a token bucket over all clients); the rest
+                         get 429 with Retry-After (whole seconds until a token is back)
+  --rate-burst N         tokens the bucket saves up (default: one second's worth)
+  --retry-after S        the Retry-After of the 429 and 503 faults (default 30)
+  --quiet                no JSON line per request on stderr
+  --help                 this text
+Loopback clients only: GET /_stats (counters: by path, by user, by client address, by status,
+rate-limited; ?answers=1 adds each client's last 200 per user; ?reset=1 starts new ones) and POST /_control with a JSON object of
+{"fault": null|"5xx"|"429"|"503"|"garbage"|"huge"|"hang"|"wrongtype"|"wrongname"|"close",
+ "delayMs": N, "rateLimit": {"perSec": N, "burst": N}|null, "users": [...], "addUser": {...},
+ "removeUser": NAME, "resetStats": true}.`;
+
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -296,11 +430,16 @@ async function main(argv: string[]): Promise<void> {
       format: { type: 'string', default: 'v1' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      'rate-limit': { type: 'string' },
+      'rate-burst': { type: 'string' },
+      'retry-after': { type: 'string' },
       quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
     },
     strict: true,
   });
-  const usage = 'usage: userservice --listen HOST:PORT --users FILE [--auth user:password] [--delay-ms N] [--format v1|flat] [--tls-cert F --tls-key F] [--quiet]';
+  if (values.help) { process.stdout.write(`${USAGE}\n`); return; }
+  const usage = USAGE.split('\n')[0];
   if (!values.users) throw new Error(`--users is required\n${usage}`);
   const m = /^(.*):(\d+)$/.exec(values.listen!);
   if (!m) throw new Error(`--listen must be HOST:PORT, got ${values.listen}\n${usage}`);
@@ -308,6 +447,19 @@ async function main(argv: string[]): Promise<void> {
   if (values.auth !== undefined && (!user || rest.length === 0)) throw new Error('--auth must be user:password');
   if (values.format !== 'v1' && values.format !== 'flat') throw new Error('--format must be v1 or flat');
   if (!!values['tls-cert'] !== !!values['tls-key']) throw new Error('--tls-cert and --tls-key go together');
+  let rateLimit: RateLimit | null = null;
+  if (values['rate-limit'] !== undefined) {
+    const r = /^(\d+(?:\.\d+)?)(?:\/s)?$/.exec(values['rate-limit']);
+    if (!r || !(Number(r[1]) > 0)) throw new Error(`--rate-limit must be N or N/s with N > 0, got ${values['rate-limit']}`);
+    rateLimit = { perSec: Number(r[1]) };
+    if (values['rate-burst'] !== undefined) {
+      if (!/^\d+$/.test(values['rate-burst']) || Number(values['rate-burst']) < 1) throw new Error('--rate-burst must be a whole number >= 1');
+      rateLimit.burst = Number(values['rate-burst']);
+    }
+  } else if (values['rate-burst'] !== undefined) {
+    throw new Error('--rate-burst goes with --rate-limit');
+  }
+  if (values['retry-after'] !== undefined && !/^\d+$/.test(values['retry-after'])) throw new Error('--retry-after must be whole seconds');
 
   const usersFile = values.users;
   const svc = await startUserService({
@@ -317,6 +469,8 @@ async function main(argv: string[]): Promise<void> {
     basicAuth: values.auth !== undefined ? { user: user!, password: rest.join(':') } : undefined,
     format: values.format,
     delayMs: values['delay-ms'] !== undefined ? Number(values['delay-ms']) : 0,
+    rateLimit,
+    retryAfterS: values['retry-after'] !== undefined ? Number(values['retry-after']) : undefined,
     tls: values['tls-cert'] ? { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']!) } : undefined,
     onRequest: values.quiet ? undefined : (rec) => process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), ...rec }) + '\n'),
   });

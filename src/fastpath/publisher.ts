@@ -16,7 +16,7 @@ import type { MapWriter, MapWriterStats } from '../native/addon.js';
 import { passwdEntry, groupEntry } from '../directory/entries.js';
 import type { LocalAccounts } from '../users/local.js';
 import { MAP_FILE } from '../protocol/generated.js';
-import { refreshAheadFrom } from '../cache/policy.js';
+import { CLOCK_BACK_TOLERANCE_MS, refreshAheadFrom } from '../cache/policy.js';
 import { log } from '../log.js';
 
 /** The group record is kept fresh by the sweep (every 30 s); a daemon that died stops doing so. */
@@ -134,7 +134,7 @@ export class MapPublisher implements CacheListener {
       // Name negatives are not republished: the cache does not record who asked for them
       // (see negativeStored), and they come back with the next unprivileged miss.
       for (const n of this.cache.negatives()) {
-        if (n.kind === 'uid' && n.expiresAt > now && !this.rules.storedClaims(n.key as NegativeKey)) w.putNegUid(Number(n.key.slice(4)), n.expiresAt);
+        if (n.kind === 'uid' && n.expiresAt > now && n.fetchedAt - now <= CLOCK_BACK_TOLERANCE_MS && !this.rules.storedClaims(n.key as NegativeKey)) w.putNegUid(Number(n.key.slice(4)), n.expiresAt);
       }
     });
   }
@@ -206,11 +206,16 @@ export class MapPublisher implements CacheListener {
 
   // ---- inside ----------------------------------------------------------------------------
 
-  /** Publishes a user the socket would answer as fresh, else removes whatever the map holds. */
+  /**
+   * Publishes a user the socket would answer as fresh, else removes whatever the map holds. One
+   * fetched "in the future" (the wall clock went back: cache/policy.ts) is not fresh; after a
+   * step back the daemon rebuilds the map (daemon/clock.ts), which drops those.
+   */
   private putUser(w: MapWriter, u: CachedUser): void {
     const cfg = this.cfg();
     const until = refreshAheadFrom(u.expiresAt, cfg.cache);
-    if (until <= this.now() || !this.rules.serves(u)) {
+    const now = this.now();
+    if (until <= now || u.fetchedAt - now > CLOCK_BACK_TOLERANCE_MS || !this.rules.serves(u)) {
       w.removeName(u.username);
       w.removeUid(u.uid);
       return;

@@ -133,6 +133,14 @@ export class LocalUsers implements LocalUsersFacade {
     return this.resolver.checkStoredName(name);
   }
 
+  /**
+   * A local user just added with --force over a name the upstream has: the conflict is shown by
+   * `status` and logged now, not at the next hourly check (upstreamHas ran before the row existed).
+   */
+  addedOverUpstream(name: string): void {
+    this.resolver.noteConflict(name, this.cfg().local.precedence);
+  }
+
   status(): LocalStatusView {
     const l = this.cfg().local;
     const sync: SyncStatus | null = this.publisher?.status() ?? this.follower?.status() ?? null;

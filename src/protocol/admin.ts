@@ -220,12 +220,45 @@ export const ADMIN_COMMANDS = {
             at: at(), ms: number(), message: nullable(string()),
           })),
         })),
+        /**
+         * issue 19 (absent from an older daemon): null while the upstream is asked freely; else
+         * nothing is sent until `until` (failures in a row: exponential backoff; or the service's
+         * 429/503 Retry-After), then one probe request (half_open: that time has come).
+         */
+        holdoff: optional(nullable(object({ until: at(), reason: string(), failures: count(), half_open: boolean() }))),
       }),
       cache: object({
         file: string(), size_bytes: count(), ttl_s: number(), negative_ttl_s: number(), stale_grace_s: number(),
         entries: object({ fresh: count(), stale: count(), expired: count(), negative: count(), total: count() }),
         hit_ratio: nullable(number()),
+        /**
+         * issue 19 (absent from an older daemon): the file refuses writes (code SQLITE_FULL: its
+         * tmpfs is full) since `since`; users fetched meanwhile are answered from memory
+         * (held_in_memory) and written once a write succeeds, which clears it (null).
+         */
+        write_error: optional(nullable(object({ code: string(), since: at(), detail: string(), fix: string() }))),
+        held_in_memory: optional(count()),
+        /** issue 19: the last time the file was recreated while running (deleted, replaced, corrupt) */
+        recreated: optional(nullable(object({ at: at(), reason: string(), restored_users: count() }))),
+        /** issue 19: [cache] jitter in force, percent of each entry's ttl and refresh-ahead window */
+        jitter_pct: optional(number()),
+        /**
+         * issue 19: the refresh of recently used users after the start ([cache] warm_start):
+         * total names, done (refreshed, found fresh or skipped), refreshed, failed.
+         */
+        warm_start: optional(object({
+          state: literal('off', 'waiting', 'running', 'done', 'stopped'),
+          total: count(), done: count(), refreshed: count(), failed: count(),
+        })),
       }),
+      /**
+       * issue 19 (absent from an older daemon): wall-clock steps of more than 60 s seen against
+       * the monotonic clock (src/daemon/clock.ts): the last one (delta_ms > 0: forward) and how many.
+       */
+      clock: optional(object({
+        last_jump: nullable(object({ at: at(), delta_ms: number(), direction: literal('forward', 'back') })),
+        jumps: count(),
+      })),
       sessions: object({ open: count() }),
       rootd: object({ socket: string(), reachable: boolean(), error: nullable(string()) }),
       map: object({
@@ -243,6 +276,15 @@ export const ADMIN_COMMANDS = {
         last_reload: nullable(object({ at: at(), ok: boolean(), credential: literal('none', 'start', 'pushed'), error: nullable(string()) })),
       })),
       metrics: optional(object({ listen: nullable(string()), serving: boolean(), error: nullable(string()) })),
+      /**
+       * issue 20: the systemd userdb provider ([userdb] enabled): path null when off; connections
+       * open now; accepted, refused (budget), requests, errors (error replies), malformed (closed
+       * for a bad message), records_refused (records systemd's rules refuse, not sent) since start.
+       */
+      userdb: optional(object({
+        enabled: boolean(), path: nullable(string()), connections: count(), accepted: count(), refused: count(),
+        requests: count(), errors: count(), malformed: count(), records_refused: count(),
+      })),
     }),
   }),
 
@@ -393,7 +435,11 @@ export const ADMIN_COMMANDS = {
         local: optional(count()), local_notfound: optional(count()),
       }),
       hit_ratio: nullable(number()),
-      upstream: object({ found: count(), notfound: count(), error: count(), background_refresh: count(), busy: count(), late: count() }),
+      /** held_off, rate_limited: issue 19 (absent from an older daemon), see src/cache/stats.ts */
+      upstream: object({
+        found: count(), notfound: count(), error: count(), background_refresh: count(), busy: count(), late: count(),
+        held_off: optional(count()), rate_limited: optional(count()),
+      }),
       upstream_latency: histogram,
       verify: object({
         by_kind: record(object({ ok: count(), failed: count(), avg_ms: nullable(number()) })),

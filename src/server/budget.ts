@@ -47,6 +47,19 @@ export class ConnectionBudget {
     return { ok: false, reason: `all ${total} connections are busy` };
   }
 
+  /**
+   * The oldest idle connection of the heaviest uid, to close when the process ran out of
+   * descriptors (accept failed with EMFILE): null when every connection is busy.
+   */
+  shedIdle(): ConnectionHandle | null {
+    const heaviest = [...this.byUid.entries()].sort((a, b) => b[1].size - a[1].size);
+    for (const [, set] of heaviest) {
+      const victim = oldestIdle(set);
+      if (victim) return victim;
+    }
+    return null;
+  }
+
   add(h: ConnectionHandle): void {
     let set = this.byUid.get(h.peer.uid);
     if (!set) { set = new Set(); this.byUid.set(h.peer.uid, set); }

@@ -7,7 +7,8 @@ import { log, logEnabled, logLimited } from '../log.js';
 
 /** `frame`: a complete reply frame the handler already encoded (a cached hot-path answer). */
 export interface HandlerResult { status: number; fields?: Fields; detail?: string; frame?: Buffer }
-export interface Peer { socket: 'nss' | 'priv'; uid: number; pid: number }
+/** `userdb`: userdb.sock (src/userdb), which speaks varlink and answers what nss.sock does */
+export interface Peer { socket: 'nss' | 'priv' | 'userdb'; uid: number; pid: number }
 export type Handler = (fields: Fields, peer: Peer) => HandlerResult | Promise<HandlerResult>;
 export type HandlerTable = Partial<Record<OpName, Handler>>;
 

@@ -199,8 +199,11 @@ export class RestUserSource implements UserSource {
         result = { kind: 'notfound' };
       } else {
         await drain(body);
+        // A 429 or 503 may say how long to stay away; the directory then sends nothing until then.
+        const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(res.headers['retry-after'], Date.now()) : null;
         // 401/403 is a refusal of our credentials, not a failing service: `status` says which.
-        throw new UpstreamError(status === 401 || status === 403 ? 'auth' : 'http', httpMessage(status, this.tokens !== null));
+        throw new UpstreamError(status === 401 || status === 403 ? 'auth' : 'http', httpMessage(status, this.tokens !== null, retryAfterMs),
+          retryAfterMs === null ? { status } : { status, retryAfterMs });
       }
       // debug, like the failure line below: the directory logs each fetch's outcome once
       // (resolver.fetch, with this error message); these add the HTTP status for debugging.
@@ -215,7 +218,7 @@ export class RestUserSource implements UserSource {
       log('debug', 'upstream.request', {
         kind, key, status, outcome: err.kind, error: this.redact(err.message), ms: elapsed(started),
       });
-      throw new UpstreamError(err.kind, message);
+      throw new UpstreamError(err.kind, message, err.http);
     } finally {
       dl.clear();
     }
@@ -431,7 +434,41 @@ function tooLarge(max: number, detail: string): UpstreamError {
   return new UpstreamError('too_large', `reply body larger than max_body_bytes ${max} (${detail})`);
 }
 
-function httpMessage(status: number, tokenMode = false): string {
+/**
+ * Bounds of an honoured Retry-After. At least a second: "0" or a date in the past must not turn
+ * into a retry loop. At most ten minutes, not [upstream] backoff_max: the service's own word
+ * usually knows better than our guess and may ask for longer, but a hostile or broken header
+ * (a day, a year) must not silence the upstream past what the stale grace can bridge; after it,
+ * one probe asks again and a still-busy service simply says so again.
+ */
+export const RETRY_AFTER_MIN_MS = 1_000;
+export const RETRY_AFTER_MAX_MS = 600_000;
+
+/**
+ * A Retry-After header (RFC 9110 10.2.3: delta-seconds or an HTTP-date) as milliseconds from
+ * `now`, clamped to [RETRY_AFTER_MIN_MS, RETRY_AFTER_MAX_MS]; null when absent or unreadable
+ * (the caller then backs off on its own). Only the first value counts when it is repeated.
+ */
+export function parseRetryAfter(header: string | string[] | undefined, now: number): number | null {
+  const raw = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (!raw || raw.length > 64) return null;
+  let ms: number;
+  if (/^\d+$/.test(raw)) ms = Number(raw) * 1000;
+  else if (/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(raw)) {
+    // IMF-fixdate only (the form a sender must use); Date.parse reads it as UTC.
+    const at = Date.parse(raw);
+    if (!Number.isFinite(at)) return null;
+    ms = at - now;
+  } else return null;
+  if (!Number.isFinite(ms)) return null;
+  return Math.min(RETRY_AFTER_MAX_MS, Math.max(RETRY_AFTER_MIN_MS, ms));
+}
+
+function httpMessage(status: number, tokenMode = false, retryAfterMs: number | null = null): string {
+  if (status === 429 || (status === 503 && retryAfterMs !== null)) {
+    const wait = retryAfterMs === null ? 'no Retry-After; backing off' : `Retry-After ${Math.round(retryAfterMs / 1000)} s`;
+    return `HTTP ${status} from upstream: ${status === 429 ? 'too many requests' : 'the user service is overloaded'} (${wait})`;
+  }
   if (status === 401 && tokenMode) return 'HTTP 401 from upstream to a token just issued by token_url: the user endpoints do not accept its tokens; check that token_url belongs to this user service';
   if (status === 401 || status === 403) return `HTTP ${status} from upstream: credentials refused; check cega_creds / the bearer token`;
   if (status >= 300 && status < 400) return `HTTP ${status} from upstream: redirects are not followed; point the endpoint URL at the final location`;

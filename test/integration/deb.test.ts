@@ -133,6 +133,7 @@ echo "group=$(inroot getent -s files group _latchkey)"
 echo "conf=$(inroot stat -c '%U:%G %a' /etc/latchkey/latchkey.conf)"
 echo "override=$(inroot dpkg-statoverride --list /etc/latchkey/latchkey.conf)"
 echo "run=$(inroot stat -c '%U:%G %a' /run/latchkey)"
+echo "userdb_link=$(inroot readlink /run/systemd/userdb/io.latchkey)"
 echo "state=$(inroot stat -c '%U:%G %a' /var/lib/latchkey)"
 echo "passwd_line=$(inroot grep -E '^passwd:' /etc/nsswitch.conf)"
 echo "group_line=$(inroot grep -E '^group:' /etc/nsswitch.conf)"
@@ -152,6 +153,7 @@ echo "passwd_line2=$(inroot grep -E '^passwd:' /etc/nsswitch.conf)"
 apt_q purge latchkey
 echo "status_after=$(inroot dpkg-query -W -f='\${Status}' latchkey 2>&1 | tr -d '\\n' || true)"
 echo "nsswitch_after=$(inroot grep -E '^(passwd|group|shadow):' /etc/nsswitch.conf | tr '\\n' '|')"
+echo "userdb_link_after=$(inroot readlink /run/systemd/userdb/io.latchkey || echo none)"
 echo "nsswitch_before=$(echo "$ns_before" | tr '\\n' '|')"
 ${LEFTOVERS}
 echo done=1
@@ -167,6 +169,8 @@ echo done=1
   assert.equal(f.conf, 'root:_latchkey 640', 'the daemon reads it through its group; nobody else');
   assert.equal(f.override, 'root _latchkey 640 /etc/latchkey/latchkey.conf', 'dpkg keeps owner and mode on upgrades');
   assert.equal(f.run, '_latchkey:_latchkey 755');
+  // issue 20: systemd's userdb clients find latchkeyd's userdb.sock through this link.
+  assert.equal(f.userdb_link, '/run/latchkey/userdb.sock');
   assert.equal(f.state, '_latchkey:_latchkey 710');
   assert.match(f.passwd_line!, /^passwd:\s+files\b.*\slatchkey$/);
   assert.match(f.group_line!, /^group:\s+files\b.*\slatchkey$/);
@@ -182,6 +186,7 @@ echo done=1
   assert.equal(f.passwd_line2, f.passwd_line, 'a reinstall does not add latchkey twice');
   assert.match(f.status_after!, /no packages found|not-installed/);
   assert.equal(f.nsswitch_after, f.nsswitch_before);
+  assert.equal(f.userdb_link_after, 'none', 'purge removes the userdb link');
   const left = r.stdout.split('\n').filter((l) => l.startsWith('LEFT '));
   assert.deepEqual(left, [], 'apt purge leaves nothing behind');
 });

@@ -131,12 +131,8 @@ describe('persistent local users: latchkeyctl local, getent, sshd, restart and /
     assert.equal(g.code, 0);
     const uid = Number(g.stdout.split(':')[2]);
     assert.ok(uid >= 9000 && uid <= 9999, `the stored user answers: ${g.stdout}`);
-    let status: { local?: { conflicts: Array<{ name: string }> } } = {};
-    for (let i = 0; i < 100; i++) {
-      status = JSON.parse(await ok(['status', '--json'])) as typeof status;
-      if (status.local?.conflicts.some((c) => c.name === upstreamName)) break;
-      await new Promise((res) => setTimeout(res, 200));
-    }
+    // At once: the forced add records the conflict itself (not the hourly background check).
+    const status = JSON.parse(await ok(['status', '--json'])) as { local?: { conflicts: Array<{ name: string }> } };
     assert.ok(status.local?.conflicts.some((c) => c.name === upstreamName), JSON.stringify(status.local));
     assert.ok(daemon.logs.some((l) => l.includes('"local.conflict"') && l.includes(upstreamName)));
   });

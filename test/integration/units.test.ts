@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../lib/paths.js';
@@ -214,6 +214,8 @@ test('the staged tree: rootd binary, sysusers and tmpfiles files that systemd re
     assert.deepEqual([run.mode & 0o7777, run.uid, run.gid], [0o755, Number(m[1]), Number(m[2])], '/run/latchkey belongs to _latchkey');
     const rootd = statSync(join(root, 'run/latchkey-rootd'));
     assert.deepEqual([rootd.mode & 0o7777, rootd.uid, rootd.gid], [0o755, 0, 0]);
+    // issue 20: the userdb link systemd's clients follow to latchkeyd's userdb.sock.
+    assert.equal(readlinkSync(join(root, 'run/systemd/userdb/io.latchkey')), '/run/latchkey/userdb.sock');
     const base = statSync(join(root, 'ega/inbox'));
     assert.deepEqual([base.mode & 0o7777, base.uid], [0o755, 0]);
   } finally {

@@ -48,7 +48,13 @@ export function writeConfig(dir: string, serviceUrl: string, over: ConfigOverrid
       health_url: `${serviceUrl}/health`,
     },
     // In the socket dir: latchkeyd hands that directory to its user before dropping root.
-    cache: { db_path: join(dir, 'run', 'cache.db'), ttl: '1h', negative_ttl: '60s' },
+    // No jitter and no warm start unless a test asks (issue 19): the older tests time expiries
+    // to the ttl exactly, and a warm start's delayed requests would land in their counts. The
+    // recent-users list is never the host's /var/lib/latchkey.
+    cache: {
+      db_path: join(dir, 'run', 'cache.db'), ttl: '1h', negative_ttl: '60s',
+      jitter: '0%', warm_start: '0', recent_file: join(dir, 'state', 'recent-users'),
+    },
     users: { uid_shift: 10000, gid: 10000, group_name: 'lega' },
     homes: { base: join(dir, 'homes') },
     // The persistent local users' store: never the host's /var/lib/latchkey.

@@ -43,7 +43,13 @@ function samples(): Map<AdminCommand, Sample> {
 
 /** Fields of a reply that may be left out (record entries, optional fields): "cmd:path". */
 const MAY_BE_ABSENT = [/^users:negative$/, /^status:local$/, /^stats:upgrades$/, /^stats:lookups\.local(_notfound)?$/, /^status:local\.contexts\.[^.]+$/, /^stats:upstream_latency\.buckets\.[^.]+$/, /^stats:verify\.by_kind\.[^.]+$/,
-  /^local_(disable|remove):sessions_ended$/, /^(status|stats):events$/, /^status:upstream\.(auth|health)$/, /^sessions:ended$/, /^(sessions|show):(sessions|ended)\[\d+\]\.renewed_at$/, /^flush:user$/, /^status:(config|metrics)$/];
+  /^local_(disable|remove):sessions_ended$/, /^(status|stats):events$/, /^status:upstream\.(auth|health)$/, /^sessions:ended$/, /^(sessions|show):(sessions|ended)\[\d+\]\.renewed_at$/, /^flush:user$/, /^status:(config|metrics)$/,
+  // issue 19 (upstream pacing): absent from an older daemon
+  /^status:upstream\.holdoff$/, /^status:cache\.(jitter_pct|warm_start)$/, /^stats:upstream\.(held_off|rate_limited)$/,
+  // issue 19 (fault matrix): absent from an older daemon
+  /^status:cache\.(write_error|held_in_memory|recreated)$/, /^status:clock$/,
+  // issue 20 (systemd userdb): absent from an older daemon
+  /^status:userdb$/];
 
 /** Every [path, parent, key] of a JSON value, as ShapeError names paths: a.b[0].c */
 function* fieldsOf(v: Json, path = ''): Generator<[string, { [k: string]: Json } | Json[], string | number]> {

@@ -60,7 +60,7 @@ test('etc/latchkey.conf parses, and its "#key = value" lines are exactly the def
   const c = parseConfig(text, 'latchkey.conf');
   const uncommented = parseConfig(text.replace(/^#([a-z_]+ =)/gm, '$1'), 'latchkey.conf');
   assert.deepEqual(uncommented, c);
-  assert.equal(text.match(/^#[a-z_]+ =/gm)!.length, 71);
+  assert.equal(text.match(/^#[a-z_]+ =/gm)!.length, 77); // 71, +5 [upstream]/[cache] pacing keys (issue 19), +1 [userdb] enabled (issue 20)
   assert.deepEqual(c, withUrls({ upstream: {
     byNameUrl: 'https://users.example.org/users/%s?idType=username',
     byUidUrl: 'https://users.example.org/users/%u?idType=uid',

@@ -25,7 +25,7 @@ function testConfig(dir: string): Config {
     cache: { dbPath: ':memory:', ttlSec: 100, negativeTtlSec: 10, staleGraceSec: 50, refreshAheadSec: 20 },
     users: { uidShift: 10000, gid: 10000, groupName: 'lega', minUid: 1000, maxUid: 2 ** 31 - 1, nameRegex: /^[a-z_][a-z0-9_.-]{0,31}$/, shell: '/bin/bash', denyNames: ['root'], localPasswdFile: passwd, localGroupFile: group },
     homes: { base: '/srv/inbox', layout: 'chroot', mode: 0o2750, umask: 0o027, uploadDir: 'upload' },
-    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: { socketDir: dir } as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup, metrics: defaultConfig().metrics,
+    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: { socketDir: dir } as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup, metrics: defaultConfig().metrics, userdb: defaultConfig().userdb,
   };
 }
 
@@ -159,4 +159,32 @@ test('a name the host passwd file takes leaves the map within a second, with no 
   } finally {
     m.close();
   }
+});
+
+test('after the wall clock stepped back, a rebuild leaves out the users fetched "in the future"', async () => {
+  const cfg = testConfig(scratchDir('latchkey-fastpath-'));
+  const db = UserCache.open(':memory:');
+  const r = new Resolver(db, source, () => cfg);
+  const w = new RecordingWriter();
+  let now = Date.now();
+  const m = new MapPublisher(() => w, () => cfg, r, db, () => now);
+  db.listener = m;
+  m.start();
+  await r.byName('alice');
+  await r.byUid(19997, 1000);
+  assert.equal(w.named('putUser').length, 1);
+  // The clock steps back two hours: alice's fetch (and the uid miss) now lie in the future, and
+  // their expiries are hours away by the readers' clock. The rebuild the daemon runs on the step
+  // (daemon/clock.ts onJump) must not republish them; the socket refetches alice.
+  now -= 2 * 3600_000;
+  w.calls = [];
+  m.rebuild();
+  assert.equal(w.named('putUser').length, 0, JSON.stringify(w.calls));
+  assert.deepEqual(w.named('removeName').map((c) => c[1]), ['alice']);
+  assert.equal(w.named('putNegUid').length, 0, JSON.stringify(w.calls));
+  // a step back of under a minute (NTP) changes nothing
+  now += 2 * 3600_000 - 30_000;
+  w.calls = [];
+  m.rebuild();
+  assert.equal(w.named('putUser').length, 1);
 });

@@ -24,7 +24,7 @@ function testConfig(shell = '/bin/bash'): Config {
     cache: { dbPath: ':memory:', ttlSec: 3600, negativeTtlSec: 10, staleGraceSec: 50, refreshAheadSec: 0 },
     users: { uidShift: 10000, gid: 10000, groupName: 'lega', minUid: 1000, maxUid: 2 ** 31 - 1, nameRegex: /^[a-z_][a-z0-9_.-]{0,31}$/, shell, denyNames: ['root'], localPasswdFile: '/etc/passwd', localGroupFile: '/etc/group' },
     homes: { base: '/srv/inbox', layout: 'chroot', mode: 0o2750, umask: 0o027, uploadDir: 'upload' },
-    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: {} as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup, metrics: defaultConfig().metrics,
+    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: {} as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup, metrics: defaultConfig().metrics, userdb: defaultConfig().userdb,
   };
 }
 

@@ -22,7 +22,7 @@ function testConfig(): Config {
     cache: { dbPath: ':memory:', ttlSec: 100, negativeTtlSec: 10, staleGraceSec: 50, refreshAheadSec: 0 },
     users: { uidShift: 10000, gid: 10000, groupName: 'lega', minUid: 1000, maxUid: 2 ** 31 - 1, nameRegex: /^[a-z_][a-z0-9_.-]{0,31}$/, shell: '/bin/bash', denyNames: ['root'], localPasswdFile: '/etc/passwd', localGroupFile: '/etc/group' },
     homes: { base: '/srv/inbox', layout: 'chroot', mode: 0o2750, umask: 0o027, uploadDir: 'upload' },
-    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: {} as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup, metrics: defaultConfig().metrics,
+    upstream: {} as Config['upstream'], pam: {} as Config['pam'], daemon: {} as Config['daemon'], local: defaultConfig().local, events: defaultConfig().events, cleanup: defaultConfig().cleanup, metrics: defaultConfig().metrics, userdb: defaultConfig().userdb,
   };
 }
 
@@ -385,7 +385,7 @@ test('every lookup counts exactly one result; the snapshot carries the latency h
   const s = r.stats.snapshot();
   assert.deepEqual(s.lookups, { hit: 1, negative: 1, rule: 1, miss: 2, stale: 1, unavail: 1, local: 0, local_notfound: 0, notfound: 1 });
   assert.equal(s.hit_ratio, 0.3333);
-  assert.deepEqual(s.upstream, { found: 1, notfound: 1, error: 2, background_refresh: 0, busy: 0, late: 0 });
+  assert.deepEqual(s.upstream, { found: 1, notfound: 1, error: 2, background_refresh: 0, busy: 0, late: 0, held_off: 0, rate_limited: 0 });
   assert.equal(s.upstream_latency.count, 4);
   assert.equal(Object.values(s.upstream_latency.buckets).reduce((a, b) => a + b, 0), 4);
 });

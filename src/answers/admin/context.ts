@@ -29,6 +29,8 @@ export interface LocalUsersFacade {
   hostHas(name: string, uid: number | null): string | null;
   /** whether the upstream has a user of this name, asked now */
   upstreamHas(name: string): Promise<'yes' | 'no' | { unavailable: string }>;
+  /** a user just added with --force over a name the upstream has: the conflict shows at once */
+  addedOverUpstream(name: string): void;
   status(): LocalStatusView;
 }
 
@@ -66,6 +68,10 @@ export interface AdminContext {
   lastReload?: () => ReloadOutcome | null;
   /** the Prometheus endpoint (src/metrics/): where, and why it is not serving */
   metrics?: { status(): { listen: string | null; serving: boolean; error: string | null } };
+  /** the systemd userdb provider (src/userdb/) */
+  userdb?: { status(): NonNullable<AdminReplyData<'status'>['userdb']> };
+  /** wall-clock steps seen (src/daemon/clock.ts); absent: status shows none */
+  clock?: { status(): { last_jump: { at: number; delta_ms: number; direction: 'forward' | 'back' } | null; jumps: number } };
 }
 
 /** What a reload did: taken (and from which credential), or refused with the loader's message. */

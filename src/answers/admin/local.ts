@@ -124,6 +124,7 @@ export function localCommands(ctx: AdminContext): AdminHandlers<LocalCommand> {
         user: u.name, uid: u.uid, password: pw !== null, context: u.context, keys: u.keys.length, expires_at: u.expiresAt,
         ...(up !== 'no' ? { forced: true, upstream: up === 'yes' ? 'has this name' : up.unavailable } : {}),
       });
+      if (up === 'yes') l.addedOverUpstream(u.name);
       return { user: view(u) };
     },
 

@@ -78,13 +78,18 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
           ...(await upstreamHealth(ctx)),
           last_error: ctx.source.lastError(),
           auth: authStatus(c, ctx.source.tokenStatus?.() ?? null),
+          holdoff: ctx.resolver.holdoff(),
         },
         cache: {
           file: c.cache.dbPath, size_bytes: ctx.cache.fileSize(),
           ttl_s: c.cache.ttlSec, negative_ttl_s: c.cache.negativeTtlSec, stale_grace_s: c.cache.staleGraceSec,
           entries: { fresh: counts.fresh, stale: counts.stale, expired: counts.expired, negative: counts.negative, total: counts.total },
           hit_ratio: typeof snap.hit_ratio === 'number' ? snap.hit_ratio : null,
+          ...(({ write_error, recreated, unsaved }) => ({ write_error, recreated, held_in_memory: unsaved }))(ctx.cache.fileStatus()),
+          jitter_pct: Math.round((c.cache.jitter ?? 0) * 10_000) / 100,
+          warm_start: ctx.resolver.warmStart.status(),
         },
+        ...(ctx.clock ? { clock: ctx.clock.status() } : {}),
         sessions: { open: ctx.sessions.countOpen() },
         rootd: await (async () => {
           const error = await ctx.rootd.probe();
@@ -106,6 +111,7 @@ export function statusCommands(ctx: AdminContext): AdminHandlers<'status' | 'sta
           config: { file: ctx.configFile, loaded_at: loadedAt, digest, last_reload: lastReloadView(ctx.lastReload?.() ?? null) },
         }))(ctx.configLoaded()) : {}),
         ...(ctx.metrics ? { metrics: ctx.metrics.status() } : {}),
+        ...(ctx.userdb ? { userdb: ctx.userdb.status() } : {}),
       };
     },
 

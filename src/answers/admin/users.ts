@@ -20,8 +20,8 @@ type HashFacts = AdminReplyData<'auth-test'>['hash'];
 type UserRef = string | number;
 
 /** fresh / stale (within the grace, served only if upstream fails) / expired, by the cache's own rule. */
-export function entryState(u: Pick<CachedUser, 'expiresAt'>, now: number, cfg: FreshnessConfig): UserSummary['state'] {
-  const f = classify(u.expiresAt, now, cfg);
+export function entryState(u: Pick<CachedUser, 'expiresAt'> & { fetchedAt?: number }, now: number, cfg: FreshnessConfig): UserSummary['state'] {
+  const f = classify(u.expiresAt, now, cfg, u.fetchedAt);
   return f === 'fresh' || f === 'refresh-ahead' ? 'fresh' : f === 'stale-servable' ? 'stale' : 'expired';
 }
 
