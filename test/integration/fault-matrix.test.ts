@@ -378,6 +378,11 @@ async function killedGroup(t: import('node:test').TestContext): Promise<void> {
     assert.ok(['TRYAGAIN', 'UNAVAIL'].includes(p.status) && p.errno_name === 'EAGAIN', `the module's call in flight: ${probe.stdout}`);
     assert.match(getent.stdout, /getent=2/);
     assert.ok(Date.now() - t0 < 6_000, 'the lookups waited past the shim timeout');
+    // While no daemon listens (the socket file is still there, nobody accepts: systemd is
+    // restarting it), a new lookup is "try again", never "no such user".
+    const dead = await runInNamespace(`${LKLOAD} probe alice`, noMap, { timeoutMs: 10_000 });
+    const d = JSON.parse(dead.stdout.trim().split('\n')[0] ?? '{}') as { status: string; errno_name: string };
+    assert.ok(['TRYAGAIN', 'UNAVAIL'].includes(d.status) && d.errno_name === 'EAGAIN', `a lookup while no daemon listens: ${dead.stdout}`);
     client.stdin!.write('before-restart\n');
     // Restarted with the upstream still hanging: only the surviving cache file can answer alice.
     env.service.setFault('hang');
