@@ -1,11 +1,14 @@
-// Warm start: after a start, the recently used users whose entries are not fresh are refreshed
-// in the background, most recent first, at a bounded rate, so the first logins after a restart
-// find them cached instead of each waiting for the upstream. And the names-only list that
-// carries "recently used" across a reboot (the cache file lives on tmpfs and does not).
+// Warm start: after a start, the recently used users the cache cannot serve at all (no row after
+// a reboot emptied it, or a row past its grace) are fetched in the background, most recent
+// first, at a bounded rate, so the first logins after a reboot find them cached instead of each
+// waiting for the upstream, and an outage right after a reboot locks none of them out. And the
+// names-only list that carries "recently used" across a reboot (the cache file lives on tmpfs).
 //
-// A fleet restarted at once must not multiply the upstream's load: entries still fresh are never
-// refetched, each host waits a random [0, 5 s) before its first request, and sends at most
-// [cache] warm_start_rate a second, nothing while the upstream is held off (upstream/backoff.ts).
+// A fleet restarted at once must not multiply the upstream's load: a row the cache can still
+// serve (fresh, or stale within its grace) is never refetched here (after a plain restart the
+// cache file is still there and nothing is asked), each host waits a random [0, 5 s) before its
+// first request, and sends at most [cache] warm_start_rate a second, nothing while the
+// upstream is held off (upstream/backoff.ts).
 import { closeSync, constants, fstatSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { log, LogOnce } from '../log.js';
@@ -25,7 +28,7 @@ export type WarmResult = 'refreshed' | 'fresh' | 'failed' | 'skipped' | 'held';
 export interface WarmDeps {
   /** the names to consider, most recent first, at most `limit` */
   names(limit: number): string[];
-  /** refreshes one name in the known lane unless it is fresh (directory/resolver.ts warm()) */
+  /** fetches one name in the known lane unless the cache can serve it ('fresh': fresh or stale within grace; directory/resolver.ts warm()) */
   refresh(name: string): Promise<WarmResult>;
   /** [cache] warm_start (0: off) and warm_start_rate (per second), read at start */
   limit(): number;

@@ -354,14 +354,18 @@ export class Resolver {
   }
 
   /**
-   * One warm-start refresh: asks upstream (known lane, as root) unless the entry is fresh, the
+   * One warm-start refresh: asks upstream (known lane, as root) only for a name the cache cannot
+   * serve at all (no row: a reboot emptied the cache, or a row past its grace), not when the
    * name is the store's or the rules refuse it; nothing while the upstream is held off ('held':
-   * the caller tries again later).
+   * the caller tries again later). A row still servable (fresh, or stale within its grace,
+   * which an outage falls back to) is left to the lookups that want it: refetching those on
+   * every host of a fleet restarted at once tripled the upstream's peak (`make fleet`), for
+   * nothing an outage would need.
    */
   async warm(name: string): Promise<WarmResult> {
     if (!this.nameAllowed(name) || this.storedByName(name)) return 'skipped';
     const cached = this.usable(this.cache.getByName(name), true);
-    if (cached && servableWithoutFetch(classify(cached.expiresAt, this.now(), this.cfg().cache, cached.fetchedAt))) return 'fresh';
+    if (cached && classify(cached.expiresAt, this.now(), this.cfg().cache, cached.fetchedAt) !== 'dead') return 'fresh';
     const gate = this.backoff.gate();
     if (gate === 'held') return 'held';
     const o = await this.fetch(`name:${name}`, 'known', 0, gate === 'probe');

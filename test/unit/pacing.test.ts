@@ -355,7 +355,7 @@ test('resolver: 5xx and timeouts in a row back off exponentially; the half-open 
 
 // ---- warm start ------------------------------------------------------------------------
 
-test('warm start refreshes the most recently used first, skips fresh entries, keeps to the rate, and stops cleanly', async () => {
+test('warm start refreshes the most recently used first, skips entries the cache can still serve (fresh or stale within grace), keeps to the rate, and stops cleanly', async () => {
   const { r, src, clock, db, cfg } = setup({ jitter: 0, warmStart: 4, warmStartRate: 50 });
   for (let i = 0; i < 8; i++) await r.byName(`u${i}`);
   // last_used: u5 most recent, then u3, u1, u6, u7; u3 stays fresh
@@ -364,8 +364,9 @@ test('warm start refreshes the most recently used first, skips fresh entries, ke
   db.touchAll(['u1'], clock.t + 3);
   db.touchAll(['u3'], clock.t + 4);
   db.touchAll(['u5'], clock.t + 5);
-  clock.t += 120_000; // all expired...
-  db.put({ ...db.getByName('u3')!, fetchedAt: clock.t, expiresAt: clock.t + 100_000 }); // ...but u3
+  clock.t += 160_000; // all past their grace (ttl 100 s, grace 50 s)...
+  db.put({ ...db.getByName('u3')!, fetchedAt: clock.t, expiresAt: clock.t + 100_000 }); // ...but u3, fresh,
+  db.put({ ...db.getByName('u1')!, fetchedAt: clock.t - 110_000, expiresAt: clock.t - 10_000 }); // and u1, stale within grace
   src.calls = [];
   const times: number[] = [];
   const real = src.fetchByName.bind(src);
@@ -377,8 +378,8 @@ test('warm start refreshes the most recently used first, skips fresh entries, ke
   w.start();
   assert.equal(w.status().state, 'waiting');
   for (let i = 0; i < 100 && w.status().state !== 'done'; i++) await new Promise((res) => setTimeout(res, 10));
-  assert.deepEqual(w.status(), { state: 'done', total: 4, done: 4, refreshed: 3, failed: 0 });
-  assert.deepEqual(src.calls, ['u5', 'u1', 'u6'], 'most recent first, the fresh u3 skipped, only the 4 most recent');
+  assert.deepEqual(w.status(), { state: 'done', total: 4, done: 4, refreshed: 2, failed: 0 });
+  assert.deepEqual(src.calls, ['u5', 'u6'], 'most recent first, the fresh u3 and the stale u1 skipped, only the 4 most recent');
   for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 15, `requests ${times[i]! - times[i - 1]!} ms apart at 50/s`);
 
   // stop(): no timer left behind, nothing sent after it
