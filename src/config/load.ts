@@ -64,7 +64,7 @@ export function defaultConfig(overrides: Overrides = {}): Config {
     events: { url: null, bearerToken: null, caFile: null, queueSize: 1000, timeoutMs: 2000 },
     cleanup: { intervalSec: 3600, expiredGraceSec: 7 * 86400 },
     metrics: { listen: null },
-    userdb: { enabled: true },
+    userdb: { enabled: false },
     daemon: { socketDir: '/run/latchkey', maxConnections: 0, maxConnectionsPerUid: 0, idleTimeoutMs: 30000, logLevel: 'info', sshdConfig: '/etc/ssh/sshd_config', user: '_latchkey', rootdSocket: '/run/latchkey-rootd/rootd.sock' },
   };
   for (const [sec, values] of Object.entries(overrides)) {

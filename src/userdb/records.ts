@@ -57,7 +57,10 @@ export function groupRecord(g: GroupEntry): GroupRecord {
 export interface RecordProblem { field: string; problem: string }
 
 // C0 and C1 controls and DEL: systemd's string_has_cc() refuses them in names, GECOS and paths.
-const CC_RE = /[\u0000-\u001f\u007f-\u009f]/;
+// And a lone UTF-16 surrogate (an upstream's "\ud800" survives JSON.parse and the memo, and
+// JSON.stringify writes it back as "\ud800"): systemd's JSON parser refuses the whole message and
+// drops the connection, so the client saw an I/O error instead of a refused record.
+const CC_RE = /[\u0000-\u001f\u007f-\u009f]|\p{Cs}/u;
 
 /**
  * systemd's relaxed user/group name rule (valid_user_group_name with VALID_USER_RELAX, what

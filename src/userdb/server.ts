@@ -8,7 +8,7 @@
 // RequestPacer, a message size cap, a message deadline, an idle timeout and a bounded queue per
 // connection.
 import type { Server, Socket } from 'node:net';
-import { chmodSync, unlinkSync } from 'node:fs';
+import { chmodSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/types.js';
 import type { Resolver } from '../directory/resolver.js';
@@ -22,6 +22,25 @@ import { answerCall, type UserdbCounters } from './methods.js';
 
 /** Where clients find the socket once the shipped tmpfiles.d line links it (README "systemd userdb"). */
 export const USERDB_LINK = '/run/systemd/userdb/io.latchkey';
+/**
+ * The budget key of systemd-userdbd's workers. They connect as root, but they relay the calls of
+ * every local user (`userdbctl user x` from any uid goes through io.systemd.Multiplexer): charged
+ * as root, any user could spend root's never-seen-name budget, unpaced, and hold root's
+ * connection share, and sshd's own lookups on nss.sock (root) would then be refused. Not a real
+ * uid, so it gets an ordinary uid's limits.
+ */
+export const MULTIPLEXER_CHARGE_UID = -2;
+
+/** The uid a connection's calls are charged to: the peer's, or the multiplexer's own key. */
+export function chargeUidOf(peer: Peer): number {
+  if (peer.uid !== 0 || peer.pid <= 0) return peer.uid;
+  let comm = '';
+  // comm is readable for any pid (exe is not, for an unprivileged daemon); only root's own
+  // processes matter here, and a non-root user cannot make one named like this.
+  try { comm = readFileSync(`/proc/${peer.pid}/comm`, 'utf8').trim(); } catch { /* gone: root */ }
+  return comm === 'systemd-userwor' ? MULTIPLEXER_CHARGE_UID : 0; // TASK_COMM_LEN cuts "systemd-userwork"
+}
+
 /** Calls one connection may have waiting: systemd's clients send one call at a time. */
 const MAX_QUEUED = 16;
 
@@ -96,7 +115,9 @@ export class UserdbServer {
   private onConnection(sock: Socket): void {
     this.open.add(sock);
     sock.once('close', () => this.open.delete(sock));
-    const peer: Peer = peerOf(sock, 'userdb') ?? { socket: 'userdb', uid: -1, pid: -1 };
+    const real: Peer = peerOf(sock, 'userdb') ?? { socket: 'userdb', uid: -1, pid: -1 };
+    // Budgets by charge uid; the privileged section still by the real one (methods.ts).
+    const peer: Peer = { ...real, uid: chargeUidOf(real) };
     const a = this.budget.admit(peer.uid);
     if (!a.ok) {
       // The client sees the connection close: its lookup fails as unavailable, never "no such user".
@@ -111,12 +132,12 @@ export class UserdbServer {
       a.evicted.destroy();
     }
     this.accepted++;
-    const h = this.serve(sock, peer);
+    const h = this.serve(sock, peer, real.uid);
     this.budget.add(h);
     sock.once('close', () => this.budget.remove(h));
   }
 
-  private serve(sock: Socket, peer: Peer): ConnectionHandle {
+  private serve(sock: Socket, peer: Peer, realUid: number): ConnectionHandle {
     const reader = new VarlinkReader();
     const queue: Buffer[] = [];
     let busy = false;
@@ -159,7 +180,7 @@ export class UserdbServer {
           if (!parsed.ok) { drop('userdb.malformed', { error: parsed.problem }); break; }
           try {
             await answerCall(parsed.call, {
-              resolver: this.opts.resolver, cfg: this.opts.cfg, peer, send, pace, closed: () => closed, counters: this.counters,
+              resolver: this.opts.resolver, cfg: this.opts.cfg, peer: { uid: realUid, pid: peer.pid }, chargeUid: peer.uid, send, pace, closed: () => closed, counters: this.counters,
             });
           } catch (e) {
             log('error', 'userdb.request_failed', { method: parsed.call.method, error: e instanceof Error ? e.message : String(e) });

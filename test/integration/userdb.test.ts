@@ -60,7 +60,7 @@ ln -s ${otherPath} /run/systemd/userdb/io.test.Other
 
 before(async () => {
   // A small per-uid share, so the budget test below can fill it (the test runs as root, one uid).
-  env = await startEnv({ daemon: { max_connections_per_uid: 8 } }, [...exampleUsers(), { username: HOST_NAME, uid: 1999, passwordHash: null, sshPublicKeys: [], gecos: 'not ours' }]);
+  env = await startEnv({ daemon: { max_connections_per_uid: 8 }, userdb: { enabled: 'yes' } }, [...exampleUsers(), { username: HOST_NAME, uid: 1999, passwordHash: null, sshPublicKeys: [], gecos: 'not ours' }]);
   otherPath = join(env.dir, 'other.sock');
   other = await startOther(otherPath);
 });
@@ -196,9 +196,9 @@ test('upstream down: a cached user is still served, an unknown one is "not avail
 
 test('[userdb] enabled = no and a reload remove the socket; yes and a reload bring it back', async () => {
   const sock = join(env.socketDir, 'userdb.sock');
-  const over = { daemon: { max_connections_per_uid: 8 } };
+  const over = { daemon: { max_connections_per_uid: 8 }, userdb: { enabled: 'yes' } };
   try {
-    writeConfig(env.dir, env.service.url, { ...over, userdb: { enabled: 'no' } });
+    writeConfig(env.dir, env.service.url, { ...over, userdb: { enabled: 'no' } }); // the default
     assert.equal((await latchkeyctl(env.socketDir, ['reload'])).code, 0);
     assert.equal(existsSync(sock), false);
     const st = JSON.parse((await latchkeyctl(env.socketDir, ['status', '--json'])).stdout) as { userdb: { enabled: boolean; path: string | null } };

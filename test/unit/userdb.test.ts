@@ -90,14 +90,14 @@ function fakeResolver(users: CachedUser[], opts: { unavailable?: boolean; groupI
   return r as unknown as Resolver & { asked: typeof asked };
 }
 
-async function call(resolver: Resolver, msg: object, peerUid = 1000): Promise<Array<Record<string, unknown>>> {
+async function call(resolver: Resolver, msg: object, peerUid = 1000, paced = { n: 0 }): Promise<Array<Record<string, unknown>>> {
   const p = parseCall(Buffer.from(JSON.stringify(msg)));
   assert.ok(p.ok);
   const out: Buffer[] = [];
   const counters: UserdbCounters = { requests: 0, errors: 0, refusedRecords: 0 };
   await answerCall(p.call, {
-    resolver, cfg, peer: { uid: peerUid, pid: 1 }, counters, closed: () => false,
-    send: async (m) => { out.push(m); }, pace: async () => {},
+    resolver, cfg, peer: { uid: peerUid, pid: 1 }, chargeUid: peerUid, counters, closed: () => false,
+    send: async (m) => { out.push(m); }, pace: async () => { paced.n++; },
   });
   return new VarlinkReader(1 << 24).push(Buffer.concat(out)).map((b) => JSON.parse(b.toString()) as Record<string, unknown>);
 }
@@ -133,8 +133,12 @@ test('a record systemd would refuse is not sent: ServiceNotAvailable', async () 
 
 test('enumeration streams with continues, the last without; none is NoRecordFound; needs more', async () => {
   const users = Array.from({ length: 600 }, (_, i) => user({ username: `u${i}`, uid: 20000 + i, sshPublicKeys: [] }));
-  const all = await call(fakeResolver(users), { method: M + 'GetUserRecord', parameters: svc, more: true });
+  const paced = { n: 0 };
+  const all = await call(fakeResolver(users), { method: M + 'GetUserRecord', parameters: svc, more: true }, 1000, paced);
   assert.equal(all.length, 600);
+  // Each record costs real work on the one event loop: a uid's pacer token buys a few records,
+  // not a page (one uid's enumeration loop stalled every nss.sock answer ~1,700-fold).
+  assert.ok(paced.n >= 600 / 4 - 1, `${paced.n} pacer tokens for 600 records`);
   assert.ok(all.slice(0, -1).every((m) => m.continues === true));
   assert.equal(all.at(-1)!.continues, undefined);
   assert.deepEqual(all.map((m) => (m.parameters as { record: { userName: string } }).record.userName), users.map((u) => u.username));
@@ -157,10 +161,48 @@ test('envelope errors: BadService, InvalidParameter, MethodNotFound; oneway gets
   assert.deepEqual(await call(res, { method: M + 'GetUserRecord', parameters: { userName: 'alice' } }), [{ error: E.invalidParameter, parameters: { parameter: 'service' } }]);
   assert.deepEqual(await call(res, { method: M + 'GetUserRecord', parameters: { uid: -1, ...svc } }), [{ error: E.invalidParameter, parameters: { parameter: 'uid' } }]);
   assert.deepEqual(await call(res, { method: M + 'GetUserRecord', parameters: { uidMin: 5, ...svc } }), [{ error: E.invalidParameter, parameters: { parameter: 'uidMin' } }]);
+  // red team 20: names of Object.prototype's members are undeclared parameters too
+  for (const k of ['constructor', 'toString', '__proto__']) {
+    const msg = `{"method":"${M}GetUserRecord","parameters":{"userName":"alice","service":"io.latchkey","${k}":5}}`;
+    assert.deepEqual(await call(res, JSON.parse(msg) as object), [{ error: E.invalidParameter, parameters: { parameter: k } }], k);
+  }
   assert.deepEqual(await call(res, { method: M + 'Nope', parameters: {} }), [{ error: E.methodNotFound, parameters: { method: M + 'Nope' } }]);
   const before = res.asked.length;
   assert.deepEqual(await call(res, { method: M + 'GetUserRecord', parameters: { userName: 'alice', ...svc }, oneway: true }), []);
   assert.equal(res.asked.length, before);
   const [info] = await call(res, { method: 'org.varlink.service.GetInfo' });
   assert.ok(((info!.parameters as { interfaces: string[] }).interfaces).includes('io.systemd.UserDatabase'));
+});
+
+// red team 20: a lone surrogate from the upstream (JSON.parse keeps it, JSON.stringify writes
+// "\ud800") made systemd's parser drop the connection: the record must be refused instead.
+test('a lone UTF-16 surrogate in a string field is refused, a surrogate pair is not', () => {
+  const lone = userRecord(cfg(), user({ gecos: 'Lone \ud800 surrogate' }), lega, false) as unknown as Record<string, unknown>;
+  assert.equal(validateUserRecord(lone)?.field, 'realName');
+  const pair = userRecord(cfg(), user({ gecos: 'Emoji \ud83d\ude00' }), lega, false) as unknown as Record<string, unknown>;
+  assert.equal(validateUserRecord(pair), null);
+});
+
+// red team 20: systemd-userdbd's workers are root but relay every local user's calls.
+test('systemd-userdbd\'s workers are charged to their own key, other root peers to root', async () => {
+  const { chargeUidOf, MULTIPLEXER_CHARGE_UID } = await import('../../src/userdb/server.js');
+  const { mkdtempSync, copyFileSync, rmSync } = await import('node:fs');
+  const { spawn } = await import('node:child_process');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  assert.equal(chargeUidOf({ socket: 'userdb', uid: 1000, pid: process.pid }), 1000);
+  assert.equal(chargeUidOf({ socket: 'userdb', uid: 0, pid: process.pid }), 0);
+  const dir = mkdtempSync(join(tmpdir(), 'rt20-'));
+  const fake = join(dir, 'systemd-userwork');
+  copyFileSync('/bin/sleep', fake);
+  const p = spawn(fake, ['5']);
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(chargeUidOf({ socket: 'userdb', uid: 0, pid: p.pid! }), MULTIPLEXER_CHARGE_UID);
+    // a non-root process of that name is just its uid
+    assert.equal(chargeUidOf({ socket: 'userdb', uid: 1000, pid: p.pid! }), 1000);
+  } finally {
+    p.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
