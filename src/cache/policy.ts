@@ -103,3 +103,29 @@ export function servableOnUpstreamError(f: Freshness): boolean {
 export function negativeHolds(expiresAt: number | null, now: number): boolean {
   return expiresAt !== null && now < expiresAt;
 }
+
+/**
+ * After a restart, the entries that expired while the daemon was down are all due at once: on a
+ * fleet restarted together every host would refetch its whole hot set in the first seconds (the
+ * upstream's peak after a mass restart, `make fleet`). For the first `ttl × jitter` after the
+ * start, such an entry (expired within that long before the start, after its natural lifetime:
+ * an invalidated one expired early and is refetched as asked) stays servable until an instant
+ * spread over that window by a hash of its expiry, so the refreshes come at the pace they would
+ * have come without the restart. Never past its stale grace; `jitter = 0%` turns it off. Returns
+ * the expiry to classify with.
+ */
+export function restartSpreadExpiry(
+  e: { expiresAt: number; fetchedAt: number },
+  startedAt: number,
+  cfg: Pick<FreshnessConfig, 'jitter' | 'ttlSec' | 'staleGraceSec'>,
+): number {
+  const j = clampJitter(cfg.jitter);
+  if (j === 0 || cfg.ttlSec === undefined) return e.expiresAt;
+  const windowMs = cfg.ttlSec * 1000 * j;
+  if (e.expiresAt >= startedAt || e.expiresAt < startedAt - windowMs) return e.expiresAt;
+  // its natural lifetime: ttl × (1 − j) at the least (less: invalidated, or an older, longer ttl)
+  if (e.expiresAt - e.fetchedAt < cfg.ttlSec * 1000 * (1 - j) - 1) return e.expiresAt;
+  const spread = startedAt + Math.round(windowMs * (jitterUnit(e.expiresAt) + 1) / 2);
+  return Math.min(spread, e.expiresAt + cfg.staleGraceSec * 1000);
+}
+

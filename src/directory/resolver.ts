@@ -19,7 +19,7 @@ import type { UserSource } from '../upstream/types.js';
 import type { Config } from '../config/types.js';
 import type { CachedUser } from '../types.js';
 import type { Lookup } from '../cache/types.js';
-import { classify, jitteredMs, negativeHolds, servableOnUpstreamError, servableWithoutFetch } from '../cache/policy.js';
+import { classify, jitteredMs, negativeHolds, restartSpreadExpiry, servableOnUpstreamError, servableWithoutFetch } from '../cache/policy.js';
 import { BACKOFF_BASE_MS, type HoldoffView, type Outcome as PacingOutcome, UpstreamBackoff } from '../upstream/backoff.js';
 import { SingleFlight } from '../cache/singleflight.js';
 import { RecentFile, WarmStart, type WarmResult } from '../cache/warm.js';
@@ -87,6 +87,8 @@ export class Resolver {
   private readonly refreshFailedAt = new Map<NegativeKey, number>();
   /** the monotonic clock of durations (see the constructor) */
   private readonly mono: () => number;
+  /** when this daemon started (the resolver is made at start): the restart spread's origin */
+  private readonly startedAt: number;
   /** names answered since the last sweep; last_used is written in one batch, off the hot path */
   private readonly used = new Set<string>();
   /** the persistent local users, once the daemon has opened their store */
@@ -114,6 +116,7 @@ export class Resolver {
     // Durations (hold-offs, refresh retries) on the monotonic clock; tests that inject `now` drive
     // both with it.
     this.mono = now === Date.now ? () => performance.now() : now;
+    this.startedAt = now();
     this.backoff = new UpstreamBackoff({
       now: this.mono, wall: now, random,
       downAfter: DOWN_AFTER_FAILURES,
@@ -408,7 +411,14 @@ export class Resolver {
     const now = this.now();
     let negative: number | null = null;
     if (cached) {
-      const state = classify(cached.expiresAt, now, this.cfg().cache, cached.fetchedAt);
+      const cfg = this.cfg().cache;
+      // Right after a start, what expired while the daemon was down is refetched spread over a
+      // window, not all at once (cache/policy.ts restartSpreadExpiry).
+      const expiresAt = now < this.startedAt + cfg.ttlSec * 1000 ? restartSpreadExpiry(cached, this.startedAt, cfg) : cached.expiresAt;
+      let state = classify(expiresAt, now, cfg, cached.fetchedAt);
+      // A put-off entry is refetched at its spread instant, not ahead of it (a refresh_ahead
+      // longer than the window would bring them all back at once).
+      if (state === 'refresh-ahead' && expiresAt !== cached.expiresAt) state = 'fresh';
       if (servableWithoutFetch(state)) {
         this.stats.lookups.hit++;
         this.noteUse(cached.username);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserCache } from '../../src/cache/db.js';
-import { classify, jitteredMs, jitterUnit, refreshAheadFrom, CLOCK_BACK_TOLERANCE_MS } from '../../src/cache/policy.js';
+import { classify, jitteredMs, jitterUnit, refreshAheadFrom, restartSpreadExpiry, CLOCK_BACK_TOLERANCE_MS } from '../../src/cache/policy.js';
 import { WarmStart, RecentFile, WARM_START_SPREAD_MS } from '../../src/cache/warm.js';
 import { Resolver, DOWN_AFTER_FAILURES } from '../../src/directory/resolver.js';
 import { MapPublisher } from '../../src/fastpath/publisher.js';
@@ -467,4 +467,45 @@ test('config: [cache] jitter is a percentage 0 .. 50 %; the pacing keys have the
   for (const bad of ['0.1', '10', '51%', '-5%', 'ten%']) assert.throws(() => j(bad), /jitter/, bad);
   assert.equal(parseConfig(`${URLS}[cache]\nrecent_file = none\nwarm_start = 0\n`, 'x.conf').cache.recentFile, null);
   assert.throws(() => parseConfig(`${URLS}[upstream]\nbackoff_max = 10ms\n`, 'x.conf'), /backoff_max/);
+});
+
+// ---- the refreshes a restart put off ---------------------------------------------------
+
+test('after a restart, what expired while the daemon was down is refetched spread over ttl × jitter, not at once', async () => {
+  const a = setup({ jitter: 0.1 });
+  for (let i = 0; i < 40; i++) await a.r.byName(`u${i}`);
+  // The daemon stops for 5 s, across the expiry of part of its entries (ttl 100 s ± 10 %).
+  const mid = Math.min(...a.db.all().map((u) => u.expiresAt)) + 2_000;
+  const due = a.db.all().filter((u) => u.expiresAt > mid - 5_000 && u.expiresAt <= mid).map((u) => u.username);
+  assert.ok(due.length >= 3, `entries expiring during the downtime: ${due.length}`);
+  // The new daemon: a new resolver over the same cache file.
+  const clock = { t: mid };
+  const r = new Resolver(a.db, a.src, () => a.cfg, () => clock.t, undefined, seeded(2));
+  a.src.calls = [];
+  for (const n of due) assert.equal((await r.byName(n)).status, 'found');
+  assert.ok(a.src.calls.length <= 1, `refetched at once after the start: ${a.src.calls.join(' ')}`);
+  // Over the window (ttl × jitter = 10 s) each comes due at its own instant, so the refetches
+  // spread over it: not more than half in any one second.
+  const perSecond: number[] = [];
+  for (let s = 1; s <= 10; s++) {
+    clock.t = mid + s * 1_000;
+    const before = a.src.calls.length;
+    for (const n of due) await r.byName(n);
+    perSecond.push(a.src.calls.length - before);
+  }
+  assert.deepEqual([...new Set(a.src.calls)].sort(), [...due].sort(), 'each refetched by the end of the window');
+  assert.ok(Math.max(...perSecond) <= Math.ceil(due.length / 2), `refetches per second: ${perSecond}`);
+});
+
+test('the restart spread: never for an invalidated entry, one that expired long before the start, or past the grace; off at jitter 0 %', () => {
+  const cfg = { jitter: 0.1, ttlSec: 100, staleGraceSec: 50 };
+  const start = 1_700_000_000_000;
+  const natural = { fetchedAt: start - 100_000, expiresAt: start - 2_000 };
+  const e = restartSpreadExpiry(natural, start, cfg);
+  assert.ok(e >= start && e <= start + 10_000, String(e - start));
+  assert.equal(restartSpreadExpiry({ fetchedAt: start - 30_000, expiresAt: start - 2_000 }, start, cfg), start - 2_000, 'invalidated: expired early');
+  assert.equal(restartSpreadExpiry({ fetchedAt: start - 200_000, expiresAt: start - 20_000 }, start, cfg), start - 20_000, 'expired long before the start');
+  assert.equal(restartSpreadExpiry({ fetchedAt: start - 90_000, expiresAt: start + 1_000 }, start, cfg), start + 1_000, 'still fresh at the start');
+  assert.equal(restartSpreadExpiry(natural, start, { ...cfg, jitter: 0 }), natural.expiresAt);
+  assert.ok(restartSpreadExpiry(natural, start, { ...cfg, staleGraceSec: 3 }) <= natural.expiresAt + 3_000, 'never past the grace');
 });
