@@ -116,7 +116,7 @@ function prepareAll(db: Database.Database) {
     deleteConflicts: db.prepare<[string, number]>('DELETE FROM users WHERE name = ? OR uid = ?'),
     insert: db.prepare('INSERT INTO users (name, uid, upstream_uid, gecos, password_hash, ssh_keys, fetched_at, expires_at, account_expires_at, last_used) VALUES (@name, @uid, @upstream_uid, @gecos, @password_hash, @ssh_keys, @fetched_at, @expires_at, @account_expires_at, @fetched_at)'),
     touch: db.prepare<[number, string]>('UPDATE users SET last_used = ? WHERE name = ?'),
-    getNeg: db.prepare<[string], { expires_at: number }>('SELECT expires_at FROM negatives WHERE key = ?'),
+    getNeg: db.prepare<[string], { fetched_at: number; expires_at: number }>('SELECT fetched_at, expires_at FROM negatives WHERE key = ?'),
     putNeg: db.prepare<[string, number, number]>('INSERT OR REPLACE INTO negatives (key, fetched_at, expires_at) VALUES (?, ?, ?)'),
     delNeg: db.prepare<[string]>('DELETE FROM negatives WHERE key = ?'),
     listFrom: db.prepare<[number, number], UserRow>('SELECT * FROM users WHERE uid >= ? ORDER BY uid LIMIT ?'),
@@ -156,6 +156,10 @@ export class UserCache {
   private readonly unsavedByName = new Map<string, CachedUser>();
   private readonly unsavedByUid = new Map<number, CachedUser>();
   private writeError: CacheWriteError | null = null;
+  // Users removed (gone upstream) while the file refused the DELETE: never answered again, and
+  // deleted from the file at the first write that succeeds. Without them a user removed upstream
+  // was served from the file (fresh, then stale within grace) for as long as it stayed full.
+  private readonly removedNames = new Set<string>();
   private recreated: CacheRecreated | null = null;
   /** the file this connection has open (device, inode): another one at the path means it was replaced */
   private identity: { dev: number; ino: number } | null = null;
@@ -199,14 +203,27 @@ export class UserCache {
     const m = this.memoByName.get(name) ?? this.unsavedByName.get(name);
     if (m) return m;
     const r = this.read(() => this.s.byName.get(name));
-    return r ? this.remember(fromRow(r)) : null;
+    return r && !this.hidden(r) ? this.remember(fromRow(r)) : null;
   }
 
   getByUid(uid: number): CachedUser | null {
     const m = this.memoByUid.get(uid) ?? this.unsavedByUid.get(uid);
     if (m) return m;
     const r = this.read(() => this.s.byUid.get(uid));
-    return r ? this.remember(fromRow(r)) : null;
+    return r && !this.hidden(r) ? this.remember(fromRow(r)) : null;
+  }
+
+  /**
+   * A file row the memory knows to be out of date while the file refuses writes: its user was
+   * removed, or a user held in memory only now has its name or its uid (a rename, a uid given to
+   * someone else). Served, it would resolve an old name to a uid that belongs to another user.
+   */
+  private hidden(r: UserRow): boolean {
+    if (this.removedNames.has(r.name)) return true;
+    const byName = this.unsavedByName.get(r.name);
+    if (byName && byName.uid !== r.uid) return true;
+    const byUid = this.unsavedByUid.get(r.uid);
+    return byUid !== undefined && byUid.username !== r.name;
   }
 
   private remember(u: CachedUser): CachedUser {
@@ -246,6 +263,7 @@ export class UserCache {
   put(u: CachedUser): CachedUser {
     this.generation++;
     const written = this.write(() => this.putTx(u));
+    this.removedNames.delete(u.username);
     this.forget(this.memoByName.get(u.username));
     this.forget(this.memoByUid.get(u.uid));
     this.unsavedDrop(this.unsavedByName.get(u.username));
@@ -278,6 +296,11 @@ export class UserCache {
   private touchRows = (names: string[], now: number): void => { for (const name of names) this.s.touch.run(now, name); };
 
   getNegative(key: NegativeKey): number | null { return this.read(() => this.s.getNeg.get(key))?.expires_at ?? null; }
+  /** The negative entry with its fetch time: the resolver applies the backwards-clock rule to it. */
+  getNegativeEntry(key: NegativeKey): { fetchedAt: number; expiresAt: number } | null {
+    const r = this.read(() => this.s.getNeg.get(key));
+    return r ? { fetchedAt: r.fetched_at, expiresAt: r.expires_at } : null;
+  }
   /**
    * `publish`: false for a name only root asked for (sshd hands us whatever a client typed,
    * passwords included). Not written (file full): the next lookup asks the upstream again.
@@ -296,6 +319,7 @@ export class UserCache {
 
   /** The rows with the users held in memory only laid over them (they are newer). */
   private withUnsaved(rows: CachedUser[], from = 0, limit = Number.POSITIVE_INFINITY): CachedUser[] {
+    if (this.removedNames.size > 0) rows = rows.filter((r) => !this.removedNames.has(r.username));
     if (this.unsavedByName.size === 0) return rows;
     const extra = [...this.unsavedByName.values()].filter((u) => u.uid >= from);
     const out = rows.filter((r) => !this.unsavedByName.has(r.username) && !this.unsavedByUid.has(r.uid)).concat(extra);
@@ -321,6 +345,15 @@ export class UserCache {
     return this.handle.prepare<[number], string>('SELECT name FROM users ORDER BY last_used DESC, fetched_at DESC, name LIMIT ?').pluck().all(limit);
   }
 
+  /**
+   * The last time the file records activity (a fetch, a use, a miss): about when the daemon that
+   * wrote it stopped. The restart spread (cache/policy.ts) measures the downtime with it.
+   */
+  lastActivityAt(): number {
+    const r = this.handle.prepare('SELECT max(coalesce((SELECT max(fetched_at) FROM users), 0), coalesce((SELECT max(last_used) FROM users), 0), coalesce((SELECT max(fetched_at) FROM negatives), 0)) AS t').get() as { t: number | null };
+    return r.t ?? 0;
+  }
+
   /** Marks entries expired: the next lookup refetches, and the stale grace still applies. */
   invalidate(target: { name: string } | { uid: number } | 'all', now = Date.now()): number {
     this.generation++;
@@ -341,12 +374,42 @@ export class UserCache {
     return n;
   }
 
+  /**
+   * The wall clock stepped back by -`deltaMs` (daemon/clock.ts): every entry's fetch, expiry and
+   * last use move with it, so each keeps its real remaining lifetime and grace instead of looking
+   * younger by the size of the step (a stale entry would otherwise be served past its grace
+   * during an outage). An upstream's account expiry is a date, not moved. A write that fails
+   * (a full file) leaves the rows as they are; cache/policy.ts then still calls an entry fetched
+   * "in the future" not fresh. Prepared per call: it runs once per clock step. Returns the users
+   * moved.
+   */
+  shiftTimes(deltaMs: number): number {
+    if (!Number.isFinite(deltaMs) || deltaMs === 0) return 0;
+    const d = Math.round(deltaMs);
+    this.generation++;
+    this.forgetAll();
+    let n = 0;
+    this.write(() => {
+      n = this.handle.prepare<[number, number, number]>('UPDATE users SET fetched_at = fetched_at + ?, expires_at = expires_at + ?, last_used = CASE WHEN last_used > 0 THEN last_used + ? ELSE 0 END').run(d, d, d).changes;
+      this.handle.prepare<[number, number]>('UPDATE negatives SET fetched_at = fetched_at + ?, expires_at = expires_at + ?').run(d, d);
+    });
+    for (const u of [...this.unsavedByName.values()]) {
+      this.unsavedDrop(u);
+      const e = decoded(u.username, u.uid, u.upstreamUid, u.gecos, u.passwordHash, u.sshPublicKeys, u.fetchedAt + d, u.expiresAt + d, u.accountExpiresAt ?? null);
+      this.unsavedByName.set(e.username, e);
+      this.unsavedByUid.set(e.uid, e);
+    }
+    return n;
+  }
+
   remove(name: string): boolean {
     this.generation++;
     this.forget(this.memoByName.get(name));
     const held = this.unsavedByName.get(name);
     this.unsavedDrop(held);
-    const gone = this.s.remove.run(name).changes > 0 || held !== undefined;
+    let deleted = 0;
+    if (!this.write(() => { deleted = this.s.remove.run(name).changes; })) this.removedNames.add(name);
+    const gone = deleted > 0 || held !== undefined || this.removedNames.has(name);
     this.listener?.removed(name);
     return gone;
   }
@@ -579,6 +642,10 @@ export class UserCache {
 
   /** Writes the users held in memory only; each one written leaves the memory-only set. */
   private flushUnsaved = (): void => {
+    for (const name of [...this.removedNames]) {
+      this.s.remove.run(name);
+      this.removedNames.delete(name);
+    }
     for (const u of [...this.unsavedByName.values()]) {
       this.putTx(u);
       this.unsavedDrop(u);
@@ -590,7 +657,7 @@ export class UserCache {
     const users = new Map<string, CachedUser>();
     let negatives: Array<{ key: string; fetched_at: number; expires_at: number }> = [];
     try {
-      for (const u of this.s.all.all().map(fromRow)) users.set(u.username, u);
+      for (const u of this.s.all.all().map(fromRow)) if (!this.removedNames.has(u.username)) users.set(u.username, u);
       negatives = this.s.negatives.all();
     } catch { /* unreadable: the memo below is what is left */ }
     for (const u of this.memoByName.values()) users.set(u.username, u);
@@ -610,6 +677,7 @@ export class UserCache {
     try {
       this.restoreTx([...users.values()], negatives.filter((n) => n.expires_at > now));
       restored = users.size;
+      this.removedNames.clear();
       this.unsavedByName.clear();
       this.unsavedByUid.clear();
     } catch (e) {

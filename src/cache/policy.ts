@@ -99,29 +99,37 @@ export function servableOnUpstreamError(f: Freshness): boolean {
   return f !== 'dead';
 }
 
-/** A negative entry ("no such user") is honoured until it expires, never past it. */
-export function negativeHolds(expiresAt: number | null, now: number): boolean {
+/**
+ * A negative entry ("no such user") is honoured until it expires, never past it; nor when it was
+ * fetched "in the future" (the clock went back, CLOCK_BACK_TOLERANCE_MS): otherwise a user
+ * created upstream meanwhile is "not found" for as long as the clock jumped.
+ */
+export function negativeHolds(expiresAt: number | null, now: number, fetchedAt?: number): boolean {
+  if (fetchedAt !== undefined && fetchedAt - now > CLOCK_BACK_TOLERANCE_MS) return false;
   return expiresAt !== null && now < expiresAt;
 }
 
 /**
  * After a restart, the entries that expired while the daemon was down are all due at once: on a
  * fleet restarted together every host would refetch its whole hot set in the first seconds (the
- * upstream's peak after a mass restart, `make fleet`). For the first `ttl × jitter` after the
- * start, such an entry (expired within that long before the start, after its natural lifetime:
- * an invalidated one expired early and is refetched as asked) stays servable until an instant
- * spread over that window by a hash of its expiry, so the refreshes come at the pace they would
- * have come without the restart. Never past its stale grace; `jitter = 0%` turns it off. Returns
- * the expiry to classify with.
+ * upstream's peak after a mass restart, `make fleet`). For a window after the start (as long as
+ * the daemon was down, `downMs`, between `ttl × jitter` and twice that), such an entry (expired
+ * within that long before the start, after its natural lifetime: an invalidated one expired
+ * early and is refetched as asked) stays servable until an instant spread over the window by a
+ * hash of its expiry, so the refreshes come at about the pace they would have come without the
+ * restart. Never past its stale grace; `jitter = 0%` turns it off. Returns the expiry to
+ * classify with.
  */
 export function restartSpreadExpiry(
   e: { expiresAt: number; fetchedAt: number },
   startedAt: number,
   cfg: Pick<FreshnessConfig, 'jitter' | 'ttlSec' | 'staleGraceSec'>,
+  downMs = 0,
 ): number {
   const j = clampJitter(cfg.jitter);
   if (j === 0 || cfg.ttlSec === undefined) return e.expiresAt;
-  const windowMs = cfg.ttlSec * 1000 * j;
+  const base = cfg.ttlSec * 1000 * j;
+  const windowMs = Math.max(base, Math.min(downMs, 2 * base));
   if (e.expiresAt >= startedAt || e.expiresAt < startedAt - windowMs) return e.expiresAt;
   // its natural lifetime: ttl × (1 − j) at the least (less: invalidated, or an older, longer ttl)
   if (e.expiresAt - e.fetchedAt < cfg.ttlSec * 1000 * (1 - j) - 1) return e.expiresAt;

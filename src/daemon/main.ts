@@ -114,10 +114,20 @@ export async function startDaemon(configFile: string): Promise<Daemon> {
   // The shared-memory map the NSS module reads before it asks nss.sock (src/fastpath).
   const map = new MapPublisher((path, expect) => new (loadAddon().MapWriter)(path, expect), () => cfg, resolver, cache);
   cache.listener = map;
-  // After the wall clock stepped back, the map's records would stay fresh for as long as the
-  // step (readers compare expiries with their own clock): republish without the users fetched
-  // "in the future", which the socket no longer calls fresh either (cache/policy.ts).
-  clock.onJump = (j) => { if (j.direction === 'back') map.rebuild(); };
+  // After the wall clock stepped back, every cached time moves back with it (each entry keeps its
+  // real lifetime and grace), and the map is republished: its records carry expiries readers
+  // compare with their own clock, and would stay fresh for as long as the step. A forward step
+  // is left alone: entries expire early, which fails closed.
+  clock.onJump = (j) => {
+    if (j.direction !== 'back') return;
+    try {
+      const moved = cache.shiftTimes(j.delta_ms);
+      log('info', 'cache.clock_shifted', { delta_ms: j.delta_ms, users: moved });
+    } catch (e) {
+      log('error', 'cache.clock_shift_failed', { error: e instanceof Error ? e.message : String(e), detail: 'entries fetched "in the future" are refetched, not served fresh' });
+    }
+    map.rebuild();
+  };
   const throttle = new Throttle(() => cfg.pam);
   const authStats = new AuthStats();
   // The sessions' own versioned file beside the cache; the first start after an upgrade takes

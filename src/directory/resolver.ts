@@ -89,6 +89,7 @@ export class Resolver {
   private readonly mono: () => number;
   /** when this daemon started (the resolver is made at start): the restart spread's origin */
   private readonly startedAt: number;
+  private readonly downMs: number;
   /** names answered since the last sweep; last_used is written in one batch, off the hot path */
   private readonly used = new Set<string>();
   /** the persistent local users, once the daemon has opened their store */
@@ -117,6 +118,10 @@ export class Resolver {
     // both with it.
     this.mono = now === Date.now ? () => performance.now() : now;
     this.startedAt = now();
+    // how long the daemon before this one had been gone (0 for a new cache file)
+    let last = 0;
+    try { last = this.cache.lastActivityAt?.() ?? 0; } catch { last = 0; }
+    this.downMs = last > 0 ? Math.max(0, this.startedAt - last) : 0;
     this.backoff = new UpstreamBackoff({
       now: this.mono, wall: now, random,
       downAfter: DOWN_AFTER_FAILURES,
@@ -409,12 +414,11 @@ export class Resolver {
 
   private async lookup(key: NegativeKey, cached: CachedUser | null, peerUid: number): Promise<Lookup> {
     const now = this.now();
-    let negative: number | null = null;
     if (cached) {
       const cfg = this.cfg().cache;
       // Right after a start, what expired while the daemon was down is refetched spread over a
       // window, not all at once (cache/policy.ts restartSpreadExpiry).
-      const expiresAt = now < this.startedAt + cfg.ttlSec * 1000 ? restartSpreadExpiry(cached, this.startedAt, cfg) : cached.expiresAt;
+      const expiresAt = now < this.startedAt + cfg.ttlSec * 1000 ? restartSpreadExpiry(cached, this.startedAt, cfg, this.downMs) : cached.expiresAt;
       let state = classify(expiresAt, now, cfg, cached.fetchedAt);
       // A put-off entry is refetched at its spread instant, not ahead of it (a refresh_ahead
       // longer than the window would bring them all back at once).
@@ -425,14 +429,16 @@ export class Resolver {
         if (state === 'refresh-ahead') this.refreshInBackground(key);
         return { status: 'found', user: cached, source: 'cache' };
       }
-    } else if (negativeHolds(negative = this.cache.getNegative(key), now)) {
+    } else if (negativeHeld(this.cache.getNegativeEntry(key), now)) {
       this.stats.lookups.negative++;
       return { status: 'notfound', source: 'cache' };
     }
     const gate = this.backoff.gate();
     if (gate === 'held') return this.heldOff(cached);
-    // A name or uid we have (or had: a negative entry) is known; anything else is never-seen.
-    const lane: Lane = cached || negative !== null ? 'known' : 'new';
+    // Only a user we have is known. An expired negative entry is not: any local user can plant
+    // them at the never-seen rate and, re-asking them between expiry and the sweep, would reach
+    // the upstream through the unbudgeted known lane at any rate (red team 19).
+    const lane: Lane = cached ? 'known' : 'new';
     return this.answer(await this.fetch(key, lane, peerUid, gate === 'probe'), cached);
   }
 
@@ -747,6 +753,11 @@ export class Resolver {
       this.recent.write([...fromCache, ...kept]);
     }
   }
+}
+
+/** Whether a negative entry still answers "no such user" (cache/policy.ts negativeHolds). */
+function negativeHeld(n: { fetchedAt: number; expiresAt: number } | null, now: number): boolean {
+  return n !== null && negativeHolds(n.expiresAt, now, n.fetchedAt);
 }
 
 /**

@@ -129,7 +129,9 @@ export class RequestPacer {
       b = { tokens: this.rate, at: t };
       this.buckets.set(uid, b);
     }
-    b.tokens = Math.min(this.rate, b.tokens + ((t - b.at) / 1000) * this.rate);
+    // A wall clock stepped back is no elapsed time, not hours of debt that stall every request
+    // of the uid for as long as the step.
+    b.tokens = Math.min(this.rate, b.tokens + (Math.max(0, t - b.at) / 1000) * this.rate);
     b.at = t;
     b.tokens -= 1; // may go negative: the debt is the wait
     return b.tokens >= 0 ? 0 : Math.ceil((-b.tokens / this.rate) * 1000);

@@ -176,7 +176,9 @@ export class UpstreamScheduler {
       b = { tokens: newPerUidBurst, at: t };
       while (this.buckets.size >= MAX_TRACKED_UIDS) this.buckets.delete(this.buckets.keys().next().value as number);
     } else {
-      b.tokens = Math.min(newPerUidBurst, b.tokens + ((t - b.at) / 1000) * newPerUidPerSec);
+      // Never less than nothing elapsed: `now` is the wall clock, and a step back must not put
+      // every uid (sshd's root first) into hours of debt, refusing each never-seen name.
+      b.tokens = Math.min(newPerUidBurst, b.tokens + (Math.max(0, t - b.at) / 1000) * newPerUidPerSec);
       b.at = t;
       this.buckets.delete(uid); // re-insert: Map order is least recently used first
     }

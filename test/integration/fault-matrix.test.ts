@@ -668,20 +668,33 @@ async function clockGroup(t: import('node:test').TestContext): Promise<void> {
     assert.equal(got.pam_dead, 'AUTHINFO_UNAVAIL', JSON.stringify(got));
   });
   await t.test('clock jump back', async () => {
-    // Back to the start, alice fetched again (fresh), then the clock 1 h back: her fetch lies
-    // in the future. Not fresh (asked upstream again), served stale on the failure.
+    // Back to the start, alice fetched again (fresh), then the clock 1 h back. Her times move back
+    // with it: she stays fresh for her real ttl (not asked upstream), then is served stale for
+    // her real grace, then never: not for an hour longer (the step).
     service.setFault(null);
     await jump('+0');
+    // That was a step back of 25 min too: status looks at the clocks, so the cached times move
+    // now (alice's with them: past her grace) and she is fetched again below.
+    await status(socketDir);
     await until('alice refetched', 10_000, async () => (await nss(sock, 'alice')).answer === 'found' && (await status(socketDir)).cache.entries.fresh > 0);
     service.setFault('5xx');
-    const mark = await jump('-60m');
+    let mark = await jump('-60m');
     const s = await status(socketDir);
     assert.equal(s.clock?.last_jump?.direction, 'back', JSON.stringify(s.clock));
     assert.equal(named(daemon, mark, 'clock.jump').length, 1);
+    assert.ok(named(daemon, mark, 'cache.clock_shifted').some((e) => Number(e.users) >= 1), 'the cached times moved with the clock');
     const asked = service.stats().byPath['/username/alice'] ?? 0;
-    const got = await seen(sock, { cached: 'alice', unknown: 'bob' });
+    assert.equal((await nss(sock, 'alice')).answer, 'found');
+    assert.equal(service.stats().byPath['/username/alice'] ?? 0, asked, 'still fresh by her real age: not asked upstream');
+    // 15 min of her own time later: expired, within her grace: served stale
+    mark = await jump('-45m');
+    let got = await seen(sock, { cached: 'alice', unknown: 'bob' });
     assert.deepEqual(got, SERVED_STALE, JSON.stringify(got));
-    assert.ok((service.stats().byPath['/username/alice'] ?? 0) > asked, 'an entry fetched "in the future" is not fresh: asked upstream again');
+    // 25 min: past her ttl + grace (20 min), though an hour short of the old clock's: never served
+    mark = await jump('-35m');
+    got = await seen(sock, { cached: 'carol', unknown: 'bob', dead: 'alice' });
+    assert.equal(got.nss_dead, 'tryagain', JSON.stringify(got));
+    assert.equal(got.pam_dead, 'AUTHINFO_UNAVAIL', JSON.stringify(got));
   });
 }
 
