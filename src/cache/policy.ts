@@ -112,8 +112,8 @@ export function negativeHolds(expiresAt: number | null, now: number, fetchedAt?:
 /**
  * After a restart, the entries that expired while the daemon was down are all due at once: on a
  * fleet restarted together every host would refetch its whole hot set in the first seconds (the
- * upstream's peak after a mass restart, `make fleet`). For a window after the start (as long as
- * the daemon was down, `downMs`, between `ttl × jitter` and twice that), such an entry (expired
+ * upstream's peak after a mass restart, `make fleet`). For a window after the start (twice
+ * `ttl × jitter`, or the time the daemon was down, `downMs`, up to four times), such an entry (expired
  * within that long before the start, after its natural lifetime: an invalidated one expired
  * early and is refetched as asked) stays servable until an instant spread over the window by a
  * hash of its expiry, so the refreshes come at about the pace they would have come without the
@@ -129,7 +129,9 @@ export function restartSpreadExpiry(
   const j = clampJitter(cfg.jitter);
   if (j === 0 || cfg.ttlSec === undefined) return e.expiresAt;
   const base = cfg.ttlSec * 1000 * j;
-  const windowMs = Math.max(base, Math.min(downMs, 2 * base));
+  // Twice the downtime's worth at least: the put-off refreshes then add at most half the steady
+  // rate on top of it (one window measured 2.3x steady at ttl x jitter, make fleet).
+  const windowMs = Math.max(2 * base, Math.min(downMs, 4 * base));
   if (e.expiresAt >= startedAt || e.expiresAt < startedAt - windowMs) return e.expiresAt;
   // its natural lifetime: ttl × (1 − j) at the least (less: invalidated, or an older, longer ttl)
   if (e.expiresAt - e.fetchedAt < cfg.ttlSec * 1000 * (1 - j) - 1) return e.expiresAt;
