@@ -12,12 +12,16 @@
 //
 // Hold-off k (0-based) lasts base × 2^k capped at [upstream] backoff_max, spread by ±20 %: a
 // fleet whose upstream failed at one instant must not come back at one instant. A Retry-After is
-// the service's own word: honoured as given (clamped by the client), not jittered, not doubled.
+// the service's own word: honoured (clamped by the client), never shortened, not doubled, but
+// lengthened by up to RETRY_AFTER_SPREAD: the hosts a service told "wait 2 s" at one instant
+// would otherwise all come back at one instant, into its limit again (make fleet).
 
 /** the first hold-off, before jitter */
 export const BACKOFF_BASE_MS = 1_000;
 /** ± this fraction of each hold-off */
 export const BACKOFF_JITTER = 0.2;
+/** a Retry-After hold-off lasts up to this fraction longer than asked, never shorter */
+export const RETRY_AFTER_SPREAD = 0.2;
 
 export type HoldoffReason =
   | { kind: 'failures'; detail: string }
@@ -113,7 +117,7 @@ export class UpstreamBackoff {
         return null;
       case 'retry_after': {
         this.probeSince = null;
-        const until = now + r.ms;
+        const until = now + r.ms + Math.round(r.ms * RETRY_AFTER_SPREAD * this.o.random());
         // A request that went out before the hold-off began and returns during it must not
         // shorten it.
         const fresh = !wasHeld || now >= this.until;

@@ -9,6 +9,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, chownSync, chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from './client.js';
+import { killStarted, track } from '../lib/children.js';
+export { killStarted, track };
 
 export const BRIDGE = 'lkfleet0';
 export const SERVICE_IP = '10.77.0.1';
@@ -18,20 +20,6 @@ export const hostIp = (i: number): string => `10.77.${1 + Math.floor(i / 250)}.$
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 export const say = (s: string): void => { process.stderr.write(`fleet: ${s}\n`); };
 
-const started = new Set<ChildProcess>();
-
-/** Spawns and registers a child; killStarted() kills what is left of them, by pid. */
-export function track(p: ChildProcess): ChildProcess {
-  started.add(p);
-  p.once('exit', () => started.delete(p));
-  return p;
-}
-
-export async function killStarted(): Promise<void> {
-  const alive = [...started].filter((p) => p.exitCode === null && p.signalCode === null && p.pid);
-  for (const p of alive) { try { process.kill(p.pid!, 'SIGKILL'); } catch { /* gone */ } }
-  await Promise.race([Promise.all(alive.map((p) => new Promise((r) => p.once('exit', r)))), sleep(5000)]);
-}
 
 export function mustRun(cmd: string, args: string[], input?: string): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', input });

@@ -5,22 +5,14 @@
 // Every operation is logged with its time, host, user and outcome; the report replays that log.
 import type { Host } from './hosts.js';
 import type { Outcome } from './client.js';
+import { seeded } from '../lib/random.js';
+
+export { seeded };
 
 export type OpKind = 'name' | 'uid' | 'login';
 
 export interface Op { t: number; host: number; user: number; kind: OpKind; outcome: Outcome }
 
-/** mulberry32: a small seeded generator, so that a run's sequence of users can be repeated. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Draws ranks 0..n-1 with P(k) ∝ 1/(k+1)^s. */
 export function zipf(n: number, s: number, rnd: () => number): () => number {

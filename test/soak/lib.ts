@@ -6,6 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../lib/paths.js';
+import { killStarted, track } from '../lib/children.js';
+export { killStarted, track };
 import { startServiceProc, waitForDaemon, type ServiceProc } from '../lib/service-proc.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -15,20 +17,6 @@ export const FLOOD_JS = join(ROOT, 'dist/test/soak/flood.js');
 export const LKLOAD = join(ROOT, 'test/bench/build/lkload');
 export const LKBENCH = join(ROOT, 'test/bench/build/lkbench');
 
-const started = new Set<ChildProcess>();
-
-/** Spawns and registers a child; its pid is what killStarted() kills. */
-export function track(p: ChildProcess): ChildProcess {
-  started.add(p);
-  p.once('exit', () => started.delete(p));
-  return p;
-}
-
-export async function killStarted(): Promise<void> {
-  const alive = [...started].filter((p) => p.exitCode === null && p.signalCode === null && p.pid);
-  for (const p of alive) { try { process.kill(p.pid!, 'SIGKILL'); } catch { /* gone */ } }
-  await Promise.race([Promise.all(alive.map((p) => new Promise((r) => p.once('exit', r)))), sleep(5000)]);
-}
 
 export type Json = Record<string, unknown>;
 

@@ -22,20 +22,10 @@ import type { UserSource, FetchResult } from '../../src/upstream/types.js';
 import type { UpstreamUser } from '../../src/types.js';
 import type { Config } from '../../src/config/types.js';
 import { scratchDir } from '../lib/tmp.js';
+import { seeded } from '../lib/random.js';
 
 setLogSink(() => undefined);
 
-/** A seeded uniform [0, 1) (mulberry32): a failure reproduces. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function testConfig(dir: string, cache: Partial<Config['cache']> = {}, upstream: Partial<Config['upstream']> = {}): Config {
   const passwd = join(dir, 'passwd');
@@ -276,26 +266,30 @@ test('backoff: hold-offs run on the monotonic clock; a wall clock stepped back a
   assert.equal(b.gate(), 'probe', 'the hold-off ends after its duration, not an hour later');
 });
 
-test('Retry-After holds exactly as asked, not shortened by an older request, then one probe', () => {
+test('Retry-After holds at least as asked (up to 20 % more, so a fleet does not come back at once), not shortened by an older request, then one probe', () => {
+  const never = new UpstreamBackoff({ now: () => 0, wall: () => 0, random: () => 0, downAfter: 3, maxMs: () => 30_000, probeLimitMs: () => 5_000 });
+  assert.equal(never.report({ kind: 'retry_after', status: 429, ms: 30_000, detail: 'x' })!.until, 30_000, 'never shorter than asked');
   const clock = { t: 0 };
-  const b = new UpstreamBackoff({ now: () => clock.t, wall: () => clock.t, random: () => 0.99, downAfter: 3, maxMs: () => 30_000, probeLimitMs: () => 5_000 });
+  const b = new UpstreamBackoff({ now: () => clock.t, wall: () => clock.t, random: () => 0.5, downAfter: 3, maxMs: () => 30_000, probeLimitMs: () => 5_000 });
   const h = b.report({ kind: 'retry_after', status: 429, ms: 30_000, detail: 'x' })!;
-  assert.equal(h.until, 30_000);
+  assert.equal(h.until, 33_000, 'asked 30 s, spread by 10 % here');
   assert.match(h.reason, /HTTP 429/);
   assert.equal(b.retryAfterHeld(), true);
   clock.t = 10_000;
   assert.equal(b.report({ kind: 'retry_after', status: 503, ms: 5_000, detail: 'y' }), null, 'logged once per hold-off');
-  assert.equal(b.view()!.until, 30_000, 'not shortened');
+  assert.equal(b.view()!.until, 33_000, 'not shortened');
   assert.equal(b.report({ kind: 'failure', detail: 'z' }), null);
-  assert.equal(b.view()!.until, 30_000);
-  assert.match(b.heldDetail(), /asked to wait 20 s \(HTTP 503\)/);
-  clock.t = 30_000;
+  assert.equal(b.view()!.until, 33_000);
+  assert.match(b.heldDetail(), /asked to wait 23 s \(HTTP 503\)/);
+  clock.t = 32_999;
+  assert.equal(b.gate(), 'held');
+  clock.t = 33_000;
   assert.equal(b.gate(), 'probe');
   assert.equal(b.gate(), 'held');
 });
 
 test('resolver: a 429 with Retry-After sends nothing upstream until then; cached users answer, stale within grace, unknown ones "unavailable"', async () => {
-  const { r, src, clock } = setup({ jitter: 0 });
+  const { r, src, clock } = setup({ jitter: 0 }, {}, () => 0); // no spread of the Retry-After here
   await r.byName('u1');
   await r.byName('u2');
   clock.t += 120_000; // both stale-servable (ttl 100 s, grace 50 s)
