@@ -247,6 +247,18 @@ export class UserCache {
     this.memoByUid.clear();
   }
 
+  /** Keeps a user the file could not take in memory (answered ahead of the file, written later). */
+  private unsavedHold(u: CachedUser): void {
+    this.unsavedByName.set(u.username, u);
+    this.unsavedByUid.set(u.uid, u);
+  }
+
+  /** A held user with new times (invalidate, a clock step): a new object, as the memo's are never changed. */
+  private unsavedRetime(u: CachedUser, fetchedAt: number, expiresAt: number): void {
+    this.unsavedDrop(u);
+    this.unsavedHold(decoded(u.username, u.uid, u.upstreamUid, u.gecos, u.passwordHash, u.sshPublicKeys, fetchedAt, expiresAt, u.accountExpiresAt ?? null));
+  }
+
   private unsavedDrop(u: CachedUser | undefined): void {
     if (!u) return;
     if (this.unsavedByName.get(u.username) === u) this.unsavedByName.delete(u.username);
@@ -269,14 +281,12 @@ export class UserCache {
     this.unsavedDrop(this.unsavedByName.get(u.username));
     this.unsavedDrop(this.unsavedByUid.get(u.uid));
     const kept = this.remember(memoCopy(u));
-    if (!written && this.unsavedByName.size < MEMO_MAX) {
-      this.unsavedByName.set(kept.username, kept);
-      this.unsavedByUid.set(kept.uid, kept);
-    }
+    if (!written && this.unsavedByName.size < MEMO_MAX) this.unsavedHold(kept);
     this.listener?.stored(kept);
     return kept;
   }
-  private putTx = (u: CachedUser): void => { this.putRow(u); };
+  /** putRow in one transaction (attach() makes it for each connection) */
+  private putTx!: (u: CachedUser) => void;
   private putRow = (u: CachedUser): void => {
     this.s.deleteConflicts.run(u.username, u.uid);
     this.s.insert.run({
@@ -292,10 +302,10 @@ export class UserCache {
   touch(name: string, now: number): void { this.write(() => this.s.touch.run(now, name)); }
   /** last_used for a batch of names in one transaction: a touch per hit would be a WAL write (~10 µs) per lookup. */
   touchAll(names: string[], now: number): void { this.write(() => this.touchTx(names, now)); }
-  private touchTx = (names: string[], now: number): void => { this.touchRows(names, now); };
+  private touchTx!: (names: string[], now: number) => void;
   private touchRows = (names: string[], now: number): void => { for (const name of names) this.s.touch.run(now, name); };
 
-  getNegative(key: NegativeKey): number | null { return this.read(() => this.s.getNeg.get(key))?.expires_at ?? null; }
+  getNegative(key: NegativeKey): number | null { return this.getNegativeEntry(key)?.expiresAt ?? null; }
   /** The negative entry with its fetch time: the resolver applies the backwards-clock rule to it. */
   getNegativeEntry(key: NegativeKey): { fetchedAt: number; expiresAt: number } | null {
     const r = this.read(() => this.s.getNeg.get(key));
@@ -364,10 +374,7 @@ export class UserCache {
     for (const u of [...this.unsavedByName.values()]) {
       const hit = target === 'all' || ('name' in target ? u.username === target.name : u.uid === target.uid);
       if (!hit || u.expiresAt <= now) continue;
-      this.unsavedDrop(u);
-      const e = decoded(u.username, u.uid, u.upstreamUid, u.gecos, u.passwordHash, u.sshPublicKeys, u.fetchedAt, now, u.accountExpiresAt ?? null);
-      this.unsavedByName.set(e.username, e);
-      this.unsavedByUid.set(e.uid, e);
+      this.unsavedRetime(u, u.fetchedAt, now);
       n++;
     }
     this.listener?.invalidated(target);
@@ -393,12 +400,7 @@ export class UserCache {
       n = this.handle.prepare<[number, number, number]>('UPDATE users SET fetched_at = fetched_at + ?, expires_at = expires_at + ?, last_used = CASE WHEN last_used > 0 THEN last_used + ? ELSE 0 END').run(d, d, d).changes;
       this.handle.prepare<[number, number]>('UPDATE negatives SET fetched_at = fetched_at + ?, expires_at = expires_at + ?').run(d, d);
     });
-    for (const u of [...this.unsavedByName.values()]) {
-      this.unsavedDrop(u);
-      const e = decoded(u.username, u.uid, u.upstreamUid, u.gecos, u.passwordHash, u.sshPublicKeys, u.fetchedAt + d, u.expiresAt + d, u.accountExpiresAt ?? null);
-      this.unsavedByName.set(e.username, e);
-      this.unsavedByUid.set(e.uid, e);
-    }
+    for (const u of [...this.unsavedByName.values()]) this.unsavedRetime(u, u.fetchedAt + d, u.expiresAt + d);
     return n;
   }
 
@@ -682,7 +684,7 @@ export class UserCache {
       this.unsavedByUid.clear();
     } catch (e) {
       if (!isWriteFailure(e)) throw e;
-      for (const u of users.values()) { this.unsavedByName.set(u.username, u); this.unsavedByUid.set(u.uid, u); }
+      for (const u of users.values()) this.unsavedHold(u);
       this.writeFailed(e, now);
     }
     this.forgetAll();
@@ -690,9 +692,7 @@ export class UserCache {
     this.recreated = { at: now, reason, restored_users: restored };
     log('warn', 'cache.recreated', { path: this.path, reason, moved_to: movedTo, restored_users: restored, held_in_memory: this.unsavedByName.size });
   }
-  private restoreTx = (users: CachedUser[], negatives: Array<{ key: string; fetched_at: number; expires_at: number }>): void => {
-    this.restoreRows(users, negatives);
-  };
+  private restoreTx!: (users: CachedUser[], negatives: Array<{ key: string; fetched_at: number; expires_at: number }>) => void;
   private restoreRows = (users: CachedUser[], negatives: Array<{ key: string; fetched_at: number; expires_at: number }>): void => {
     for (const u of users) this.putRow(u);
     for (const n of negatives) this.s.putNeg.run(n.key, n.fetched_at, n.expires_at);
