@@ -23,12 +23,13 @@
 //            per host (1 is the single flight's promise)
 // After steady, the service gets a rate limit of `--limit-factor` × the steady rate (429 with
 // Retry-After), as a real upstream protecting itself would have.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../lib/paths.js';
+import { releaseWorkDir } from '../lib/children.js';
 import { TEST_DAEMON_UID } from '../lib/harness.js';
 import type { UserServiceStats } from '../../src/example/userservice.js';
 import { Host, SERVICE_IP, SERVICE_PORT, killStarted, mustRun, say, setUpBridge, sleep } from './hosts.js';
@@ -342,12 +343,7 @@ async function cleanUp(): Promise<void> {
   await Promise.all(hosts.map((h) => h.destroy().catch(() => undefined)));
   await service?.stop().catch(() => undefined);
   await killStarted();
-  if (WORK && !argv.keep) {
-    if (spawnSync('umount', [WORK]).status !== 0) spawnSync('umount', ['-l', WORK]);
-    rmSync(WORK, { recursive: true, force: true });
-  } else if (WORK) {
-    say(`kept ${WORK} (a tmpfs inside the fleet's namespace: gone when it exits)`);
-  }
+  if (WORK) releaseWorkDir(WORK, argv.keep === true, say, 'fleet');
 }
 
 void main();

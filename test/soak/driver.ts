@@ -9,12 +9,13 @@
 // /etc/pam.d are bind-mounted over inside this namespace only (the host's /etc is never touched),
 // the daemon, the user service and every client are children killed by pid at the end.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../lib/paths.js';
+import { releaseWorkDir } from '../lib/children.js';
 import { TEST_DAEMON_UID } from '../lib/harness.js';
 import {
   JsonChild, LoginLoad, RootLoad, fdLimit, killStarted, lookupEach, rssKb, say, sleep, startDaemon, startFlood,
@@ -412,12 +413,7 @@ async function main(): Promise<void> {
   } finally {
     await daemon?.stop().catch(() => undefined);
     await killStarted();
-    if (WORK && !argv.keep) {
-      if (spawnSync('umount', [WORK]).status !== 0) spawnSync('umount', ['-l', WORK]);
-      rmSync(WORK, { recursive: true, force: true });
-    } else if (WORK) {
-      say(`kept ${WORK} (a tmpfs inside the soak's namespace: gone when it exits)`);
-    }
+    if (WORK) releaseWorkDir(WORK, argv.keep === true, say, 'soak');
   }
   process.exit(failed ? 1 : 0);
 }
