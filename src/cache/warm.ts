@@ -23,12 +23,12 @@ const HELD_RETRY_MS = 1_000;
 export const RECENT_FILE_MAX_BYTES = 4 * 1024 * 1024;
 
 /** What a refresh of one name came to. */
-export type WarmResult = 'refreshed' | 'fresh' | 'failed' | 'skipped' | 'held';
+export type WarmResult = 'refreshed' | 'cached' | 'failed' | 'skipped' | 'held';
 
 export interface WarmDeps {
   /** the names to consider, most recent first, at most `limit` */
   names(limit: number): string[];
-  /** fetches one name in the known lane unless the cache can serve it ('fresh': fresh or stale within grace; directory/resolver.ts warm()) */
+  /** fetches one name in the known lane unless the cache can serve it ('cached': fresh, or stale within grace; directory/resolver.ts warm()) */
   refresh(name: string): Promise<WarmResult>;
   /** [cache] warm_start (0: off) and warm_start_rate (per second), read at start */
   limit(): number;
@@ -40,7 +40,7 @@ export interface WarmStatus {
   state: 'off' | 'waiting' | 'running' | 'done' | 'stopped';
   /** names considered */
   total: number;
-  /** names dealt with: refreshed, found fresh or skipped by the rules */
+  /** names dealt with: refreshed, found servable in the cache, or skipped by the rules */
   done: number;
   /** of those, refreshed from the upstream */
   refreshed: number;

@@ -373,7 +373,7 @@ export class Resolver {
   async warm(name: string): Promise<WarmResult> {
     if (!this.nameAllowed(name) || this.storedByName(name)) return 'skipped';
     const cached = this.usable(this.cache.getByName(name), true);
-    if (cached && classify(cached.expiresAt, this.now(), this.cfg().cache, cached.fetchedAt) !== 'dead') return 'fresh';
+    if (cached && classify(cached.expiresAt, this.now(), this.cfg().cache, cached.fetchedAt) !== 'dead') return 'cached';
     const gate = this.backoff.gate();
     if (gate === 'held') return 'held';
     const o = await this.fetch(`name:${name}`, 'known', 0, gate === 'probe');
